@@ -1,0 +1,75 @@
+"""What every detection-service client offers the scan lifecycle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bot.verdict import MediaKind, ProviderName, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file on disk, ready to be sent to a provider."""
+
+    path: Path
+    filename: str
+    content_type: str
+    kind: MediaKind
+    #: ffprobe's container name ("ogg", "wav", "mov,mp4,m4a,3gp,3g2,mj2", ...).
+    format_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOptions:
+    #: Ask for a transcript where it costs extra (Resemble `intelligence`).
+    transcript: bool = False
+    #: Free-form identifiers the provider may echo back (Behavioral Signals `meta`).
+    meta: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """The provider accepted the job. `verdict` is set when it already finished (Prefer: wait)."""
+
+    job_id: str
+    verdict: Verdict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of one HTTP request: only on connection errors and 408/409/429/5xx."""
+
+    attempts: int = 4
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """Waiting for a job: capped exponential backoff under an overall deadline."""
+
+    initial_s: float = 1.0
+    factor: float = 1.5
+    max_interval_s: float = 5.0
+    deadline_s: float = 300.0
+
+
+class Detector(Protocol):
+    """One deepfake-detection service, spoken to over the shared aiohttp session."""
+
+    @property
+    def provider(self) -> ProviderName: ...
+
+    def accepts(self, upload: Upload) -> bool:
+        """Whether the service takes this file as it is (else it is transcoded to WAV)."""
+        ...
+
+    async def submit(self, upload: Upload, options: SubmitOptions) -> Submission:
+        """Send the file. Never retried once the request may have reached the service."""
+        ...
+
+    async def wait(self, job_id: str) -> Verdict:
+        """Poll the job until it is terminal and return its verdict, or raise ProviderError."""
+        ...

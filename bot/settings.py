@@ -1,0 +1,233 @@
+"""Operator settings, from the environment and `.env` (names are a stable interface)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.errors import SettingsError
+from bot.verdict import ProviderName
+
+DEFAULT_MEDIA_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Secrets are `SecretStr` and never printed."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    discord_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "discord_token")
+    )
+    provider: ProviderName = Field(
+        default=ProviderName.BEHAVIORAL_SIGNALS,
+        validation_alias=AliasChoices("SPOOFWATCH_PROVIDER", "provider"),
+    )
+
+    behavioralsignals_cid: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BEHAVIORALSIGNALS_CID", "behavioralsignals_cid"),
+    )
+    behavioralsignals_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BEHAVIORALSIGNALS_API_KEY", "behavioralsignals_api_key"),
+    )
+    behavioralsignals_api_url: str = Field(
+        default="https://api.behavioralsignals.com/v5",
+        validation_alias=AliasChoices("BEHAVIORALSIGNALS_API_URL", "behavioralsignals_api_url"),
+    )
+
+    resemble_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("RESEMBLE_API_KEY", "resemble_api_key")
+    )
+    resemble_api_url: str = Field(
+        default="https://app.resemble.ai/api/v2",
+        validation_alias=AliasChoices("RESEMBLE_API_URL", "resemble_api_url"),
+    )
+    resemble_intelligence: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("SPOOFWATCH_RESEMBLE_INTELLIGENCE", "resemble_intelligence"),
+    )
+    resemble_zero_retention: bool = Field(
+        default=True,
+        validation_alias=AliasChoices(
+            "SPOOFWATCH_RESEMBLE_ZERO_RETENTION", "resemble_zero_retention"
+        ),
+    )
+
+    db_path: Path = Field(
+        default=Path("data/spoofwatch.db"),
+        validation_alias=AliasChoices("SPOOFWATCH_DB", "db_path"),
+    )
+    allowed_media_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_MEDIA_HOSTS,
+        validation_alias=AliasChoices("SPOOFWATCH_ALLOWED_MEDIA_HOSTS", "allowed_media_hosts"),
+    )
+    dev_guild: int | None = Field(
+        default=None, validation_alias=AliasChoices("SPOOFWATCH_DEV_GUILD", "dev_guild")
+    )
+
+    max_file_mb: float = Field(
+        default=100.0,
+        gt=0,
+        validation_alias=AliasChoices("SPOOFWATCH_MAX_FILE_MB", "max_file_mb"),
+    )
+    max_duration_s: float = Field(
+        default=600.0,
+        gt=0,
+        validation_alias=AliasChoices("SPOOFWATCH_MAX_DURATION_S", "max_duration_s"),
+    )
+    ffmpeg_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        validation_alias=AliasChoices("SPOOFWATCH_FFMPEG_TIMEOUT_S", "ffmpeg_timeout_s"),
+    )
+    poll_deadline_s: float = Field(
+        default=300.0,
+        gt=0,
+        validation_alias=AliasChoices("SPOOFWATCH_POLL_DEADLINE_S", "poll_deadline_s"),
+    )
+    request_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias=AliasChoices("SPOOFWATCH_REQUEST_TIMEOUT_S", "request_timeout_s"),
+    )
+    workers: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("SPOOFWATCH_WORKERS", "workers"),
+    )
+    temp_dir: Path | None = Field(
+        default=None, validation_alias=AliasChoices("SPOOFWATCH_TEMP_DIR", "temp_dir")
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=AliasChoices("SPOOFWATCH_LOG_LEVEL", "log_level")
+    )
+
+    @field_validator("allowed_media_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+        return value
+
+    @field_validator("allowed_media_hosts")
+    @classmethod
+    def _hosts_not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must name at least one host")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * MIB)
+
+    def missing_provider_settings(self, provider: ProviderName) -> list[str]:
+        """The environment variables a provider needs that are unset."""
+        if provider is ProviderName.BEHAVIORAL_SIGNALS:
+            needed = {
+                "BEHAVIORALSIGNALS_CID": self.behavioralsignals_cid,
+                "BEHAVIORALSIGNALS_API_KEY": self.behavioralsignals_api_key,
+            }
+        else:
+            needed = {"RESEMBLE_API_KEY": self.resemble_api_key}
+        return [name for name, value in needed.items() if not value]
+
+    def require_provider(self, provider: ProviderName | None = None) -> ProviderName:
+        """Check that `provider` (default: SPOOFWATCH_PROVIDER) has its credentials."""
+        chosen = provider or self.provider
+        missing = self.missing_provider_settings(chosen)
+        if missing:
+            raise SettingsError(
+                f"The provider is {chosen.value!r} but "
+                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set."
+            )
+        return chosen
+
+    def configured_providers(self) -> list[ProviderName]:
+        """Providers whose credentials are all present (a guild may pick among them)."""
+        return [p for p in ProviderName if not self.missing_provider_settings(p)]
+
+    def require_discord_token(self) -> SecretStr:
+        if self.discord_token is None or not self.discord_token.get_secret_value():
+            raise SettingsError(
+                "DISCORD_TOKEN is not set: the bot needs its token from the Developer Portal "
+                "(Bot → Reset Token)."
+            )
+        return self.discord_token
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for hosts that never leave this machine (tests download media from them)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# Field name → the environment variable an operator would set, for error messages.
+_ENV_NAMES = {
+    name: next(
+        (
+            str(choice)
+            for choice in getattr(field.validation_alias, "choices", ())
+            if isinstance(choice, str) and choice.isupper()
+        ),
+        name.upper(),
+    )
+    for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Build `Settings`, turning validation errors into one `SettingsError` naming variables."""
+    try:
+        return Settings(_env_file=env_file, **overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = error.get("loc") or ()
+        field = str(loc[0]) if loc else ""
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if field and field in _ENV_NAMES:
+            lines.append(f"{_ENV_NAMES[field]}: {message}")
+        elif field:
+            lines.append(f"{field.upper()}: {message}")
+        else:
+            lines.append(message)
+    return "Invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def settings_env_names() -> Mapping[str, str]:
+    """Field name → environment variable name (used by the `.env.example` meta-test)."""
+    return dict(_ENV_NAMES)

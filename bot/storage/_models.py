@@ -1,0 +1,120 @@
+"""Rows as they come out of (and go into) the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.verdict import Label, ProviderName, Verdict
+
+#: Guild id used for scans that belong to no guild (DMs with the bot, the CLI).
+NO_GUILD = 0
+
+
+class Trigger(StrEnum):
+    AUTO = "auto"
+    CHECK = "check"
+    CONTEXT_MENU = "context_menu"
+    CLI = "cli"
+
+
+class ScanStatus(StrEnum):
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    DONE = "done"
+    FAILED = "failed"
+    REUSED = "reused"
+
+    @property
+    def finished(self) -> bool:
+        return self in {ScanStatus.DONE, ScanStatus.FAILED, ScanStatus.REUSED}
+
+
+class Review(StrEnum):
+    CONFIRMED = "confirmed"
+    FALSE_POSITIVE = "false_positive"
+
+
+class NewScan(BaseModel):
+    """A scan as accepted, before anything is known about the file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    guild_id: int = NO_GUILD
+    channel_id: int | None = None
+    message_id: int | None = None
+    author_id: int | None = None
+    jump_url: str | None = None
+    attachment_id: int | None = None
+    filename: str
+    content_type: str | None = None
+    size: int | None = None
+    trigger: Trigger
+    requested_by: int | None = None
+    provider: ProviderName
+    #: Where the media can be fetched again to resume the scan after a restart.
+    source_url: str | None = None
+
+
+class ScanRecord(BaseModel):
+    """One case of the audit log."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    id: int
+    guild_id: int
+    case_number: int
+    channel_id: int | None = None
+    message_id: int | None = None
+    author_id: int | None = None
+    jump_url: str | None = None
+    attachment_id: int | None = None
+    filename: str
+    content_type: str | None = None
+    size: int | None = None
+    duration_s: float | None = None
+    sha256: str | None = None
+    trigger: Trigger
+    requested_by: int | None = None
+    provider: ProviderName
+    provider_job_id: str | None = None
+    source_url: str | None = None
+    status: ScanStatus
+    created_at: datetime
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    label: Label | None = None
+    spoofed_probability: float | None = None
+    language: str | None = None
+    speakers: int | None = None
+    transcript: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    reused_from: int | None = None
+    review: Review | None = None
+    reviewed_by: int | None = None
+    reviewed_at: datetime | None = None
+    review_note: str | None = None
+    reply_message_id: int | None = None
+
+
+class AuditStats(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    total: int
+    by_label: dict[str, int] = Field(default_factory=dict)
+    by_day: list[tuple[str, int]] = Field(default_factory=list)
+    top_channels: list[tuple[int, int]] = Field(default_factory=list)
+    top_flagged_authors: list[tuple[int, int]] = Field(default_factory=list)
+    errors_by_kind: dict[str, int] = Field(default_factory=dict)
+
+
+class StoredVerdict(BaseModel):
+    """A verdict remembered for reuse, with the case it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    verdict: Verdict
+    scan_id: int

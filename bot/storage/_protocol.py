@@ -1,0 +1,121 @@
+"""The storage interface. SQLite implements it; a PostgreSQL backend can later, unchanged callers.
+
+Every query that reads cases takes a `guild_id` and never returns another guild's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Protocol
+
+from bot.storage._models import (
+    AuditStats,
+    NewScan,
+    Review,
+    ScanRecord,
+    StoredVerdict,
+)
+from bot.verdict import ProviderName, Verdict
+
+
+class AuditLog(Protocol):
+    # --- lifecycle of one scan -----------------------------------------------------------
+
+    async def create_scan(self, new: NewScan) -> tuple[ScanRecord, bool]:
+        """Record an accepted scan (status `queued`) with the guild's next case number.
+
+        Idempotent per (guild, message, attachment, trigger) when message and attachment ids
+        are given: a second call returns the existing row and `False`.
+        """
+        ...
+
+    async def set_media(
+        self,
+        scan_id: int,
+        *,
+        sha256: str,
+        size: int,
+        content_type: str | None,
+        duration_s: float | None,
+    ) -> None: ...
+
+    async def find_verdict(self, sha256: str, provider: ProviderName) -> StoredVerdict | None:
+        """The verdict of an earlier successful scan of the same bytes by the same provider."""
+        ...
+
+    async def mark_submitted(self, scan_id: int, provider_job_id: str) -> None: ...
+
+    async def mark_done(
+        self,
+        scan_id: int,
+        verdict: Verdict,
+        *,
+        reused_from: int | None = None,
+        store_transcript: bool = True,
+    ) -> ScanRecord:
+        """Finish the scan with a verdict (status `reused` when `reused_from` is given)."""
+        ...
+
+    async def mark_failed(self, scan_id: int, error_kind: str, error_message: str) -> ScanRecord:
+        ...
+
+    async def mark_replied(self, scan_id: int, reply_message_id: int) -> None: ...
+
+    async def get_scan(self, scan_id: int) -> ScanRecord | None: ...
+
+    async def unfinished_scans(self) -> list[ScanRecord]:
+        """Scans still `queued` or `submitted` (to resume after a restart)."""
+        ...
+
+    # --- moderators' queries (always scoped to one guild) ---------------------------------
+
+    async def recent(self, guild_id: int, *, limit: int, offset: int = 0) -> list[ScanRecord]: ...
+
+    async def by_author(
+        self, guild_id: int, author_id: int, *, limit: int, offset: int = 0
+    ) -> list[ScanRecord]: ...
+
+    async def case(self, guild_id: int, case_number: int) -> ScanRecord | None: ...
+
+    async def flagged(
+        self,
+        guild_id: int,
+        *,
+        since: datetime,
+        threshold: float,
+        limit: int,
+        offset: int = 0,
+    ) -> list[ScanRecord]: ...
+
+    async def stats(self, guild_id: int, *, since: datetime) -> AuditStats: ...
+
+    def export(self, guild_id: int, *, since: datetime) -> AsyncIterator[ScanRecord]: ...
+
+    async def review(
+        self,
+        guild_id: int,
+        case_number: int,
+        decision: Review,
+        *,
+        moderator_id: int,
+        note: str | None = None,
+    ) -> ScanRecord | None: ...
+
+    async def count_scans(self, guild_id: int, *, since: datetime) -> int:
+        """Scans that cost a provider call (not reused, not refused before submission)."""
+        ...
+
+    # --- retention and deletion -----------------------------------------------------------
+
+    async def forget_author(self, guild_id: int, author_id: int, *, actor_id: int) -> int: ...
+
+    async def purge_before(self, guild_id: int, before: datetime, *, actor: str) -> int: ...
+
+    async def log_event(
+        self, guild_id: int, *, actor: str, action: str, target: str, reason: str
+    ) -> None:
+        """Record an administrative event (purge, forget, settings change)."""
+        ...
+
+    async def close(self) -> None: ...
