@@ -66,9 +66,7 @@ class MediaTooLarge(MediaError):
     hint = "Trim or compress the file, or ask an admin to raise the size limit."
 
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(
-            f"The file is {_mib(size)}, over the {_mib(limit)} limit."
-        )
+        super().__init__(f"The file is {_mib(size)}, over the {_mib(limit)} limit.")
         self.size = size
         self.limit = limit
 

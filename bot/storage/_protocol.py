@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Protocol
 
+from bot.guild_config import GuildConfig
 from bot.storage._models import (
     AuditStats,
     NewScan,
@@ -57,8 +58,9 @@ class AuditLog(Protocol):
         """Finish the scan with a verdict (status `reused` when `reused_from` is given)."""
         ...
 
-    async def mark_failed(self, scan_id: int, error_kind: str, error_message: str) -> ScanRecord:
-        ...
+    async def mark_failed(
+        self, scan_id: int, error_kind: str, error_message: str
+    ) -> ScanRecord: ...
 
     async def mark_replied(self, scan_id: int, reply_message_id: int) -> None: ...
 
@@ -116,6 +118,18 @@ class AuditLog(Protocol):
         self, guild_id: int, *, actor: str, action: str, target: str, reason: str
     ) -> None:
         """Record an administrative event (purge, forget, settings change)."""
+        ...
+
+    # --- per-guild settings -------------------------------------------------------------
+
+    async def guild_config(self, guild_id: int) -> GuildConfig:
+        """The guild's settings, or the defaults when it never changed any."""
+        ...
+
+    async def save_guild_config(self, guild_id: int, config: GuildConfig) -> None: ...
+
+    async def purge_expired(self, now: datetime) -> dict[int, int]:
+        """Delete cases older than each guild's retention (default 90 days); guild → count."""
         ...
 
     async def close(self) -> None: ...

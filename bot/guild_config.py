@@ -1,0 +1,55 @@
+"""Per-guild settings chosen by a server's admins (`/spoofwatch settings`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.verdict import MediaKind, ProviderName
+
+
+class ChannelScope(StrEnum):
+    ALL = "all"
+    ONLY_LISTED = "only_listed"
+    ALL_EXCEPT_LISTED = "all_except_listed"
+
+
+class ActionPolicy(StrEnum):
+    REPLY = "reply"
+    ALERT = "alert"
+    DELETE_AND_ALERT = "delete_and_alert"
+
+
+class GuildConfig(BaseModel):
+    """Defaults make a freshly invited bot useful without configuration."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    auto_scan: bool = True
+    scope: ChannelScope = ChannelScope.ALL
+    #: Channel or category ids the scope lists.
+    scope_channels: frozenset[int] = frozenset()
+    kinds: frozenset[MediaKind] = frozenset(MediaKind)
+    alert_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    action: ActionPolicy = ActionPolicy.ALERT
+    modlog_channel_id: int | None = None
+    reply_bonafide: bool = True
+    show_transcripts: bool = True
+    store_transcripts: bool = True
+    retention_days: int = Field(default=90, ge=1, le=3650)
+    provider: ProviderName | None = None
+    daily_quota: int | None = Field(default=None, ge=1)
+    max_file_mb: float | None = Field(default=None, gt=0)
+    max_duration_s: float | None = Field(default=None, gt=0)
+
+    def scans_channel(self, channel_id: int, category_id: int | None) -> bool:
+        """Whether automatic scans apply in this channel under the scope rules."""
+        listed = channel_id in self.scope_channels or (
+            category_id is not None and category_id in self.scope_channels
+        )
+        if self.scope is ChannelScope.ONLY_LISTED:
+            return listed
+        if self.scope is ChannelScope.ALL_EXCEPT_LISTED:
+            return not listed
+        return True
