@@ -32,6 +32,23 @@ class SettingsError(SpoofwatchError):
     hint = "Set the variable in the environment or in .env (see .env.example)."
 
 
+class InternalError(SpoofwatchError):
+    """A bug, not the user's fault; the details go to the log, not to Discord."""
+
+    kind = "internal"
+    hint = "This is a problem in Spoofwatch itself; the operator can find it in the log."
+
+
+class ScanInterrupted(SpoofwatchError):
+    kind = "interrupted"
+    hint = "The bot stopped before the file was sent for analysis; scan it again."
+
+
+class ScanInProgress(SpoofwatchError):
+    kind = "in_progress"
+    hint = "Wait for the verdict that is already on its way."
+
+
 # --- media -----------------------------------------------------------------------------
 
 
@@ -191,6 +208,24 @@ class QuotaReached(LimitReached):
 class CooldownActive(LimitReached):
     kind = "cooldown"
     hint = "You have asked for many checks recently; wait a little."
+
+
+def error_for_kind(kind: str, message: str) -> SpoofwatchError:
+    """Rebuild an error recorded in the audit log (kind + message) for display."""
+    classes: dict[str, type[SpoofwatchError]] = {}
+    pending: list[type[SpoofwatchError]] = [SpoofwatchError]
+    while pending:
+        cls = pending.pop()
+        classes.setdefault(cls.kind, cls)
+        pending.extend(cls.__subclasses__())
+    cls = classes.get(kind, SpoofwatchError)
+    # Bypass the subclasses' structured constructors: only the recorded text is known.
+    error = cls.__new__(cls)
+    SpoofwatchError.__init__(error, message)
+    if isinstance(error, ProviderError):
+        error.provider = ""
+        error.status = None
+    return error
 
 
 def _mib(n: int) -> str:

@@ -43,11 +43,9 @@ class GuildConfig(BaseModel):
     max_file_mb: float | None = Field(default=None, gt=0)
     max_duration_s: float | None = Field(default=None, gt=0)
 
-    def scans_channel(self, channel_id: int, category_id: int | None) -> bool:
-        """Whether automatic scans apply in this channel under the scope rules."""
-        listed = channel_id in self.scope_channels or (
-            category_id is not None and category_id in self.scope_channels
-        )
+    def scans_channel(self, *place_ids: int | None) -> bool:
+        """Whether automatic scans apply to a channel, given its id, parent and category ids."""
+        listed = any(i is not None and i in self.scope_channels for i in place_ids)
         if self.scope is ChannelScope.ONLY_LISTED:
             return listed
         if self.scope is ChannelScope.ALL_EXCEPT_LISTED:

@@ -1,0 +1,55 @@
+"""`python -m bot` runs the bot; `scan`, `audit` and `sync` are the operators' commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from bot import audit_cli, cli
+from bot.errors import SettingsError
+from bot.logging_setup import setup_logging
+from bot.settings import load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Spoofwatch: a Discord bot that catches deepfaked voice messages and videos.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="run the bot (the default)")
+    sub.add_parser("sync", help="register the slash commands with Discord, then exit")
+    cli.add_parser(sub)
+    audit_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    try:
+        if command == "audit":
+            setup_logging("WARNING")
+            return asyncio.run(audit_cli.run(args))
+        settings = load_settings()
+        setup_logging(settings.log_level if command != "scan" else "WARNING")
+        if command == "scan":
+            return asyncio.run(cli.run(args, settings))
+        # discord.py is imported only when the bot runs, keeping `scan` and `audit` light.
+        from bot.runner import run_bot  # noqa: PLC0415
+
+        return run_bot(settings, sync_only=command == "sync")
+    except SettingsError as exc:
+        print(f"spoofwatch: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"spoofwatch: {exc.hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        logging.getLogger(__name__).info("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

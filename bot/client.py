@@ -1,0 +1,190 @@
+"""The `commands.Bot` subclass: shared services hang off it; features live in `cogs/`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import pkgutil
+from pathlib import Path
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+import cogs
+from bot.errors import LimitReached, SpoofwatchError
+from bot.guild_config import GuildConfig
+from bot.limits import Cooldown
+from bot.runtime import Runtime
+from bot.scanning import Clock, utc_now
+from bot.worker_pool import WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+def intents() -> discord.Intents:
+    """Guilds, guild messages and the privileged message content (attachments live there)."""
+    value = discord.Intents.none()
+    value.guilds = True
+    value.guild_messages = True
+    value.dm_messages = True
+    value.message_content = True
+    return value
+
+
+class GuildConfigs:
+    """Per-guild settings with a small cache in front of the database."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._audit = runtime.audit
+        self._cache: dict[int, GuildConfig] = {}
+
+    async def get(self, guild_id: int) -> GuildConfig:
+        config = self._cache.get(guild_id)
+        if config is None:
+            config = await self._audit.guild_config(guild_id)
+            self._cache[guild_id] = config
+        return config
+
+    async def save(self, guild_id: int, config: GuildConfig) -> None:
+        await self._audit.save_guild_config(guild_id, config)
+        self._cache[guild_id] = config
+
+
+class SpoofwatchTree(app_commands.CommandTree["Spoofwatch"]):
+    """Turns every command failure into a short, private answer instead of a traceback."""
+
+    async def on_error(
+        self, interaction: discord.Interaction[Spoofwatch], error: app_commands.AppCommandError
+    ) -> None:
+        original = getattr(error, "original", error)
+        if isinstance(original, SpoofwatchError):
+            text = original.message + (f"\n-# {original.hint}" if original.hint else "")
+            if isinstance(original, LimitReached) and original.resets_at:
+                text += f"\n-# Resets <t:{int(original.resets_at)}:R>."
+        elif isinstance(error, app_commands.MissingPermissions):
+            text = (
+                "You need the "
+                + ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+                + " permission to use this."
+            )
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            text = "This command works only in a server."
+        elif isinstance(error, app_commands.CheckFailure):
+            text = "You are not allowed to use this command."
+        else:
+            log.error(
+                "command %s failed for user %s",
+                interaction.command.qualified_name if interaction.command else "?",
+                interaction.user.id,
+                exc_info=original,
+            )
+            text = "Something went wrong inside Spoofwatch; the operator can find it in the log."
+        await reply_privately(interaction, text)
+
+
+async def reply_privately(interaction: discord.Interaction[Spoofwatch], text: str) -> None:
+    """Answer an interaction ephemerally whether or not it was deferred."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not answer interaction %s", interaction.id, exc_info=True)
+
+
+class Spoofwatch(commands.Bot):
+    """Spoofwatch's Discord client. Built once with the shared runtime; cogs find services here."""
+
+    def __init__(self, runtime: Runtime, *, clock: Clock = utc_now) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents(),
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=SpoofwatchTree,
+            max_messages=1000,
+        )
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.http_session = runtime.http_session
+        self.audit = runtime.audit
+        self.scans = runtime.scans
+        self.clock = clock
+        self.scan_pool = WorkerPool(runtime.settings.workers)
+        self.guild_configs = GuildConfigs(runtime)
+        self.check_cooldown = Cooldown(rate=5, per_s=600, clock=clock)
+        #: Sync slash commands at start-up when they changed (off for `python -m bot sync`).
+        self.auto_sync = True
+
+    async def setup_hook(self) -> None:
+        self.scan_pool.start()
+        for name in extension_names():
+            await self.load_extension(name)
+            log.info("loaded extension %s", name)
+        if self.auto_sync:
+            await self.sync_commands(force=False)
+
+    async def close(self) -> None:
+        log.info("shutting down: stopping scan workers")
+        await self.scan_pool.stop()
+        await super().close()
+
+    async def sync_commands(self, *, force: bool) -> bool:
+        """Sync slash commands when their definitions changed (or `force`); True if synced."""
+        dev_guild = self.settings.dev_guild
+        if dev_guild is not None:
+            guild = discord.Object(id=dev_guild)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+            log.info("synced commands to development guild %s", dev_guild)
+            return True
+        digest = commands_digest(self.tree)
+        marker = _digest_path(self.settings.db_path)
+        previous = await asyncio.to_thread(_read_marker, marker)
+        if not force and previous == digest:
+            log.info("slash commands unchanged; not syncing")
+            return False
+        await self.tree.sync()
+        await asyncio.to_thread(_write_marker, marker, digest)
+        log.info("synced %d global commands", len(self.tree.get_commands()))
+        return True
+
+    async def on_ready(self) -> None:
+        user = self.user
+        log.info(
+            "connected as %s (%s) to %d guilds", user, user.id if user else "?", len(self.guilds)
+        )
+
+
+def extension_names() -> list[str]:
+    """Every feature package in `cogs/` (names starting with `_` are private)."""
+    return sorted(
+        module.name
+        for module in pkgutil.iter_modules(cogs.__path__, f"{cogs.__name__}.")
+        if module.ispkg and not module.name.rsplit(".", 1)[-1].startswith("_")
+    )
+
+
+def commands_digest(tree: app_commands.CommandTree[Spoofwatch]) -> str:
+    payload = [
+        command.to_dict(tree)
+        for command in sorted(tree.get_commands(), key=lambda c: (c.name, type(c).__name__))
+    ]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _digest_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".commands.sha256")
+
+
+def _read_marker(path: Path) -> str | None:
+    return path.read_text().strip() if path.exists() else None
+
+
+def _write_marker(path: Path, digest: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(digest)

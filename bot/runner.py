@@ -1,0 +1,71 @@
+"""Start the bot with its runtime, stop it cleanly on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import discord
+
+from bot.client import Spoofwatch
+from bot.logging_setup import setup_logging
+from bot.runtime import open_runtime
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INTENT_HELP = (
+    "Discord refused the Message Content intent (gateway close code 4014).\n"
+    "Turn it on: https://discord.com/developers/applications → your application → Bot → "
+    'Privileged Gateway Intents → enable "MESSAGE CONTENT INTENT" → Save Changes, '
+    "then start Spoofwatch again."
+)
+
+
+def run_bot(settings: Settings, *, sync_only: bool = False) -> int:
+    """Run until stopped; the exit status says how it ended."""
+    token = settings.require_discord_token()
+    settings.require_provider()
+    secrets = [token.get_secret_value()]
+    for key in (settings.behavioralsignals_api_key, settings.resemble_api_key):
+        if key is not None:
+            secrets.append(key.get_secret_value())
+    setup_logging(settings.log_level, secrets)
+    return asyncio.run(_main(settings, token.get_secret_value(), sync_only=sync_only))
+
+
+async def _main(settings: Settings, token: str, *, sync_only: bool) -> int:
+    async with open_runtime(settings) as runtime, Spoofwatch(runtime) as bot:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _stop, bot, sig)
+        if sync_only:
+            return await _sync_and_exit(bot, token)
+        try:
+            await bot.start(token)
+        except discord.PrivilegedIntentsRequired:
+            print(INTENT_HELP, file=sys.stderr)
+            return 3
+        except discord.LoginFailure:
+            print(
+                "Discord refused DISCORD_TOKEN. Copy a fresh token from the Developer Portal "
+                "(Bot → Reset Token).",
+                file=sys.stderr,
+            )
+            return 2
+    return 0
+
+
+def _stop(bot: Spoofwatch, sig: signal.Signals) -> None:
+    log.info("received %s; closing", sig.name)
+    asyncio.get_running_loop().create_task(bot.close())
+
+
+async def _sync_and_exit(bot: Spoofwatch, token: str) -> int:
+    bot.auto_sync = False
+    await bot.login(token)  # runs setup_hook: loads every extension
+    synced = await bot.sync_commands(force=True)
+    print("Slash commands synced." if synced else "Nothing to sync.")
+    return 0

@@ -1,0 +1,70 @@
+"""The shared resources, built once at start-up and passed in: no module globals."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from bot.detectors import Detector, build_detector
+from bot.scanning import Clock, ScanService, utc_now
+from bot.settings import Settings
+from bot.storage import AuditLog, open_audit_log
+from bot.verdict import ProviderName
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "Spoofwatch (+https://github.com/spoofwatch/spoofwatch)"
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    http_session: aiohttp.ClientSession
+    audit: AuditLog
+    detectors: dict[ProviderName, Detector]
+    scans: ScanService
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    providers: Sequence[ProviderName] | None = None,
+    clock: Clock = utc_now,
+) -> AsyncIterator[Runtime]:
+    """Open the session, the database and the detectors; close them all on exit."""
+    chosen = list(providers) if providers is not None else settings.configured_providers()
+    connector = aiohttp.TCPConnector(limit=100, limit_per_host=32, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(
+        connector=connector, headers={"User-Agent": USER_AGENT}
+    ) as http_session:
+        audit = await open_audit_log(settings.db_path)
+        try:
+            detectors = {p: build_detector(settings, http_session, p) for p in chosen}
+            scans = ScanService(
+                audit=audit,
+                detectors=detectors,
+                http_session=http_session,
+                allowed_hosts=settings.allowed_media_hosts,
+                ffmpeg_timeout_s=settings.ffmpeg_timeout_s,
+                temp_dir=settings.temp_dir,
+                clock=clock,
+            )
+            log.info(
+                "runtime ready: providers %s, database %s",
+                ", ".join(p.value for p in chosen) or "none",
+                settings.db_path,
+            )
+            yield Runtime(
+                settings=settings,
+                http_session=http_session,
+                audit=audit,
+                detectors=detectors,
+                scans=scans,
+            )
+        finally:
+            await audit.close()

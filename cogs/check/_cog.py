@@ -1,0 +1,183 @@
+"""`/check file|message [public]` and the message menu *Check for deepfake*."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.attachments import (
+    Candidate,
+    guess_kind,
+    guild_provider,
+    media_candidates,
+    scan_limits,
+    scan_request,
+)
+from bot.client import Spoofwatch
+from bot.errors import NotMedia, SpoofwatchError
+from bot.guild_config import GuildConfig
+from bot.replies import outcome_embeds
+from bot.scanning import ScanOutcome
+from bot.storage import Trigger
+from bot.verdict import MediaKind
+
+log = logging.getLogger(__name__)
+
+_MESSAGE_LINK = re.compile(
+    r"https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/(\d+|@me)/(\d+)/(\d+)"
+)
+NO_MEDIA = "That message has no voice message, audio file or video to check."
+
+
+class BadTarget(SpoofwatchError):
+    kind = "bad_target"
+    hint = "Give a message link (Copy Message Link) or a message id from this channel."
+
+
+class Check(commands.Cog):
+    def __init__(self, bot: Spoofwatch) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(
+            name="Check for deepfake",
+            callback=self.check_menu,
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=False, private_channel=False
+            ),
+        )
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    @app_commands.command(name="check")
+    @app_commands.describe(
+        file="A voice recording or video to check",
+        message="Link or id of a message in this server whose media to check",
+        public="Show the answer to everyone in the channel (default: only you)",
+    )
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
+    async def check(
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        file: discord.Attachment | None = None,
+        message: str | None = None,
+        public: bool = False,
+    ) -> None:
+        """Check a file or a message for deepfaked speech."""
+        await interaction.response.defer(ephemeral=not public, thinking=True)
+        self._cooldown(interaction)
+        if (file is None) == (message is None):
+            raise BadTarget("Give either a file or a message to check (one of the two).")
+        if file is not None:
+            kind = guess_kind(file, voice_flag=False) or MediaKind.AUDIO
+            outcomes = await self._scan(
+                interaction, [Candidate(file, kind, file.is_voice_message())], None, Trigger.CHECK
+            )
+        else:
+            assert message is not None
+            target = await self._resolve(interaction, message)
+            candidates = media_candidates(target)
+            if not candidates:
+                raise NotMedia(NO_MEDIA)
+            outcomes = await self._scan(interaction, candidates, target, Trigger.CHECK)
+        await self._answer(interaction, outcomes, ephemeral=not public)
+
+    async def check_menu(
+        self, interaction: discord.Interaction[Spoofwatch], message: discord.Message
+    ) -> None:
+        # Context menus cannot live inside a class, so the cog builds one from this method.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        self._cooldown(interaction)
+        candidates = media_candidates(message)
+        if not candidates:
+            raise NotMedia(NO_MEDIA)
+        outcomes = await self._scan(interaction, candidates, message, Trigger.CONTEXT_MENU)
+        await self._answer(interaction, outcomes, ephemeral=True)
+
+    def _cooldown(self, interaction: discord.Interaction[Spoofwatch]) -> None:
+        # Moderators are trusted with the service's cost; members share a per-user budget.
+        if interaction.guild is not None and interaction.permissions.manage_messages:
+            return
+        self.bot.check_cooldown.hit(interaction.user.id)
+
+    async def _resolve(
+        self, interaction: discord.Interaction[Spoofwatch], text: str
+    ) -> discord.Message:
+        """The message a link or id points at, if the asking member may read it."""
+        if interaction.guild is None:
+            raise BadTarget("In direct messages, attach the file instead of naming a message.")
+        text = text.strip()
+        link = _MESSAGE_LINK.search(text)
+        if link:
+            guild_part, channel_id, message_id = link.groups()
+            if guild_part != str(interaction.guild.id):
+                raise BadTarget("That message is not in this server.")
+            channel = interaction.guild.get_channel_or_thread(int(channel_id))
+        elif text.isdigit():
+            message_id = text
+            channel = interaction.channel  # type: ignore[assignment]
+        else:
+            raise BadTarget("That is neither a message link nor a message id.")
+        if not isinstance(channel, discord.TextChannel | discord.Thread | discord.VoiceChannel):
+            raise BadTarget("That message is not in a channel Spoofwatch can see.")
+        member = interaction.user
+        if not isinstance(member, discord.Member) or not (
+            channel.permissions_for(member).read_message_history
+        ):
+            raise BadTarget("You cannot read that channel, so you cannot check its messages.")
+        try:
+            return await channel.fetch_message(int(message_id))
+        except discord.NotFound:
+            raise BadTarget("That message does not exist (or was deleted).") from None
+        except discord.Forbidden:
+            raise BadTarget("Spoofwatch cannot read that channel.") from None
+
+    async def _scan(
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        candidates: list[Candidate],
+        message: discord.Message | None,
+        trigger: Trigger,
+    ) -> list[ScanOutcome]:
+        guild_id = interaction.guild.id if interaction.guild else None
+        config = await self._config(guild_id)
+        provider = guild_provider(self.bot.settings, config, self.bot.scans.providers)
+        limits = scan_limits(self.bot.settings, config)
+        outcomes = []
+        for candidate in candidates[:10]:
+            request = scan_request(
+                candidate,
+                message=message,
+                guild_id=guild_id,
+                channel_id=message.channel.id if message else interaction.channel_id,
+                trigger=trigger,
+                requested_by=interaction.user.id,
+                provider=provider,
+                limits=limits,
+                config=config,
+                paid_transcripts=self.bot.settings.resemble_intelligence,
+            )
+            outcomes.append(await self.bot.scans.scan(request))
+        return outcomes
+
+    async def _config(self, guild_id: int | None) -> GuildConfig:
+        return await self.bot.guild_configs.get(guild_id) if guild_id else GuildConfig()
+
+    async def _answer(
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        outcomes: list[ScanOutcome],
+        *,
+        ephemeral: bool,
+    ) -> None:
+        config = await self._config(interaction.guild.id if interaction.guild else None)
+        embeds = outcome_embeds(outcomes, show_transcript=config.show_transcripts)
+        await interaction.followup.send(
+            embeds=embeds, ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none()
+        )
