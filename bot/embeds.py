@@ -153,9 +153,9 @@ def verdict_embed(
     # whole is left out.
     if quoted and (len(quoted) <= level or level >= MIN_USEFUL_TEXT):
         embed.add_field(name="Transcript", value=_truncate(quoted, level), inline=False)
-    if timeline and (len(timeline) <= level or level >= MIN_USEFUL_TEXT):  # noqa: SIM102
-        if timeline := _timeline(verdict.segments, level):
-            embed.add_field(name=timeline_name, value=timeline, inline=False)
+    worth_it = len(timeline) <= level or level >= MIN_USEFUL_TEXT
+    if timeline and worth_it and (timeline := _timeline(verdict.segments, level)):
+        embed.add_field(name=timeline_name, value=timeline, inline=False)
     _fit(embed, max_chars)
     return embed
 

@@ -1,5 +1,9 @@
 """Clients of the deepfake-detection services."""
 
+from __future__ import annotations
+
+import aiohttp
+
 from bot.detectors._base import (
     Detector,
     PollPolicy,
@@ -8,5 +12,54 @@ from bot.detectors._base import (
     SubmitOptions,
     Upload,
 )
+from bot.detectors.behavioral_signals import BehavioralSignalsClient
+from bot.detectors.resemble import ResembleClient
+from bot.settings import Settings
+from bot.verdict import ProviderName
 
-__all__ = ["Detector", "PollPolicy", "RetryPolicy", "Submission", "SubmitOptions", "Upload"]
+__all__ = [
+    "BehavioralSignalsClient",
+    "Detector",
+    "PollPolicy",
+    "ResembleClient",
+    "RetryPolicy",
+    "Submission",
+    "SubmitOptions",
+    "Upload",
+    "build_detector",
+]
+
+
+def build_detector(
+    settings: Settings,
+    http_session: aiohttp.ClientSession,
+    provider: ProviderName | None = None,
+) -> Detector:
+    """The client for `provider` (default: SPOOFWATCH_PROVIDER), or SettingsError naming
+    the missing credentials."""
+    chosen = settings.require_provider(provider)
+    retry = RetryPolicy()
+    poll = PollPolicy(deadline_s=settings.poll_deadline_s)
+    if chosen is ProviderName.BEHAVIORAL_SIGNALS:
+        # require_provider has checked both; the asserts tell the type checker.
+        assert settings.behavioralsignals_cid is not None
+        assert settings.behavioralsignals_api_key is not None
+        return BehavioralSignalsClient(
+            http_session,
+            cid=settings.behavioralsignals_cid,
+            api_key=settings.behavioralsignals_api_key,
+            base_url=settings.behavioralsignals_api_url,
+            retry=retry,
+            poll=poll,
+            request_timeout_s=settings.request_timeout_s,
+        )
+    assert settings.resemble_api_key is not None
+    return ResembleClient(
+        http_session,
+        api_key=settings.resemble_api_key,
+        base_url=settings.resemble_api_url,
+        retry=retry,
+        poll=poll,
+        request_timeout_s=settings.request_timeout_s,
+        zero_retention=settings.resemble_zero_retention,
+    )

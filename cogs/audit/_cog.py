@@ -9,7 +9,7 @@ from typing import Literal
 
 import discord
 from discord import app_commands
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from bot.client import Spoofwatch
 from bot.embeds import sanitize
@@ -27,6 +27,23 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
     def __init__(self, bot: Spoofwatch) -> None:
         self.bot = bot
         super().__init__()
+
+    async def cog_load(self) -> None:
+        self.purge.start()
+
+    async def cog_unload(self) -> None:
+        self.purge.cancel()
+
+    @tasks.loop(hours=1)
+    async def purge(self) -> None:
+        """Delete cases past each guild's retention (the audit log records each purge)."""
+        purged = await self.bot.audit.purge_expired(self.bot.clock())
+        for guild_id, count in purged.items():
+            log.info("retention: purged %d old case(s) of guild %s", count, guild_id)
+
+    @purge.error
+    async def _purge_failed(self, error: BaseException) -> None:
+        log.error("retention purge failed; will retry next hour", exc_info=error)
 
     async def interaction_check(self, interaction: discord.Interaction[Spoofwatch]) -> bool:  # type: ignore[override]
         # default_permissions is a hint server admins can change; this is the real gate.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import discord
@@ -13,7 +14,7 @@ from bot.errors import ScanInProgress
 from bot.guild_config import GuildConfig
 from bot.replies import outcome_embeds
 from bot.scanning import ScanOutcome
-from bot.storage import Trigger
+from bot.storage import ScanRecord, Trigger
 from bot.verdict import Label
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,62 @@ _GONE_CODES = {10003, 10008, 50035}
 class AutoScan(commands.Cog):
     def __init__(self, bot: Spoofwatch) -> None:
         self.bot = bot
+        self._resumer: asyncio.Task[None] | None = None
+
+    async def cog_load(self) -> None:
+        self._resumer = asyncio.create_task(self.resume_unfinished(), name="resume-scans")
+
+    async def cog_unload(self) -> None:
+        if self._resumer is not None:
+            self._resumer.cancel()
+
+    async def resume_unfinished(self) -> None:
+        """After a restart, finish the scans the last run left behind, and answer them once."""
+        await self.bot.wait_until_ready()
+        records = await self.bot.audit.unfinished_scans()
+        if records:
+            log.info("resuming %d unfinished scan(s)", len(records))
+        for record in records:
+            self.bot.scan_pool.submit(lambda r=record: self._resume(r))  # type: ignore[misc]
+
+    async def _resume(self, record: ScanRecord) -> None:
+        message = await self._refetch(record) if record.trigger is Trigger.AUTO else None
+        request = None
+        config = await self.bot.guild_configs.get(record.guild_id)
+        if message is not None:
+            candidate = next(
+                (c for c in media_candidates(message) if c.attachment.id == record.attachment_id),
+                None,
+            )
+            if candidate is not None:
+                request = scan_request(
+                    candidate,
+                    message=message,
+                    guild_id=record.guild_id,
+                    channel_id=record.channel_id,
+                    trigger=record.trigger,
+                    requested_by=record.requested_by,
+                    provider=record.provider,
+                    limits=scan_limits(self.bot.settings, config),
+                    config=config,
+                    paid_transcripts=self.bot.settings.resemble_intelligence,
+                )
+        outcome = await self.bot.scans.resume(record, request)
+        if message is not None:
+            await self.answer(message, [outcome], config)
+
+    async def _refetch(self, record: ScanRecord) -> discord.Message | None:
+        """The message again, with fresh attachment URLs (the stored ones expire)."""
+        if record.channel_id is None or record.message_id is None:
+            return None
+        channel = self.bot.get_channel(record.channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return None
+        try:
+            return await channel.fetch_message(record.message_id)
+        except discord.HTTPException:
+            log.info("message of case #%s is gone; finishing without a reply", record.case_number)
+            return None
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

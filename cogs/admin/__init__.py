@@ -1,0 +1,8 @@
+"""`/spoofwatch settings …` and `/spoofwatch forget` for server admins (Manage Guild)."""
+
+from bot.client import Spoofwatch
+from cogs.admin._cog import Admin
+
+
+async def setup(bot: Spoofwatch) -> None:
+    await bot.add_cog(Admin(bot))

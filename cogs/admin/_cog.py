@@ -1,0 +1,284 @@
+"""Per-guild settings and data deletion. Every change is saved, logged and echoed back."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.client import Spoofwatch
+from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig
+from bot.permissions import check_member
+from bot.verdict import MediaKind, ProviderName
+
+log = logging.getLogger(__name__)
+
+Place = discord.TextChannel | discord.VoiceChannel | discord.CategoryChannel | discord.Thread
+_SENDS = ("view_channel", "send_messages", "embed_links")
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoofwatch for admins"):
+    settings = app_commands.Group(name="settings", description="Configure Spoofwatch here")
+
+    def __init__(self, bot: Spoofwatch) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction[Spoofwatch]) -> bool:  # type: ignore[override]
+        check_member(interaction, manage_guild=True)
+        return True
+
+    async def _update(
+        self, interaction: discord.Interaction[Spoofwatch], note: str = "", **changes: Any
+    ) -> None:
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+        current = await self.bot.guild_configs.get(guild_id)
+        updated = GuildConfig.model_validate(current.model_dump() | changes)
+        await self.bot.guild_configs.save(guild_id, updated)
+        described = ", ".join(f"{k}={_show(v)}" for k, v in changes.items())
+        await self.bot.audit.log_event(
+            guild_id,
+            actor=str(interaction.user.id),
+            action="settings",
+            target=f"guild:{guild_id}",
+            reason=described,
+        )
+        log.info("guild %s settings changed by %s: %s", guild_id, interaction.user.id, described)
+        text = f"Saved: {described}." + (f"\n{note}" if note else "")
+        await interaction.response.send_message(text, embed=settings_embed(updated), ephemeral=True)
+
+    @settings.command(name="show")
+    async def show(self, interaction: discord.Interaction[Spoofwatch]) -> None:
+        """Show this server's Spoofwatch settings."""
+        assert interaction.guild_id is not None
+        config = await self.bot.guild_configs.get(interaction.guild_id)
+        await interaction.response.send_message(embed=settings_embed(config), ephemeral=True)
+
+    @settings.command(name="autoscan")
+    async def autoscan(self, interaction: discord.Interaction[Spoofwatch], enabled: bool) -> None:
+        """Turn automatic scans of new media on or off."""
+        await self._update(interaction, auto_scan=enabled)
+
+    @settings.command(name="scope")
+    @app_commands.describe(mode="all channels, only the listed ones, or all except the listed")
+    async def scope(
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        mode: Literal["all", "only_listed", "all_except_listed"],
+    ) -> None:
+        """Choose which channels are scanned automatically."""
+        await self._update(interaction, scope=ChannelScope(mode))
+
+    @settings.command(name="channel-add")
+    async def channel_add(
+        self, interaction: discord.Interaction[Spoofwatch], channel: Place
+    ) -> None:
+        """Add a channel or category to the scope list."""
+        assert interaction.guild_id is not None
+        config = await self.bot.guild_configs.get(interaction.guild_id)
+        await self._update(interaction, scope_channels=config.scope_channels | {channel.id})
+
+    @settings.command(name="channel-remove")
+    async def channel_remove(
+        self, interaction: discord.Interaction[Spoofwatch], channel: Place
+    ) -> None:
+        """Remove a channel or category from the scope list."""
+        assert interaction.guild_id is not None
+        config = await self.bot.guild_configs.get(interaction.guild_id)
+        await self._update(interaction, scope_channels=config.scope_channels - {channel.id})
+
+    @settings.command(name="kinds")
+    async def kinds(
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        voice_messages: bool,
+        audio_files: bool,
+        videos: bool,
+    ) -> None:
+        """Choose which media are scanned automatically."""
+        chosen = {
+            kind
+            for kind, on in (
+                (MediaKind.VOICE, voice_messages),
+                (MediaKind.AUDIO, audio_files),
+                (MediaKind.VIDEO, videos),
+            )
+            if on
+        }
+        await self._update(interaction, kinds=frozenset(chosen))
+
+    @settings.command(name="threshold")
+    @app_commands.describe(value="Spoofed probability (0–1) at which moderators are alerted")
+    async def threshold(
+        self, interaction: discord.Interaction[Spoofwatch], value: app_commands.Range[float, 0, 1]
+    ) -> None:
+        """Set the alert threshold."""
+        await self._update(interaction, alert_threshold=value)
+
+    @settings.command(name="action")
+    @app_commands.describe(policy="What happens when a scan reaches the threshold")
+    async def action(
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        policy: Literal["reply", "alert", "delete_and_alert"],
+    ) -> None:
+        """Reply only; reply and alert the mod-log; or delete the message and alert."""
+        chosen = ActionPolicy(policy)
+        note = ""
+        guild = interaction.guild
+        if (
+            chosen is ActionPolicy.DELETE_AND_ALERT
+            and guild is not None
+            and not guild.me.guild_permissions.manage_messages
+        ):
+            chosen = ActionPolicy.ALERT
+            note = (
+                "⚠️ Spoofwatch lacks the Manage Messages permission, so it cannot delete "
+                "messages; it will alert instead. Grant the permission and set this again."
+            )
+        await self._update(interaction, note=note, action=chosen)
+
+    @settings.command(name="modlog")
+    @app_commands.describe(channel="Where alerts go (leave empty to turn alerts off)")
+    async def modlog(
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        channel: discord.TextChannel | None = None,
+    ) -> None:
+        """Set the mod-log channel for alerts."""
+        if channel is not None:
+            perms = channel.permissions_for(channel.guild.me)
+            lacking = [p for p in _SENDS if not getattr(perms, p)]
+            if lacking:
+                await interaction.response.send_message(
+                    f"Spoofwatch cannot post in {channel.mention}: it lacks "
+                    + ", ".join(p.replace("_", " ").title() for p in lacking)
+                    + ". Nothing was changed.",
+                    ephemeral=True,
+                )
+                return
+        await self._update(interaction, modlog_channel_id=channel.id if channel else None)
+
+    @settings.command(name="replies")
+    @app_commands.describe(bonafide="Also reply when no deepfake is found")
+    async def replies(self, interaction: discord.Interaction[Spoofwatch], bonafide: bool) -> None:
+        """Choose whether automatic scans reply to bona fide results too."""
+        await self._update(interaction, reply_bonafide=bonafide)
+
+    @settings.command(name="transcripts")
+    async def transcripts(
+        self, interaction: discord.Interaction[Spoofwatch], show: bool, store: bool
+    ) -> None:
+        """Whether transcripts are shown in verdicts and stored in the audit log."""
+        await self._update(interaction, show_transcripts=show, store_transcripts=store)
+
+    @settings.command(name="retention")
+    @app_commands.describe(days="Cases older than this are deleted")
+    async def retention(
+        self, interaction: discord.Interaction[Spoofwatch], days: app_commands.Range[int, 1, 3650]
+    ) -> None:
+        """How long the audit log keeps cases."""
+        await self._update(interaction, retention_days=days)
+
+    @settings.command(name="provider")
+    async def provider(
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        provider: Literal["behavioral_signals", "resemble", "default"],
+    ) -> None:
+        """Choose the detection service for this server (among those the operator set up)."""
+        if provider == "default":
+            await self._update(interaction, provider=None)
+            return
+        chosen = ProviderName(provider)
+        if chosen not in self.bot.scans.providers:
+            available = ", ".join(p.value for p in self.bot.scans.providers)
+            await interaction.response.send_message(
+                f"{provider} is not set up on this bot; available: {available}.", ephemeral=True
+            )
+            return
+        await self._update(interaction, provider=chosen)
+
+    @settings.command(name="quota")
+    @app_commands.describe(per_day="Scans sent to the provider per day (0 = unlimited)")
+    async def quota(
+        self, interaction: discord.Interaction[Spoofwatch], per_day: app_commands.Range[int, 0]
+    ) -> None:
+        """Set the daily scan quota (reused verdicts do not count)."""
+        await self._update(interaction, daily_quota=per_day or None)
+
+    @settings.command(name="limits")
+    async def limits(
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        max_mb: app_commands.Range[float, 0.1, 500] | None = None,
+        max_seconds: app_commands.Range[float, 1, 36000] | None = None,
+    ) -> None:
+        """Largest file (MiB) and longest recording (s) scanned; empty = the bot's defaults."""
+        await self._update(interaction, max_file_mb=max_mb, max_duration_s=max_seconds)
+
+    @app_commands.command(name="forget")
+    @app_commands.describe(member="Whose cases to delete from this server's audit log")
+    async def forget(
+        self, interaction: discord.Interaction[Spoofwatch], member: discord.User
+    ) -> None:
+        """Delete every case of a member in this server."""
+        assert interaction.guild_id is not None
+        count = await self.bot.audit.forget_author(
+            interaction.guild_id, member.id, actor_id=interaction.user.id
+        )
+        log.info(
+            "forgot %d cases of user %s in guild %s at the request of %s",
+            count,
+            member.id,
+            interaction.guild_id,
+            interaction.user.id,
+        )
+        await interaction.response.send_message(
+            f"Deleted {count} case{'s' if count != 1 else ''} of {member.mention}.", ephemeral=True
+        )
+
+
+def settings_embed(config: GuildConfig) -> discord.Embed:
+    embed = discord.Embed(title="Spoofwatch settings", colour=discord.Colour.blurple())
+    listed = ", ".join(f"<#{c}>" for c in sorted(config.scope_channels)) or "none"
+    embed.add_field(name="Automatic scans", value="on" if config.auto_scan else "off")
+    embed.add_field(name="Scope", value=f"{config.scope.value}\nlisted: {listed}"[:1024])
+    embed.add_field(name="Media", value=", ".join(sorted(k.value for k in config.kinds)) or "none")
+    embed.add_field(name="Alert threshold", value=f"{config.alert_threshold:.0%}")
+    embed.add_field(name="Action", value=config.action.value)
+    embed.add_field(
+        name="Mod-log",
+        value=f"<#{config.modlog_channel_id}>"
+        if config.modlog_channel_id
+        else "not set (no alerts)",
+    )
+    embed.add_field(name="Reply to bona fide", value="yes" if config.reply_bonafide else "no")
+    embed.add_field(
+        name="Transcripts",
+        value=f"shown: {_show(config.show_transcripts)}, stored: {_show(config.store_transcripts)}",
+    )
+    embed.add_field(name="Retention", value=f"{config.retention_days} days")
+    embed.add_field(name="Provider", value=config.provider.value if config.provider else "default")
+    embed.add_field(name="Daily quota", value=str(config.daily_quota or "unlimited"))
+    embed.add_field(
+        name="Limits",
+        value=f"{_show(config.max_file_mb)} MiB, {_show(config.max_duration_s)} s",
+    )
+    return embed
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, frozenset | set):
+        return ", ".join(sorted(str(getattr(v, "value", v)) for v in value)) or "none"
+    return str(getattr(value, "value", value))

@@ -1,0 +1,130 @@
+"""After an automatic scan: alert the mod-log, delete the message, as the guild's policy says."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord.ext import commands
+
+from bot.client import Spoofwatch
+from bot.embeds import probability_bar, sanitize
+from bot.guild_config import ActionPolicy, GuildConfig
+from bot.scanning import ScanOutcome
+from bot.verdict import Label
+from cogs.alerts._views import alert_view
+
+log = logging.getLogger(__name__)
+
+
+def is_suspicious(outcome: ScanOutcome, threshold: float) -> bool:
+    verdict = outcome.verdict
+    if verdict is None:
+        return False
+    p = verdict.spoofed_probability
+    return verdict.label is Label.SPOOFED or (p is not None and p >= threshold)
+
+
+class Alerts(commands.Cog):
+    def __init__(self, bot: Spoofwatch) -> None:
+        self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_scan_finished(
+        self, message: discord.Message, outcomes: list[ScanOutcome], config: GuildConfig
+    ) -> None:
+        if message.guild is None or config.action is ActionPolicy.REPLY:
+            return
+        suspicious = [o for o in outcomes if is_suspicious(o, config.alert_threshold)]
+        if not suspicious:
+            return
+        deleted: str | None = None
+        if config.action is ActionPolicy.DELETE_AND_ALERT:
+            deleted = await self._delete(message)
+        for outcome in suspicious:
+            await self._alert(message, outcome, config, deleted)
+
+    async def _delete(self, message: discord.Message) -> str:
+        assert message.guild is not None
+        try:
+            await message.delete()
+        except discord.NotFound:
+            return "The message was already deleted."
+        except discord.Forbidden:
+            log.warning(
+                "cannot delete per policy: no Manage Messages in channel %s of guild %s",
+                message.channel.id,
+                message.guild.id,
+            )
+            return "⚠️ Could not delete the message: Spoofwatch lacks Manage Messages there."
+        log.info(
+            "deleted message %s of user %s in guild %s (policy: delete and alert)",
+            message.id,
+            message.author.id,
+            message.guild.id,
+        )
+        return "Message deleted automatically (server policy)."
+
+    async def _alert(
+        self,
+        message: discord.Message,
+        outcome: ScanOutcome,
+        config: GuildConfig,
+        deleted: str | None,
+    ) -> None:
+        assert message.guild is not None
+        if config.modlog_channel_id is None:
+            return
+        channel = message.guild.get_channel(config.modlog_channel_id)
+        if not isinstance(channel, discord.TextChannel | discord.Thread):
+            log.warning(
+                "mod-log channel %s of guild %s is gone", config.modlog_channel_id, message.guild.id
+            )
+            return
+        embed = alert_embed(message, outcome, deleted)
+        try:
+            await channel.send(
+                embed=embed,
+                view=alert_view(outcome.record.case_number),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.HTTPException as exc:
+            # Best effort: the case is recorded whatever happens to the alert.
+            log.warning(
+                "could not post alert for case %s/#%s in %s: %s",
+                message.guild.id,
+                outcome.record.case_number,
+                channel.id,
+                exc,
+            )
+
+
+def alert_embed(
+    message: discord.Message, outcome: ScanOutcome, deleted: str | None
+) -> discord.Embed:
+    verdict = outcome.verdict
+    assert verdict is not None
+    record = outcome.record
+    p = verdict.spoofed_probability
+    embed = discord.Embed(
+        title=f"Possible deepfake — case #{record.case_number}",
+        colour=discord.Colour.red(),
+        description=(
+            f"{probability_bar(p)} **{'—' if p is None else f'{p:.0%}'}** spoofed\n"
+            f"[Jump to the message]({message.jump_url})"
+        ),
+    )
+    embed.add_field(name="Author", value=f"{message.author.mention} (`{message.author.id}`)")
+    embed.add_field(
+        name="Channel",
+        value=message.channel.mention if hasattr(message.channel, "mention") else "—",
+    )
+    embed.add_field(name="File", value=sanitize(record.filename, limit=200))
+    embed.add_field(
+        name="Provider label",
+        value=sanitize(verdict.provider_label or verdict.label.value, limit=100),
+    )
+    if deleted:
+        embed.add_field(name="Actions", value=deleted, inline=False)
+    embed.set_footer(text=f"Case #{record.case_number} · {verdict.provider.value}")
+    return embed

@@ -1,0 +1,191 @@
+"""Alert buttons. The case travels in the custom id, so they keep working after a restart."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+import discord
+
+from bot.client import Spoofwatch
+from bot.storage import Review
+
+log = logging.getLogger(__name__)
+
+
+class AlertAction(StrEnum):
+    CONFIRM = "confirm"
+    FALSE_POSITIVE = "fp"
+    DELETE = "delete"
+    TIMEOUT_10M = "t10m"
+    TIMEOUT_1H = "t1h"
+    TIMEOUT_1D = "t1d"
+
+
+TIMEOUTS = {
+    AlertAction.TIMEOUT_10M: timedelta(minutes=10),
+    AlertAction.TIMEOUT_1H: timedelta(hours=1),
+    AlertAction.TIMEOUT_1D: timedelta(days=1),
+}
+LABELS = {
+    AlertAction.CONFIRM: ("Confirm", discord.ButtonStyle.danger),
+    AlertAction.FALSE_POSITIVE: ("False positive", discord.ButtonStyle.success),
+    AlertAction.DELETE: ("Delete message", discord.ButtonStyle.secondary),
+    AlertAction.TIMEOUT_10M: ("Time out 10 min", discord.ButtonStyle.secondary),
+    AlertAction.TIMEOUT_1H: ("Time out 1 h", discord.ButtonStyle.secondary),
+    AlertAction.TIMEOUT_1D: ("Time out 1 day", discord.ButtonStyle.secondary),
+}
+#: What the clicking moderator must be allowed to do.
+NEEDS = {
+    AlertAction.CONFIRM: "manage_messages",
+    AlertAction.FALSE_POSITIVE: "manage_messages",
+    AlertAction.DELETE: "manage_messages",
+    AlertAction.TIMEOUT_10M: "moderate_members",
+    AlertAction.TIMEOUT_1H: "moderate_members",
+    AlertAction.TIMEOUT_1D: "moderate_members",
+}
+
+
+class AlertButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sw:alert:(?P<action>[a-z0-9]+):(?P<case>\d+)",
+):
+    """One action on one case; the guild comes from the interaction, never from the id."""
+
+    def __init__(self, action: AlertAction, case_number: int) -> None:
+        label, style = LABELS[action]
+        super().__init__(
+            discord.ui.Button(
+                label=label, style=style, custom_id=f"sw:alert:{action.value}:{case_number}"
+            )
+        )
+        self.action = action
+        self.case_number = case_number
+
+    @classmethod
+    async def from_custom_id(  # type: ignore[override]
+        cls,
+        interaction: discord.Interaction[Spoofwatch],
+        item: discord.ui.Button[Any],
+        match: re.Match[str],
+    ) -> AlertButton:
+        return cls(AlertAction(match["action"]), int(match["case"]))
+
+    async def interaction_check(self, interaction: discord.Interaction[Spoofwatch]) -> bool:  # type: ignore[override]
+        needed = NEEDS[self.action]
+        if interaction.guild is None or not getattr(interaction.permissions, needed):
+            await interaction.response.send_message(
+                f"You need the {needed.replace('_', ' ').title()} permission for that.",
+                ephemeral=True,
+            )
+            return False
+        return True
+
+    async def callback(self, interaction: discord.Interaction[Spoofwatch]) -> None:  # type: ignore[override]
+        assert interaction.guild is not None
+        bot = interaction.client
+        await interaction.response.defer()
+        record = await bot.audit.case(interaction.guild.id, self.case_number)
+        if record is None:
+            outcome = f"Case #{self.case_number} no longer exists (deleted or expired)."
+        elif self.action in (AlertAction.CONFIRM, AlertAction.FALSE_POSITIVE):
+            decision = (
+                Review.CONFIRMED if self.action is AlertAction.CONFIRM else Review.FALSE_POSITIVE
+            )
+            await bot.audit.review(
+                interaction.guild.id, self.case_number, decision, moderator_id=interaction.user.id
+            )
+            outcome = f"Marked **{decision.value.replace('_', ' ')}** by {interaction.user.mention}"
+        elif self.action is AlertAction.DELETE:
+            outcome = await _delete(interaction, record.channel_id, record.message_id)
+        else:
+            outcome = await _timeout(interaction, record.author_id, TIMEOUTS[self.action])
+        await bot.audit.log_event(
+            interaction.guild.id,
+            actor=str(interaction.user.id),
+            action=f"alert:{self.action.value}",
+            target=f"case:{self.case_number}",
+            reason=outcome,
+        )
+        log.info(
+            "alert action %s on case %s/#%s by %s: %s",
+            self.action.value,
+            interaction.guild.id,
+            self.case_number,
+            interaction.user.id,
+            outcome,
+        )
+        await _show_outcome(interaction, outcome)
+
+
+async def _delete(
+    interaction: discord.Interaction[Spoofwatch], channel_id: int | None, message_id: int | None
+) -> str:
+    assert interaction.guild is not None
+    channel = interaction.guild.get_channel_or_thread(channel_id) if channel_id else None
+    if channel is None or message_id is None or not isinstance(channel, discord.abc.Messageable):
+        return "⚠️ Could not delete: the channel is gone."
+    try:
+        await channel.get_partial_message(message_id).delete()
+    except discord.NotFound:
+        return "⚠️ Could not delete: the message was already deleted."
+    except discord.Forbidden:
+        return "⚠️ Could not delete: Spoofwatch lacks the Manage Messages permission there."
+    except discord.HTTPException as exc:
+        return f"⚠️ Could not delete: Discord said {exc.status}."
+    return f"Message deleted by {interaction.user.mention}"
+
+
+async def _timeout(
+    interaction: discord.Interaction[Spoofwatch], author_id: int | None, length: timedelta
+) -> str:
+    assert interaction.guild is not None
+    if author_id is None:
+        return "⚠️ Could not time out: the case has no author."
+    try:
+        member = await interaction.guild.fetch_member(author_id)
+        await member.timeout(length, reason=f"Spoofwatch alert, by {interaction.user.id}")
+    except discord.NotFound:
+        return "⚠️ Could not time out: the member left the server."
+    except discord.Forbidden:
+        return "⚠️ Could not time out: Spoofwatch lacks Moderate Members or ranks below them."
+    except discord.HTTPException as exc:
+        return f"⚠️ Could not time out: Discord said {exc.status}."
+    return f"<@{author_id}> timed out for {_human(length)} by {interaction.user.mention}"
+
+
+async def _show_outcome(interaction: discord.Interaction[Spoofwatch], outcome: str) -> None:
+    message = interaction.message
+    if message is None or not message.embeds:
+        await interaction.followup.send(outcome, ephemeral=True)
+        return
+    embed = message.embeds[0]
+    previous = next((f for f in embed.fields if f.name == "Actions"), None)
+    lines = (previous.value.splitlines() if previous and previous.value else [])[-8:]
+    lines.append(f"{outcome} <t:{int(discord.utils.utcnow().timestamp())}:R>")
+    if previous is not None:
+        embed.remove_field(embed.fields.index(previous))
+    embed.add_field(name="Actions", value="\n".join(lines)[-1024:], inline=False)
+    try:
+        await interaction.edit_original_response(embed=embed)
+    except discord.HTTPException:
+        await interaction.followup.send(outcome, ephemeral=True)
+
+
+def _human(length: timedelta) -> str:
+    minutes = int(length.total_seconds() // 60)
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440} day"
+    if minutes % 60 == 0:
+        return f"{minutes // 60} h"
+    return f"{minutes} min"
+
+
+def alert_view(case_number: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in AlertAction:
+        view.add_item(AlertButton(action, case_number))
+    return view

@@ -1,0 +1,457 @@
+"""The emulated Discord world: snowflakes, permission bits and the objects tests hold.
+
+The dataclasses are the emulator's own records, not discord.py objects. Tests receive them from
+the emulator (``emu.member``, ``emu.send_message(...)``) and pass them back in; ``payloads.py``
+turns them into the JSON Discord would send.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DISCORD_EPOCH_MS = 1_420_070_400_000
+
+
+class SnowflakeFactory:
+    """Allocates unique, increasing snowflakes whose timestamp bits are the creation time."""
+
+    def __init__(self, worker_id: int = 1, process_id: int = 0) -> None:
+        self._worker_id = worker_id
+        self._process_id = process_id
+        self._last_ms = 0
+        self._increment = 0
+        self._lock = threading.Lock()
+
+    def next(self, at: datetime | None = None) -> int:
+        """Return a new snowflake; ``at`` backdates it (for "old message" tests)."""
+        with self._lock:
+            if at is not None:
+                ms = int(at.timestamp() * 1000)
+                self._increment = (self._increment + 1) % 4096
+                return self._pack(ms, self._increment)
+            ms = int(time.time() * 1000)
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                self._increment += 1
+                if self._increment >= 4096:
+                    ms += 1
+                    self._increment = 0
+            else:
+                self._increment = 0
+            self._last_ms = ms
+            return self._pack(ms, self._increment)
+
+    def _pack(self, ms: int, increment: int) -> int:
+        return (
+            ((ms - DISCORD_EPOCH_MS) << 22)
+            | (self._worker_id << 17)
+            | (self._process_id << 12)
+            | increment
+        )
+
+
+def snowflake_time(snowflake: int) -> datetime:
+    """The creation time encoded in a snowflake."""
+    return datetime.fromtimestamp(((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000, tz=UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """Discord's ISO-8601 timestamp format."""
+    return None if dt is None else dt.astimezone(UTC).isoformat()
+
+
+class Permission(enum.IntFlag):
+    """Discord permission bits (developers/topics/permissions)."""
+
+    CREATE_INSTANT_INVITE = 1 << 0
+    KICK_MEMBERS = 1 << 1
+    BAN_MEMBERS = 1 << 2
+    ADMINISTRATOR = 1 << 3
+    MANAGE_CHANNELS = 1 << 4
+    MANAGE_GUILD = 1 << 5
+    ADD_REACTIONS = 1 << 6
+    VIEW_AUDIT_LOG = 1 << 7
+    PRIORITY_SPEAKER = 1 << 8
+    STREAM = 1 << 9
+    VIEW_CHANNEL = 1 << 10
+    SEND_MESSAGES = 1 << 11
+    SEND_TTS_MESSAGES = 1 << 12
+    MANAGE_MESSAGES = 1 << 13
+    EMBED_LINKS = 1 << 14
+    ATTACH_FILES = 1 << 15
+    READ_MESSAGE_HISTORY = 1 << 16
+    MENTION_EVERYONE = 1 << 17
+    USE_EXTERNAL_EMOJIS = 1 << 18
+    VIEW_GUILD_INSIGHTS = 1 << 19
+    CONNECT = 1 << 20
+    SPEAK = 1 << 21
+    MUTE_MEMBERS = 1 << 22
+    DEAFEN_MEMBERS = 1 << 23
+    MOVE_MEMBERS = 1 << 24
+    USE_VAD = 1 << 25
+    CHANGE_NICKNAME = 1 << 26
+    MANAGE_NICKNAMES = 1 << 27
+    MANAGE_ROLES = 1 << 28
+    MANAGE_WEBHOOKS = 1 << 29
+    MANAGE_GUILD_EXPRESSIONS = 1 << 30
+    USE_APPLICATION_COMMANDS = 1 << 31
+    REQUEST_TO_SPEAK = 1 << 32
+    MANAGE_EVENTS = 1 << 33
+    MANAGE_THREADS = 1 << 34
+    CREATE_PUBLIC_THREADS = 1 << 35
+    CREATE_PRIVATE_THREADS = 1 << 36
+    USE_EXTERNAL_STICKERS = 1 << 37
+    SEND_MESSAGES_IN_THREADS = 1 << 38
+    USE_EMBEDDED_ACTIVITIES = 1 << 39
+    MODERATE_MEMBERS = 1 << 40
+    SEND_VOICE_MESSAGES = 1 << 46
+    SEND_POLLS = 1 << 49
+    USE_EXTERNAL_APPS = 1 << 50
+
+    @classmethod
+    def of(cls, value: PermissionsLike) -> Permission:
+        """Accept an int, a Permission, a name ("manage_messages") or an iterable of names."""
+        if isinstance(value, int):
+            return cls(value)
+        if isinstance(value, str):
+            return cls[value.upper()]
+        result = cls(0)
+        for item in value:
+            result |= cls.of(item)
+        return result
+
+
+PermissionsLike = int | str | Iterable[str]
+
+ALL_PERMISSIONS = Permission((1 << 51) - 1)
+
+DEFAULT_EVERYONE_PERMISSIONS = Permission.of(
+    [
+        "create_instant_invite", "change_nickname", "view_channel", "send_messages",
+        "send_messages_in_threads", "create_public_threads", "create_private_threads",
+        "embed_links", "attach_files", "add_reactions", "use_external_emojis",
+        "use_external_stickers", "read_message_history", "send_tts_messages",
+        "use_application_commands", "connect", "speak", "stream", "use_vad",
+        "use_embedded_activities", "send_voice_messages", "send_polls", "use_external_apps",
+        "request_to_speak",
+    ]
+)  # fmt: skip
+MODERATOR_PERMISSIONS = Permission.MANAGE_MESSAGES | Permission.MODERATE_MEMBERS
+ADMIN_PERMISSIONS = MODERATOR_PERMISSIONS | Permission.MANAGE_GUILD | Permission.MANAGE_CHANNELS
+DEFAULT_BOT_PERMISSIONS = Permission.of(
+    [
+        "view_channel", "send_messages", "send_messages_in_threads", "embed_links",
+        "attach_files", "read_message_history", "add_reactions", "manage_messages",
+        "moderate_members", "use_application_commands",
+    ]
+)  # fmt: skip
+
+
+class ChannelType(enum.IntEnum):
+    """The channel types the emulator models."""
+
+    GUILD_TEXT = 0
+    DM = 1
+    GUILD_VOICE = 2
+    GUILD_CATEGORY = 4
+    PUBLIC_THREAD = 11
+    PRIVATE_THREAD = 12
+
+
+class Intent(enum.IntFlag):
+    """Gateway intents the emulator filters events by."""
+
+    GUILDS = 1 << 0
+    GUILD_MEMBERS = 1 << 1
+    GUILD_PRESENCES = 1 << 8
+    GUILD_MESSAGES = 1 << 9
+    GUILD_MESSAGE_REACTIONS = 1 << 10
+    DIRECT_MESSAGES = 1 << 12
+    DIRECT_MESSAGE_REACTIONS = 1 << 13
+    MESSAGE_CONTENT = 1 << 15
+
+
+PRIVILEGED_INTENTS = Intent.GUILD_MEMBERS | Intent.GUILD_PRESENCES | Intent.MESSAGE_CONTENT
+
+MESSAGE_FLAG_EPHEMERAL = 1 << 6
+MESSAGE_FLAG_LOADING = 1 << 7
+MESSAGE_FLAG_VOICE = 1 << 13
+
+
+@dataclass(eq=False)
+class User:
+    """A Discord account (person, bot or the webhook pseudo-user)."""
+
+    id: int
+    name: str
+    bot: bool = False
+    global_name: str | None = None
+    system: bool = False
+
+    @property
+    def mention(self) -> str:
+        return f"<@{self.id}>"
+
+
+@dataclass(eq=False)
+class Role:
+    """A guild role. The @everyone role's id equals the guild id."""
+
+    id: int
+    guild_id: int
+    name: str
+    permissions: Permission
+    position: int = 0
+    managed: bool = False
+    bot_id: int | None = None
+    mentionable: bool = False
+
+    @property
+    def mention(self) -> str:
+        return f"<@&{self.id}>"
+
+
+@dataclass
+class Overwrite:
+    """A channel permission overwrite for a role (type 0) or a member (type 1)."""
+
+    id: int
+    type: int
+    allow: Permission = Permission(0)
+    deny: Permission = Permission(0)
+
+
+@dataclass(eq=False)
+class Channel:
+    """A guild channel (text, voice, category, thread) or a DM channel."""
+
+    id: int
+    type: ChannelType
+    name: str
+    guild_id: int | None = None
+    parent_id: int | None = None
+    position: int = 0
+    overwrites: dict[int, Overwrite] = field(default_factory=dict)
+    topic: str | None = None
+    owner_id: int | None = None
+    recipient_ids: list[int] = field(default_factory=list)
+    archived: bool = False
+    last_message_id: int | None = None
+
+    @property
+    def is_thread(self) -> bool:
+        return self.type in (ChannelType.PUBLIC_THREAD, ChannelType.PRIVATE_THREAD)
+
+    @property
+    def mention(self) -> str:
+        return f"<#{self.id}>"
+
+
+@dataclass(eq=False)
+class Member:
+    """A user's membership of a guild. ``id`` is the user's id."""
+
+    user: User
+    guild_id: int
+    role_ids: list[int] = field(default_factory=list)
+    nick: str | None = None
+    joined_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    communication_disabled_until: datetime | None = None
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    @property
+    def name(self) -> str:
+        return self.user.name
+
+    @property
+    def mention(self) -> str:
+        return f"<@{self.user.id}>"
+
+    @property
+    def timed_out(self) -> bool:
+        until = self.communication_disabled_until
+        return until is not None and until > datetime.now(UTC)
+
+
+@dataclass(eq=False)
+class Guild:
+    """A guild and the objects that belong to it."""
+
+    id: int
+    name: str
+    owner_id: int
+    roles: dict[int, Role] = field(default_factory=dict)
+    channels: dict[int, Channel] = field(default_factory=dict)
+    members: dict[int, Member] = field(default_factory=dict)
+    premium_tier: int = 0
+    preferred_locale: str = "en-US"
+
+    @property
+    def everyone_role(self) -> Role:
+        return self.roles[self.id]
+
+    @property
+    def filesize_limit(self) -> int:
+        return {2: 50 * 1024 * 1024, 3: 100 * 1024 * 1024}.get(self.premium_tier, 10 * 1024 * 1024)
+
+
+@dataclass(eq=False)
+class Attachment:
+    """A file on the emulator's CDN. ``size`` is what Discord reports, not necessarily the file's."""
+
+    id: int
+    filename: str
+    content_type: str | None
+    path: Path
+    size: int
+    duration_secs: float | None = None
+    waveform: str | None = None
+    width: int | None = None
+    height: int | None = None
+    description: str | None = None
+    title: str | None = None
+    flags: int = 0
+    url: str = ""
+    proxy_url: str = ""
+    ephemeral: bool = False
+    message_id: int | None = None
+    downloads: int = 0
+    head_requests: int = 0
+
+    @property
+    def is_voice(self) -> bool:
+        return self.duration_secs is not None and self.waveform is not None
+
+    def read_bytes(self) -> bytes:
+        """The bytes the CDN serves for this attachment."""
+        return self.path.read_bytes()
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """A file the bot uploaded in a multipart request (``files[n]``)."""
+
+    field_name: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class ReactionEvent:
+    """One add or remove in a message's reaction history."""
+
+    action: str  # "add" | "remove"
+    emoji: str
+    user_id: int
+
+
+@dataclass(eq=False)
+class Message:
+    """A message in a channel, whoever sent it (test users, the bot, interactions, webhooks)."""
+
+    id: int
+    channel_id: int
+    guild_id: int | None
+    author: User
+    content: str = ""
+    embeds: list[dict[str, Any]] = field(default_factory=list)
+    components: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    flags: int = 0
+    type: int = 0
+    tts: bool = False
+    pinned: bool = False
+    message_reference: dict[str, Any] | None = None
+    message_snapshots: list[dict[str, Any]] | None = None
+    webhook_id: int | None = None
+    application_id: int | None = None
+    interaction_metadata: dict[str, Any] | None = None
+    interaction: dict[str, Any] | None = None
+    mention_user_ids: list[int] = field(default_factory=list)
+    mention_role_ids: list[int] = field(default_factory=list)
+    mention_everyone: bool = False
+    allowed_mentions: dict[str, Any] | None = None
+    nonce: str | None = None
+    files: list[UploadedFile] = field(default_factory=list)
+    edited_at: datetime | None = None
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    deleted: bool = False
+    reactions: dict[str, set[int]] = field(default_factory=dict)
+    reaction_history: list[ReactionEvent] = field(default_factory=list)
+    interaction_id: int | None = None
+
+    @property
+    def created_at(self) -> datetime:
+        return snowflake_time(self.id)
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.flags & MESSAGE_FLAG_EPHEMERAL)
+
+    @property
+    def loading(self) -> bool:
+        """True while this is a deferred interaction's "thinking…" placeholder."""
+        return bool(self.flags & MESSAGE_FLAG_LOADING)
+
+    @property
+    def reply_to_id(self) -> int | None:
+        ref = self.message_reference
+        if ref is None or ref.get("type", 0) != 0 or ref.get("message_id") is None:
+            return None
+        return int(ref["message_id"])
+
+    def current_reactions(self) -> dict[str, set[int]]:
+        """Emoji → users currently reacting (emptied emoji removed)."""
+        return {emoji: set(users) for emoji, users in self.reactions.items() if users}
+
+    def button(self, custom_id: str | None = None, *, label: str | None = None) -> dict[str, Any]:
+        """Find a button component by custom id or label (LookupError if absent)."""
+        for component in iter_components(self.components):
+            if component.get("type") != 2:
+                continue
+            if (custom_id is not None and component.get("custom_id") == custom_id) or (
+                label is not None and component.get("label") == label
+            ):
+                return component
+        raise LookupError(f"message {self.id} has no button {custom_id or label!r}")
+
+
+def iter_components(components: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Walk nested components (action rows, containers, sections) depth-first."""
+    for component in components:
+        yield component
+        for key in ("components", "accessory"):
+            child = component.get(key)
+            if isinstance(child, list):
+                yield from iter_components(child)
+            elif isinstance(child, dict):
+                yield from iter_components([child])
+
+
+@dataclass
+class CommandSync:
+    """One bulk overwrite of application commands (global when ``guild_id`` is None)."""
+
+    guild_id: int | None
+    commands: list[dict[str, Any]]
+
+
+
+def object_id(value: Any) -> int:
+    """Accept an id or anything with an ``id`` attribute."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return int(value.id)
