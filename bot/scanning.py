@@ -240,7 +240,9 @@ class ScanService:
         )
         if not detector.accepts(upload):
             wav = workdir / "audio.wav"
-            await media.transcode_to_wav(path, wav, timeout_s=self._ffmpeg_timeout_s)
+            await media.transcode_to_wav(
+                path, wav, timeout_s=self._ffmpeg_timeout_s, max_duration_s=limits.max_duration_s
+            )
             upload = Upload(
                 path=wav,
                 filename=Path(upload.filename).with_suffix(".wav").name,

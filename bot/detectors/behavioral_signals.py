@@ -1,7 +1,7 @@
 """Behavioral Signals API v5 deepfake detection: upload, poll the process, read its results.
 
-Contract: /work/shared/reference/behavioral-signals-api.md (§2 endpoints, §3 process object
-and status codes, §4 result items). Results are per utterance and there is no file-level
+Contract: the design notes' reference/behavioral-signals-api.md (§2 endpoints, §3 process
+object and status codes, §4 result items). Results are per utterance and there is no file-level
 verdict; `normalize_results` builds one as DESIGN.md "The normalized verdict" prescribes.
 """
 
@@ -245,7 +245,6 @@ class BehavioralSignalsClient:
         poll: PollPolicy,
         request_timeout_s: float,
     ) -> None:
-        self._cid = cid
         self._base = f"{base_url.rstrip('/')}/detection/clients/{cid}/processes"
         self._poll = poll
         self._http = ProviderHTTP(

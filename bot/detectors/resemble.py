@@ -1,6 +1,6 @@
 """Resemble AI Detect API v2: multipart upload with `Prefer: wait`, then poll if needed.
 
-Contract: /work/shared/reference/resemble-detect-api.md (§2 create, §3 get, §4 scores,
+Contract: the design notes' reference/resemble-detect-api.md (§2 create, §3 get, §4 scores,
 §9 errors, §10 intelligence). Numbers arrive as strings or numbers and are coerced;
 `normalize_item` builds the verdict as DESIGN.md "The normalized verdict" prescribes.
 """
@@ -120,7 +120,8 @@ class DetectEnvelope(_Wire):
     success: bool | None = None
     item: DetectItem | None = None
     message: str | None = None
-    error: str | None = None
+    #: Usually text; an object is tolerated (and then not quoted).
+    error: Any = None
 
 
 # --- normalization ---------------------------------------------------------------------
@@ -395,7 +396,8 @@ class ResembleClient:
     def _item(self, envelope: DetectEnvelope, *, what: str, rejected: bool) -> DetectItem:
         """The item of a 2xx answer, which may still say `success: false` (the SDK's habit)."""
         if envelope.success is False:
-            said = self._http.redact(envelope.message or envelope.error or "no reason given")
+            error = envelope.error if isinstance(envelope.error, str) else None
+            said = self._http.redact(envelope.message or error or "no reason given")
             message = f"Resemble refused the {what}: {said}"
             if rejected:
                 raise ProviderRejected(PROVIDER, message)

@@ -114,6 +114,7 @@ async def _read_head_and_tail(stream: asyncio.StreamReader, limit: int) -> bytes
 
 # "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d9c2fe41c0] moov atom not found" → "mov,mp4,...: moov ..."
 _CONTEXT_PREFIX = re.compile(r"\[([^\]@]+?) @ 0x[0-9a-f]+\]\s*")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 # Lines that say only that something failed, not what.
 _GENERIC = ("conversion failed", "to ignore this", "error opening output files")
@@ -131,7 +132,8 @@ def short_reason(stderr: bytes, *paths: Path, limit: int = 160) -> str:
         text = text.replace(str(path), path.name)
     lines = []
     for raw in text.splitlines():
-        line = _UNPRINTABLE.sub(" ", _CONTEXT_PREFIX.sub(r"\1: ", raw)).strip()
+        line = _CONTEXT_PREFIX.sub(r"\1: ", _ANSI_ESCAPE.sub("", raw))
+        line = _UNPRINTABLE.sub(" ", line).strip()
         if line and line != "..." and not line.lower().startswith(_GENERIC):
             lines.append(line)
     if not lines:

@@ -1,23 +1,11 @@
-"""The JSON Discord sends for each emulated object (API v10 shapes, as discord.py 2.7 parses them)."""
+"""The JSON Discord sends for each emulated object (API v10 shapes that discord.py 2.7 parses)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .models import (
-    Attachment,
-    Channel,
-    ChannelType,
-    Guild,
-    Member,
-    Message,
-    Overwrite,
-    Permission,
-    Role,
-    User,
-    iso,
-    snowflake_time,
-)
+from .bits import ChannelType, Permission, iso, snowflake_time
+from .models import Attachment, Channel, Guild, Member, Message, Overwrite, Role, User
 
 if TYPE_CHECKING:
     from .state import World

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .models import ALL_PERMISSIONS, Channel, Guild, Member, Permission
+from .bits import ALL_PERMISSIONS, Permission
+from .models import Channel, Guild, Member
 
 # Text-only permissions a member loses in a channel where they cannot send messages.
 _SEND_DEPENDENT = (

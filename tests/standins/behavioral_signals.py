@@ -1,0 +1,336 @@
+"""A loopback Behavioral Signals API v5 (deepfake detection), faithful to the contract notes.
+
+Follows the design notes' reference/behavioral-signals-api.md: `X-Auth-Token` on every call,
+multipart upload of WAV/MP3 to `/detection/clients/{cid}/processes/audio`, process status
+0 → 1 → 2, then results per utterance with string posteriors. A file that is neither WAV nor
+MP3 is accepted and then fails with status -1 and an ffmpeg log, as the real service's
+failures look.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from tests.standins._common import ReceivedFile, StandIn, sha256_of, sniff, wav_duration
+
+API_KEY = "bs-test-key-3f9c2a71d4e8"
+CID = "10000001"
+
+FFMPEG_FAILURE = (
+    "Error while decoding the audio file: ffmpeg exited with status 1\n"
+    "ffmpeg version 6.1.1 Copyright (c) 2000-2023 the FFmpeg developers\n"
+    "[in#0 @ 0x55d0c0a1b2c0] Error opening input: Invalid data found when processing input\n"
+    "Error opening input file /tmp/upload.\n"
+)
+INSUFFICIENT_CREDITS = (
+    "Insufficient credits. Increase your balance in the Billing section of the console."
+)
+
+
+def utterance(
+    uid: int | str,
+    start: float,
+    end: float,
+    *,
+    text: str | None = " hello there",
+    speaker: str | None = "SPEAKER_00",
+    language: str | None = "en",
+    spoofed: float | str | None = 0.02,
+    final_label: str | None = None,
+    deepfake: bool = True,
+    extra: Sequence[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """The result items of one utterance, in the documented shape (strings everywhere).
+
+    `spoofed` is the `spoofed` posterior (a float, or a string such as "1e-04", or None);
+    `final_label` defaults to the argmax. `deepfake=False` leaves the deepfake item out,
+    as happens for very short utterances.
+    """
+
+    def item(task: str, predictions: list[dict[str, Any]], final: str | None) -> dict[str, Any]:
+        return {
+            "id": str(uid),
+            "startTime": f"{start:.3f}",
+            "endTime": f"{end:.3f}",
+            "task": task,
+            "prediction": [{**p, "dominantInSegments": []} for p in predictions],
+            "finalLabel": final,
+            "level": "utterance",
+            "embedding": None,
+        }
+
+    items = []
+    if text is not None:
+        items.append(item("asr", [{"label": text, "posterior": None}], text))
+    if speaker is not None:
+        items.append(item("diarization", [{"label": speaker, "posterior": None}], speaker))
+    if language is not None:
+        others = [code for code in ("en", "es", "pt") if code != language][:2]
+        items.append(
+            item(
+                "language",
+                [
+                    {"label": language, "posterior": "0.9990234375"},
+                    {"label": others[0], "posterior": "7.838010787963867e-05"},
+                    {"label": others[1], "posterior": "7.361173629760742e-05"},
+                ],
+                language,
+            )
+        )
+    if deepfake:
+        spoofed_value = _as_float(spoofed)
+        spoofed_text = None if spoofed is None else _posterior(spoofed)
+        bonafide_text = None if spoofed_value is None else _posterior(1.0 - spoofed_value)
+        if final_label is None:
+            final_label = "spoofed" if (spoofed_value or 0.0) >= 0.5 else "bonafide"
+        items.append(
+            item(
+                "deepfake",
+                [
+                    {"label": "spoofed", "posterior": spoofed_text},
+                    {"label": "bonafide", "posterior": bonafide_text},
+                ],
+                final_label,
+            )
+        )
+    items.extend(extra)
+    return items
+
+
+def _as_float(value: float | str | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None  # deliberately broken test data
+
+
+def _posterior(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:.4g}"
+
+
+@dataclass
+class _Job:
+    pid: int
+    name: str | None
+    meta: str | None
+    upload: ReceivedFile
+    created: float
+    duration: float
+    results: list[dict[str, Any]]
+    #: A terminal failure (status, statusmsg) to report instead of completing.
+    failure: tuple[int, str] | None = None
+    polls: int = 0
+    datetime: str = field(
+        default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000"
+    )
+
+
+class BehavioralSignalsStandIn(StandIn):
+    """The deepfake half of the Behavioral Signals API v5 on 127.0.0.1.
+
+    Routes for fault injection: "auth", "submit", "list", "status", "results".
+    """
+
+    routes = frozenset({"auth", "submit", "list", "status", "results"})
+    prefix = "/v5"
+
+    def __init__(
+        self,
+        *,
+        cid: str = CID,
+        api_key: str = API_KEY,
+        processing_polls: int = 2,
+        processing_s: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.cid = cid
+        self.api_key = api_key
+        #: Status polls answered 0/1 before a job reports 2 (or its failure).
+        self.processing_polls = processing_polls
+        #: ...and seconds that must pass since the upload.
+        self.processing_s = processing_s
+        self.jobs: dict[int, _Job] = {}
+        self._scripted: dict[str, list[dict[str, Any]]] = {}
+        self._job_failures: list[tuple[int, str]] = []
+        self._pids = itertools.count(51234)
+        base = "/v5/detection/clients/{cid}/processes"
+        self.app.router.add_get("/v5/auth", self._auth, name="auth")
+        self.app.router.add_post(base + "/audio", self._submit, name="submit")
+        self.app.router.add_get(base, self._list, name="list")
+        self.app.router.add_get(base + "/{pid:\\d+}", self._status, name="status")
+        self.app.router.add_get(base + "/{pid:\\d+}/results", self._results, name="results")
+
+    # -- scripting ---------------------------------------------------------------------
+
+    def script_result(self, key: bytes | str | Path, results: list[dict[str, Any]]) -> None:
+        """Results (a list of items, e.g. from `utterance()`) for the file with this
+        content (bytes, a path, or its sha256)."""
+        self._scripted[sha256_of(key)] = results
+
+    def fail_jobs(self, status: int = -1, statusmsg: str = FFMPEG_FAILURE, times: int = 1) -> None:
+        """The next `times` uploads end with this terminal status instead of results."""
+        self._job_failures.extend([(status, statusmsg)] * times)
+
+    def out_of_credits(self, times: int = 1) -> None:
+        """The next uploads end with status -2 (insufficient credits), as documented."""
+        self.fail_jobs(-2, INSUFFICIENT_CREDITS, times)
+
+    # -- counters ----------------------------------------------------------------------
+
+    @property
+    def submissions(self) -> int:
+        return self.received["submit"]
+
+    @property
+    def status_polls(self) -> int:
+        return self.received["status"]
+
+    @property
+    def result_fetches(self) -> int:
+        return self.received["results"]
+
+    # -- handlers ----------------------------------------------------------------------
+
+    def error_body(self, status: int) -> Any:
+        messages = {
+            401: "Unauthorized: invalid or missing API token",
+            403: "Forbidden",
+            404: "Not found",
+            429: "Too many requests",
+            500: "Internal server error",
+            503: "Service unavailable",
+        }
+        return {"code": status, "message": messages.get(status, f"HTTP {status}")}
+
+    def _error(self, status: int, message: str) -> web.Response:
+        return web.json_response(
+            {"code": status, "type": "error", "message": message}, status=status
+        )
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("X-Auth-Token") != self.api_key:
+            return self._error(401, "Unauthorized: invalid or missing API token")
+        if request.match_info.get("cid", self.cid) != self.cid:
+            return self._error(403, "Forbidden: the token does not belong to this project")
+        return None
+
+    async def _auth(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("X-Auth-Client") != self.cid:
+            return self._error(401, "Unauthorized: unknown client")
+        return self._denied(request) or await self.injected("auth") or web.json_response({})
+
+    async def _submit(self, request: web.Request) -> web.StreamResponse:
+        if denied := self._denied(request):
+            return denied
+        if not request.content_type.startswith("multipart/"):
+            return self._error(400, "Expected multipart/form-data with a file")
+        fields, upload = await self.read_upload(request)
+        if fault := await self.injected("submit"):
+            return fault
+        if upload is None:
+            return self._error(400, "Missing file")
+        for flag in ("embeddings", "enable_generator_detection"):
+            if fields.get(flag, "false").lower() not in {"true", "false"}:
+                return self._error(400, f"Invalid value for {flag}")
+        meta = fields.get("meta")
+        if meta is not None:
+            try:
+                json.loads(meta)
+            except ValueError:
+                return self._error(400, "meta must be a valid JSON string")
+
+        failure = self._job_failures.pop(0) if self._job_failures else None
+        kind = sniff(upload.head)
+        if failure is None and (kind is None or upload.size == 0):
+            failure = (-1, FFMPEG_FAILURE)  # the server decodes with ffmpeg, and that fails
+        duration = (wav_duration(upload.head) if kind == "wav" else None) or 1.0
+        results = self._scripted.get(upload.sha256)
+        if results is None:
+            results = utterance(0, 0.031, round(max(duration - 0.05, 0.1), 3))
+        job = _Job(
+            pid=next(self._pids),
+            name=fields.get("name"),
+            meta=meta,
+            upload=upload,
+            created=time.monotonic(),
+            duration=duration,
+            results=results,
+            failure=failure,
+        )
+        self.jobs[job.pid] = job
+        return web.json_response(self._process(job, 0, "Pending"))
+
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        if denied := self._denied(request):
+            return denied
+        if fault := await self.injected("list"):
+            return fault
+        # A bare JSON array, as the SDK's list call expects.
+        return web.json_response(
+            [self._process(job, *self._state(job)) for job in self.jobs.values()]
+        )
+
+    async def _status(self, request: web.Request) -> web.StreamResponse:
+        if denied := self._denied(request):
+            return denied
+        if fault := await self.injected("status"):
+            return fault
+        job = self.jobs.get(int(request.match_info["pid"]))
+        if job is None:
+            return self._error(404, f"Process with id {request.match_info['pid']} not found!")
+        status, message = self._state(job)
+        job.polls += 1
+        return web.json_response(self._process(job, status, message))
+
+    async def _results(self, request: web.Request) -> web.StreamResponse:
+        if denied := self._denied(request):
+            return denied
+        if fault := await self.injected("results"):
+            return fault
+        job = self.jobs.get(int(request.match_info["pid"]))
+        if job is None:
+            return self._error(404, f"Process with id {request.match_info['pid']} not found!")
+        status, _ = self._state(job)
+        if status != 2:
+            return self._error(400, f"Process with id {job.pid} has no results (status {status})")
+        return web.json_response(
+            {
+                "pid": job.pid,
+                "cid": int(self.cid),
+                "code": 2,
+                "message": "Processing Complete",
+                "results": job.results,
+            }
+        )
+
+    def _state(self, job: _Job) -> tuple[int, str]:
+        """Where the job stands now: pending on the first poll, then processing, then done."""
+        ready = (
+            job.polls >= self.processing_polls
+            and time.monotonic() - job.created >= self.processing_s
+        )
+        if ready:
+            return job.failure or (2, "Processing Complete.")
+        return (0, "Pending") if job.polls == 0 else (1, "Processing")
+
+    def _process(self, job: _Job, status: int, message: str) -> dict[str, Any]:
+        return {
+            "pid": job.pid,
+            "cid": int(self.cid),
+            "name": job.name,
+            "status": status,
+            "statusmsg": message,
+            # 0 until the service has read the audio.
+            "duration": 0.0 if status == 0 else job.duration,
+            "datetime": job.datetime,
+            "meta": job.meta,
+        }

@@ -1,0 +1,332 @@
+"""A loopback Resemble AI Detect API v2, faithful to the contract notes.
+
+Follows the design notes' reference/resemble-detect-api.md: Bearer auth, multipart `POST /detect`
+with the direct-upload extension allowlist, the 150 MB cap and empty files refused with 400
+JSON errors, `Prefer: wait` held until the detect finishes (up to a hold time), `GET
+/detect/{uuid}` progressing from processing to completed, and the documented 402 and 404
+bodies.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePath
+from typing import Any
+
+from aiohttp import web
+
+from tests.standins._common import ReceivedFile, StandIn, sha256_of, wav_duration
+
+API_KEY = "rs-test-key-9d41b07c55aa"
+MAX_UPLOAD_BYTES = 150 * 1024 * 1024
+
+_AUDIO = {".wav", ".mp3", ".m4a", ".ogg", ".aac", ".flac", ".amr"}
+_VIDEO = {".3gp", ".3gpp", ".mp4", ".mov", ".avi", ".mkv", ".webm"}
+_IMAGE = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
+ALLOWED_EXTENSIONS = _AUDIO | _VIDEO | _IMAGE
+#: Containers that may hold only sound, so either audio/* or video/* matches them.
+_EITHER = {".mp4", ".m4a", ".webm", ".mkv", ".ogg", ".3gp", ".3gpp"}
+
+OUT_OF_CREDITS_BODY = {
+    "success": False,
+    "error_code": "insufficient_balance",
+    "error": "Insufficient balance",
+    "message": "Your team's balance is too low for this detection. Add funds to continue.",
+    "details": {"estimated_cost_cents": 3, "detect_cost_cents": 3, "watermark_cost_cents": 0},
+}
+
+
+def metrics(scores: list[float | None], *, label: str | None = None) -> dict[str, Any]:
+    """A `metrics` object as Resemble sends it: numbers as strings, label from the mean."""
+    known = [s for s in scores if s is not None]
+    aggregated = sum(known) / len(known) if known else 0.0
+    return {
+        "label": label or ("fake" if aggregated >= 0.5 else "real"),
+        "score": [None if s is None else f"{s:.4g}" for s in scores],
+        "consistency": "0.92",
+        "aggregated_score": f"{aggregated:.4g}",
+    }
+
+
+def video_metrics(score: float, *, label: str | None = None) -> dict[str, Any]:
+    """A `video_metrics` object (numbers as numbers, capitalised labels, a frame tree)."""
+    conclusion = label or ("Fake" if score >= 0.5 else "Real")
+    return {
+        "label": conclusion,
+        "score": score,
+        "certainty": 0.9,
+        "treeview": "…",
+        "children": [
+            {
+                "type": "VideoResult",
+                "conclusion": conclusion,
+                "score": score,
+                "certainty": 0.9,
+                "certainty (%)": "90%",
+                "children": [],
+            }
+        ],
+    }
+
+
+@dataclass
+class _Job:
+    uuid: str
+    upload: ReceivedFile
+    filename: str
+    media_type: str
+    created: float
+    fields: dict[str, str]
+    scripted: dict[str, Any]
+    failure: str | None = None
+    polls: int = 0
+
+
+class ResembleStandIn(StandIn):
+    """Resemble's Detect API on 127.0.0.1. Routes for fault injection: "submit", "status"."""
+
+    routes = frozenset({"submit", "status"})
+    prefix = "/api/v2"
+
+    def __init__(
+        self,
+        *,
+        api_key: str = API_KEY,
+        processing_s: float = 0.0,
+        processing_polls: int = 0,
+        wait_hold_s: float = 5.0,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        omit_status_while_processing: bool = False,
+    ) -> None:
+        super().__init__()
+        self.api_key = api_key
+        #: A detect finishes this long after the upload...
+        self.processing_s = processing_s
+        #: ...and after this many status polls have seen it processing.
+        self.processing_polls = processing_polls
+        #: The longest `Prefer: wait` holds the upload's answer before returning `processing`.
+        self.wait_hold_s = wait_hold_s
+        self.max_upload_bytes = max_upload_bytes
+        #: The create example in the docs has no `status`; this reproduces it.
+        self.omit_status_while_processing = omit_status_while_processing
+        self.jobs: dict[str, _Job] = {}
+        self.last_fields: dict[str, str] = {}
+        self.last_headers: dict[str, str] = {}
+        self._scripted: dict[str, dict[str, Any]] = {}
+        self._job_failures: list[str] = []
+        self.app.router.add_post("/api/v2/detect", self._submit, name="submit")
+        self.app.router.add_get("/api/v2/detect/{uuid}", self._status, name="status")
+
+    # -- scripting ---------------------------------------------------------------------
+
+    def script_result(self, key: bytes | str | Path, **item: Any) -> None:
+        """Fields of the completed item (e.g. `metrics=metrics([...])`, `video_metrics=...`,
+        `duration=...`, `transcription="..."` or `description=...`) for the file with this
+        content (bytes, a path, or its sha256)."""
+        self._scripted[sha256_of(key)] = item
+
+    def fail_jobs(self, error_message: str = "Audio decoding failed", times: int = 1) -> None:
+        """The next `times` detects end with status `failed` and this `error_message`."""
+        self._job_failures.extend([error_message] * times)
+
+    def out_of_credits(self, times: int = 1) -> None:
+        """The next uploads are refused with the documented 402 body."""
+        self.fail_next("submit", 402, times, body=OUT_OF_CREDITS_BODY)
+
+    # -- counters ----------------------------------------------------------------------
+
+    @property
+    def submissions(self) -> int:
+        return self.received["submit"]
+
+    @property
+    def status_polls(self) -> int:
+        return self.received["status"]
+
+    # -- handlers ----------------------------------------------------------------------
+
+    def error_body(self, status: int) -> Any:
+        if status == 402:
+            return OUT_OF_CREDITS_BODY
+        messages = {
+            401: "Invalid API token",
+            403: "Forbidden",
+            404: "Detect not found",
+            429: "Rate limit exceeded",
+            500: "Internal server error",
+            503: "Service temporarily unavailable",
+        }
+        return {"success": False, "message": messages.get(status, f"HTTP {status}")}
+
+    @staticmethod
+    def _error(status: int, message: str) -> web.Response:
+        return web.json_response({"success": False, "message": message}, status=status)
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        auth = request.headers.get("Authorization", "")
+        # The docs say Bearer; both official SDKs still send the legacy form, which works.
+        if auth not in (f"Bearer {self.api_key}", f"Token token={self.api_key}"):
+            return self._error(401, "Invalid API token")
+        return None
+
+    async def _submit(self, request: web.Request) -> web.StreamResponse:
+        if denied := self._denied(request):
+            return denied
+        self.last_headers = dict(request.headers)
+        if not request.content_type.startswith("multipart/"):
+            return self._error(400, "This stand-in takes direct file uploads only")
+        fields, upload = await self.read_upload(request)
+        self.last_fields = fields
+        if fault := await self.injected("submit"):
+            return fault
+        if upload is None:
+            return self._error(400, "One of file, url or media_token is required")
+        if problem := self._check(upload, fields):
+            return self._error(400, problem)
+
+        extension = PurePath(upload.filename or "").suffix.lower()
+        job = _Job(
+            uuid=str(uuid.uuid4()),
+            upload=upload,
+            filename=upload.filename or "",
+            media_type="video" if extension in _VIDEO else "audio",
+            created=time.monotonic(),
+            fields=fields,
+            scripted=self._scripted.get(upload.sha256, {}),
+            failure=self._job_failures.pop(0) if self._job_failures else None,
+        )
+        self.jobs[job.uuid] = job
+        if "wait" in request.headers.get("Prefer", "").lower():
+            await self._hold(job)
+            if self._ready(job):
+                return web.json_response({"success": True, "item": self._item(job)})
+        return web.json_response({"success": True, "item": self._pending_item(job)})
+
+    def _check(self, upload: ReceivedFile, fields: dict[str, str]) -> str | None:
+        """The 400 reasons Resemble gives before any analysis or billing."""
+        extension = PurePath(upload.filename or "").suffix.lower()
+        if extension not in ALLOWED_EXTENSIONS:
+            allowed = " ".join(sorted(ALLOWED_EXTENSIONS))
+            return f"Unsupported file extension '{extension}'. Allowed: {allowed}"
+        family = (upload.content_type or "").split("/")[0].lower()
+        if upload.content_type not in (None, "application/octet-stream"):
+            expected = {"image"} if extension in _IMAGE else {"audio"}
+            if extension in _VIDEO:
+                expected = {"video"}
+            if extension in _EITHER:
+                expected = {"audio", "video"}
+            if family not in expected:
+                return f"Content type {upload.content_type} does not match extension {extension}"
+        if upload.size == 0:
+            return "Uploaded file is empty"
+        if upload.size > self.max_upload_bytes:
+            return (
+                f"File exceeds the {self.max_upload_bytes // (1024 * 1024)} MB direct upload "
+                "limit; use Secure Uploads (POST /secure_uploads) for larger files"
+            )
+        frame_length = fields.get("frame_length", "2")
+        if not frame_length.isdigit() or not 1 <= int(frame_length) <= 4:
+            return "frame_length must be an integer between 1 and 4"
+        return None
+
+    async def _hold(self, job: _Job) -> None:
+        """Prefer: wait — answer when the detect is done, or after the hold time."""
+        remaining = self.processing_s - (time.monotonic() - job.created)
+        if self.processing_polls > 0 or remaining > self.wait_hold_s:
+            await self.pause(self.wait_hold_s)  # it cannot finish while we hold
+        elif remaining > 0:
+            await self.pause(remaining)
+
+    async def _status(self, request: web.Request) -> web.StreamResponse:
+        if denied := self._denied(request):
+            return denied
+        if fault := await self.injected("status"):
+            return fault
+        job = self.jobs.get(request.match_info["uuid"])
+        if job is None:
+            return self._error(404, "Detect not found")
+        ready = self._ready(job)
+        job.polls += 1
+        return web.json_response(
+            {"success": True, "item": self._item(job) if ready else self._pending_item(job)}
+        )
+
+    def _ready(self, job: _Job) -> bool:
+        return (
+            job.polls >= self.processing_polls
+            and time.monotonic() - job.created >= self.processing_s
+        )
+
+    def _common(self, job: _Job) -> dict[str, Any]:
+        zero = job.fields.get("zero_retention_mode", "false").lower() == "true"
+        extension = PurePath(job.filename).suffix.lower()
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        link = None if zero else f"https://storage.example.invalid/detect/{job.uuid}{extension}"
+        return {
+            "uuid": job.uuid,
+            "media_type": job.media_type,
+            "url": link,
+            "audio_url": link,
+            "filename": f"redacted_{secrets.token_hex(6)}{extension}" if zero else job.filename,
+            "zero_retention_mode": zero,
+            "file_deleted_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def _pending_item(self, job: _Job) -> dict[str, Any]:
+        item = {**self._common(job), "status": "processing", "metrics": {}, "intelligence": None}
+        if self.omit_status_while_processing:
+            del item["status"]
+        return item
+
+    def _item(self, job: _Job) -> dict[str, Any]:
+        """The finished detect: the scripted fields over a plausible default."""
+        common = self._common(job)
+        if job.failure is not None:
+            return {**common, "status": "failed", "error_message": job.failure, "metrics": {}}
+        scripted = dict(job.scripted)
+        frame_length = int(job.fields.get("frame_length", "2"))
+        duration = scripted.pop("duration", None)
+        if duration is None:
+            duration = wav_duration(job.upload.head) or 3.0
+        windows = max(1, math.ceil(float(duration) / frame_length))
+        item: dict[str, Any] = {
+            **common,
+            "status": "completed",
+            "metrics": metrics([0.05] * windows),
+            "duration": duration,
+            "error_message": None,
+        }
+        if job.media_type == "video":
+            item["video_metrics"] = video_metrics(0.04)
+        transcription = scripted.pop("transcription", "hello there")
+        description = scripted.pop(
+            "description",
+            {
+                "speaker_info": "Adult speaker",
+                "language": "English",
+                "emotion": "neutral",
+                "transcription": transcription,
+                "fraud": {"type": "none", "confidence": 5, "reasoning": "…"},
+            },
+        )
+        if job.fields.get("intelligence", "false").lower() == "true":
+            item["intelligence"] = {
+                "uuid": str(uuid.uuid4()),
+                "status": "completed",
+                "description": description,
+                "created_at": common["created_at"],
+                "detect_uuid": job.uuid,
+            }
+        else:
+            item["intelligence"] = None
+        if common["zero_retention_mode"]:
+            item["file_deleted_at"] = common["updated_at"]
+        item.update(scripted)
+        return item
