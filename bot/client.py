@@ -100,6 +100,9 @@ class Spoofwatch(commands.Bot):
     """Spoofwatch's Discord client. Built once with the shared runtime; cogs find services here."""
 
     def __init__(self, runtime: Runtime, *, clock: Clock = utc_now) -> None:
+        # Spoofwatch never joins voice channels; discord.py's voice-library warnings are noise.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents(),

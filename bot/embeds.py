@@ -149,8 +149,7 @@ def verdict_embed(
     timeline_name = f"Timeline ({len(verdict.segments)} segments)"
     names = (len("Transcript") if quoted else 0) + (len(timeline_name) if timeline else 0)
     level = _water_level([len(quoted), len(timeline)], max_chars - len(embed) - names)
-    # Cut to a sliver, either would be noise: below MIN_USEFUL_TEXT a part that does not fit
-    # whole is left out.
+    # A part that must be cut below MIN_USEFUL_TEXT is left out: a sliver is only noise.
     if quoted and (len(quoted) <= level or level >= MIN_USEFUL_TEXT):
         embed.add_field(name="Transcript", value=_truncate(quoted, level), inline=False)
     worth_it = len(timeline) <= level or level >= MIN_USEFUL_TEXT

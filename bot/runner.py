@@ -8,6 +8,9 @@ import signal
 import sys
 
 import discord
+import discord.gateway
+import discord.http
+import yarl
 
 from bot.client import Spoofwatch
 from bot.logging_setup import setup_logging
@@ -36,25 +39,41 @@ def run_bot(settings: Settings, *, sync_only: bool = False) -> int:
     return asyncio.run(_main(settings, token.get_secret_value(), sync_only=sync_only))
 
 
+def _use_proxies(settings: Settings) -> None:
+    """Point discord.py at a REST and/or gateway proxy (or, in tests, the Discord emulator)."""
+    if settings.discord_api_url:
+        discord.http.Route.BASE = settings.discord_api_url.rstrip("/")
+        log.info("Discord REST through %s", discord.http.Route.BASE)
+    if settings.discord_gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+        log.info("Discord gateway through %s", settings.discord_gateway_url)
+
+
 async def _main(settings: Settings, token: str, *, sync_only: bool) -> int:
+    _use_proxies(settings)
     async with open_runtime(settings) as runtime, Spoofwatch(runtime) as bot:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _stop, bot, sig)
         if sync_only:
             return await _sync_and_exit(bot, token)
-        try:
-            await bot.start(token)
-        except discord.PrivilegedIntentsRequired:
-            print(INTENT_HELP, file=sys.stderr)
-            return 3
-        except discord.LoginFailure:
-            print(
-                "Discord refused DISCORD_TOKEN. Copy a fresh token from the Developer Portal "
-                "(Bot → Reset Token).",
-                file=sys.stderr,
-            )
-            return 2
+        return await serve(bot, token)
+
+
+async def serve(bot: Spoofwatch, token: str) -> int:
+    """Run the bot until it closes; explain the two start-up refusals an operator can fix."""
+    try:
+        await bot.start(token)
+    except discord.PrivilegedIntentsRequired:
+        print(INTENT_HELP, file=sys.stderr)
+        return 3
+    except discord.LoginFailure:
+        print(
+            "Discord refused DISCORD_TOKEN. Copy a fresh token from the Developer Portal "
+            "(Bot → Reset Token).",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

@@ -86,6 +86,14 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("SPOOFWATCH_DEV_GUILD", "dev_guild")
     )
 
+    discord_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SPOOFWATCH_DISCORD_API_URL", "discord_api_url"),
+    )
+    discord_gateway_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SPOOFWATCH_DISCORD_GATEWAY_URL", "discord_gateway_url"),
+    )
     max_file_mb: float = Field(
         default=100.0,
         gt=0,
@@ -105,6 +113,16 @@ class Settings(BaseSettings):
         default=300.0,
         gt=0,
         validation_alias=AliasChoices("SPOOFWATCH_POLL_DEADLINE_S", "poll_deadline_s"),
+    )
+    poll_initial_s: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias=AliasChoices("SPOOFWATCH_POLL_INITIAL_S", "poll_initial_s"),
+    )
+    poll_max_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=AliasChoices("SPOOFWATCH_POLL_MAX_INTERVAL_S", "poll_max_interval_s"),
     )
     request_timeout_s: float = Field(
         default=60.0,

@@ -39,7 +39,11 @@ def build_detector(
     the missing credentials."""
     chosen = settings.require_provider(provider)
     retry = RetryPolicy()
-    poll = PollPolicy(deadline_s=settings.poll_deadline_s)
+    poll = PollPolicy(
+        initial_s=settings.poll_initial_s,
+        max_interval_s=max(settings.poll_initial_s, settings.poll_max_interval_s),
+        deadline_s=settings.poll_deadline_s,
+    )
     if chosen is ProviderName.BEHAVIORAL_SIGNALS:
         # require_provider has checked both; the asserts tell the type checker.
         assert settings.behavioralsignals_cid is not None

@@ -118,3 +118,22 @@ class StoredVerdict(BaseModel):
 
     verdict: Verdict
     scan_id: int
+
+
+class AuditEvent(BaseModel):
+    """An administrative event: a purge, a forget, a settings change, a moderator's action.
+
+    `actor` is a user id as text for people, or a name such as "retention" for the bot
+    itself; `case_number` is set when the event concerns one case.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    guild_id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    reason: str
+    case_number: int | None = None

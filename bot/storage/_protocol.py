@@ -1,6 +1,7 @@
 """The storage interface. SQLite implements it; a PostgreSQL backend can later, unchanged callers.
 
 Every query that reads cases takes a `guild_id` and never returns another guild's rows.
+Lifecycle updates (`set_media`, `mark_*`) raise `ScanNotFound` for an unknown scan id.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Protocol
 
 from bot.guild_config import GuildConfig
 from bot.storage._models import (
+    AuditEvent,
     AuditStats,
     NewScan,
     Review,
@@ -18,6 +20,10 @@ from bot.storage._models import (
     StoredVerdict,
 )
 from bot.verdict import ProviderName, Verdict
+
+
+class ScanNotFound(LookupError):
+    """A lifecycle update named a scan id that does not exist (e.g. forgotten mid-scan)."""
 
 
 class AuditLog(Protocol):
@@ -106,6 +112,28 @@ class AuditLog(Protocol):
 
     async def count_scans(self, guild_id: int, *, since: datetime) -> int:
         """Scans that cost a provider call (not reused, not refused before submission)."""
+        ...
+
+    async def count_cases(self, guild_id: int, *, author_id: int | None = None) -> int:
+        """How many cases `recent` (or `by_author` with `author_id`) can page through."""
+        ...
+
+    async def count_flagged(self, guild_id: int, *, since: datetime, threshold: float) -> int:
+        """How many cases `flagged` can page through with the same arguments."""
+        ...
+
+    async def record_action(
+        self, guild_id: int, case_number: int, *, action: str, actor_id: int, outcome: str
+    ) -> None:
+        """Record a moderator's action on a case (delete, time out...) once it has happened."""
+        ...
+
+    async def case_events(self, guild_id: int, case_number: int) -> list[AuditEvent]:
+        """The events about one case (reviews, moderator actions), oldest first."""
+        ...
+
+    async def events(self, guild_id: int, *, limit: int, offset: int = 0) -> list[AuditEvent]:
+        """The guild's administrative events, newest first."""
         ...
 
     # --- retention and deletion -----------------------------------------------------------

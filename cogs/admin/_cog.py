@@ -116,7 +116,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
     @settings.command(name="threshold")
     @app_commands.describe(value="Spoofed probability (0–1) at which moderators are alerted")
     async def threshold(
-        self, interaction: discord.Interaction[Spoofwatch], value: app_commands.Range[float, 0, 1]
+        self, interaction: discord.Interaction[Spoofwatch], value: app_commands.Range[float, 0.0, 1.0]
     ) -> None:
         """Set the alert threshold."""
         await self._update(interaction, alert_threshold=value)
@@ -217,8 +217,8 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
     async def limits(
         self,
         interaction: discord.Interaction[Spoofwatch],
-        max_mb: app_commands.Range[float, 0.1, 500] | None = None,
-        max_seconds: app_commands.Range[float, 1, 36000] | None = None,
+        max_mb: app_commands.Range[float, 0.1, 500.0] | None = None,
+        max_seconds: app_commands.Range[float, 1.0, 36000.0] | None = None,
     ) -> None:
         """Largest file (MiB) and longest recording (s) scanned; empty = the bot's defaults."""
         await self._update(interaction, max_file_mb=max_mb, max_duration_s=max_seconds)

@@ -15,7 +15,6 @@ from bot.client import Spoofwatch
 from bot.embeds import sanitize
 from bot.permissions import check_member
 from bot.storage import Review, ScanRecord
-from bot.storage.export import export_bytes
 from cogs.audit._views import Pager, case_line, since_days
 
 log = logging.getLogger(__name__)
@@ -171,6 +170,8 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
     ) -> None:
         """This server's cases as a file."""
         await interaction.response.defer(ephemeral=True, thinking=True)
+        from bot.storage.export import export_bytes  # noqa: PLC0415  TODO: top-level
+
         guild_id = _guild_id(interaction)
         data = await export_bytes(
             self.bot.audit.export(guild_id, since=since_days(self.bot.clock(), days)), format

@@ -37,7 +37,7 @@ class InteractionHandle:
     token: str
     type: int
     name: str
-    payload: JSON
+    payload: JSON = field(repr=False)
     channel_id: int
     user: User
     source_message_id: int | None = None

@@ -118,6 +118,8 @@ class ResembleStandIn(StandIn):
         self.last_fields: dict[str, str] = {}
         self.last_headers: dict[str, str] = {}
         self._scripted: dict[str, dict[str, Any]] = {}
+        #: Item fields for any upload nobody scripted (empty = a bona fide default).
+        self.default_item: dict[str, Any] = {}
         self._job_failures: list[str] = []
         self.app.router.add_post("/api/v2/detect", self._submit, name="submit")
         self.app.router.add_get("/api/v2/detect/{uuid}", self._status, name="status")
@@ -197,7 +199,7 @@ class ResembleStandIn(StandIn):
             media_type="video" if extension in _VIDEO else "audio",
             created=time.monotonic(),
             fields=fields,
-            scripted=self._scripted.get(upload.sha256, {}),
+            scripted=self._scripted.get(upload.sha256, self.default_item),
             failure=self._job_failures.pop(0) if self._job_failures else None,
         )
         self.jobs[job.uuid] = job

@@ -1,0 +1,533 @@
+"""Audit-log benchmark (issue 4): a million cases across 100 guilds, then every /audit query.
+
+    .venv/bin/python bench/audit_bench.py                  # the full run (~15 minutes)
+    .venv/bin/python bench/audit_bench.py --rows 20000     # a quick look
+
+1. Fill: every case goes through the real `SQLiteAuditLog` write path, 16 scans in flight,
+   as the scan service drives it: create_scan → set_media → (find_verdict) → mark_submitted
+   → mark_done / mark_failed → mark_replied, plus a moderator review for some flagged cases.
+   A simulated clock spreads the cases over 120 days. Guild sizes follow Zipf's law (the
+   biggest guild holds ~19% of all cases), members and channels within a guild too.
+2. Size: WAL checkpointed, then file size / cases, and per table and index (dbstat).
+3. Queries: each /audit query 200 times against guilds picked in proportion to their
+   activity (busy servers are queried more, and the biggest is picked ~1 time in 5, so p99 is
+   the worst guild); median and p99 of the awaited call, pydantic rows included.
+4. Insert rate on top of the full database: create_scan + mark_done for 20,000 scans with
+   1, 8 and 64 scans in flight (concurrent steps share a group commit).
+
+Results go to stdout and to `bench/out/audit_bench.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.storage import NewScan, Review, Trigger  # noqa: E402
+from bot.storage.sqlite import SQLiteAuditLog  # noqa: E402
+from bot.verdict import Label, ProviderName, Segment, Verdict  # noqa: E402
+
+DISCORD_EPOCH_MS = 1_420_070_400_000
+DAY = 86_400
+OUT = Path(__file__).resolve().parent / "out"
+
+
+class SimClock:
+    """The audit log's clock, moved by the fill so cases spread over 120 days."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def snowflake(rng: random.Random, at: float) -> int:
+    return (int(at * 1000) - DISCORD_EPOCH_MS) << 22 | rng.getrandbits(22)
+
+
+def zipf_weights(n: int, s: float) -> list[float]:
+    return [1 / (rank**s) for rank in range(1, n + 1)]
+
+
+@dataclass
+class Guild:
+    id: int
+    weight: float
+    provider: ProviderName
+    authors: list[int]
+    author_cum: list[float]
+    channels: list[int]
+    channel_cum: list[float]
+    moderators: list[int]
+    store_transcripts: bool
+    cases: int = 0
+    recent_media: list[tuple[str, int]] = field(default_factory=list)
+
+
+def make_guilds(rng: random.Random, count: int, rows: int) -> list[Guild]:
+    guilds = []
+    weights = zipf_weights(count, 1.0)
+    total = sum(weights)
+    past = time.time() - 5 * 365 * DAY
+    for weight in weights:
+        expected = rows * weight / total
+        # A server's active posters grow sublinearly with its traffic.
+        n_authors = max(10, int(expected**0.75))
+        n_channels = rng.randint(3, 40)
+        guilds.append(
+            Guild(
+                id=snowflake(rng, past + rng.random() * 3 * 365 * DAY),
+                weight=weight,
+                provider=(
+                    ProviderName.RESEMBLE if rng.random() < 0.7 else ProviderName.BEHAVIORAL_SIGNALS
+                ),
+                authors=[snowflake(rng, past + rng.random() * 4 * 365 * DAY) for _ in range(n_authors)],
+                author_cum=list(_cumulative(zipf_weights(n_authors, 1.1))),
+                channels=[snowflake(rng, past + rng.random() * 365 * DAY) for _ in range(n_channels)],
+                channel_cum=list(_cumulative(zipf_weights(n_channels, 1.3))),
+                moderators=[snowflake(rng, past) for _ in range(5)],
+                store_transcripts=rng.random() < 0.8,
+            )
+        )
+    return guilds
+
+
+def _cumulative(weights: list[float]) -> list[float]:
+    running = 0.0
+    for w in weights:
+        running += w
+        yield running
+
+
+def make_verdict(
+    rng: random.Random, provider: ProviderName, duration: float, *, with_transcript: bool
+) -> Verdict:
+    roll = rng.random()
+    if roll < 0.05:
+        label, probability = Label.SPOOFED, 0.5 + 0.5 * rng.random() ** 0.5
+    elif roll < 0.07:
+        label, probability = Label.INCONCLUSIVE, None
+    else:
+        label, probability = Label.BONAFIDE, 0.5 * rng.random() ** 4
+    segments: list[Segment] = []
+    if probability is not None:
+        # Resemble scores every 2 s chunk (as strings like "0.12"); Behavioral Signals scores
+        # each utterance (posteriors like "0.9990234375").
+        step = 2.0 if provider is ProviderName.RESEMBLE else 8.0
+        digits = 2 if provider is ProviderName.RESEMBLE else 10
+        start = 0.0
+        while start < duration:
+            end = min(duration, start + step)
+            p = min(1.0, max(0.0, probability + rng.uniform(-0.1, 0.1)))
+            segments.append(
+                Segment(
+                    start=round(start, 3),
+                    end=round(end, 3),
+                    label=Label.SPOOFED if p >= 0.5 else Label.BONAFIDE,
+                    spoofed_probability=round(p, digits),
+                )
+            )
+            start = end
+    if provider is ProviderName.RESEMBLE:
+        job_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        provider_label = {Label.SPOOFED: "fake", Label.BONAFIDE: "real"}.get(label, "unknown")
+    else:
+        job_id = str(rng.randint(10_000, 9_999_999))
+        provider_label = {Label.SPOOFED: "spoofed", Label.BONAFIDE: "bonafide"}.get(label)
+    transcript = None
+    if with_transcript:
+        words = rng.choices(_WORDS, k=rng.randint(12, 24))
+        transcript = " ".join(words)[:120]
+    return Verdict(
+        label=label,
+        spoofed_probability=probability,
+        transcript=transcript,
+        language=rng.choice(("en", "en", "en", "es", "de", "fr", "pt")),
+        speakers=1 if rng.random() < 0.9 else 2,
+        segments=tuple(segments),
+        provider=provider,
+        provider_job_id=job_id,
+        duration_s=round(duration, 3),
+        provider_label=provider_label,
+    )
+
+
+_WORDS = (
+    "hey guys so I was thinking we could meet tonight at the usual place and play a few "
+    "rounds before the raid starts honestly this patch is wild did you see the new map"
+).split()
+_ERRORS_BEFORE = ("too_large", "not_media", "no_audio", "too_long", "quota")
+_ERRORS_AFTER = ("provider_timeout", "provider_unavailable", "provider_job_failed")
+
+
+def pick(rng: random.Random, items: list[int], cum: list[float]) -> int:
+    return rng.choices(items, cum_weights=cum, k=1)[0]
+
+
+async def one_scan(
+    log: SQLiteAuditLog, clock: SimClock, rng: random.Random, guild: Guild, at: float
+) -> None:
+    """One scan's whole lifecycle through the real write path, at simulated time `at`."""
+    clock.now = datetime.fromtimestamp(at, UTC)
+    channel = pick(rng, guild.channels, guild.channel_cum)
+    author = pick(rng, guild.authors, guild.author_cum)
+    message = snowflake(rng, at)
+    roll = rng.random()
+    trigger = Trigger.AUTO if roll < 0.9 else Trigger.CHECK if roll < 0.97 else Trigger.CONTEXT_MENU
+    voice = rng.random() < 0.7
+    filename = "voice-message.ogg" if voice else f"clip_{rng.randint(1, 99999)}.mp4"
+    attachment = message + 1
+    record, _ = await log.create_scan(
+        NewScan(
+            guild_id=guild.id,
+            channel_id=channel,
+            message_id=message,
+            author_id=author,
+            jump_url=f"https://discord.com/channels/{guild.id}/{channel}/{message}",
+            attachment_id=attachment,
+            filename=filename,
+            content_type="audio/ogg" if voice else "video/mp4",
+            size=rng.randint(20_000, 3_000_000),
+            trigger=trigger,
+            requested_by=None if trigger is Trigger.AUTO else pick(rng, guild.authors, guild.author_cum),
+            provider=guild.provider,
+            source_url=(
+                f"https://cdn.discordapp.com/attachments/{channel}/{attachment}/{filename}"
+                f"?ex={int(at) + DAY:x}&is={int(at):x}&hm={rng.getrandbits(256):064x}&"
+            ),
+        )
+    )
+    guild.cases += 1
+    if guild.recent_media and rng.random() < 0.03:  # a repost of a file seen before
+        sha256, _ = rng.choice(guild.recent_media)
+    else:
+        sha256 = f"{rng.getrandbits(256):064x}"
+    duration = min(300.0, max(1.0, rng.lognormvariate(math.log(12), 0.8)))
+    await log.set_media(
+        record.id,
+        sha256=sha256,
+        size=record.size or 0,
+        content_type=record.content_type,
+        duration_s=round(duration, 3),
+    )
+    stored = await log.find_verdict(sha256, guild.provider)
+    if stored is not None:
+        clock.now += timedelta(seconds=1)
+        await log.mark_done(
+            record.id,
+            stored.verdict,
+            reused_from=stored.scan_id,
+            store_transcript=guild.store_transcripts,
+        )
+        await log.mark_replied(record.id, snowflake(rng, at + 1))
+        return
+    fate = rng.random()
+    if fate < 0.015:
+        clock.now += timedelta(seconds=1)
+        await log.mark_failed(record.id, rng.choice(_ERRORS_BEFORE), "refused before upload")
+        await log.mark_replied(record.id, snowflake(rng, at + 1))
+        return
+    verdict = make_verdict(
+        rng, guild.provider, duration, with_transcript=guild.store_transcripts and rng.random() < 0.4
+    )
+    clock.now += timedelta(seconds=2)
+    await log.mark_submitted(record.id, verdict.provider_job_id)
+    clock.now += timedelta(seconds=rng.randint(3, 40))
+    if fate < 0.03:
+        await log.mark_failed(
+            record.id, rng.choice(_ERRORS_AFTER), "The detection service did not finish in time."
+        )
+    else:
+        done = await log.mark_done(record.id, verdict, store_transcript=guild.store_transcripts)
+        guild.recent_media.append((sha256, done.id))
+        del guild.recent_media[:-200]
+        if verdict.label is Label.SPOOFED and rng.random() < 0.3:
+            clock.now += timedelta(minutes=rng.randint(1, 600))
+            decision = Review.CONFIRMED if rng.random() < 0.7 else Review.FALSE_POSITIVE
+            await log.review(
+                guild.id,
+                done.case_number,
+                decision,
+                moderator_id=rng.choice(guild.moderators),
+                note="checked with the member" if rng.random() < 0.3 else None,
+            )
+    await log.mark_replied(record.id, snowflake(rng, at + 45))
+
+
+async def fill(
+    log: SQLiteAuditLog,
+    clock: SimClock,
+    rng: random.Random,
+    guilds: list[Guild],
+    rows: int,
+    workers: int,
+) -> dict[str, Any]:
+    """`workers` scans in flight, taken in time order, as a busy bot would run them."""
+    end = time.time() - 3600
+    start = end - 120 * DAY
+    chosen = iter(enumerate(rng.choices(guilds, weights=[g.weight for g in guilds], k=rows)))
+    report_every = max(1, rows // 20)
+    began = time.perf_counter()
+
+    async def worker() -> None:
+        for i, guild in chosen:
+            at = start + (end - start) * i / rows + rng.random()
+            await one_scan(log, clock, rng, guild, at)
+            if (i + 1) % report_every == 0:
+                elapsed = time.perf_counter() - began
+                print(f"  filled {i + 1:>9,} cases  {(i + 1) / elapsed:8,.0f} scans/s", flush=True)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    elapsed = time.perf_counter() - began
+    return {
+        "rows": rows,
+        "workers": workers,
+        "seconds": round(elapsed, 1),
+        "scans_per_s": round(rows / elapsed),
+    }
+
+
+async def timed(runs: int, call: Callable[[], Awaitable[Any]]) -> dict[str, float]:
+    samples = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - began) * 1000)
+    samples.sort()
+    return {
+        "median_ms": round(statistics.median(samples), 2),
+        "p99_ms": round(samples[min(len(samples) - 1, math.ceil(0.99 * len(samples)) - 1)], 2),
+        "max_ms": round(samples[-1], 2),
+    }
+
+
+async def queries(
+    log: SQLiteAuditLog, rng: random.Random, guilds: list[Guild], runs: int
+) -> dict[str, dict[str, float]]:
+    now = datetime.now(UTC)
+    weights = [g.cases for g in guilds]
+
+    def guild() -> Guild:
+        return rng.choices(guilds, weights=weights, k=1)[0]
+
+    async def export_first_page(since: datetime) -> None:
+        count = 0
+        async for _ in log.export(guild().id, since=since):
+            count += 1
+            if count == 500:
+                break
+
+    async def export_full(since: datetime) -> None:
+        async for _ in log.export(guild().id, since=since):
+            pass
+
+    async def review() -> None:
+        g = guild()
+        await log.review(
+            g.id, rng.randint(1, g.cases), Review.CONFIRMED, moderator_id=g.moderators[0]
+        )
+
+    async def find_verdict() -> None:
+        g = guild()
+        sha256 = rng.choice(g.recent_media)[0] if g.recent_media else "0" * 64
+        await log.find_verdict(sha256, g.provider)
+
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    cases: dict[str, Callable[[], Awaitable[Any]]] = {
+        "recent (25)": lambda: log.recent(guild().id, limit=25),
+        "recent page 10 (offset 225)": lambda: log.recent(guild().id, limit=25, offset=225),
+        "count_cases": lambda: log.count_cases(guild().id),
+        "by_author (25)": lambda: _by_author(log, rng, guild()),
+        "case": lambda: _case(log, rng, guild()),
+        "flagged 7 days (25)": lambda: log.flagged(
+            guild().id, since=now - timedelta(days=7), threshold=0.5, limit=25
+        ),
+        "flagged 30 days (25)": lambda: log.flagged(
+            guild().id, since=now - timedelta(days=30), threshold=0.5, limit=25
+        ),
+        "count_flagged 30 days": lambda: log.count_flagged(
+            guild().id, since=now - timedelta(days=30), threshold=0.5
+        ),
+        "stats 7 days": lambda: log.stats(guild().id, since=now - timedelta(days=7)),
+        "stats 30 days": lambda: log.stats(guild().id, since=now - timedelta(days=30)),
+        "export 7 days, first 500": lambda: export_first_page(now - timedelta(days=7)),
+        "export 7 days, full": lambda: export_full(now - timedelta(days=7)),
+        "review": review,
+        "count_scans (today, quota)": lambda: log.count_scans(guild().id, since=today),
+        "find_verdict": find_verdict,
+        "unfinished_scans": log.unfinished_scans,
+    }
+    results = {}
+    for name, call in cases.items():
+        results[name] = await timed(runs, call)
+        print(f"  {name:<30} {results[name]}", flush=True)
+    return results
+
+
+async def _by_author(log: SQLiteAuditLog, rng: random.Random, g: Guild) -> None:
+    await log.by_author(g.id, pick(rng, g.authors, g.author_cum), limit=25)
+
+
+async def _case(log: SQLiteAuditLog, rng: random.Random, g: Guild) -> None:
+    await log.case(g.id, rng.randint(1, g.cases))
+
+
+async def insert_rate(
+    log: SQLiteAuditLog, clock: SimClock, rng: random.Random, guilds: list[Guild], scans: int
+) -> dict[str, Any]:
+    """create_scan + mark_done, as the issue's "inserts per second" counts them.
+
+    Inputs are generated before the clock starts, so only the audit log is timed.
+    """
+    clock.now = datetime.now(UTC)
+    weights = [g.weight for g in guilds]
+
+    def inputs(n: int) -> list[tuple[NewScan, Verdict]]:
+        made = []
+        for g in rng.choices(guilds, weights=weights, k=n):
+            channel = pick(rng, g.channels, g.channel_cum)
+            message = snowflake(rng, time.time())
+            new = NewScan(
+                guild_id=g.id,
+                channel_id=channel,
+                message_id=message,
+                author_id=pick(rng, g.authors, g.author_cum),
+                jump_url=f"https://discord.com/channels/{g.id}/{channel}/{message}",
+                attachment_id=message + 1,
+                filename="voice-message.ogg",
+                content_type="audio/ogg",
+                size=rng.randint(20_000, 3_000_000),
+                trigger=Trigger.AUTO,
+                provider=g.provider,
+            )
+            made.append((new, make_verdict(rng, g.provider, 12.0, with_transcript=False)))
+        return made
+
+    async def one(new: NewScan, verdict: Verdict) -> None:
+        record, _ = await log.create_scan(new)
+        await log.mark_done(record.id, verdict)
+
+    results: dict[str, Any] = {"scans_per_run": scans}
+    for in_flight in (1, 8, 64):
+        todo = inputs(scans)
+        per_worker = [todo[k::in_flight] for k in range(in_flight)]
+
+        async def worker(mine: list[tuple[NewScan, Verdict]]) -> None:
+            for new, verdict in mine:
+                await one(new, verdict)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(mine) for mine in per_worker))
+        rate = scans / (time.perf_counter() - began)
+        results[f"in_flight_{in_flight}_per_s"] = round(rate)
+        print(f"  {in_flight:>2} in flight: {rate:,.0f} scans/s", flush=True)
+    return results
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="utf-8") as f:
+        mem_kib = int(f.readline().split()[1])
+    import sqlite3
+
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+def sizes(path: Path, rows: int) -> dict[str, Any]:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        per_object = conn.execute(
+            "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+        ).fetchall()
+        counted = conn.execute("SELECT count(*) FROM scans").fetchone()[0]
+    finally:
+        conn.close()
+    file_bytes = path.stat().st_size
+    return {
+        "file_bytes": file_bytes,
+        "cases": counted,
+        "bytes_per_case": round(file_bytes / counted, 1),
+        "per_object_bytes_per_case": {name: round(size / counted, 1) for name, size in per_object},
+        "requested_rows": rows,
+    }
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--guilds", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--insert-scans", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=16, help="scans in flight while filling")
+    parser.add_argument("--db", type=Path, default=OUT / "audit_bench.db")
+    args = parser.parse_args(argv)
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{args.db}{suffix}").unlink(missing_ok=True)
+    rng = random.Random(args.seed)
+    clock = SimClock()
+    guilds = make_guilds(rng, args.guilds, args.rows)
+    log = await SQLiteAuditLog.open(args.db, clock=clock)
+    report: dict[str, Any] = {
+        "command": "bench/audit_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+    try:
+        print(f"filling {args.rows:,} cases across {args.guilds} guilds …", flush=True)
+        report["fill"] = await fill(log, clock, rng, guilds, args.rows, args.workers)
+        sizes_by_guild = sorted((g.cases for g in guilds), reverse=True)
+        report["guild_cases"] = {
+            "largest": sizes_by_guild[0],
+            "median": sizes_by_guild[len(sizes_by_guild) // 2],
+            "smallest": sizes_by_guild[-1],
+        }
+        await log.checkpoint()
+        report["size"] = sizes(args.db, args.rows)
+        print(json.dumps(report["size"], indent=2), flush=True)
+        print(f"queries ({args.runs} runs each) …", flush=True)
+        report["queries"] = await queries(log, rng, guilds, args.runs)
+        print(f"insert rate ({args.insert_scans:,} scans) …", flush=True)
+        report["insert"] = await insert_rate(log, clock, rng, guilds, args.insert_scans)
+        print(json.dumps(report["insert"]), flush=True)
+    finally:
+        await log.close()
+    OUT.mkdir(exist_ok=True)
+    (OUT / "audit_bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

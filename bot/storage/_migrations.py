@@ -1,0 +1,229 @@
+"""Versioned schema migrations for the SQLite audit log, tracked in `PRAGMA user_version`.
+
+Each migration runs in its own transaction together with the bump of `user_version`, so a
+crash leaves the database at the previous version, never half-migrated. Migrations are
+append-only: never edit one that has shipped; add the next number instead.
+
+Enumerations are stored as small integers (the codes live in `_sqlite_rows.py`): SQLite stores
+0 and 1 in the record header alone and other small ints in one byte, where a text value such
+as "behavioral_signals" would cost 18 bytes in the row and again in every index holding it.
+Timestamps are INTEGER unix seconds (4 bytes until 2038, 6 after).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_V1_INITIAL = Migration(
+    1,
+    "initial schema: scans, per-guild case counters, guild settings, events",
+    (
+        # The highest case number ever allocated per guild. A trigger keeps it up to date
+        # inside the INSERT statement itself, so numbers are never reused after deletions.
+        """
+        CREATE TABLE guild_counters (
+            guild_id  INTEGER PRIMARY KEY,
+            last_case INTEGER NOT NULL
+        )
+        """,
+        # One row per case. The verdict lives in the row (summary columns plus `detail`, the
+        # segments and the provider's own label as JSON), so deleting a case deletes
+        # everything it revealed, and finishing a scan is a single UPDATE.
+        """
+        CREATE TABLE scans (
+            id                  INTEGER PRIMARY KEY,
+            guild_id            INTEGER NOT NULL,
+            case_number         INTEGER NOT NULL,
+            status              INTEGER NOT NULL,  -- 0 queued 1 submitted 2 done 3 failed 4 reused
+            scan_trigger        INTEGER NOT NULL,  -- 0 auto 1 check 2 context_menu 3 cli
+            provider            INTEGER NOT NULL,  -- 0 behavioral_signals 1 resemble
+            created_at          INTEGER NOT NULL,
+            submitted_at        INTEGER,
+            finished_at         INTEGER,
+            channel_id          INTEGER,
+            message_id          INTEGER,
+            author_id           INTEGER,
+            attachment_id       INTEGER,
+            requested_by        INTEGER,
+            jump_url            TEXT,     -- '' means the canonical discord.com link
+            filename            TEXT NOT NULL,
+            content_type        TEXT,
+            size                INTEGER,
+            duration_s          REAL,
+            sha256              BLOB,     -- 32 raw bytes (hex text only if not a sha256)
+            provider_job_id     TEXT,
+            source_url          TEXT,     -- cleared when the scan finishes
+            label               INTEGER,  -- 0 spoofed 1 bonafide 2 inconclusive
+            spoofed_probability REAL,
+            language            TEXT,
+            speakers            INTEGER,
+            transcript          TEXT,     -- a snippet, only if the guild allows storing it
+            detail              BLOB,     -- segments + provider label, JSON (zlib when long)
+            error_kind          TEXT,
+            error_message       TEXT,
+            reused_from         INTEGER,
+            review              INTEGER,  -- 0 confirmed 1 false_positive
+            reviewed_by         INTEGER,
+            reviewed_at         INTEGER,
+            review_note         TEXT,
+            reply_message_id    INTEGER
+        )
+        """,
+        """
+        CREATE TRIGGER scans_allocate_case AFTER INSERT ON scans
+        BEGIN
+            INSERT INTO guild_counters (guild_id, last_case)
+            VALUES (NEW.guild_id, NEW.case_number)
+            ON CONFLICT (guild_id) DO UPDATE
+                SET last_case = max(last_case, excluded.last_case);
+        END
+        """,
+        # recent, case lookup, and the uniqueness of case numbers.
+        "CREATE UNIQUE INDEX scans_case ON scans (guild_id, case_number)",
+        # by_author; partial because CLI and DM scans have no author.
+        """
+        CREATE INDEX scans_author ON scans (guild_id, author_id, case_number)
+        WHERE author_id IS NOT NULL
+        """,
+        # Idempotency: one scan per message attachment and trigger. NULL ids never collide.
+        """
+        CREATE UNIQUE INDEX scans_message
+        ON scans (guild_id, message_id, attachment_id, scan_trigger)
+        WHERE message_id IS NOT NULL AND attachment_id IS NOT NULL
+        """,
+        # Time windows: flagged, stats, export, count_scans, purges. The trailing columns let
+        # those queries filter and count from the index alone, touching the table only for
+        # the rows they return.
+        """
+        CREATE INDEX scans_time ON scans
+        (guild_id, created_at, case_number, status, label, spoofed_probability, channel_id)
+        """,
+        # Verdict reuse: the newest successful scan of the same bytes by the same provider.
+        "CREATE INDEX scans_reuse ON scans (sha256, provider) WHERE status = 2",
+        # Scans to resume after a restart (a handful at any time).
+        "CREATE INDEX scans_unfinished ON scans (status) WHERE status < 2",
+        # Provider errors for stats (a few percent of rows).
+        """
+        CREATE INDEX scans_errors ON scans (guild_id, created_at, error_kind)
+        WHERE error_kind IS NOT NULL
+        """,
+        """
+        CREATE TABLE guild_settings (
+            guild_id   INTEGER PRIMARY KEY,
+            config     TEXT NOT NULL,  -- GuildConfig as JSON
+            updated_at INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE events (
+            id       INTEGER PRIMARY KEY,
+            guild_id INTEGER NOT NULL,
+            at       INTEGER NOT NULL,
+            actor    TEXT NOT NULL,
+            action   TEXT NOT NULL,
+            target   TEXT NOT NULL,
+            reason   TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX events_guild ON events (guild_id, id)",
+    ),
+)
+
+_V2_RETENTION_AND_CASE_EVENTS = Migration(
+    2,
+    "retention_days as a column; events linked to case numbers",
+    (
+        # The retention purge runs over every guild; reading a column beats parsing JSON.
+        # Backfilled from the JSON saved under version 1.
+        """
+        ALTER TABLE guild_settings
+        ADD COLUMN retention_days INTEGER NOT NULL DEFAULT 90
+        """,
+        """
+        UPDATE guild_settings
+        SET retention_days = coalesce(json_extract(config, '$.retention_days'), 90)
+        """,
+        # Moderator actions and reviews are shown with their case. Version 1 wrote the case
+        # only into `target` as 'case <n>'; recover the number from there.
+        "ALTER TABLE events ADD COLUMN case_number INTEGER",
+        """
+        UPDATE events
+        SET case_number = CAST(substr(target, 6) AS INTEGER)
+        WHERE target GLOB 'case [0-9]*'
+        """,
+        """
+        CREATE INDEX events_case ON events (guild_id, case_number)
+        WHERE case_number IS NOT NULL
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_RETENTION_AND_CASE_EVENTS)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer Spoofwatch; refusing to guess at its schema."""
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int:
+    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0])
+
+
+async def migrate(
+    conn: aiosqlite.Connection,
+    *,
+    target: int = LATEST_VERSION,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+) -> int:
+    """Apply the migrations above the database's version up to `target`; return the version.
+
+    The connection must be in autocommit mode (`isolation_level=None`): each migration is
+    wrapped in an explicit `BEGIN IMMEDIATE`, which also makes a second process starting at
+    the same moment wait instead of migrating twice.
+    """
+    current = await schema_version(conn)
+    if current > LATEST_VERSION:
+        raise SchemaTooNew(
+            f"The database is at schema version {current}, newer than this Spoofwatch "
+            f"understands ({LATEST_VERSION}). Upgrade Spoofwatch."
+        )
+    for migration in migrations:
+        if migration.version <= current or migration.version > target:
+            continue
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            if await schema_version(conn) >= migration.version:
+                await conn.execute("ROLLBACK")
+                continue
+            for statement in migration.statements:
+                await conn.execute(statement)
+            # PRAGMA takes no parameters; the value is our own integer constant.
+            await conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # some errors already rolled the transaction back
+                await conn.execute("ROLLBACK")
+            raise
+        log.info(
+            "audit log schema migrated: actor=startup target=version %d reason=%s",
+            migration.version,
+            migration.description,
+        )
+        current = migration.version
+    return current

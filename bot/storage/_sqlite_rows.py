@@ -1,0 +1,232 @@
+"""How audit-log values are laid out in SQLite columns, and back (compactness is a target).
+
+The issue's budget is 600 bytes per case on disk at a million cases, indexes included, so:
+enumerations are small integer codes, timestamps unix seconds, the sha256 32 raw bytes, the
+canonical jump URL is derived instead of stored, and the per-segment detail is compact JSON,
+zlib-compressed when that pays.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.storage._models import Review, ScanRecord, ScanStatus, Trigger
+from bot.verdict import Label, ProviderName, Segment, Verdict
+
+# Codes are part of the on-disk format: append new members, never renumber.
+STATUS_CODES: dict[ScanStatus, int] = {
+    ScanStatus.QUEUED: 0,
+    ScanStatus.SUBMITTED: 1,
+    ScanStatus.DONE: 2,
+    ScanStatus.FAILED: 3,
+    ScanStatus.REUSED: 4,
+}
+TRIGGER_CODES: dict[Trigger, int] = {
+    Trigger.AUTO: 0,
+    Trigger.CHECK: 1,
+    Trigger.CONTEXT_MENU: 2,
+    Trigger.CLI: 3,
+}
+PROVIDER_CODES: dict[ProviderName, int] = {
+    ProviderName.BEHAVIORAL_SIGNALS: 0,
+    ProviderName.RESEMBLE: 1,
+}
+LABEL_CODES: dict[Label, int] = {Label.SPOOFED: 0, Label.BONAFIDE: 1, Label.INCONCLUSIVE: 2}
+REVIEW_CODES: dict[Review, int] = {Review.CONFIRMED: 0, Review.FALSE_POSITIVE: 1}
+
+_STATUSES = {code: member for member, code in STATUS_CODES.items()}
+_TRIGGERS = {code: member for member, code in TRIGGER_CODES.items()}
+_PROVIDERS = {code: member for member, code in PROVIDER_CODES.items()}
+_LABELS = {code: member for member, code in LABEL_CODES.items()}
+_REVIEWS = {code: member for member, code in REVIEW_CODES.items()}
+
+#: Transcripts are kept as a snippet: enough for an embed field (1024 characters).
+TRANSCRIPT_SNIPPET_CHARS = 1000
+ERROR_MESSAGE_CHARS = 1000
+REVIEW_NOTE_CHARS = 1000
+#: Below this, zlib's header and a short dictionary cost more than they save.
+_COMPRESS_FROM_BYTES = 160
+
+#: Every column of `scans`, in the order `record_from_row` reads them.
+SCAN_COLUMNS: tuple[str, ...] = (
+    "id",
+    "guild_id",
+    "case_number",
+    "status",
+    "scan_trigger",
+    "provider",
+    "created_at",
+    "submitted_at",
+    "finished_at",
+    "channel_id",
+    "message_id",
+    "author_id",
+    "attachment_id",
+    "requested_by",
+    "jump_url",
+    "filename",
+    "content_type",
+    "size",
+    "duration_s",
+    "sha256",
+    "provider_job_id",
+    "source_url",
+    "label",
+    "spoofed_probability",
+    "language",
+    "speakers",
+    "transcript",
+    "error_kind",
+    "error_message",
+    "reused_from",
+    "review",
+    "reviewed_by",
+    "reviewed_at",
+    "review_note",
+    "reply_message_id",
+)
+SELECT_SCAN = ", ".join(SCAN_COLUMNS)
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def to_epoch(moment: datetime) -> int:
+    """Unix seconds; a naive datetime is taken to be UTC (the bot only makes aware ones)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def from_epoch(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def pack_sha256(sha256: str) -> bytes | str:
+    """32 raw bytes for a hex digest; anything else is kept as given rather than refused."""
+    return bytes.fromhex(sha256) if _HEX64.fullmatch(sha256) else sha256
+
+
+def unpack_sha256(value: bytes | str | None) -> str | None:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+def canonical_jump_url(guild_id: int, channel_id: int | None, message_id: int | None) -> str:
+    if channel_id is None or message_id is None:
+        return ""  # matches no real URL, so it is never mistaken for one
+    # Discord's own links use "@me" for direct messages; NO_GUILD (0) is not a guild.
+    guild = str(guild_id) if guild_id else "@me"
+    return f"https://discord.com/channels/{guild}/{channel_id}/{message_id}"
+
+
+def pack_jump_url(
+    url: str | None, guild_id: int, channel_id: int | None, message_id: int | None
+) -> str | None:
+    """'' stands for the canonical link, which the ids already say (~80 bytes per case)."""
+    if url is not None and url == canonical_jump_url(guild_id, channel_id, message_id):
+        return ""
+    return url
+
+
+def unpack_jump_url(
+    stored: str | None, guild_id: int, channel_id: int | None, message_id: int | None
+) -> str | None:
+    if stored == "":
+        return canonical_jump_url(guild_id, channel_id, message_id)
+    return stored
+
+
+def snippet(text: str | None, limit: int) -> str | None:
+    if text is None:
+        return None
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"
+
+
+def pack_detail(verdict: Verdict) -> bytes | str | None:
+    """What a verdict has beyond the summary columns: segments and the provider's label.
+
+    Segments are `[start, end, label code, probability]` arrays; JSON objects would repeat
+    four key names per segment (a two-minute Resemble scan has 60 of them).
+    """
+    detail: dict[str, Any] = {}
+    if verdict.segments:
+        detail["s"] = [
+            [s.start, s.end, LABEL_CODES[s.label], s.spoofed_probability] for s in verdict.segments
+        ]
+    if verdict.provider_label is not None:
+        detail["l"] = verdict.provider_label
+    if not detail:
+        return None
+    text = json.dumps(detail, separators=(",", ":"), ensure_ascii=False)
+    raw = text.encode()
+    if len(raw) >= _COMPRESS_FROM_BYTES:
+        packed = zlib.compress(raw, 6)
+        if len(packed) < len(raw):
+            return packed  # stored as a BLOB; plain JSON is stored as TEXT
+    return text
+
+
+def unpack_detail(value: bytes | str | None) -> tuple[tuple[Segment, ...], str | None]:
+    if value is None:
+        return (), None
+    text = zlib.decompress(value).decode() if isinstance(value, bytes) else value
+    detail = json.loads(text)
+    segments = tuple(
+        Segment(start=start, end=end, label=_LABELS[code], spoofed_probability=probability)
+        for start, end, code, probability in detail.get("s", ())
+    )
+    return segments, detail.get("l")
+
+
+def label_from_code(code: int) -> Label:
+    return _LABELS[code]
+
+
+def record_from_row(row: Sequence[Any]) -> ScanRecord:
+    """A `scans` row (columns in `SCAN_COLUMNS` order) as a validated `ScanRecord`."""
+    values = dict(zip(SCAN_COLUMNS, row, strict=True))
+    guild_id, channel_id, message_id = (values[k] for k in ("guild_id", "channel_id", "message_id"))
+    values["status"] = _STATUSES[values["status"]]
+    values["trigger"] = _TRIGGERS[values.pop("scan_trigger")]
+    values["provider"] = _PROVIDERS[values["provider"]]
+    values["label"] = None if values["label"] is None else _LABELS[values["label"]]
+    values["review"] = None if values["review"] is None else _REVIEWS[values["review"]]
+    for key in ("created_at", "submitted_at", "finished_at", "reviewed_at"):
+        values[key] = from_epoch(values[key])
+    values["sha256"] = unpack_sha256(values["sha256"])
+    values["jump_url"] = unpack_jump_url(values["jump_url"], guild_id, channel_id, message_id)
+    return ScanRecord.model_validate(values)
+
+
+def verdict_from_row(row: Sequence[Any]) -> Verdict:
+    """Rebuild a verdict from `VERDICT_COLUMNS`.
+
+    The transcript is the stored snippet (or None where the guild keeps no transcripts), and
+    `duration_s` falls back to the probed media duration when the provider gave none.
+    """
+    label, probability, transcript, language, speakers, provider, job_id, duration, detail = row
+    segments, provider_label = unpack_detail(detail)
+    return Verdict(
+        label=_LABELS[label],
+        spoofed_probability=probability,
+        transcript=transcript,
+        language=language,
+        speakers=speakers,
+        segments=segments,
+        provider=_PROVIDERS[provider],
+        provider_job_id=job_id or "",
+        duration_s=duration,
+        provider_label=provider_label,
+    )
+
+
+VERDICT_COLUMNS = (
+    "label, spoofed_probability, transcript, language, speakers, provider, "
+    "provider_job_id, duration_s, detail"
+)

@@ -1,0 +1,132 @@
+"""`python -m bot scan` as an operator runs it: a subprocess against the stand-ins."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.media_factory import MediaFiles
+from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
+from tests.standins import behavioral_signals as bs_module
+from tests.standins import resemble as resemble_module
+from tests.standins.behavioral_signals import utterance
+from tests.standins.resemble import metrics
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = {
+    "DISCORD_TOKEN",
+    "SPOOFWATCH_PROVIDER",
+    "BEHAVIORALSIGNALS_CID",
+    "BEHAVIORALSIGNALS_API_KEY",
+    "BEHAVIORALSIGNALS_API_URL",
+    "RESEMBLE_API_KEY",
+    "RESEMBLE_API_URL",
+}
+
+
+async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in KEYS and not k.startswith("SPOOFWATCH")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=cwd,
+        env={**base, "PYTHONPATH": str(REPO), **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def bs_env(standin: BehavioralSignalsStandIn, tmp_path: Path) -> dict[str, str]:
+    return {
+        "SPOOFWATCH_PROVIDER": "behavioral_signals",
+        "BEHAVIORALSIGNALS_CID": standin.cid,
+        "BEHAVIORALSIGNALS_API_KEY": bs_module.API_KEY,
+        "BEHAVIORALSIGNALS_API_URL": standin.url,
+        "SPOOFWATCH_DB": str(tmp_path / "cli.db"),
+        "SPOOFWATCH_POLL_DEADLINE_S": "30",
+    }
+
+
+async def test_scan_json_prints_one_verdict_per_file(
+    bs_standin: BehavioralSignalsStandIn, media: MediaFiles, tmp_path: Path
+) -> None:
+    """`scan --json` prints the DESIGN.md shape per file and exits 0 when all got verdicts."""
+    bs_standin.script_result(
+        media.speech_wav,
+        [*utterance(0, 0.0, 1.5, spoofed="0.9997", text=" hello"), *utterance(1, 1.5, 3.0)],
+    )
+    code, out, err = await run_cli(
+        "scan", str(media.speech_wav), str(media.voice_ogg), "--json",
+        env=bs_env(bs_standin, tmp_path), cwd=tmp_path,
+    )
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["file"] for line in lines] == [str(media.speech_wav), str(media.voice_ogg)]
+    first = lines[0]
+    assert set(first) == {
+        "file", "label", "spoofed_probability", "transcript", "language", "speakers",
+        "segments", "provider", "provider_job_id", "duration_s",
+    }
+    assert first["label"] == "spoofed"
+    assert first["spoofed_probability"] == pytest.approx(0.9997)
+    assert first["transcript"].startswith("hello")
+    assert first["provider"] == "behavioral_signals"
+    assert [s["label"] for s in first["segments"]] == ["spoofed", "bonafide"]
+    assert lines[1]["label"] == "bonafide"
+    assert (tmp_path / "cli.db").exists()
+
+
+async def test_scan_json_reports_each_failure_and_exits_non_zero(
+    resemble_standin: ResembleStandIn, media: MediaFiles, tmp_path: Path
+) -> None:
+    """A bad file gets {"file", "error": {kind, message}} and the exit status is 1."""
+    resemble_standin.script_result(media.voice_ogg, metrics=metrics([0.2, 0.1], label="real"))
+    env = {
+        "SPOOFWATCH_PROVIDER": "resemble",
+        "RESEMBLE_API_KEY": resemble_module.API_KEY,
+        "RESEMBLE_API_URL": resemble_standin.url,
+        "SPOOFWATCH_DB": str(tmp_path / "cli.db"),
+    }
+    missing = tmp_path / "nope.ogg"
+    code, out, _ = await run_cli(
+        "scan", str(media.voice_ogg), str(media.random_ogg), str(missing), "--json",
+        env=env, cwd=tmp_path,
+    )
+    assert code == 1
+    good, bad, absent = (json.loads(line) for line in out.splitlines())
+    assert good["label"] == "bonafide" and good["provider"] == "resemble"
+    assert bad["error"]["kind"] == "not_media" and bad["error"]["message"]
+    assert absent == {"file": str(missing), "error": absent["error"]}
+    assert absent["error"]["kind"] == "not_found"
+
+
+async def test_scan_without_provider_keys_names_the_missing_variables(tmp_path: Path) -> None:
+    """With no keys set, scan stops with exit 2 naming the variables, not a traceback."""
+    code, out, err = await run_cli(
+        "scan", "x.ogg", env={"SPOOFWATCH_DB": str(tmp_path / "x.db")}, cwd=tmp_path
+    )
+    assert code == 2
+    assert "BEHAVIORALSIGNALS_CID" in err and "BEHAVIORALSIGNALS_API_KEY" in err
+    assert "Traceback" not in err
+
+
+async def test_readable_output_names_the_verdict(
+    bs_standin: BehavioralSignalsStandIn, media: MediaFiles, tmp_path: Path
+) -> None:
+    """Without --json, each file gets a line with its verdict and probability."""
+    bs_standin.script_result(media.speech_wav, utterance(0, 0.0, 2.0, spoofed=0.91))
+    code, out, err = await run_cli(
+        "scan", str(media.speech_wav), env=bs_env(bs_standin, tmp_path), cwd=tmp_path
+    )
+    assert code == 0, err
+    assert "LIKELY DEEPFAKE" in out and "91.0%" in out

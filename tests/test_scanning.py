@@ -1,0 +1,292 @@
+"""The scan lifecycle without Discord: real media, real SQLite, provider stand-ins."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.detectors import Detector, SubmitOptions, Upload
+from bot.detectors.behavioral_signals import BehavioralSignalsClient
+from bot.detectors.resemble import ResembleClient
+from bot.errors import ProviderOutOfCredits, QuotaReached
+from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService
+from bot.storage import AuditLog, NewScan, ScanStatus, Trigger, open_audit_log
+from bot.verdict import Label, MediaKind, ProviderName
+from tests.media_factory import MediaFiles
+from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
+from tests.standins.behavioral_signals import utterance
+from tests.standins.resemble import metrics
+
+LIMITS = ScanLimits(max_file_bytes=50 * 1024 * 1024, max_duration_s=600)
+
+
+@pytest.fixture
+async def audit(tmp_path: Path) -> AsyncIterator[AuditLog]:
+    log = await open_audit_log(tmp_path / "audit.db")
+    yield log
+    await log.close()
+
+
+def service(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    detectors: dict[ProviderName, Detector],
+    clock=lambda: datetime(2026, 11, 21, 12, tzinfo=UTC),
+) -> ScanService:
+    return ScanService(
+        audit=audit,
+        detectors=detectors,
+        http_session=http_session,
+        allowed_hosts=("127.0.0.1",),
+        ffmpeg_timeout_s=30,
+        clock=clock,
+    )
+
+
+def request(
+    path: Path,
+    provider: ProviderName = ProviderName.BEHAVIORAL_SIGNALS,
+    *,
+    limits: ScanLimits = LIMITS,
+    content_type: str | None = "audio/ogg",
+    message_id: int | None = None,
+    guild_id: int = 1,
+) -> ScanRequest:
+    return ScanRequest(
+        new=NewScan(
+            guild_id=guild_id,
+            message_id=message_id,
+            attachment_id=message_id,
+            filename=path.name,
+            content_type=content_type,
+            trigger=Trigger.CLI,
+            provider=provider,
+        ),
+        source=MediaSource(path=path),
+        limits=limits,
+    )
+
+
+async def test_voice_message_is_transcoded_for_behavioral_signals(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    bs_client: BehavioralSignalsClient,
+    bs_standin: BehavioralSignalsStandIn,
+    media: MediaFiles,
+) -> None:
+    """An OGG/Opus voice message reaches Behavioral Signals as WAV and comes back spoofed."""
+    # The stand-in fails anything that is not WAV/MP3, as the real service documents; the
+    # verdict is scripted on the WAV the scan sends, so it arrives only if we transcoded.
+    scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
+    outcome = await scans.scan(request(media.voice_ogg))
+    assert outcome.error is None, outcome.error
+    assert outcome.verdict is not None
+    assert outcome.record.status is ScanStatus.DONE
+    assert bs_standin.submissions == 1
+    [job] = bs_standin.jobs.values()
+    assert job.upload.head.startswith(b"RIFF")
+    assert job.upload.filename is not None and job.upload.filename.endswith(".wav")
+
+
+async def test_utterances_become_one_verdict(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    bs_client: BehavioralSignalsClient,
+    bs_standin: BehavioralSignalsStandIn,
+    media: MediaFiles,
+) -> None:
+    """Two utterances, one spoofed: the file is spoofed at the highest utterance probability."""
+    bs_standin.script_result(
+        media.speech_wav,
+        [*utterance(0, 0.0, 2.0, spoofed=0.97), *utterance(1, 2.0, 3.0, spoofed="1e-04")],
+    )
+    scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
+    outcome = await scans.scan(request(media.speech_wav, content_type="audio/wav"))
+    assert outcome.verdict is not None
+    assert outcome.verdict.label is Label.SPOOFED
+    assert outcome.verdict.spoofed_probability == pytest.approx(0.97)
+    assert len(outcome.verdict.segments) == 2
+
+
+async def test_scripted_verdict_is_recorded_with_its_case(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    resemble_client: ResembleClient,
+    resemble_standin: ResembleStandIn,
+    media: MediaFiles,
+) -> None:
+    """Resemble's fake verdict is stored on the case: label, probability, job id, sha256."""
+    resemble_standin.script_result(media.voice_ogg, metrics=metrics([0.9, 0.95], label="fake"))
+    scans = service(audit, http_session, {ProviderName.RESEMBLE: resemble_client})
+    outcome = await scans.scan(request(media.voice_ogg, ProviderName.RESEMBLE))
+    assert outcome.verdict is not None and outcome.verdict.label is Label.SPOOFED
+    record = await audit.case(1, outcome.record.case_number)
+    assert record is not None
+    assert record.label is Label.SPOOFED
+    assert record.spoofed_probability == pytest.approx(outcome.verdict.spoofed_probability)
+    assert record.provider_job_id == outcome.verdict.provider_job_id
+    assert record.sha256 is not None and len(record.sha256) == 64
+
+
+async def test_same_file_twice_reuses_the_verdict(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    resemble_client: ResembleClient,
+    resemble_standin: ResembleStandIn,
+    media: MediaFiles,
+    tmp_path: Path,
+) -> None:
+    """A second scan of the same bytes (other name) makes no provider call and says reused."""
+    copy = tmp_path / "renamed.ogg"
+    shutil.copy(media.voice_ogg, copy)
+    scans = service(audit, http_session, {ProviderName.RESEMBLE: resemble_client})
+    first = await scans.scan(request(media.voice_ogg, ProviderName.RESEMBLE))
+    second = await scans.scan(request(copy, ProviderName.RESEMBLE))
+    assert resemble_standin.submissions == 1
+    assert second.reused and second.record.status is ScanStatus.REUSED
+    assert second.verdict == first.verdict
+    assert second.record.case_number == first.record.case_number + 1
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("empty_ogg", "empty"),
+        ("random_ogg", "not_media"),
+        ("text_mp4", "not_media"),
+        ("truncated_ogg", "corrupt"),
+        ("silent_mp4", "no_audio"),
+        ("long_ogg", "too_long"),
+    ],
+)
+async def test_bad_input_is_a_recorded_failure(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    resemble_client: ResembleClient,
+    resemble_standin: ResembleStandIn,
+    media: MediaFiles,
+    name: str,
+    kind: str,
+) -> None:
+    """Each bad file ends as a failed case with its error kind, before any upload."""
+    scans = service(audit, http_session, {ProviderName.RESEMBLE: resemble_client})
+    outcome = await scans.scan(request(getattr(media, name), ProviderName.RESEMBLE))
+    assert outcome.error is not None and outcome.error.kind == kind
+    assert outcome.record.status is ScanStatus.FAILED
+    assert outcome.record.error_kind == kind
+    assert resemble_standin.submissions == 0
+
+
+async def test_too_large_is_refused_before_reading(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    resemble_client: ResembleClient,
+    media: MediaFiles,
+) -> None:
+    """A file over the byte cap fails as too_large."""
+    scans = service(audit, http_session, {ProviderName.RESEMBLE: resemble_client})
+    tiny = ScanLimits(max_file_bytes=100, max_duration_s=600)
+    outcome = await scans.scan(request(media.voice_ogg, ProviderName.RESEMBLE, limits=tiny))
+    assert outcome.error is not None and outcome.error.kind == "too_large"
+
+
+async def test_out_of_credits_is_recorded(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    bs_client: BehavioralSignalsClient,
+    bs_standin: BehavioralSignalsStandIn,
+    media: MediaFiles,
+) -> None:
+    """Status -2 ends the case failed with the credits error, after the job id was stored."""
+    bs_standin.out_of_credits()
+    scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
+    outcome = await scans.scan(request(media.speech_wav, content_type="audio/wav"))
+    assert isinstance(outcome.error, ProviderOutOfCredits)
+    assert outcome.record.status is ScanStatus.FAILED
+    assert outcome.record.provider_job_id is not None
+
+
+async def test_daily_quota_stops_scans_and_resets_next_day(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    resemble_client: ResembleClient,
+    resemble_standin: ResembleStandIn,
+    media: MediaFiles,
+) -> None:
+    """With a quota of 1, the second new file today is refused; tomorrow it goes through."""
+    now = [datetime(2026, 11, 21, 12, tzinfo=UTC)]
+    scans = service(
+        audit, http_session, {ProviderName.RESEMBLE: resemble_client}, clock=lambda: now[0]
+    )
+    limits = ScanLimits(max_file_bytes=10**8, max_duration_s=600, daily_quota=1)
+    first = await scans.scan(request(media.voice_ogg, ProviderName.RESEMBLE, limits=limits))
+    assert first.error is None
+    refused = await scans.scan(request(media.tone_wav, ProviderName.RESEMBLE, limits=limits))
+    assert isinstance(refused.error, QuotaReached)
+    assert refused.error.resets_at == datetime(2026, 11, 22, tzinfo=UTC).timestamp()
+    reused = await scans.scan(request(media.voice_ogg, ProviderName.RESEMBLE, limits=limits))
+    assert reused.reused and reused.error is None  # reuse costs nothing, so no quota
+    now[0] = datetime(2026, 11, 22, 0, 5, tzinfo=UTC)
+    tomorrow = await scans.scan(request(media.tone_wav, ProviderName.RESEMBLE, limits=limits))
+    assert tomorrow.error is None
+    assert resemble_standin.submissions == 2
+
+
+async def test_resume_polls_the_existing_job_without_resubmitting(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    bs_client: BehavioralSignalsClient,
+    bs_standin: BehavioralSignalsStandIn,
+    media: MediaFiles,
+) -> None:
+    """A scan left `submitted` is finished by polling its job id; no second upload."""
+    scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
+    submission = await bs_client.submit(
+        Upload(
+            path=media.speech_wav,
+            filename="speech.wav",
+            content_type="audio/wav",
+            kind=MediaKind.AUDIO,
+            format_name="wav",
+        ),
+        SubmitOptions(),
+    )
+    record, _ = await audit.create_scan(request(media.speech_wav).new)
+    await audit.mark_submitted(record.id, submission.job_id)
+    [unfinished] = await audit.unfinished_scans()
+    outcome = await scans.resume(unfinished, None)
+    assert outcome.error is None and outcome.verdict is not None
+    assert outcome.record.status is ScanStatus.DONE
+    assert bs_standin.submissions == 1
+
+
+async def test_resume_without_job_or_source_fails_as_interrupted(
+    audit: AuditLog, http_session: aiohttp.ClientSession, bs_client: BehavioralSignalsClient
+) -> None:
+    """A scan that never reached the provider and cannot be re-fetched ends `interrupted`."""
+    scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
+    record, _ = await audit.create_scan(request(Path("gone.ogg")).new)
+    outcome = await scans.resume(record, None)
+    assert outcome.error is not None and outcome.error.kind == "interrupted"
+    assert outcome.record.status is ScanStatus.FAILED
+
+
+async def test_replayed_event_does_not_scan_twice(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    resemble_client: ResembleClient,
+    resemble_standin: ResembleStandIn,
+    media: MediaFiles,
+) -> None:
+    """The same message and attachment accepted twice returns the first case's verdict."""
+    scans = service(audit, http_session, {ProviderName.RESEMBLE: resemble_client})
+    first = await scans.scan(request(media.tone_mp3, ProviderName.RESEMBLE, message_id=42))
+    again = await scans.scan(request(media.tone_mp3, ProviderName.RESEMBLE, message_id=42))
+    assert again.record.id == first.record.id
+    assert again.verdict == first.verdict
+    assert resemble_standin.submissions == 1
