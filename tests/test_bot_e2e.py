@@ -57,7 +57,7 @@ async def test_voice_message_gets_a_verdict_reply(
     assert reply.reply_to_id == message.id
     history = [(e.emoji, e.action) for e in message.reaction_history]
     assert history == [(SCANNING, "add"), (SCANNING, "remove")]
-    assert SCANNING not in message.current_reactions
+    assert SCANNING not in message.current_reactions()
 
 
 async def test_video_gets_a_verdict(spoofwatch: Harness, media: MediaFiles) -> None:
