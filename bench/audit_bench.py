@@ -39,9 +39,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.storage import NewScan, Review, Trigger  # noqa: E402
-from bot.storage.sqlite import SQLiteAuditLog  # noqa: E402
-from bot.verdict import Label, ProviderName, Segment, Verdict  # noqa: E402
+from bot.storage import NewScan, Review, Trigger
+from bot.storage.sqlite import SQLiteAuditLog
+from bot.verdict import Label, ProviderName, Segment, Verdict
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 DAY = 86_400
@@ -98,9 +98,13 @@ def make_guilds(rng: random.Random, count: int, rows: int) -> list[Guild]:
                 provider=(
                     ProviderName.RESEMBLE if rng.random() < 0.7 else ProviderName.BEHAVIORAL_SIGNALS
                 ),
-                authors=[snowflake(rng, past + rng.random() * 4 * 365 * DAY) for _ in range(n_authors)],
+                authors=[
+                    snowflake(rng, past + rng.random() * 4 * 365 * DAY) for _ in "x" * n_authors
+                ],
                 author_cum=list(_cumulative(zipf_weights(n_authors, 1.1))),
-                channels=[snowflake(rng, past + rng.random() * 365 * DAY) for _ in range(n_channels)],
+                channels=[
+                    snowflake(rng, past + rng.random() * 365 * DAY) for _ in "x" * n_channels
+                ],
                 channel_cum=list(_cumulative(zipf_weights(n_channels, 1.3))),
                 moderators=[snowflake(rng, past) for _ in range(5)],
                 store_transcripts=rng.random() < 0.8,
@@ -169,10 +173,11 @@ def make_verdict(
     )
 
 
-_WORDS = (
-    "hey guys so I was thinking we could meet tonight at the usual place and play a few "
-    "rounds before the raid starts honestly this patch is wild did you see the new map"
-).split()
+_SPEECH = (
+    "hey guys so I was thinking we could meet tonight at the usual place and play "
+    "a few rounds before the raid starts honestly this patch is wild did you see it"
+)
+_WORDS = _SPEECH.split(" ")
 _ERRORS_BEFORE = ("too_large", "not_media", "no_audio", "too_long", "quota")
 _ERRORS_AFTER = ("provider_timeout", "provider_unavailable", "provider_job_failed")
 
@@ -206,7 +211,9 @@ async def one_scan(
             content_type="audio/ogg" if voice else "video/mp4",
             size=rng.randint(20_000, 3_000_000),
             trigger=trigger,
-            requested_by=None if trigger is Trigger.AUTO else pick(rng, guild.authors, guild.author_cum),
+            requested_by=(
+                None if trigger is Trigger.AUTO else pick(rng, guild.authors, guild.author_cum)
+            ),
             provider=guild.provider,
             source_url=(
                 f"https://cdn.discordapp.com/attachments/{channel}/{attachment}/{filename}"
@@ -244,9 +251,8 @@ async def one_scan(
         await log.mark_failed(record.id, rng.choice(_ERRORS_BEFORE), "refused before upload")
         await log.mark_replied(record.id, snowflake(rng, at + 1))
         return
-    verdict = make_verdict(
-        rng, guild.provider, duration, with_transcript=guild.store_transcripts and rng.random() < 0.4
-    )
+    transcript = guild.store_transcripts and rng.random() < 0.4
+    verdict = make_verdict(rng, guild.provider, duration, with_transcript=transcript)
     clock.now += timedelta(seconds=2)
     await log.mark_submitted(record.id, verdict.provider_job_id)
     clock.now += timedelta(seconds=rng.randint(3, 40))
@@ -276,6 +282,7 @@ async def fill(
     clock: SimClock,
     rng: random.Random,
     guilds: list[Guild],
+    *,
     rows: int,
     workers: int,
 ) -> dict[str, Any]:
@@ -482,6 +489,12 @@ def sizes(path: Path, rows: int) -> dict[str, Any]:
     }
 
 
+def fresh_database(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -493,8 +506,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", type=Path, default=OUT / "audit_bench.db")
     args = parser.parse_args(argv)
 
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{args.db}{suffix}").unlink(missing_ok=True)
+    fresh_database(args.db)
     rng = random.Random(args.seed)
     clock = SimClock()
     guilds = make_guilds(rng, args.guilds, args.rows)
@@ -506,7 +518,7 @@ async def main(argv: list[str] | None = None) -> int:
     }
     try:
         print(f"filling {args.rows:,} cases across {args.guilds} guilds …", flush=True)
-        report["fill"] = await fill(log, clock, rng, guilds, args.rows, args.workers)
+        report["fill"] = await fill(log, clock, rng, guilds, rows=args.rows, workers=args.workers)
         sizes_by_guild = sorted((g.cases for g in guilds), reverse=True)
         report["guild_cases"] = {
             "largest": sizes_by_guild[0],

@@ -42,7 +42,7 @@ async def open_runtime(
     async with aiohttp.ClientSession(
         connector=connector, headers={"User-Agent": USER_AGENT}
     ) as http_session:
-        audit = await open_audit_log(settings.db_path)
+        audit = await open_audit_log(settings.db_path, clock=clock)
         try:
             detectors = {p: build_detector(settings, http_session, p) for p in chosen}
             scans = ScanService(

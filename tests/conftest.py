@@ -119,7 +119,5 @@ def make_wav_upload(tmp_path: Path) -> Callable[..., Upload]:
 
 from tests.discord_emulator.fixtures import bare_emulator, emulator  # noqa: E402, F401
 
-
 # --- the whole bot, end to end (tests/e2e.py) -----------------------------------------------
-
 from tests.e2e import make_spoofwatch, spoofwatch  # noqa: E402, F401

@@ -124,5 +124,3 @@ def make_spoofwatch(
 async def spoofwatch(make_spoofwatch: MakeSpoofwatch) -> AsyncIterator[Harness]:
     async with make_spoofwatch() as harness:
         yield harness
-
-

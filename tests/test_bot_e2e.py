@@ -40,12 +40,10 @@ async def test_voice_message_gets_a_verdict_reply(
     async with make_spoofwatch(provider="behavioral_signals") as sw:
         # Behavioral Signals receives the transcoded WAV, whose bytes we cannot script ahead;
         # script every upload instead through the default result.
-        sw.bs.default_results = (
-            [
-                *utterance(0, 0.0, 1.5, spoofed="0.93", text=" send me the code now"),
-                *utterance(1, 1.5, 3.0, spoofed="1e-04", text=" please"),
-            ]
-        )
+        sw.bs.default_results = [
+            *utterance(0, 0.0, 1.5, spoofed="0.93", text=" send me the code now"),
+            *utterance(1, 1.5, 3.0, spoofed="1e-04", text=" please"),
+        ]
         message = await sw.post(media.voice_ogg, voice=True)
         reply = await sw.reply_to(message)
     [embed] = reply.embeds
@@ -63,7 +61,9 @@ async def test_voice_message_gets_a_verdict_reply(
 async def test_video_gets_a_verdict(spoofwatch: Harness, media: MediaFiles) -> None:
     """A video's verdict takes the higher of the audio and frame scores (Resemble)."""
     spoofwatch.resemble.script_result(
-        media.video_mp4, metrics=metrics([0.1, 0.2], label="real"), video_metrics=video_metrics(0.88)
+        media.video_mp4,
+        metrics=metrics([0.1, 0.2], label="real"),
+        video_metrics=video_metrics(0.88),
     )
     reply = await spoofwatch.reply_to(await spoofwatch.post(media.video_mp4))
     [embed] = reply.embeds
@@ -77,9 +77,7 @@ async def test_audio_file_gets_a_verdict(spoofwatch: Harness, media: MediaFiles)
     assert "75%" in text_of(reply.embeds[0]) or "80%" in text_of(reply.embeds[0])
 
 
-async def test_two_attachments_one_reply_two_embeds(
-    spoofwatch: Harness, media: MediaFiles
-) -> None:
+async def test_two_attachments_one_reply_two_embeds(spoofwatch: Harness, media: MediaFiles) -> None:
     """A message with two media files gets exactly one reply carrying two embeds."""
     message = await spoofwatch.post(media.tone_wav, media.video_mp4)
     reply = await spoofwatch.reply_to(message)
@@ -142,7 +140,10 @@ async def test_check_with_a_file_answers_privately(spoofwatch: Harness, media: M
     emu = spoofwatch.emu
     spoofwatch.resemble.script_result(media.voice_ogg, metrics=metrics([0.9, 0.9], label="fake"))
     ix = await emu.invoke_slash(
-        emu.text_channel, emu.member, "check", {"file": emu.attachment(media.voice_ogg, "v.ogg", "audio/ogg")}
+        emu.text_channel,
+        emu.member,
+        "check",
+        {"file": emu.attachment(media.voice_ogg, "v.ogg", "audio/ogg")},
     )
     answer = await ix.wait_for_reply()
     assert ix.callback_type == 5 and ix.deferred_ephemeral
@@ -190,7 +191,9 @@ async def test_context_menu_checks_the_message(spoofwatch: Harness, media: Media
     emu = spoofwatch.emu
     target = await spoofwatch.post(media.voice_ogg, voice=True)
     await spoofwatch.reply_to(target)
-    ix = await emu.invoke_message_command(emu.text_channel, emu.member, "Check for deepfake", target)
+    ix = await emu.invoke_message_command(
+        emu.text_channel, emu.member, "Check for deepfake", target
+    )
     answer = await ix.wait_for_reply()
     assert answer.ephemeral and len(answer.embeds) == 1
 
@@ -249,9 +252,7 @@ async def test_bad_media_is_answered(
     assert spoofwatch.resemble.submissions == 0
 
 
-async def test_too_large_is_refused_before_download(
-    spoofwatch: Harness, media: MediaFiles
-) -> None:
+async def test_too_large_is_refused_before_download(spoofwatch: Harness, media: MediaFiles) -> None:
     """An attachment whose size is over the cap is refused without downloading it."""
     emu = spoofwatch.emu
     huge = emu.attachment(media.video_mp4, content_type="video/mp4", size=600 * 1024 * 1024)
@@ -303,7 +304,10 @@ async def test_sixth_check_is_refused_but_moderators_pass(
 
     async def check(user: object) -> Message:
         ix = await emu.invoke_slash(
-            emu.text_channel, user, "check", {"file": emu.attachment(media.tone_wav, "t.wav", "audio/wav")}
+            emu.text_channel,
+            user,
+            "check",
+            {"file": emu.attachment(media.tone_wav, "t.wav", "audio/wav")},
         )
         return await ix.wait_for_reply()
 

@@ -66,16 +66,28 @@ async def test_scan_json_prints_one_verdict_per_file(
         [*utterance(0, 0.0, 1.5, spoofed="0.9997", text=" hello"), *utterance(1, 1.5, 3.0)],
     )
     code, out, err = await run_cli(
-        "scan", str(media.speech_wav), str(media.voice_ogg), "--json",
-        env=bs_env(bs_standin, tmp_path), cwd=tmp_path,
+        "scan",
+        str(media.speech_wav),
+        str(media.voice_ogg),
+        "--json",
+        env=bs_env(bs_standin, tmp_path),
+        cwd=tmp_path,
     )
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["file"] for line in lines] == [str(media.speech_wav), str(media.voice_ogg)]
     first = lines[0]
     assert set(first) == {
-        "file", "label", "spoofed_probability", "transcript", "language", "speakers",
-        "segments", "provider", "provider_job_id", "duration_s",
+        "file",
+        "label",
+        "spoofed_probability",
+        "transcript",
+        "language",
+        "speakers",
+        "segments",
+        "provider",
+        "provider_job_id",
+        "duration_s",
     }
     assert first["label"] == "spoofed"
     assert first["spoofed_probability"] == pytest.approx(0.9997)
@@ -99,8 +111,13 @@ async def test_scan_json_reports_each_failure_and_exits_non_zero(
     }
     missing = tmp_path / "nope.ogg"
     code, out, _ = await run_cli(
-        "scan", str(media.voice_ogg), str(media.random_ogg), str(missing), "--json",
-        env=env, cwd=tmp_path,
+        "scan",
+        str(media.voice_ogg),
+        str(media.random_ogg),
+        str(missing),
+        "--json",
+        env=env,
+        cwd=tmp_path,
     )
     assert code == 1
     good, bad, absent = (json.loads(line) for line in out.splitlines())
@@ -112,7 +129,7 @@ async def test_scan_json_reports_each_failure_and_exits_non_zero(
 
 async def test_scan_without_provider_keys_names_the_missing_variables(tmp_path: Path) -> None:
     """With no keys set, scan stops with exit 2 naming the variables, not a traceback."""
-    code, out, err = await run_cli(
+    code, _, err = await run_cli(
         "scan", "x.ogg", env={"SPOOFWATCH_DB": str(tmp_path / "x.db")}, cwd=tmp_path
     )
     assert code == 2

@@ -1,5 +1,7 @@
 """The audit log: every scan is a case. `open_audit_log` picks the backend."""
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from bot.storage._models import (
@@ -31,9 +33,15 @@ __all__ = [
 ]
 
 
-async def open_audit_log(path: Path) -> AuditLog:
-    """The audit log at `path` (SQLite; a PostgreSQL URL will select that backend later)."""
+async def open_audit_log(path: Path, *, clock: Callable[[], datetime] | None = None) -> AuditLog:
+    """The audit log at `path` (SQLite; a PostgreSQL URL will select that backend later).
+
+    `clock` stamps every row; the bot passes its own so that "today" (quotas) and "older than
+    N days" (retention) are measured on the same clock as the rows they count.
+    """
     # Imported here so that importing the models never drags in a database driver.
     from bot.storage.sqlite import SQLiteAuditLog  # noqa: PLC0415
 
-    return await SQLiteAuditLog.open(path)
+    if clock is None:
+        return await SQLiteAuditLog.open(path)
+    return await SQLiteAuditLog.open(path, clock=clock)

@@ -59,6 +59,19 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA temp_store = MEMORY")
 
 
+async def open_reader(path: Path) -> aiosqlite.Connection:
+    """The read connection: autocommit, so each query sees the latest committed snapshot."""
+    reader = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await reader.execute("PRAGMA query_only = ON")  # reads only, by construction
+        await reader.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        await reader.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+    except BaseException:
+        await reader.close()
+        raise
+    return reader
+
+
 class SQLiteBase:
     def __init__(
         self, reader: aiosqlite.Connection, writer: Writer, clock: Callable[[], datetime]
@@ -125,7 +138,7 @@ class Writer:
         self._drainer: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: Path, setup: Callable[[sqlite3.Connection], None]) -> Writer:
+    async def open(cls, path: Path, setup: Callable[[sqlite3.Connection], object]) -> Writer:
         """Connect in the writer thread (sqlite3 objects stay in the thread that made them)."""
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-log-writer")
 

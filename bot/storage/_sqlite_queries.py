@@ -46,9 +46,13 @@ class ModeratorQueries(SQLiteBase):
         return None if row is None else rows.record_from_row(row)
 
     async def unfinished_scans(self) -> list[ScanRecord]:
-        # Index scans_unfinished; `status < 2` is spelled as in the index's WHERE clause.
+        # Without statistics the planner would rather walk the whole table in id order than
+        # sort a handful of rows; INDEXED BY pins the partial index (and fails loudly if the
+        # condition ever stops matching the index's WHERE clause).
         return await self._records(
-            f"SELECT {rows.SELECT_SCAN} FROM scans WHERE status < 2 ORDER BY id", ()
+            f"SELECT {rows.SELECT_SCAN} FROM scans INDEXED BY scans_unfinished "
+            "WHERE status < 2 ORDER BY id",
+            (),
         )
 
     async def case(self, guild_id: int, case_number: int) -> ScanRecord | None:
@@ -134,24 +138,24 @@ class ModeratorQueries(SQLiteBase):
         }
         # All four read index scans_time (the errors one scans_errors) without the table,
         # except top authors, which reads it for flagged rows only.
-        per_day = await self._conn.execute_fetchall(
+        per_day = await self._reader.execute_fetchall(
             "SELECT created_at / 86400 AS day, status, label, count(*) FROM scans "
             "WHERE guild_id = :guild AND created_at >= :since GROUP BY day, status, label",
             window,
         )
-        channels = await self._conn.execute_fetchall(
+        channels = await self._reader.execute_fetchall(
             "SELECT channel_id, count(*) AS n FROM scans "
             "WHERE guild_id = :guild AND created_at >= :since AND channel_id IS NOT NULL "
             "GROUP BY channel_id ORDER BY n DESC, channel_id LIMIT :top",
             window,
         )
-        authors = await self._conn.execute_fetchall(
+        authors = await self._reader.execute_fetchall(
             "SELECT author_id, count(*) AS n FROM scans "
             f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED} "
             "AND author_id IS NOT NULL GROUP BY author_id ORDER BY n DESC, author_id LIMIT :top",
             window,
         )
-        errors = await self._conn.execute_fetchall(
+        errors = await self._reader.execute_fetchall(
             "SELECT error_kind, count(*) AS n FROM scans "
             "WHERE guild_id = :guild AND created_at >= :since AND error_kind IS NOT NULL "
             "GROUP BY error_kind ORDER BY n DESC, error_kind",
@@ -179,7 +183,7 @@ class ModeratorQueries(SQLiteBase):
         # each batch starts where the last stopped instead of re-skipping an OFFSET.
         after: tuple[int, int] = (rows.to_epoch(since), -1)
         while True:
-            batch = await self._conn.execute_fetchall(
+            batch = await self._reader.execute_fetchall(
                 f"SELECT {rows.SELECT_SCAN} FROM scans "
                 "WHERE guild_id = ? AND (created_at, case_number) > (?, ?) "
                 "ORDER BY created_at, case_number LIMIT ?",
@@ -230,7 +234,7 @@ class ModeratorQueries(SQLiteBase):
                 case_number=case_number,
             )
             for id_, guild_id, at, actor, action, target, reason, case_number in (
-                await self._conn.execute_fetchall(sql, params)
+                await self._reader.execute_fetchall(sql, params)
             )
         ]
 

@@ -8,8 +8,10 @@ zlib-compressed when that pays.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import uuid
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -49,7 +51,7 @@ _REVIEWS = {code: member for member, code in REVIEW_CODES.items()}
 TRANSCRIPT_SNIPPET_CHARS = 1000
 ERROR_MESSAGE_CHARS = 1000
 REVIEW_NOTE_CHARS = 1000
-#: Below this, zlib's header and a short dictionary cost more than they save.
+#: Below this, zlib's header and checksum cost more than it saves.
 _COMPRESS_FROM_BYTES = 160
 
 #: Every column of `scans`, in the order `record_from_row` reads them.
@@ -92,6 +94,7 @@ SCAN_COLUMNS: tuple[str, ...] = (
 )
 SELECT_SCAN = ", ".join(SCAN_COLUMNS)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def to_epoch(moment: datetime) -> int:
@@ -148,17 +151,35 @@ def snippet(text: str | None, limit: int) -> str | None:
     return text[: limit - 1].rstrip() + "…"
 
 
+def pack_job_id(job_id: str | None) -> bytes | str | None:
+    """16 raw bytes for a canonical UUID (Resemble's job ids, 36 characters as text)."""
+    if job_id is not None and _UUID.fullmatch(job_id):
+        return uuid.UUID(job_id).bytes
+    return job_id
+
+
+def unpack_job_id(value: bytes | str | None) -> str | None:
+    return str(uuid.UUID(bytes=value)) if isinstance(value, bytes) else value
+
+
 def pack_detail(verdict: Verdict) -> bytes | str | None:
     """What a verdict has beyond the summary columns: segments and the provider's label.
 
-    Segments are `[start, end, label code, probability]` arrays; JSON objects would repeat
-    four key names per segment (a two-minute Resemble scan has 60 of them).
+    Segments are stored by column — boundaries `b` when each segment starts where the last
+    ended (always, for Resemble's fixed chunks), else start/end pairs `t`; label codes `c` as
+    one string; probabilities `p` — because a two-minute Resemble scan has 60 of them and
+    JSON objects would repeat four key names in each.
     """
     detail: dict[str, Any] = {}
-    if verdict.segments:
-        detail["s"] = [
-            [s.start, s.end, LABEL_CODES[s.label], s.spoofed_probability] for s in verdict.segments
-        ]
+    segments = verdict.segments
+    if segments:
+        contiguous = all(a.end == b.start for a, b in itertools.pairwise(segments))
+        if contiguous:
+            detail["b"] = [_num(segments[0].start), *(_num(s.end) for s in segments)]
+        else:
+            detail["t"] = [_num(x) for s in segments for x in (s.start, s.end)]
+        detail["c"] = "".join(str(LABEL_CODES[s.label]) for s in segments)
+        detail["p"] = [s.spoofed_probability for s in segments]
     if verdict.provider_label is not None:
         detail["l"] = verdict.provider_label
     if not detail:
@@ -166,7 +187,7 @@ def pack_detail(verdict: Verdict) -> bytes | str | None:
     text = json.dumps(detail, separators=(",", ":"), ensure_ascii=False)
     raw = text.encode()
     if len(raw) >= _COMPRESS_FROM_BYTES:
-        packed = zlib.compress(raw, 6)
+        packed = zlib.compress(raw, 9)
         if len(packed) < len(raw):
             return packed  # stored as a BLOB; plain JSON is stored as TEXT
     return text
@@ -177,11 +198,23 @@ def unpack_detail(value: bytes | str | None) -> tuple[tuple[Segment, ...], str |
         return (), None
     text = zlib.decompress(value).decode() if isinstance(value, bytes) else value
     detail = json.loads(text)
+    codes, probabilities = detail.get("c", ""), detail.get("p", [])
+    if "b" in detail:
+        bounds = detail["b"]
+        spans = list(itertools.pairwise(bounds))
+    else:
+        times = detail.get("t", [])
+        spans = list(zip(times[::2], times[1::2], strict=True))
     segments = tuple(
-        Segment(start=start, end=end, label=_LABELS[code], spoofed_probability=probability)
-        for start, end, code, probability in detail.get("s", ())
+        Segment(start=start, end=end, label=_LABELS[int(code)], spoofed_probability=probability)
+        for (start, end), code, probability in zip(spans, codes, probabilities, strict=True)
     )
     return segments, detail.get("l")
+
+
+def _num(value: float) -> float | int:
+    """2.0 → 2: two characters fewer per boundary in the JSON."""
+    return int(value) if value.is_integer() else value
 
 
 def label_from_code(code: int) -> Label:
@@ -200,6 +233,7 @@ def record_from_row(row: Sequence[Any]) -> ScanRecord:
     for key in ("created_at", "submitted_at", "finished_at", "reviewed_at"):
         values[key] = from_epoch(values[key])
     values["sha256"] = unpack_sha256(values["sha256"])
+    values["provider_job_id"] = unpack_job_id(values["provider_job_id"])
     values["jump_url"] = unpack_jump_url(values["jump_url"], guild_id, channel_id, message_id)
     return ScanRecord.model_validate(values)
 
@@ -220,7 +254,7 @@ def verdict_from_row(row: Sequence[Any]) -> Verdict:
         speakers=speakers,
         segments=segments,
         provider=_PROVIDERS[provider],
-        provider_job_id=job_id or "",
+        provider_job_id=unpack_job_id(job_id) or "",
         duration_s=duration,
         provider_label=provider_label,
     )

@@ -22,8 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from bot.guild_config import GuildConfig
 from bot.storage import _sqlite_rows as rows
 from bot.storage._migrations import migrate
@@ -35,16 +33,12 @@ from bot.storage._models import (
     StoredVerdict,
 )
 from bot.storage._protocol import ScanNotFound
-from bot.storage._sqlite_base import INSERT_EVENT
+from bot.storage._sqlite_base import INSERT_EVENT, Writer, open_reader
 from bot.storage._sqlite_queries import ModeratorQueries
 from bot.verdict import ProviderName, Verdict
 
 log = logging.getLogger(__name__)
 
-_BUSY_TIMEOUT_MS = 5000
-#: Page cache per connection (negative = KiB). The indexes of a million cases are ~200 MB;
-#: 64 MiB keeps their upper levels and the hot guilds resident.
-_CACHE_KIB = 65536
 _DEFAULT_RETENTION_DAYS: int = GuildConfig.model_fields["retention_days"].default
 
 _INSERT_SCAN = f"""
@@ -62,6 +56,12 @@ INSERT INTO scans (
 ON CONFLICT (guild_id, message_id, attachment_id, scan_trigger)
     WHERE message_id IS NOT NULL AND attachment_id IS NOT NULL
 DO NOTHING
+RETURNING {rows.SELECT_SCAN}
+"""
+
+_REVIEW = f"""
+UPDATE scans SET review = ?, reviewed_by = ?, reviewed_at = ?, review_note = ?
+WHERE guild_id = ? AND case_number = ?
 RETURNING {rows.SELECT_SCAN}
 """
 
@@ -84,11 +84,6 @@ def _utc_now() -> datetime:
 class SQLiteAuditLog(ModeratorQueries):
     """`AuditLog` over SQLite. Build it with `await SQLiteAuditLog.open(path)`."""
 
-    def __init__(
-        self, conn: aiosqlite.Connection, *, clock: Callable[[], datetime] = _utc_now
-    ) -> None:
-        super().__init__(conn, clock)
-
     @classmethod
     async def open(cls, path: Path, *, clock: Callable[[], datetime] = _utc_now) -> SQLiteAuditLog:
         """Open (creating if needed) the database at `path` and bring its schema up to date.
@@ -97,32 +92,25 @@ class SQLiteAuditLog(ModeratorQueries):
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: autocommit, so each statement is its own transaction and the
-        # few explicit transactions below are visible in the code.
-        conn = await aiosqlite.connect(path, isolation_level=None)
+        # The writer first: it sets WAL mode and migrates before anything reads.
+        writer = await Writer.open(path, setup=migrate)
         try:
-            await conn.execute("PRAGMA journal_mode = WAL")
-            # In WAL mode NORMAL loses at most the last commits on power loss, never
-            # consistency; FULL would fsync on every scan step.
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            await conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-            await conn.execute("PRAGMA temp_store = MEMORY")
-            await migrate(conn)
+            reader = await open_reader(path)
         except BaseException:
-            await conn.close()
+            await writer.close()
             raise
-        return cls(conn, clock=clock)
+        return cls(reader, writer, clock)
 
     async def close(self) -> None:
-        """Finish the queued writes, then close the connection."""
-        await self._close()
+        """Finish the queued writes, then close both connections."""
+        try:
+            await self._writer.close()
+        finally:
+            await self._reader.close()
 
     async def checkpoint(self) -> None:
         """Fold the write-ahead log back into the database file (benchmarks, backups)."""
-        await self._writer.drain()
-        await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self._writer.call(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
 
     # --- lifecycle of one scan -----------------------------------------------------------
 
@@ -182,11 +170,15 @@ class SQLiteAuditLog(ModeratorQueries):
         )
 
     async def find_verdict(self, sha256: str, provider: ProviderName) -> StoredVerdict | None:
-        # `status = 2` is written out (not bound) so SQLite can match the partial index.
+        # Index scans_reuse holds the first 8 bytes of the digest (a quarter of its size);
+        # the full digest is compared in the row. Both conditions are spelled exactly as in
+        # the index so that SQLite matches it: the expression, and `status = 2` unbound.
+        packed = rows.pack_sha256(sha256)
         row = await self._fetch_one(
             f"SELECT id, {rows.VERDICT_COLUMNS} FROM scans "
-            "WHERE sha256 = ? AND provider = ? AND status = 2 ORDER BY id DESC LIMIT 1",
-            (rows.pack_sha256(sha256), rows.PROVIDER_CODES[provider]),
+            "WHERE substr(sha256, 1, 8) = ? AND provider = ? AND status = 2 AND sha256 = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (packed[:8], rows.PROVIDER_CODES[provider], packed),
         )
         if row is None:
             return None
@@ -198,7 +190,7 @@ class SQLiteAuditLog(ModeratorQueries):
             "status = ?, provider_job_id = ?, submitted_at = ?",
             (
                 rows.STATUS_CODES[ScanStatus.SUBMITTED],
-                provider_job_id,
+                rows.pack_job_id(provider_job_id),
                 self._now(),
             ),
         )
@@ -229,7 +221,7 @@ class SQLiteAuditLog(ModeratorQueries):
                     else None
                 ),
                 "detail": rows.pack_detail(verdict),
-                "job_id": verdict.provider_job_id,
+                "job_id": rows.pack_job_id(verdict.provider_job_id),
                 "duration": verdict.duration_s,
                 "reused_from": reused_from,
             },
@@ -284,37 +276,30 @@ class SQLiteAuditLog(ModeratorQueries):
         moderator_id: int,
         note: str | None = None,
     ) -> ScanRecord | None:
-        async def work() -> sqlite3.Row | None:
-            found = list(
-                await self._conn.execute_fetchall(
-                    "UPDATE scans SET review = ?, reviewed_by = ?, reviewed_at = ?, "
-                    "review_note = ? WHERE guild_id = ? AND case_number = ? "
-                    f"RETURNING {rows.SELECT_SCAN}",
-                    (
-                        rows.REVIEW_CODES[decision],
-                        moderator_id,
-                        self._now(),
-                        rows.snippet(note, rows.REVIEW_NOTE_CHARS),
-                        guild_id,
-                        case_number,
-                    ),
-                )
-            )
-            if found:
-                await self._conn.execute(
-                    INSERT_EVENT,
-                    self._event(
-                        guild_id,
-                        actor=str(moderator_id),
-                        action="review",
-                        target=f"case {case_number}",
-                        reason=decision.value,
-                        case_number=case_number,
-                    ),
-                )
-            return found[0] if found else None
+        update = (
+            rows.REVIEW_CODES[decision],
+            moderator_id,
+            self._now(),
+            rows.snippet(note, rows.REVIEW_NOTE_CHARS),
+            guild_id,
+            case_number,
+        )
+        event = self._event(
+            guild_id,
+            actor=str(moderator_id),
+            action="review",
+            target=f"case {case_number}",
+            reason=decision.value,
+            case_number=case_number,
+        )
 
-        row = await self._in_transaction(work)
+        def work(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            found = conn.execute(_REVIEW, update).fetchone()
+            if found is not None:
+                conn.execute(INSERT_EVENT, event)
+            return found
+
+        row = await self._writer.unit(work)
         if row is None:
             return None
         log.info(
@@ -378,17 +363,16 @@ class SQLiteAuditLog(ModeratorQueries):
     # --- retention and deletion -----------------------------------------------------------
 
     async def forget_author(self, guild_id: int, author_id: int, *, actor_id: int) -> int:
-        async def work() -> int:
-            cursor = await self._conn.execute(
+        def work(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute(
                 "DELETE FROM scans WHERE guild_id = ? AND author_id = ?", (guild_id, author_id)
-            )
-            deleted = cursor.rowcount
+            ).rowcount
             # Checks they asked for on other members' messages stay, without their id.
-            await self._conn.execute(
+            conn.execute(
                 "UPDATE scans SET requested_by = NULL WHERE guild_id = ? AND requested_by = ?",
                 (guild_id, author_id),
             )
-            await self._conn.execute(
+            conn.execute(
                 INSERT_EVENT,
                 self._event(
                     guild_id,
@@ -400,7 +384,7 @@ class SQLiteAuditLog(ModeratorQueries):
             )
             return deleted
 
-        deleted = await self._in_transaction(work)
+        deleted = await self._writer.unit(work)
         log.info(
             "member forgotten: actor=%d target=guild %d member %d reason=%d cases deleted",
             actor_id,
@@ -415,7 +399,7 @@ class SQLiteAuditLog(ModeratorQueries):
 
     async def purge_expired(self, now: datetime) -> dict[int, int]:
         # Every guild that ever had a case has a counter row; settings are optional.
-        retention = await self._conn.execute_fetchall(
+        retention = await self._reader.execute_fetchall(
             "SELECT c.guild_id, coalesce(s.retention_days, ?) FROM guild_counters AS c "
             "LEFT JOIN guild_settings AS s ON s.guild_id = c.guild_id",
             (_DEFAULT_RETENTION_DAYS,),
@@ -443,14 +427,13 @@ class SQLiteAuditLog(ModeratorQueries):
     # --- helpers ------------------------------------------------------------------------
 
     async def _purge(self, guild_id: int, before: datetime, actor: str, reason: str) -> int:
-        async def work() -> int:
-            cursor = await self._conn.execute(
+        def work(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute(
                 "DELETE FROM scans WHERE guild_id = ? AND created_at < ?",
                 (guild_id, rows.to_epoch(before)),
-            )
-            deleted = cursor.rowcount
+            ).rowcount
             if deleted:
-                await self._conn.execute(
+                conn.execute(
                     INSERT_EVENT,
                     self._event(
                         guild_id,
@@ -462,7 +445,7 @@ class SQLiteAuditLog(ModeratorQueries):
                 )
             return deleted
 
-        deleted = await self._in_transaction(work)
+        deleted = await self._writer.unit(work)
         if deleted:
             log.info(
                 "cases purged: actor=%s target=guild %d reason=%s (%d cases)",

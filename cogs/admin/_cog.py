@@ -116,7 +116,9 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
     @settings.command(name="threshold")
     @app_commands.describe(value="Spoofed probability (0–1) at which moderators are alerted")
     async def threshold(
-        self, interaction: discord.Interaction[Spoofwatch], value: app_commands.Range[float, 0.0, 1.0]
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        value: app_commands.Range[float, 0.0, 1.0],
     ) -> None:
         """Set the alert threshold."""
         await self._update(interaction, alert_threshold=value)

@@ -1,0 +1,118 @@
+"""Starting the bot: command sync, extensions, shutdown, and operator errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from bot.client import extension_names
+from tests.discord_emulator.emulator import DiscordEmulator
+from tests.e2e import MakeSpoofwatch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_feature_package_is_an_extension() -> None:
+    """Extensions are discovered by walking cogs/ (private names skipped)."""
+    names = extension_names()
+    assert {"cogs.autoscan", "cogs.check", "cogs.audit", "cogs.admin", "cogs.alerts"} <= set(names)
+    assert all(not n.rsplit(".", 1)[-1].startswith("_") for n in names)
+
+
+async def test_commands_sync_once_then_only_when_changed(
+    make_spoofwatch: MakeSpoofwatch, emulator: DiscordEmulator
+) -> None:
+    """The first start syncs global commands; a restart with the same definitions does not."""
+    async with make_spoofwatch():
+        pass
+    assert [s.guild_id for s in emulator.command_syncs] == [None]
+    names = {c["name"] for c in emulator.commands()}
+    assert {"check", "audit", "spoofwatch", "Check for deepfake"} <= names
+    async with make_spoofwatch():
+        pass
+    assert len(emulator.command_syncs) == 1
+
+
+async def test_dev_guild_syncs_to_that_guild(
+    make_spoofwatch: MakeSpoofwatch, emulator: DiscordEmulator
+) -> None:
+    """With SPOOFWATCH_DEV_GUILD the commands go to that guild, not globally."""
+    async with make_spoofwatch(dev_guild=emulator.guild.id):
+        pass
+    assert [s.guild_id for s in emulator.command_syncs] == [emulator.guild.id]
+    assert "check" in {c["name"] for c in emulator.commands(emulator.guild)}
+
+
+async def _run_module(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SPOOFWATCH", "DISCORD", "RESEMBLE", "BEHAVIORALSIGNALS"))
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args,
+        cwd=cwd, env={**base, "PYTHONPATH": str(REPO), **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+async def test_missing_token_is_named(tmp_path: Path) -> None:
+    """`python -m bot` without DISCORD_TOKEN exits 2 naming it, without a traceback."""
+    code, err = await _run_module(
+        env={"SPOOFWATCH_PROVIDER": "resemble", "RESEMBLE_API_KEY": "k"}, cwd=tmp_path
+    )
+    assert code == 2
+    assert "DISCORD_TOKEN" in err and "Traceback" not in err
+
+
+async def test_invalid_setting_is_named(tmp_path: Path) -> None:
+    """A malformed variable stops start-up with its name, not a pydantic traceback."""
+    code, err = await _run_module(
+        env={"SPOOFWATCH_PROVIDER": "openai", "DISCORD_TOKEN": "x"}, cwd=tmp_path
+    )
+    assert code == 2
+    assert "SPOOFWATCH_PROVIDER" in err and "Traceback" not in err
+
+
+async def test_sigterm_stops_the_bot_cleanly(emulator: DiscordEmulator, tmp_path: Path) -> None:
+    """A bot process connected to Discord exits 0 on SIGTERM."""
+    from tests.standins import ResembleStandIn
+    from tests.standins import resemble as resemble_module
+
+    async with ResembleStandIn() as resemble:
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SPOOFWATCH", "DISCORD", "RESEMBLE", "BEHAVIORALSIGNALS"))
+        }
+        env = {
+            **base,
+            "PYTHONPATH": str(REPO),
+            "DISCORD_TOKEN": emulator.token,
+            "SPOOFWATCH_DISCORD_API_URL": f"{emulator.url}/api/v10",
+            "SPOOFWATCH_DISCORD_GATEWAY_URL": emulator.gateway_url,
+            "SPOOFWATCH_PROVIDER": "resemble",
+            "RESEMBLE_API_KEY": resemble_module.API_KEY,
+            "RESEMBLE_API_URL": resemble.url,
+            "SPOOFWATCH_DB": str(tmp_path / "sw.db"),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await emulator.wait_for(lambda: bool(emulator.command_syncs), timeout=60)
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
