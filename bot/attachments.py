@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 import discord
 
 from bot.guild_config import GuildConfig
-from bot.scanning import MediaSource, ScanLimits, ScanRequest
+from bot.scanning import MediaSource, ScanLimits, ScanRequest, provider_meta
 from bot.settings import MIB, Settings
 from bot.storage import NO_GUILD, NewScan, Trigger
 from bot.verdict import MediaKind, ProviderName
@@ -127,10 +127,10 @@ def scan_request(
         declared_duration_s=attachment.duration,
         want_transcript=paid_transcripts and (config.show_transcripts or config.store_transcripts),
         store_transcript=config.store_transcripts,
-        meta={
-            "guild": str(guild_id or ""),
-            "channel": str(channel_id or ""),
-            "message": str(message.id if message else ""),
-            "attachment": str(attachment.id),
-        },
+        meta=provider_meta(
+            guild_id=guild_id,
+            channel_id=channel_id,
+            message_id=message.id if message else None,
+            attachment_id=attachment.id,
+        ),
     )

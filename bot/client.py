@@ -67,7 +67,7 @@ class SpoofwatchTree(app_commands.CommandTree["Spoofwatch"]):
         elif isinstance(error, app_commands.MissingPermissions):
             text = (
                 "You need the "
-                + ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+                + ", ".join(permission_name(p) for p in error.missing_permissions)
                 + " permission to use this."
             )
         elif isinstance(error, app_commands.NoPrivateMessage):
@@ -83,6 +83,15 @@ class SpoofwatchTree(app_commands.CommandTree["Spoofwatch"]):
             )
             text = "Something went wrong inside Spoofwatch; the operator can find it in the log."
         await reply_privately(interaction, text)
+
+
+#: Where Discord's settings screens name a permission differently from the API.
+_PERMISSION_NAMES = {"manage_guild": "Manage Server"}
+
+
+def permission_name(permission: str) -> str:
+    """A permission as a server admin finds it in Discord ("manage_guild" → "Manage Server")."""
+    return _PERMISSION_NAMES.get(permission, permission.replace("_", " ").title())
 
 
 async def reply_privately(interaction: discord.Interaction[Spoofwatch], text: str) -> None:

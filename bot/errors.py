@@ -44,6 +44,13 @@ class ScanInterrupted(SpoofwatchError):
     hint = "The bot stopped before the file was sent for analysis; scan it again."
 
 
+class ScanLostInFlight(ScanInterrupted):
+    """A restart came while the file may have been with the provider, which cannot be asked."""
+
+    kind = "interrupted_in_flight"
+    hint = "Use /check on the message (or Apps → Check for deepfake) to scan it again."
+
+
 class ScanInProgress(SpoofwatchError):
     kind = "in_progress"
     hint = "Wait for the verdict that is already on its way."

@@ -54,6 +54,7 @@ async def open_runtime(
                 temp_dir=settings.temp_dir,
                 clock=clock,
             )
+            await scans.sweep_workdirs()
             log.info(
                 "runtime ready: providers %s, database %s",
                 ", ".join(p.value for p in chosen) or "none",

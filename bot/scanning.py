@@ -7,11 +7,13 @@ anything else and updated at each step, so a crash leaves a visible, resumable t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from bot.errors import (
     QuotaReached,
     ScanInProgress,
     ScanInterrupted,
+    ScanLostInFlight,
     SpoofwatchError,
     error_for_kind,
 )
@@ -36,6 +39,10 @@ from bot.verdict import MediaKind, ProviderName, Verdict
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+#: Each scan works in its own directory, `spoofwatch-<pid>-<random>-scan`.
+_WORKDIR_PREFIX = "spoofwatch-"
+_WORKDIR_SUFFIX = "-scan"
 
 
 def utc_now() -> datetime:
@@ -71,11 +78,33 @@ class ScanRequest:
     meta: Mapping[str, str] = field(default_factory=dict)
 
 
+def provider_meta(
+    *,
+    guild_id: int | None,
+    channel_id: int | None,
+    message_id: int | None,
+    attachment_id: int | None,
+) -> dict[str, str]:
+    """The identifiers sent along with a job (Behavioral Signals echoes them in `meta`).
+
+    The one place their shape is defined: `resume` looks a job up by the same keys.
+    """
+    return {
+        "guild": str(guild_id or ""),
+        "channel": str(channel_id or ""),
+        "message": str(message_id or ""),
+        "attachment": str(attachment_id or ""),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class ScanOutcome:
     record: ScanRecord
     verdict: Verdict | None = None
     error: SpoofwatchError | None = None
+    #: The result of an earlier run, returned again for a repeated request (a replayed
+    #: event, or a restart catching up): its `scan_finished` was announced by that run.
+    replayed: bool = False
 
     @property
     def reused(self) -> bool:
@@ -105,6 +134,9 @@ class ScanService:
         self._download_timeout_s = download_timeout_s
         self._temp_dir = temp_dir
         self._clock = clock
+        #: Scans some task of this process is running: `resume` leaves them alone, so a
+        #: scan is never run twice at once even if a caller's snapshot is stale.
+        self._running: set[int] = set()
 
     @property
     def audit(self) -> AuditLog:
@@ -114,13 +146,27 @@ class ScanService:
     def providers(self) -> list[ProviderName]:
         return list(self._detectors)
 
+    async def sweep_workdirs(self) -> int:
+        """Delete the work directories of dead processes; call once, before any scan starts.
+
+        A scan's `finally` deletes its directory, but SIGKILL, OOM kills and power loss skip
+        it. A directory is left alone while the process named in it is alive (another
+        shard sharing the temp dir); this process's own pid counts as dead, since nothing
+        has run yet (in a container the bot is often pid 1 on every start).
+        """
+        root = self._temp_dir or Path(tempfile.gettempdir())
+        removed = await asyncio.to_thread(_sweep_workdirs, root)
+        if removed:
+            log.info("removed %d work directories left by stopped processes in %s", removed, root)
+        return removed
+
     async def scan(self, request: ScanRequest) -> ScanOutcome:
         """Accept, run and record one scan. Never raises for a scan problem: see `.error`."""
         record, created = await self._audit.create_scan(request.new)
         if not created:
             # The same attachment was already accepted for this trigger (a replayed event).
             if record.status.finished:
-                return await self._outcome_of(record)
+                return replace(await self._outcome_of(record), replayed=True)
             return ScanOutcome(
                 record=record,
                 error=ScanInProgress("This file is already being checked; the answer is coming."),
@@ -140,14 +186,39 @@ class ScanService:
         """Record a scan refused before it started (too large, quota, cooldown...)."""
         record, created = await self._audit.create_scan(new)
         if not created and record.status.finished:
-            return await self._outcome_of(record)
+            return replace(await self._outcome_of(record), replayed=True)
         record = await self._audit.mark_failed(record.id, error.kind, error.message)
         log.info("scan refused: case #%s %s (%s)", record.case_number, error.kind, error.message)
         return ScanOutcome(record=record, error=error)
 
     async def resume(self, record: ScanRecord, request: ScanRequest | None) -> ScanOutcome:
-        """Finish a scan left unfinished by a restart, never submitting the same file twice."""
-        if record.provider_job_id is not None:
+        """Finish a scan left unfinished by a restart, never submitting the same file twice.
+
+        A stored job id is polled. A scan whose media was recorded (`sha256`) but that has
+        no job id may have died inside `submit`, after the provider got the file: the job
+        is looked up at the provider by the identifiers sent with it; only when the provider
+        can say that no such job exists is the file sent again. Callers must pass only scans
+        no task of this process is running (`unfinished_scans` read before connecting).
+        """
+        if record.id in self._running:
+            return ScanOutcome(
+                record=record,
+                error=ScanInProgress("This file is already being checked; the answer is coming."),
+            )
+        self._running.add(record.id)
+        try:
+            return await self._resume(record, request)
+        finally:
+            self._running.discard(record.id)
+
+    async def _resume(self, record: ScanRecord, request: ScanRequest | None) -> ScanOutcome:
+        job_id = record.provider_job_id
+        if job_id is None and record.sha256 is not None:
+            try:
+                job_id = await self._find_lost_job(record)
+            except SpoofwatchError as exc:
+                return await self._fail(record, exc)
+        if job_id is not None:
             detector = self._detectors.get(record.provider)
             if detector is None:
                 return await self._fail(
@@ -157,10 +228,10 @@ class ScanService:
                 "resuming case #%s: polling %s job %s",
                 record.case_number,
                 record.provider,
-                record.provider_job_id,
+                job_id,
             )
             try:
-                verdict = await detector.wait(record.provider_job_id)
+                verdict = await detector.wait(job_id)
             except SpoofwatchError as exc:
                 return await self._fail(record, exc)
             done = await self._audit.mark_done(
@@ -176,11 +247,66 @@ class ScanService:
         log.info("resuming case #%s from the start (not yet submitted)", record.case_number)
         return await self._run(record, request)
 
+    async def _find_lost_job(self, record: ScanRecord) -> str | None:
+        """The provider job of a scan that may have been submitted when the process died.
+
+        None when the provider says it has no such job (the file never arrived). Raises
+        `ScanLostInFlight` when the provider cannot be asked: then the scan ends as a
+        failure rather than risking a second, billed job for the same file.
+        """
+        detector = self._detectors.get(record.provider)
+        if detector is None or not detector.finds_jobs or record.attachment_id is None:
+            raise ScanLostInFlight(
+                "Spoofwatch restarted while this file was on its way to the detection "
+                "service and cannot tell whether it arrived, so it was not sent twice."
+            )
+        meta = provider_meta(
+            guild_id=record.guild_id,
+            channel_id=record.channel_id,
+            message_id=record.message_id,
+            attachment_id=record.attachment_id,
+        )
+        # Only the keys that name the file: the same attachment checked under another
+        # trigger is the same bytes, and its job serves this scan as well.
+        wanted = {key: meta[key] for key in ("message", "attachment")}
+        job_id = await detector.find_job(wanted, submitted_after=record.created_at)
+        if job_id is None:
+            log.info(
+                "case #%s: %s has no job for attachment %s; the file never arrived",
+                record.case_number,
+                record.provider,
+                record.attachment_id,
+            )
+            return None
+        await self._audit.mark_submitted(record.id, job_id)
+        log.info(
+            "case #%s: found %s job %s submitted before the restart",
+            record.case_number,
+            record.provider,
+            job_id,
+        )
+        return job_id
+
     # --- the lifecycle --------------------------------------------------------------------
 
     async def _run(self, record: ScanRecord, request: ScanRequest) -> ScanOutcome:
+        # No await since the row was created (or `resume` claimed it): nothing can slip in.
+        self._running.add(record.id)
+        try:
+            return await self._run_in_workdir(record, request)
+        finally:
+            self._running.discard(record.id)
+
+    async def _run_in_workdir(self, record: ScanRecord, request: ScanRequest) -> ScanOutcome:
+        # The pid in the name lets a later start tell a dead process's leftovers (a SIGKILL
+        # skips every `finally`) from a live one's; see `sweep_workdirs`.
         workdir = Path(
-            await asyncio.to_thread(tempfile.mkdtemp, "-scan", "spoofwatch-", self._temp_dir)
+            await asyncio.to_thread(
+                tempfile.mkdtemp,
+                _WORKDIR_SUFFIX,
+                f"{_WORKDIR_PREFIX}{os.getpid()}-",
+                self._temp_dir,
+            )
         )
         try:
             return await self._steps(record, request, workdir)
@@ -329,6 +455,28 @@ class ScanService:
         return ScanOutcome(record=record, error=_recorded_error(record))
 
 
+def _sweep_workdirs(root: Path) -> int:
+    removed = 0
+    with contextlib.suppress(OSError):
+        for path in root.glob(f"{_WORKDIR_PREFIX}*{_WORKDIR_SUFFIX}"):
+            pid = path.name.removeprefix(_WORKDIR_PREFIX).split("-", 1)[0]
+            if not pid.isdigit() or (int(pid) != os.getpid() and _process_alive(int(pid))):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 def _recorded_error(record: ScanRecord) -> SpoofwatchError:
     return error_for_kind(record.error_kind or "error", record.error_message or "The scan failed.")
 
@@ -346,4 +494,5 @@ __all__ = [
     "ScanOutcome",
     "ScanRequest",
     "ScanService",
+    "provider_meta",
 ]

@@ -135,6 +135,17 @@ class Settings(BaseSettings):
         le=64,
         validation_alias=AliasChoices("SPOOFWATCH_WORKERS", "workers"),
     )
+    catch_up_messages: int = Field(
+        default=100,
+        ge=0,
+        le=1000,
+        validation_alias=AliasChoices("SPOOFWATCH_CATCH_UP_MESSAGES", "catch_up_messages"),
+    )
+    catch_up_hours: float = Field(
+        default=24.0,
+        ge=0,
+        validation_alias=AliasChoices("SPOOFWATCH_CATCH_UP_HOURS", "catch_up_hours"),
+    )
     temp_dir: Path | None = Field(
         default=None, validation_alias=AliasChoices("SPOOFWATCH_TEMP_DIR", "temp_dir")
     )

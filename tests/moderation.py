@@ -6,6 +6,7 @@ whose bytes differ (identical bytes would reuse a verdict instead of calling the
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,32 @@ async def scan(sw: Harness, path: Path, *, channel: Any = None, author: Any = No
     return await sw.reply_to(await sw.post(path, **kwargs))
 
 
-async def scanned_nothing(sw: Harness, message: Message, probe: Path) -> None:
-    """Prove the bot let `message` pass: a later scanned message was answered, this one not.
+async def not_scanned(sw: Harness, message: Message, probe: Path, *, channel: Any = None) -> bool:
+    """Whether the bot let `message` pass, proved by a later message it does answer.
 
-    Events reach the bot in order, so once the probe (posted after) has its reply and every
-    scan has settled, the bot has seen `message` and chose not to scan it.
+    Gateway events reach the bot in order, so once the probe (posted after `message`, in a
+    channel that is scanned) has its reply and every scan has settled, the bot has handled
+    `message` too: no reply and no case for it means it was not scanned.
     """
-    await scan(sw, probe)
-    assert sw.emu.replies_to(message) == []
+    await scan(sw, probe, channel=channel)
+    cases = await sw.bot.audit.recent(message.guild_id or 0, limit=100)
+    return sw.emu.replies_to(message) == [] and message.id not in {c.message_id for c in cases}
+
+
+async def configure(sw: Harness, command: str, options: dict[str, Any] | None = None) -> Message:
+    """An admin runs `/spoofwatch settings <command>`; the answer must say it was saved."""
+    answer = await run(sw, sw.emu.admin, f"spoofwatch settings {command}", options)
+    assert answer.content.startswith("Saved"), answer.content
+    return answer
+
+
+async def listeners_done(sw: Harness, event: str = "scan_finished") -> None:
+    """Wait for every running listener of a custom event (the alerts cog's, say) to finish.
+
+    The autoscan cog dispatches `scan_finished` before its worker job ends, so once the scan
+    pool has settled the listener tasks exist; discord.py names them after the event.
+    """
+    await sw.settle()
+    prefix = f"discord.py: on_{event}"
+    tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith(prefix)]
+    await asyncio.gather(*tasks)

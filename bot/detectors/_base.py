@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +21,8 @@ class Upload:
     kind: MediaKind
     #: ffprobe's container name ("ogg", "wav", "mov,mp4,m4a,3gp,3g2,mj2", ...).
     format_name: str
+    #: Seconds of media, when known: how long the provider should take depends on it.
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +52,15 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
-    """Waiting for a job: capped exponential backoff under an overall deadline."""
+    """Waiting for a job: checks around its expected finish, else capped exponential backoff,
+    under an overall deadline (see `bot.detectors._polling`)."""
 
     initial_s: float = 1.0
     factor: float = 1.5
     max_interval_s: float = 5.0
     deadline_s: float = 300.0
+    #: Checks this often around the expected finish (never less often than `initial_s`).
+    dense_interval_s: float = 0.5
 
 
 class Detector(Protocol):
@@ -72,4 +79,16 @@ class Detector(Protocol):
 
     async def wait(self, job_id: str) -> Verdict:
         """Poll the job until it is terminal and return its verdict, or raise ProviderError."""
+        ...
+
+    @property
+    def finds_jobs(self) -> bool:
+        """Whether `find_job` can tell a job that exists from one that was never created."""
+        ...
+
+    async def find_job(self, meta: Mapping[str, str], *, submitted_after: datetime) -> str | None:
+        """The newest job submitted with all these `meta` items, or None if there is none.
+
+        Recovers the job id of an upload whose answer was lost (a crash, a timeout).
+        """
         ...

@@ -11,15 +11,19 @@ import asyncio
 import json
 import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, SecretStr, ValidationError
 
 from bot.detectors._base import PollPolicy, RetryPolicy, Submission, SubmitOptions, Upload
 from bot.detectors._http import FilePart, ProviderHTTP, describe, first_line
+from bot.detectors._polling import JobClock, JobTiming
 from bot.errors import (
     ProviderJobFailed,
     ProviderNotFound,
@@ -42,6 +46,9 @@ STATUS_PROCESSING = 1
 STATUS_COMPLETE = 2
 STATUS_INSUFFICIENT_CREDITS = -2
 _RUNNING = frozenset({STATUS_PENDING, STATUS_PROCESSING})
+#: Lost jobs are looked for among at most this many of the newest processes.
+_LIST_PAGE_SIZE = 1000
+_LIST_MAX_PAGES = 5
 
 
 # --- wire models -----------------------------------------------------------------------
@@ -64,6 +71,10 @@ class Process(_Wire):
     #: Formats vary between endpoints ("...18.261564618", "...37.900Z"); kept as text.
     datetime: str | None = None
     meta: str | None = None
+
+
+class ProcessList(RootModel[tuple[Process, ...]]):
+    """The list call's answer: a bare JSON array of process objects."""
 
 
 class Prediction(_Wire):
@@ -224,6 +235,17 @@ def _number(value: str | float, what: str) -> float:
     return number
 
 
+def _meta_matches(echoed: str | None, wanted: Mapping[str, str]) -> bool:
+    """Whether a process's `meta` (JSON text, "" or null) holds every wanted item."""
+    if not echoed:
+        return False
+    try:
+        parsed = json.loads(echoed)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and all(parsed.get(k) == v for k, v in wanted.items())
+
+
 def _protocol(detail: str) -> ProviderProtocolError:
     return ProviderProtocolError(PROVIDER, f"Behavioral Signals sent {detail}.")
 
@@ -247,6 +269,7 @@ class BehavioralSignalsClient:
     ) -> None:
         self._base = f"{base_url.rstrip('/')}/detection/clients/{cid}/processes"
         self._poll = poll
+        self._clock = JobClock(poll)
         self._http = ProviderHTTP(
             http_session,
             provider=PROVIDER,
@@ -277,6 +300,7 @@ class BehavioralSignalsClient:
         if options.meta:
             # Echoed back in `meta`, so a lost answer can be reconciled from the list call.
             fields["meta"] = json.dumps(options.meta, separators=(",", ":"))
+        submitted_at = time.monotonic()
         process = await self._http.request(
             "POST",
             f"{self._base}/audio",
@@ -293,7 +317,33 @@ class BehavioralSignalsClient:
             process.pid,
             process.status,
         )
+        self._clock.started(str(process.pid), JobTiming(submitted_at, upload.duration_s))
         return Submission(job_id=str(process.pid))
+
+    @property
+    def finds_jobs(self) -> bool:
+        return True
+
+    async def find_job(self, meta: Mapping[str, str], *, submitted_after: datetime) -> str | None:
+        """The newest process whose echoed `meta` holds all of `meta` (the SDK's advice:
+        "check list_processes() before re-uploading"). Looks at processes created from the
+        day before `submitted_after` (the service's dates may be in another time zone),
+        newest first, at most 5000 of them."""
+        since = (submitted_after - timedelta(days=1)).strftime("%Y-%m-%d")
+        for page in range(_LIST_MAX_PAGES):
+            query = urlencode(
+                {"page": page, "pageSize": _LIST_PAGE_SIZE, "sort": "desc", "startDate": since}
+            )
+            listed = await self._http.request(
+                "GET", f"{self._base}?{query}", ProcessList, what="process list", retry_safe=True
+            )
+            # Newest first by id as well, whatever order the service really used.
+            for process in sorted(listed.root, key=lambda p: p.pid, reverse=True):
+                if _meta_matches(process.meta, meta):
+                    return str(process.pid)
+            if len(listed.root) < _LIST_PAGE_SIZE:
+                break
+        return None
 
     async def wait(self, job_id: str) -> Verdict:
         """Poll the process until it is terminal, then fetch and normalize its results."""
@@ -336,13 +386,15 @@ class BehavioralSignalsClient:
         return verdict
 
     async def _poll_until_done(self, url: str, job_id: str) -> Process:
-        interval = self._poll.initial_s
+        checks = self._clock.checks(job_id)
         while True:
+            await asyncio.sleep(checks.delay())
             process = await self._http.request(
                 "GET", url, Process, what="job status", retry_safe=True
             )
             if process.status not in _RUNNING:
+                if process.status == STATUS_COMPLETE:
+                    checks.done()  # failures end early: they say nothing about speed
                 return process
+            checks.still_running()
             log.debug("Behavioral Signals process %s: status %d", job_id, process.status)
-            await asyncio.sleep(interval)
-            interval = min(interval * self._poll.factor, self._poll.max_interval_s)

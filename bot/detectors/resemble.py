@@ -12,7 +12,9 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import PurePath
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from bot.detectors._base import PollPolicy, RetryPolicy, Submission, SubmitOptions, Upload
 from bot.detectors._http import FilePart, ProviderHTTP, describe, first_line
+from bot.detectors._polling import JobClock, JobTiming
 from bot.errors import (
     ProviderJobFailed,
     ProviderProtocolError,
@@ -290,6 +293,7 @@ class ResembleClient:
     ) -> None:
         self._base = base_url.rstrip("/")
         self._poll = poll
+        self._clock = JobClock(poll)
         self._zero_retention = zero_retention
         #: Jobs submitted in this process that asked for a transcript; a job resumed after a
         #: restart is reported without one rather than with one nobody asked for.
@@ -329,6 +333,7 @@ class ResembleClient:
         }
         if options.transcript:
             fields["intelligence"] = "true"  # billed extra, so only when asked
+        timing = JobTiming(time.monotonic(), upload.duration_s)
         envelope = await self._http.request(
             "POST",
             f"{self._base}/detect",
@@ -344,11 +349,25 @@ class ResembleClient:
         status = (item.status or "processing").lower()
         log.info("Resemble accepted %s as detect %s (%s)", filename, item.uuid, status)
         if status == "completed":
+            self._clock.finished_at_once(timing)
             verdict = normalize_item(item, item.uuid, want_transcript=options.transcript)
             return Submission(job_id=item.uuid, verdict=verdict)
         if options.transcript:
             self._want_transcript.add(item.uuid)
+        # Prefer: wait held the answer until now: the detect ran all that time.
+        timing.running_at = time.monotonic() - timing.submitted_at
+        self._clock.started(item.uuid, timing)
         return Submission(job_id=item.uuid)
+
+    @property
+    def finds_jobs(self) -> bool:
+        # Resemble keeps no metadata of ours, and zero-retention mode even replaces the file
+        # name: nothing in its list identifies which attachment a detect was for.
+        return False
+
+    async def find_job(self, meta: Mapping[str, str], *, submitted_after: datetime) -> str | None:
+        """Always None: Resemble cannot be asked (see `finds_jobs`)."""
+        return None
 
     async def wait(self, job_id: str) -> Verdict:
         """Poll the detect until it leaves `processing`, then normalize it."""
@@ -380,18 +399,21 @@ class ResembleClient:
         return verdict
 
     async def _poll_until_done(self, url: str, job_id: str) -> DetectItem:
-        interval = self._poll.initial_s
+        checks = self._clock.checks(job_id)
         while True:
+            await asyncio.sleep(checks.delay())
             envelope = await self._http.request(
                 "GET", url, DetectEnvelope, what="job status", retry_safe=True
             )
             item = self._item(envelope, what="job status", rejected=False)
             # The create example omits `status`; absent means still running.
-            if (item.status or "processing").lower() != "processing":
+            status = (item.status or "processing").lower()
+            if status != "processing":
+                if status == "completed":
+                    checks.done()  # failures end early: they say nothing about speed
                 return item
+            checks.still_running()
             log.debug("Resemble detect %s: still processing", job_id)
-            await asyncio.sleep(interval)
-            interval = min(interval * self._poll.factor, self._poll.max_interval_s)
 
     def _item(self, envelope: DetectEnvelope, *, what: str, rejected: bool) -> DetectItem:
         """The item of a 2xx answer, which may still say `success: false` (the SDK's habit)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 _HEADER = struct.Struct("<4sBBqIIIB")  # capture, version, flags, granule, serial, seq, crc, nsegs
@@ -33,3 +34,74 @@ def ogg_cut_short(path: Path) -> bool:
                 return True
             offset += _HEADER.size + segments + sum(lacing)
     return offset > size
+
+
+@dataclass(frozen=True, slots=True)
+class OggOpus:
+    """What a single-stream Ogg Opus file's page headers say (a Discord voice message)."""
+
+    channels: int
+    #: The last page's granule position in seconds: what ffprobe reports as the duration.
+    duration_s: float
+    #: The last page runs past the end of the file (see `ogg_cut_short`).
+    cut_short: bool
+
+
+_OPUS_HEAD = struct.Struct("<8sBBHIhB")  # magic, version, channels, pre-skip, rate, gain, map
+_BOS = 0x02
+_OPUS_RATE = 48_000
+
+
+def read_ogg_opus(path: Path) -> OggOpus | None:
+    """The facts ffprobe would report for an Ogg file holding exactly one Opus stream.
+
+    Spawning ffprobe costs more CPU than everything else a voice-message scan does, and a
+    voice message's container says all that is needed in its page headers: the codec and
+    channels in the first packet (OpusHead), the duration in the last page's granule
+    position (48 kHz samples for Opus). Returns None, so that the caller asks ffprobe,
+    for anything else or anything unusual: another codec, a second logical stream (video,
+    a skeleton), an unknown OpusHead version, a page that is not where one should start,
+    or granule positions that go backwards. Blocking: call it in a worker thread.
+    """
+    size = path.stat().st_size
+    offset = 0
+    serial: int | None = None
+    channels = 0
+    last_granule = -1
+    with path.open("rb") as fh:
+        while offset < size:
+            fh.seek(offset)
+            header = fh.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                if serial is None or header != b"OggS"[: len(header)]:
+                    return None
+                return OggOpus(channels, max(last_granule, 0) / _OPUS_RATE, cut_short=True)
+            capture, version, flags, granule, page_serial, *_, segments = _HEADER.unpack(header)
+            if capture != b"OggS" or version != 0:
+                return None
+            lacing = fh.read(segments)
+            if serial is None:
+                # The first page starts the stream and carries OpusHead alone.
+                if not flags & _BOS or segments != 1 or not 19 <= lacing[0] < 255:
+                    return None
+                packet = fh.read(lacing[0])
+                if len(packet) < _OPUS_HEAD.size:
+                    return None
+                magic, head_version, channels, *_ = _OPUS_HEAD.unpack_from(packet)
+                # Version 0.x is the only one defined; a new major version may change the
+                # layout, and ffprobe should judge it.
+                if magic != b"OpusHead" or head_version >> 4 != 0 or channels == 0:
+                    return None
+                serial = page_serial
+            elif page_serial != serial or flags & _BOS:
+                return None  # a second logical stream: let ffprobe describe them all
+            if len(lacing) < segments:
+                return OggOpus(channels, max(last_granule, 0) / _OPUS_RATE, cut_short=True)
+            if granule != -1:
+                if granule < last_granule:
+                    return None
+                last_granule = granule
+            offset += _HEADER.size + segments + sum(lacing)
+    if serial is None or last_granule <= 0:
+        return None
+    return OggOpus(channels, last_granule / _OPUS_RATE, cut_short=offset > size)

@@ -83,7 +83,7 @@ class SQLiteBase:
     def _now(self) -> int:
         return rows.to_epoch(self._clock())
 
-    async def _write_one(self, sql: str, params: Params) -> sqlite3.Row | None:
+    async def _write_one(self, sql: str, params: Params) -> tuple[Any, ...] | None:
         """One write statement; its first RETURNING row, once committed."""
         result = await self._writer.statement(sql, params)
         return result[0] if result else None
@@ -136,6 +136,7 @@ class Writer:
         self._thread = thread
         self._queue: deque[_Statement | _Unit] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        self._closed = False
 
     @classmethod
     async def open(cls, path: Path, setup: Callable[[sqlite3.Connection], object]) -> Writer:
@@ -163,6 +164,7 @@ class Writer:
 
     async def statement(self, sql: str, params: Params) -> list[Any]:
         """Run one statement in the next group commit; its RETURNING rows."""
+        self._check_open()
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Statement(sql, params, future))
         self._wake()
@@ -170,6 +172,7 @@ class Writer:
 
     async def unit(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` alone in one transaction in the writer thread; its result."""
+        self._check_open()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Unit(work, future))
         self._wake()
@@ -186,10 +189,18 @@ class Writer:
             await asyncio.shield(self._drainer)
 
     async def close(self) -> None:
-        await self.drain()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._conn.close)
-        self._thread.shutdown(wait=True)
+        """Write what is queued, then close; later writes raise instead of waiting forever."""
+        self._closed = True
+        try:
+            await self.drain()
+        finally:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._thread, self._conn.close)
+            self._thread.shutdown(wait=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the audit log is closed")
 
     def _wake(self) -> None:
         if self._drainer is None or self._drainer.done():
@@ -201,20 +212,31 @@ class Writer:
         loop = asyncio.get_running_loop()
         while self._queue:
             head = self._queue.popleft()
-            if isinstance(head, _Unit):
-                outcome = await loop.run_in_executor(self._thread, self._run_unit, head.work)
-                _settle(head.future, outcome)
-                continue
-            batch = [head]
-            while len(batch) < _MAX_BATCH and self._queue:
-                following = self._queue[0]
-                if not isinstance(following, _Statement):
-                    break
-                batch.append(following)
-                self._queue.popleft()
-            outcomes = await loop.run_in_executor(self._thread, self._run_batch, batch)
-            for statement, outcome in zip(batch, outcomes, strict=True):
-                _settle(statement.future, outcome)
+            batch: list[_Statement] = []
+            if isinstance(head, _Statement):
+                batch.append(head)
+                while len(batch) < _MAX_BATCH and self._queue:
+                    following = self._queue[0]
+                    if not isinstance(following, _Statement):
+                        break
+                    batch.append(following)
+                    self._queue.popleft()
+            try:
+                if isinstance(head, _Unit):
+                    outcome = await loop.run_in_executor(self._thread, self._run_unit, head.work)
+                    _settle(head.future, outcome)
+                else:
+                    outcomes = await loop.run_in_executor(self._thread, self._run_batch, batch)
+                    for statement, result in zip(batch, outcomes, strict=True):
+                        _settle(statement.future, result)
+            except BaseException as exc:
+                # The thread itself is gone (interpreter shutdown, cancelled task): everyone
+                # waiting must hear of it rather than wait forever.
+                error = exc if isinstance(exc, Exception) else RuntimeError("writer stopped")
+                for waiting in [head, *batch, *self._queue]:
+                    _settle(waiting.future, error)
+                self._queue.clear()
+                raise
 
     # --- in the writer thread -------------------------------------------------------------
 

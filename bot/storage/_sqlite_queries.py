@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.guild_config import GuildConfig
 from bot.storage import _sqlite_rows as rows
-from bot.storage._models import AuditEvent, AuditStats, ScanRecord, ScanStatus
+from bot.storage._models import AuditEvent, AuditStats, ScanRecord
 from bot.storage._sqlite_base import SQLiteBase
 from bot.verdict import Label
 
@@ -32,6 +32,14 @@ _FLAGGED = f"(label = {_SPOOFED} OR spoofed_probability >= :threshold)"
 #: Scans that reached the provider: submitted, done, or failed after submission. Reused and
 #: refused-before-submission scans cost nothing.
 _BILLED = "(status IN (1, 2) OR (status = 3 AND provider_job_id IS NOT NULL))"
+DAY = 86_400
+#: What a case counts as in the daily rollups; the same expression as migration 3's triggers.
+_OUTCOME = "coalesce(label, CASE status WHEN 3 THEN 10 ELSE 11 END)"
+_OUTCOME_NAMES = {
+    **{code: label.value for label, code in rows.LABEL_CODES.items()},
+    10: "failed",
+    11: "pending",
+}
 
 
 class ModeratorQueries(SQLiteBase):
@@ -129,33 +137,50 @@ class ModeratorQueries(SQLiteBase):
     # --- aggregates and bulk -----------------------------------------------------------------
 
     async def stats(self, guild_id: int, *, since: datetime) -> AuditStats:
-        """Counts since `since`; "flagged" authors use the guild's alert threshold."""
+        """Counts since `since`; "flagged" authors use the guild's alert threshold.
+
+        Whole UTC days come from the daily rollups (migration 3); the part of the first day
+        after `since` is counted from the cases themselves, so the window is exact.
+        """
+        since_s = rows.to_epoch(since)
+        first_day = -(-since_s // DAY)  # the first day that lies wholly in the window
         window = {
             "guild": guild_id,
-            "since": rows.to_epoch(since),
+            "since": since_s,
+            "first_day": first_day,
+            "boundary": first_day * DAY,
             "threshold": (await self.guild_config(guild_id)).alert_threshold,
             "top": TOP_N,
         }
-        # All four read index scans_time (the errors one scans_errors) without the table,
-        # except top authors, which reads it for flagged rows only.
         per_day = await self._reader.execute_fetchall(
-            "SELECT created_at / 86400 AS day, status, label, count(*) FROM scans "
-            "WHERE guild_id = :guild AND created_at >= :since GROUP BY day, status, label",
+            "SELECT day, outcome, sum(cases) FROM ("
+            "  SELECT day, outcome, cases FROM daily_outcomes"
+            "  WHERE guild_id = :guild AND day >= :first_day AND cases > 0"
+            "  UNION ALL"
+            f" SELECT created_at / {DAY}, {_OUTCOME}, 1 FROM scans"
+            "  WHERE guild_id = :guild AND created_at >= :since AND created_at < :boundary"
+            ") GROUP BY day, outcome",
             window,
         )
         channels = await self._reader.execute_fetchall(
-            "SELECT channel_id, count(*) AS n FROM scans "
-            "WHERE guild_id = :guild AND created_at >= :since AND channel_id IS NOT NULL "
-            "GROUP BY channel_id ORDER BY n DESC, channel_id LIMIT :top",
+            "SELECT channel_id, sum(cases) AS n FROM ("
+            "  SELECT channel_id, cases FROM daily_channels"
+            "  WHERE guild_id = :guild AND day >= :first_day AND cases > 0"
+            "  UNION ALL"
+            "  SELECT channel_id, 1 FROM scans"
+            "  WHERE guild_id = :guild AND created_at >= :since AND created_at < :boundary"
+            "  AND channel_id IS NOT NULL"
+            ") GROUP BY channel_id ORDER BY n DESC, channel_id LIMIT :top",
             window,
         )
+        # Index scans_time holds everything this reads: no table lookups.
         authors = await self._reader.execute_fetchall(
             "SELECT author_id, count(*) AS n FROM scans "
             f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED} "
             "AND author_id IS NOT NULL GROUP BY author_id ORDER BY n DESC, author_id LIMIT :top",
             window,
         )
-        errors = await self._reader.execute_fetchall(
+        errors = await self._reader.execute_fetchall(  # index scans_errors (failures only)
             "SELECT error_kind, count(*) AS n FROM scans "
             "WHERE guild_id = :guild AND created_at >= :since AND error_kind IS NOT NULL "
             "GROUP BY error_kind ORDER BY n DESC, error_kind",
@@ -163,15 +188,15 @@ class ModeratorQueries(SQLiteBase):
         )
         by_label: dict[str, int] = {}
         by_day: dict[str, int] = {}
-        for day, status, label, count in per_day:
-            name = _label_name(status, label)
+        for day, outcome, count in per_day:
+            name = _OUTCOME_NAMES[outcome]
             by_label[name] = by_label.get(name, 0) + count
-            date = datetime.fromtimestamp(day * 86400, UTC).date().isoformat()
+            date = datetime.fromtimestamp(day * DAY, UTC).date().isoformat()
             by_day[date] = by_day.get(date, 0) + count
         return AuditStats(
             total=sum(by_label.values()),
-            by_label=by_label,
-            by_day=sorted(by_day.items()),
+            by_label={name: n for name, n in by_label.items() if n},
+            by_day=sorted((date, n) for date, n in by_day.items() if n),
             top_channels=[(channel, n) for channel, n in channels],
             top_flagged_authors=[(author, n) for author, n in authors],
             errors_by_kind={kind: n for kind, n in errors},
@@ -237,9 +262,3 @@ class ModeratorQueries(SQLiteBase):
                 await self._reader.execute_fetchall(sql, params)
             )
         ]
-
-
-def _label_name(status: int, label: int | None) -> str:
-    if label is not None:
-        return rows.label_from_code(label).value
-    return "failed" if status == rows.STATUS_CODES[ScanStatus.FAILED] else "pending"

@@ -1,12 +1,15 @@
-"""The audit log in SQLite: one aiosqlite connection, one writer, WAL, versioned migrations.
+"""The audit log in SQLite: WAL, one writer thread, an aiosqlite reader, versioned migrations.
 
-Write path: every step of a scan's lifecycle is ONE SQL statement in autocommit mode. An
-aiosqlite call costs a thread hop (~50 µs here), so BEGIN/…/COMMIT around two statements
-would triple the cost of a scan; instead the case number is computed inside the INSERT and a
-trigger (see `_migrations.py`) advances the guild's counter in the same statement, which
-SQLite makes atomic. Concurrent steps are committed together by the writer in
-`_sqlite_base.py`; the few multi-statement writes (forget, purge, review) run there as one
-exclusive transaction each.
+The class is assembled in layers, one concern per module:
+
+- `_sqlite_base`: the connections, and the writer that group-commits queued statements;
+- `_sqlite_queries`: the moderators' reads, each scoped to one guild;
+- `_sqlite_admin`: reviews, moderator actions, events, forget/purge/retention, settings;
+- here: opening, and the scan lifecycle the scan service drives.
+
+Each lifecycle step is ONE statement, so concurrent scans share a commit: the case number is
+computed inside the INSERT, and a trigger (migration 1) advances the guild's counter within
+the same statement, which SQLite makes atomic. No step needs a transaction of its own.
 """
 
 # S608: the only text interpolated into SQL here is module constants (column lists, enum
@@ -16,7 +19,6 @@ exclusive transaction each.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,14 +29,13 @@ from bot.storage import _sqlite_rows as rows
 from bot.storage._migrations import migrate
 from bot.storage._models import (
     NewScan,
-    Review,
     ScanRecord,
     ScanStatus,
     StoredVerdict,
 )
 from bot.storage._protocol import ScanNotFound
-from bot.storage._sqlite_base import INSERT_EVENT, Writer, open_reader
-from bot.storage._sqlite_queries import ModeratorQueries
+from bot.storage._sqlite_admin import AdminWrites
+from bot.storage._sqlite_base import Writer, open_reader
 from bot.verdict import ProviderName, Verdict
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,6 @@ DO NOTHING
 RETURNING {rows.SELECT_SCAN}
 """
 
-_REVIEW = f"""
-UPDATE scans SET review = ?, reviewed_by = ?, reviewed_at = ?, review_note = ?
-WHERE guild_id = ? AND case_number = ?
-RETURNING {rows.SELECT_SCAN}
-"""
-
 _MARK_DONE = f"""
 UPDATE scans SET
     status = :status, finished_at = :now, label = :label,
@@ -81,7 +76,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class SQLiteAuditLog(ModeratorQueries):
+class SQLiteAuditLog(AdminWrites):
     """`AuditLog` over SQLite. Build it with `await SQLiteAuditLog.open(path)`."""
 
     @classmethod
@@ -115,6 +110,7 @@ class SQLiteAuditLog(ModeratorQueries):
     # --- lifecycle of one scan -----------------------------------------------------------
 
     async def create_scan(self, new: NewScan) -> tuple[ScanRecord, bool]:
+        """Record an accepted scan with the guild's next case number (see `AuditLog`)."""
         params = {
             "guild_id": new.guild_id,
             "trigger": rows.TRIGGER_CODES[new.trigger],
@@ -170,6 +166,11 @@ class SQLiteAuditLog(ModeratorQueries):
         )
 
     async def find_verdict(self, sha256: str, provider: ProviderName) -> StoredVerdict | None:
+        """The newest `done` verdict for these bytes and provider, rebuilt from its case.
+
+        The transcript is the case's stored snippet, so none where the scanning guild keeps
+        no transcripts.
+        """
         # Index scans_reuse holds the first 8 bytes of the digest (a quarter of its size);
         # the full digest is compared in the row. Both conditions are spelled exactly as in
         # the index so that SQLite matches it: the expression, and `status = 2` unbound.
@@ -203,6 +204,7 @@ class SQLiteAuditLog(ModeratorQueries):
         reused_from: int | None = None,
         store_transcript: bool = True,
     ) -> ScanRecord:
+        """Finish the scan with `verdict`; with `store_transcript` off no transcript is kept."""
         status = ScanStatus.DONE if reused_from is None else ScanStatus.REUSED
         row = await self._write_one(
             _MARK_DONE,
@@ -265,196 +267,7 @@ class SQLiteAuditLog(ModeratorQueries):
     async def mark_replied(self, scan_id: int, reply_message_id: int) -> None:
         await self._update_scan(scan_id, "reply_message_id = ?", (reply_message_id,))
 
-    # --- moderator writes -------------------------------------------------------------------
-
-    async def review(
-        self,
-        guild_id: int,
-        case_number: int,
-        decision: Review,
-        *,
-        moderator_id: int,
-        note: str | None = None,
-    ) -> ScanRecord | None:
-        update = (
-            rows.REVIEW_CODES[decision],
-            moderator_id,
-            self._now(),
-            rows.snippet(note, rows.REVIEW_NOTE_CHARS),
-            guild_id,
-            case_number,
-        )
-        event = self._event(
-            guild_id,
-            actor=str(moderator_id),
-            action="review",
-            target=f"case {case_number}",
-            reason=decision.value,
-            case_number=case_number,
-        )
-
-        def work(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            found = conn.execute(_REVIEW, update).fetchone()
-            if found is not None:
-                conn.execute(INSERT_EVENT, event)
-            return found
-
-        row = await self._writer.unit(work)
-        if row is None:
-            return None
-        log.info(
-            "case reviewed: actor=%d target=guild %d case %d reason=%s",
-            moderator_id,
-            guild_id,
-            case_number,
-            decision.value,
-        )
-        return rows.record_from_row(row)
-
-    async def record_action(
-        self, guild_id: int, case_number: int, *, action: str, actor_id: int, outcome: str
-    ) -> None:
-        await self._write_one(
-            INSERT_EVENT,
-            self._event(
-                guild_id,
-                actor=str(actor_id),
-                action=action,
-                target=f"case {case_number}",
-                reason=outcome,
-                case_number=case_number,
-            ),
-        )
-        log.info(
-            "moderator action: actor=%d target=guild %d case %d reason=%s: %s",
-            actor_id,
-            guild_id,
-            case_number,
-            action,
-            outcome,
-        )
-
-    async def log_event(
-        self, guild_id: int, *, actor: str, action: str, target: str, reason: str
-    ) -> None:
-        # Same convention as migration 2: a target "case <n>" links the event to the case.
-        number = target.removeprefix("case ")
-        case_number = int(number) if number != target and number.isdigit() else None
-        await self._write_one(
-            INSERT_EVENT,
-            self._event(
-                guild_id,
-                actor=actor,
-                action=action,
-                target=target,
-                reason=reason,
-                case_number=case_number,
-            ),
-        )
-        log.info(
-            "audit event: actor=%s target=guild %d %s reason=%s: %s",
-            actor,
-            guild_id,
-            target,
-            action,
-            reason,
-        )
-
-    # --- retention and deletion -----------------------------------------------------------
-
-    async def forget_author(self, guild_id: int, author_id: int, *, actor_id: int) -> int:
-        def work(conn: sqlite3.Connection) -> int:
-            deleted = conn.execute(
-                "DELETE FROM scans WHERE guild_id = ? AND author_id = ?", (guild_id, author_id)
-            ).rowcount
-            # Checks they asked for on other members' messages stay, without their id.
-            conn.execute(
-                "UPDATE scans SET requested_by = NULL WHERE guild_id = ? AND requested_by = ?",
-                (guild_id, author_id),
-            )
-            conn.execute(
-                INSERT_EVENT,
-                self._event(
-                    guild_id,
-                    actor=str(actor_id),
-                    action="forget",
-                    target=f"member {author_id}",
-                    reason=f"{deleted} cases deleted",
-                ),
-            )
-            return deleted
-
-        deleted = await self._writer.unit(work)
-        log.info(
-            "member forgotten: actor=%d target=guild %d member %d reason=%d cases deleted",
-            actor_id,
-            guild_id,
-            author_id,
-            deleted,
-        )
-        return deleted
-
-    async def purge_before(self, guild_id: int, before: datetime, *, actor: str) -> int:
-        return await self._purge(guild_id, before, actor, f"older than {before.isoformat()}")
-
-    async def purge_expired(self, now: datetime) -> dict[int, int]:
-        # Every guild that ever had a case has a counter row; settings are optional.
-        retention = await self._reader.execute_fetchall(
-            "SELECT c.guild_id, coalesce(s.retention_days, ?) FROM guild_counters AS c "
-            "LEFT JOIN guild_settings AS s ON s.guild_id = c.guild_id",
-            (_DEFAULT_RETENTION_DAYS,),
-        )
-        purged: dict[int, int] = {}
-        for guild_id, days in retention:
-            before = datetime.fromtimestamp(rows.to_epoch(now) - int(days) * 86400, UTC)
-            count = await self._purge(guild_id, before, "retention", f"retention {days} days")
-            if count:
-                purged[guild_id] = count
-        return purged
-
-    # --- per-guild settings -------------------------------------------------------------
-
-    async def save_guild_config(self, guild_id: int, config: GuildConfig) -> None:
-        await self._write_one(
-            "INSERT INTO guild_settings (guild_id, config, retention_days, updated_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET "
-            "config = excluded.config, retention_days = excluded.retention_days, "
-            "updated_at = excluded.updated_at",
-            (guild_id, config.model_dump_json(), config.retention_days, self._now()),
-        )
-        log.info("guild settings saved: actor=caller target=guild %d reason=update", guild_id)
-
     # --- helpers ------------------------------------------------------------------------
-
-    async def _purge(self, guild_id: int, before: datetime, actor: str, reason: str) -> int:
-        def work(conn: sqlite3.Connection) -> int:
-            deleted = conn.execute(
-                "DELETE FROM scans WHERE guild_id = ? AND created_at < ?",
-                (guild_id, rows.to_epoch(before)),
-            ).rowcount
-            if deleted:
-                conn.execute(
-                    INSERT_EVENT,
-                    self._event(
-                        guild_id,
-                        actor=actor,
-                        action="purge",
-                        target=f"{deleted} cases",
-                        reason=reason,
-                    ),
-                )
-            return deleted
-
-        deleted = await self._writer.unit(work)
-        if deleted:
-            log.info(
-                "cases purged: actor=%s target=guild %d reason=%s (%d cases)",
-                actor,
-                guild_id,
-                reason,
-                deleted,
-            )
-        return deleted
 
     async def _update_scan(self, scan_id: int, assignments: str, params: Iterable[Any]) -> None:
         # `assignments` is always a literal from this module; values travel as parameters.

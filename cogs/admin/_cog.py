@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import Spoofwatch
+from bot.client import Spoofwatch, permission_name
 from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig
 from bot.permissions import check_member
 from bot.verdict import MediaKind, ProviderName
@@ -61,6 +61,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await interaction.response.send_message(embed=settings_embed(config), ephemeral=True)
 
     @settings.command(name="autoscan")
+    @app_commands.describe(enabled="Scan new voice messages, audio files and videos by itself")
     async def autoscan(self, interaction: discord.Interaction[Spoofwatch], enabled: bool) -> None:
         """Turn automatic scans of new media on or off."""
         await self._update(interaction, auto_scan=enabled)
@@ -76,6 +77,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, scope=ChannelScope(mode))
 
     @settings.command(name="channel-add")
+    @app_commands.describe(channel="A channel, thread or category (its channels and threads)")
     async def channel_add(
         self, interaction: discord.Interaction[Spoofwatch], channel: Place
     ) -> None:
@@ -85,6 +87,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, scope_channels=config.scope_channels | {channel.id})
 
     @settings.command(name="channel-remove")
+    @app_commands.describe(channel="A channel, thread or category on the scope list")
     async def channel_remove(
         self, interaction: discord.Interaction[Spoofwatch], channel: Place
     ) -> None:
@@ -94,6 +97,11 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, scope_channels=config.scope_channels - {channel.id})
 
     @settings.command(name="kinds")
+    @app_commands.describe(
+        voice_messages="Scan voice messages",
+        audio_files="Scan audio files (MP3, WAV, OGG…)",
+        videos="Scan videos (their sound track)",
+    )
     async def kinds(
         self,
         interaction: discord.Interaction[Spoofwatch],
@@ -132,19 +140,24 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
     ) -> None:
         """Reply only; reply and alert the mod-log; or delete the message and alert."""
         chosen = ActionPolicy(policy)
-        note = ""
+        notes = []
         guild = interaction.guild
+        assert guild is not None
         if (
             chosen is ActionPolicy.DELETE_AND_ALERT
-            and guild is not None
             and not guild.me.guild_permissions.manage_messages
         ):
             chosen = ActionPolicy.ALERT
-            note = (
+            notes.append(
                 "⚠️ Spoofwatch lacks the Manage Messages permission, so it cannot delete "
                 "messages; it will alert instead. Grant the permission and set this again."
             )
-        await self._update(interaction, note=note, action=chosen)
+        config = await self.bot.guild_configs.get(guild.id)
+        if chosen is not ActionPolicy.REPLY and config.modlog_channel_id is None:
+            notes.append(
+                "Alerts need a mod-log channel: set one with `/spoofwatch settings modlog`."
+            )
+        await self._update(interaction, note="\n".join(notes), action=chosen)
 
     @settings.command(name="modlog")
     @app_commands.describe(channel="Where alerts go (leave empty to turn alerts off)")
@@ -160,7 +173,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
             if lacking:
                 await interaction.response.send_message(
                     f"Spoofwatch cannot post in {channel.mention}: it lacks "
-                    + ", ".join(p.replace("_", " ").title() for p in lacking)
+                    + ", ".join(permission_name(p) for p in lacking)
                     + ". Nothing was changed.",
                     ephemeral=True,
                 )
@@ -174,6 +187,10 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, reply_bonafide=bonafide)
 
     @settings.command(name="transcripts")
+    @app_commands.describe(
+        show="Show transcripts in verdict replies",
+        store="Keep transcripts in the audit log",
+    )
     async def transcripts(
         self, interaction: discord.Interaction[Spoofwatch], show: bool, store: bool
     ) -> None:
@@ -189,6 +206,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, retention_days=days)
 
     @settings.command(name="provider")
+    @app_commands.describe(provider="A detection service, or default for the operator's choice")
     async def provider(
         self,
         interaction: discord.Interaction[Spoofwatch],
@@ -216,6 +234,10 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, daily_quota=per_day or None)
 
     @settings.command(name="limits")
+    @app_commands.describe(
+        max_mb="Largest file scanned, in MiB (empty: the bot's default)",
+        max_seconds="Longest recording scanned, in seconds (empty: the bot's default)",
+    )
     async def limits(
         self,
         interaction: discord.Interaction[Spoofwatch],

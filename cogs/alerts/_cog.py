@@ -18,11 +18,18 @@ log = logging.getLogger(__name__)
 
 
 def is_suspicious(outcome: ScanOutcome, threshold: float) -> bool:
+    """At or above the guild's threshold; the provider's own label only when it gave no number.
+
+    The label is the provider's decision at its own threshold (about 0.5): letting it alert
+    regardless would make a guild's stricter threshold (say 0.9) meaningless.
+    """
     verdict = outcome.verdict
     if verdict is None:
         return False
     p = verdict.spoofed_probability
-    return verdict.label is Label.SPOOFED or (p is not None and p >= threshold)
+    if p is None:
+        return verdict.label is Label.SPOOFED
+    return p >= threshold
 
 
 class Alerts(commands.Cog):
@@ -40,30 +47,49 @@ class Alerts(commands.Cog):
             return
         deleted: str | None = None
         if config.action is ActionPolicy.DELETE_AND_ALERT:
-            deleted = await self._delete(message)
+            done, deleted = await self._delete(message)
+            if done and self.bot.user is not None:
+                # An automatic deletion is a moderation action like a moderator's: the case
+                # keeps who did it (the bot), when and why.
+                for outcome in suspicious:
+                    await self.bot.audit.record_action(
+                        message.guild.id,
+                        outcome.record.case_number,
+                        action="delete",
+                        actor_id=self.bot.user.id,
+                        outcome=deleted,
+                    )
         for outcome in suspicious:
             await self._alert(message, outcome, config, deleted)
 
-    async def _delete(self, message: discord.Message) -> str:
+    async def _delete(self, message: discord.Message) -> tuple[bool, str]:
+        """Delete per policy; (whether it was deleted, what the alert should say)."""
         assert message.guild is not None
         try:
             await message.delete()
         except discord.NotFound:
-            return "The message was already deleted."
-        except discord.Forbidden:
+            return False, "The message was already deleted."
+        except discord.HTTPException as exc:
             log.warning(
-                "cannot delete per policy: no Manage Messages in channel %s of guild %s",
+                "cannot delete message %s of user %s in channel %s of guild %s per policy: %s",
+                message.id,
+                message.author.id,
                 message.channel.id,
                 message.guild.id,
+                exc,
             )
-            return "⚠️ Could not delete the message: Spoofwatch lacks Manage Messages there."
+            if isinstance(exc, discord.Forbidden):
+                return False, (
+                    "⚠️ Could not delete the message: Spoofwatch lacks Manage Messages there."
+                )
+            return False, f"⚠️ Could not delete the message: Discord said {exc.status}."
         log.info(
             "deleted message %s of user %s in guild %s (policy: delete and alert)",
             message.id,
             message.author.id,
             message.guild.id,
         )
-        return "Message deleted automatically (server policy)."
+        return True, "Message deleted automatically (server policy)."
 
     async def _alert(
         self,

@@ -10,7 +10,7 @@ from typing import Any
 
 import discord
 
-from bot.client import Spoofwatch
+from bot.client import Spoofwatch, permission_name
 from bot.storage import Review
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class AlertButton(
         needed = NEEDS[self.action]
         if interaction.guild is None or not getattr(interaction.permissions, needed):
             await interaction.response.send_message(
-                f"You need the {needed.replace('_', ' ').title()} permission for that.",
+                f"You need the {permission_name(needed)} permission for that.",
                 ephemeral=True,
             )
             return False
@@ -87,33 +87,51 @@ class AlertButton(
     async def callback(self, interaction: discord.Interaction[Spoofwatch]) -> None:  # type: ignore[override]
         assert interaction.guild is not None
         bot = interaction.client
+        guild_id = interaction.guild.id
         await interaction.response.defer()
-        record = await bot.audit.case(interaction.guild.id, self.case_number)
+        record = await bot.audit.case(guild_id, self.case_number)
         if record is None:
-            outcome = f"Case #{self.case_number} no longer exists (deleted or expired)."
+            done, outcome = (
+                False,
+                f"Case #{self.case_number} no longer exists (deleted or expired).",
+            )
         elif self.action in (AlertAction.CONFIRM, AlertAction.FALSE_POSITIVE):
             decision = (
                 Review.CONFIRMED if self.action is AlertAction.CONFIRM else Review.FALSE_POSITIVE
             )
-            await bot.audit.review(
-                interaction.guild.id, self.case_number, decision, moderator_id=interaction.user.id
+            # The review is the record (the audit log logs it as an event of the case).
+            reviewed = await bot.audit.review(
+                guild_id, self.case_number, decision, moderator_id=interaction.user.id
             )
+            done = reviewed is not None
             outcome = f"Marked **{decision.value.replace('_', ' ')}** by {interaction.user.mention}"
         elif self.action is AlertAction.DELETE:
-            outcome = await _delete(interaction, record.channel_id, record.message_id)
+            done, outcome = await _delete(interaction, record.channel_id, record.message_id)
+            if done:
+                await bot.audit.record_action(
+                    guild_id,
+                    self.case_number,
+                    action="delete",
+                    actor_id=interaction.user.id,
+                    outcome=outcome,
+                )
         else:
-            outcome = await _timeout(interaction, record.author_id, TIMEOUTS[self.action])
-        await bot.audit.log_event(
-            interaction.guild.id,
-            actor=str(interaction.user.id),
-            action=f"alert:{self.action.value}",
-            target=f"case:{self.case_number}",
-            reason=outcome,
-        )
-        log.info(
+            done, outcome = await _timeout(interaction, record.author_id, TIMEOUTS[self.action])
+            if done:
+                await bot.audit.record_action(
+                    guild_id,
+                    self.case_number,
+                    action="timeout",
+                    actor_id=interaction.user.id,
+                    outcome=outcome,
+                )
+        # Only actions that happened are recorded on the case (a failed one is not a fact
+        # about the member); failures stay visible on the alert and in the log.
+        log.log(
+            logging.INFO if done else logging.WARNING,
             "alert action %s on case %s/#%s by %s: %s",
             self.action.value,
-            interaction.guild.id,
+            guild_id,
             self.case_number,
             interaction.user.id,
             outcome,
@@ -123,38 +141,40 @@ class AlertButton(
 
 async def _delete(
     interaction: discord.Interaction[Spoofwatch], channel_id: int | None, message_id: int | None
-) -> str:
+) -> tuple[bool, str]:
+    """Delete the case's message; (whether it was deleted, what to show on the alert)."""
     assert interaction.guild is not None
     channel = interaction.guild.get_channel_or_thread(channel_id) if channel_id else None
     if channel is None or message_id is None or not isinstance(channel, discord.abc.Messageable):
-        return "⚠️ Could not delete: the channel is gone."
+        return False, "⚠️ Could not delete: the channel is gone."
     try:
         await channel.get_partial_message(message_id).delete()
     except discord.NotFound:
-        return "⚠️ Could not delete: the message was already deleted."
+        return False, "⚠️ Could not delete: the message was already deleted."
     except discord.Forbidden:
-        return "⚠️ Could not delete: Spoofwatch lacks the Manage Messages permission there."
+        return False, "⚠️ Could not delete: Spoofwatch lacks the Manage Messages permission there."
     except discord.HTTPException as exc:
-        return f"⚠️ Could not delete: Discord said {exc.status}."
-    return f"Message deleted by {interaction.user.mention}"
+        return False, f"⚠️ Could not delete: Discord said {exc.status}."
+    return True, f"Message deleted by {interaction.user.mention}"
 
 
 async def _timeout(
     interaction: discord.Interaction[Spoofwatch], author_id: int | None, length: timedelta
-) -> str:
+) -> tuple[bool, str]:
+    """Time the case's author out; (whether it happened, what to show on the alert)."""
     assert interaction.guild is not None
     if author_id is None:
-        return "⚠️ Could not time out: the case has no author."
+        return False, "⚠️ Could not time out: the case has no author."
     try:
         member = await interaction.guild.fetch_member(author_id)
         await member.timeout(length, reason=f"Spoofwatch alert, by {interaction.user.id}")
     except discord.NotFound:
-        return "⚠️ Could not time out: the member left the server."
+        return False, "⚠️ Could not time out: the member left the server."
     except discord.Forbidden:
-        return "⚠️ Could not time out: Spoofwatch lacks Moderate Members or ranks below them."
+        return False, "⚠️ Could not time out: Spoofwatch lacks Moderate Members or ranks below them."
     except discord.HTTPException as exc:
-        return f"⚠️ Could not time out: Discord said {exc.status}."
-    return f"<@{author_id}> timed out for {_human(length)} by {interaction.user.mention}"
+        return False, f"⚠️ Could not time out: Discord said {exc.status}."
+    return True, f"<@{author_id}> timed out for {_human(length)} by {interaction.user.mention}"
 
 
 async def _show_outcome(interaction: discord.Interaction[Spoofwatch], outcome: str) -> None:
@@ -165,7 +185,7 @@ async def _show_outcome(interaction: discord.Interaction[Spoofwatch], outcome: s
     embed = message.embeds[0]
     previous = next((f for f in embed.fields if f.name == "Actions"), None)
     lines = (previous.value.splitlines() if previous and previous.value else [])[-8:]
-    lines.append(f"{outcome} <t:{int(discord.utils.utcnow().timestamp())}:R>")
+    lines.append(f"{outcome} <t:{int(interaction.client.clock().timestamp())}:R>")
     if previous is not None:
         embed.remove_field(embed.fields.index(previous))
     embed.add_field(name="Actions", value="\n".join(lines)[-1024:], inline=False)

@@ -14,7 +14,9 @@ from discord.ext import commands, tasks
 from bot.client import Spoofwatch
 from bot.embeds import sanitize
 from bot.permissions import check_member
+from bot.settings import MIB
 from bot.storage import Review, ScanRecord
+from bot.storage.export import export_bytes, export_filename
 from cogs.audit._views import Pager, case_line, since_days
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         check_member(interaction, manage_messages=True)
         return True
 
-    async def _pager(
-        self, interaction: discord.Interaction[Spoofwatch], title: str, pager: Pager
-    ) -> None:
+    async def _pager(self, interaction: discord.Interaction[Spoofwatch], pager: Pager) -> None:
         embed = await pager.first_page()
         await interaction.response.send_message(embed=embed, view=pager, ephemeral=True)
 
@@ -69,9 +69,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
             return await self.bot.audit.recent(guild_id, limit=n, offset=offset)
 
         title = "Latest cases"
-        await self._pager(
-            interaction, title, Pager(interaction.user.id, title, fetch, page_size=limit)
-        )
+        await self._pager(interaction, Pager(interaction.user.id, title, fetch, page_size=limit))
 
     @app_commands.command(name="user")
     @app_commands.describe(member="Whose cases to list")
@@ -85,7 +83,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
             return await self.bot.audit.by_author(guild_id, member.id, limit=n, offset=offset)
 
         title = f"Cases of {sanitize(member.display_name, limit=80)}"
-        await self._pager(interaction, title, Pager(interaction.user.id, title, fetch))
+        await self._pager(interaction, Pager(interaction.user.id, title, fetch))
 
     @app_commands.command(name="case")
     @app_commands.describe(number="The case number (from a verdict's footer)")
@@ -119,7 +117,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
             )
 
         title = f"Flagged in the last {days} day{'s' if days != 1 else ''}"
-        await self._pager(interaction, title, Pager(interaction.user.id, title, fetch))
+        await self._pager(interaction, Pager(interaction.user.id, title, fetch))
 
     @app_commands.command(name="stats")
     @app_commands.describe(days="How far back to count (default 30 days)")
@@ -170,23 +168,31 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
     ) -> None:
         """This server's cases as a file."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        from bot.storage.export import export_bytes  # noqa: PLC0415  TODO: top-level
-
         guild_id = _guild_id(interaction)
+        now = self.bot.clock()
         data = await export_bytes(
-            self.bot.audit.export(guild_id, since=since_days(self.bot.clock(), days)), format
+            self.bot.audit.export(guild_id, since=since_days(now, days)), format
         )
-        name = f"spoofwatch-{guild_id}-{days}d.{format}"
+        if len(data) > interaction.filesize_limit:
+            # Discord would refuse the upload with a bare 413; say what to do instead.
+            await interaction.followup.send(
+                f"The export of the last {days} days is {len(data) / MIB:.1f} MiB, over "
+                f"Discord's {interaction.filesize_limit / MIB:.0f} MiB upload limit. Ask for "
+                "fewer days, or ask the operator for `python -m bot audit export`.",
+                ephemeral=True,
+            )
+            return
         await interaction.followup.send(
             f"Cases of the last {days} days.",
-            file=discord.File(io.BytesIO(data), filename=name),
+            file=discord.File(io.BytesIO(data), filename=export_filename(guild_id, format, now)),
             ephemeral=True,
         )
         log.info(
-            "audit export of guild %s (%d days, %s) by %s",
+            "audit export of guild %s (%d days, %s, %d bytes) by %s",
             guild_id,
             days,
             format,
+            len(data),
             interaction.user.id,
         )
 

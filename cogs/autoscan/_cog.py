@@ -1,9 +1,30 @@
-"""Watch guild channels; scan media in a worker, react 🔍 meanwhile, reply once per message."""
+"""Watch guild channels; scan media in a worker, react 🔍 meanwhile, reply once per message.
+
+Durability across restarts (SIGKILL included), in three parts:
+
+- Scans the last run left unfinished are read from the database before the gateway connects
+  (so none of them can be running here) and resumed per message: existing provider jobs are
+  polled, never submitted again (see `ScanService.resume`).
+- Discord does not deliver the messages posted while the bot was away, nor again the ones
+  it received but died before recording. On every new gateway session the bot therefore
+  reads back each watched channel's newest messages (`SPOOFWATCH_CATCH_UP_MESSAGES`, none
+  older than `SPOOFWATCH_CATCH_UP_HOURS`) and scans media that has no reply from it. The
+  scan's row is idempotent per message and attachment, so seeing a message twice is harmless.
+- The reply is posted once per message: under a per-message lock the cases are re-read
+  before replying. Posting and recording the reply are two steps a crash can separate, so
+  after a restart the channel is searched for a reply the bot posted but did not record
+  before a new one is posted; Discord is the record of what was posted.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
+from datetime import timedelta
 
 import discord
 from discord.ext import commands
@@ -16,60 +37,127 @@ from bot.replies import outcome_embeds
 from bot.scanning import ScanOutcome
 from bot.storage import ScanRecord, Trigger
 from bot.verdict import Label
+from cogs.autoscan._catch_up import channels_to_catch_up, unanswered_messages
 
 log = logging.getLogger(__name__)
 
 SCANNING = "\N{LEFT-POINTING MAGNIFYING GLASS}"
 #: Discord's "Unknown Message" / invalid reply target: the message was deleted meanwhile.
 _GONE_CODES = {10003, 10008, 50035}
+#: How far after a message a restarted bot looks for its own unrecorded reply (one request).
+_REPLY_SEARCH_LIMIT = 100
+
+
+class _KeyedLocks:
+    """One asyncio.Lock per key, dropped when nobody holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 class AutoScan(commands.Cog):
     def __init__(self, bot: Spoofwatch) -> None:
         self.bot = bot
         self._resumer: asyncio.Task[None] | None = None
+        self._catch_up: asyncio.Task[None] | None = None
+        self._answering = _KeyedLocks()
 
     async def cog_load(self) -> None:
-        self._resumer = asyncio.create_task(self.resume_unfinished(), name="resume-scans")
+        # Read before the gateway connects: every unfinished scan now was left by an earlier
+        # run, so no task of this process is running it and resuming cannot run it twice.
+        unfinished = await self.bot.audit.unfinished_scans()
+        self._resumer = asyncio.create_task(self.resume_unfinished(unfinished), name="resume-scans")
 
     async def cog_unload(self) -> None:
-        if self._resumer is not None:
-            self._resumer.cancel()
+        for task in (self._resumer, self._catch_up):
+            if task is not None:
+                task.cancel()
 
-    async def resume_unfinished(self) -> None:
+    async def resume_unfinished(self, records: list[ScanRecord]) -> None:
         """After a restart, finish the scans the last run left behind, and answer them once."""
         await self.bot.wait_until_ready()
-        records = await self.bot.audit.unfinished_scans()
         if records:
             log.info("resuming %d unfinished scan(s)", len(records))
+        by_message: dict[tuple[int, int], list[ScanRecord]] = {}
         for record in records:
-            self.bot.scan_pool.submit(lambda r=record: self._resume(r))  # type: ignore[misc]
+            if (
+                record.trigger is Trigger.AUTO
+                and record.channel_id is not None
+                and record.message_id is not None
+            ):
+                by_message.setdefault((record.channel_id, record.message_id), []).append(record)
+            else:
+                # /check and the menu answered through an interaction that is gone now:
+                # finish the case for the audit log; there is nobody to reply to.
+                self.bot.scan_pool.submit(functools.partial(self._finish_quietly, record))
+        for group in by_message.values():
+            self.bot.scan_pool.submit(functools.partial(self._resume_message, group))
 
-    async def _resume(self, record: ScanRecord) -> None:
-        message = await self._refetch(record) if record.trigger is Trigger.AUTO else None
-        request = None
-        config = await self.bot.guild_configs.get(record.guild_id)
-        if message is not None:
-            candidate = next(
-                (c for c in media_candidates(message) if c.attachment.id == record.attachment_id),
-                None,
+    async def _finish_quietly(self, record: ScanRecord) -> None:
+        await self.bot.scans.resume(record, None)
+
+    async def _resume_message(self, records: list[ScanRecord]) -> None:
+        """Finish one message's unfinished scans (and any attachment not yet accepted), then
+        answer it once, unless the bot already did before the restart."""
+        message = await self._refetch(records[0])
+        if message is None or message.guild is None:
+            for record in records:
+                await self.bot.scans.resume(record, None)
+            return
+        config = await self.bot.guild_configs.get(message.guild.id)
+        pending = {record.attachment_id: record for record in records}
+        limits = scan_limits(self.bot.settings, config)
+        wanted = {c.attachment.id for c in self._wanted(message, config)}
+        outcomes: list[ScanOutcome] = []
+        for candidate in media_candidates(message):
+            key = candidate.attachment.id
+            resumed = pending.pop(key) if key in pending else None
+            if resumed is None and key not in wanted:
+                continue
+            request = scan_request(
+                candidate,
+                message=message,
+                guild_id=message.guild.id,
+                channel_id=message.channel.id,
+                trigger=Trigger.AUTO,
+                requested_by=None,
+                provider=(
+                    resumed.provider
+                    if resumed is not None
+                    else guild_provider(self.bot.settings, config, self.bot.scans.providers)
+                ),
+                limits=limits,
+                config=config,
+                paid_transcripts=self.bot.settings.resemble_intelligence,
             )
-            if candidate is not None:
-                request = scan_request(
-                    candidate,
-                    message=message,
-                    guild_id=record.guild_id,
-                    channel_id=record.channel_id,
-                    trigger=record.trigger,
-                    requested_by=record.requested_by,
-                    provider=record.provider,
-                    limits=scan_limits(self.bot.settings, config),
-                    config=config,
-                    paid_transcripts=self.bot.settings.resemble_intelligence,
-                )
-        outcome = await self.bot.scans.resume(record, request)
-        if message is not None:
-            await self.answer(message, [outcome], config)
+            if resumed is not None:
+                outcome = await self.bot.scans.resume(resumed, request)
+            else:
+                outcome = await self.bot.scans.scan(request)
+            if isinstance(outcome.error, ScanInProgress):
+                return  # another task owns this message and answers it
+            outcomes.append(outcome)
+        for record in pending.values():
+            # The attachment is no longer on the message (edited away): close the case.
+            await self.bot.scans.resume(record, None)
+        await _clear_stale_reaction(message, self.bot)
+        # The database can be behind Discord: with synchronous=NORMAL a power loss drops the
+        # last commits, so a scan may look unfinished although its verdict was posted.
+        await self.answer(message, outcomes, config, check_existing=True)
 
     async def _refetch(self, record: ScanRecord) -> discord.Message | None:
         """The message again, with fresh attachment URLs (the stored ones expire)."""
@@ -85,16 +173,67 @@ class AutoScan(commands.Cog):
             return None
 
     @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        # Every new gateway session, not only the first: after a lost session (not a
+        # RESUME) Discord does not replay what was posted in between either.
+        if self.bot.settings.catch_up_messages == 0:
+            return
+        if self._catch_up is not None and not self._catch_up.done():
+            return
+        self._catch_up = asyncio.create_task(self.catch_up(), name="catch-up")
+
+    async def catch_up(self) -> None:
+        """Scan media posted while the bot was away, or received but never recorded."""
+        settings = self.bot.settings
+        # Discord's clock: message ids carry their creation time in it.
+        cutoff = discord.utils.utcnow() - timedelta(hours=settings.catch_up_hours)
+        queued = 0
+        for guild in list(self.bot.guilds):
+            config = await self.bot.guild_configs.get(guild.id)
+            if not config.auto_scan:
+                continue
+            for channel in channels_to_catch_up(guild, cutoff):
+                if not _channel_in_scope(channel, config):
+                    continue
+                try:
+                    messages = await unanswered_messages(
+                        channel, self.bot, limit=settings.catch_up_messages, cutoff=cutoff
+                    )
+                except discord.HTTPException as exc:
+                    log.info(
+                        "catch-up: cannot read channel %s of guild %s: %s",
+                        channel.id,
+                        guild.id,
+                        exc,
+                    )
+                    continue
+                for message in messages:
+                    candidates = self._wanted(message, config)
+                    if candidates:
+                        self.bot.scan_pool.submit(
+                            functools.partial(
+                                self.scan_message, message, candidates, config, recovering=True
+                            )
+                        )
+                        queued += 1
+        log.info("catch-up: %d unanswered message(s) with media queued", queued)
+
+    def _wanted(self, message: discord.Message, config: GuildConfig) -> list[Candidate]:
+        """The attachments of `message` this guild's settings want scanned automatically."""
+        if message.guild is None or not _from_a_person(message, self.bot):
+            return []
+        if not config.auto_scan or not _in_scope(message, config):
+            return []
+        return [c for c in media_candidates(message) if c.kind in config.kinds]
+
+    @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         if message.guild is None or not _from_a_person(message, self.bot):
             return
-        candidates = media_candidates(message)
-        if not candidates:
-            return
+        if not media_candidates(message):
+            return  # most messages: no database read for them
         config = await self.bot.guild_configs.get(message.guild.id)
-        if not config.auto_scan or not _in_scope(message, config):
-            return
-        candidates = [c for c in candidates if c.kind in config.kinds]
+        candidates = self._wanted(message, config)
         if not candidates:
             return
         log.debug(
@@ -106,11 +245,20 @@ class AutoScan(commands.Cog):
         self.bot.scan_pool.submit(lambda: self.scan_message(message, candidates, config))
 
     async def scan_message(
-        self, message: discord.Message, candidates: list[Candidate], config: GuildConfig
+        self,
+        message: discord.Message,
+        candidates: list[Candidate],
+        config: GuildConfig,
+        *,
+        recovering: bool = False,
     ) -> None:
-        """Scan every candidate of one message and answer with one reply."""
+        """Scan every candidate of one message and answer with one reply.
+
+        `recovering` (catch-up after a restart): most such messages were scanned already,
+        so no 🔍 flickers on them; a 🔍 the dead process left behind is removed.
+        """
         assert message.guild is not None
-        reacted = await _react(message)
+        reacted = False if recovering else await _react(message)
         provider = guild_provider(self.bot.settings, config, self.bot.scans.providers)
         limits = scan_limits(self.bot.settings, config)
         outcomes: list[ScanOutcome] = []
@@ -128,33 +276,95 @@ class AutoScan(commands.Cog):
                     config=config,
                     paid_transcripts=self.bot.settings.resemble_intelligence,
                 )
-                outcomes.append(await self.bot.scans.scan(request))
+                outcome = await self.bot.scans.scan(request)
+                if isinstance(outcome.error, ScanInProgress):
+                    # A duplicate event, or a restart's resume, owns this message; the
+                    # owner answers for every attachment.
+                    return
+                outcomes.append(outcome)
         finally:
             if reacted:
                 await _unreact(message, self.bot)
+        if recovering:
+            await _clear_stale_reaction(message, self.bot)
         await self.answer(message, outcomes, config)
 
     async def answer(
-        self, message: discord.Message, outcomes: list[ScanOutcome], config: GuildConfig
+        self,
+        message: discord.Message,
+        outcomes: list[ScanOutcome],
+        config: GuildConfig,
+        *,
+        check_existing: bool = False,
     ) -> None:
-        """Reply once (unless already replied), then tell other features the scan finished."""
-        fresh = [
-            o
-            for o in outcomes
-            if not isinstance(o.error, ScanInProgress) and o.record.reply_message_id is None
-        ]
-        shown = [
-            o
-            for o in fresh
-            if config.reply_bonafide or o.verdict is None or o.verdict.label is not Label.BONAFIDE
-        ]
-        if shown:
-            reply = await self._reply(message, shown, config)
-            if reply is not None:
-                for outcome in shown:
-                    await self.bot.audit.mark_replied(outcome.record.id, reply.id)
-        if fresh:
-            self.bot.dispatch("scan_finished", message, fresh, config)
+        """Reply once per message, then tell other features about scans that finished now.
+
+        Under a per-message lock the cases are re-read, so of two tasks answering the same
+        message only the first replies. `check_existing` (after a restart) first searches
+        the channel for a reply posted before the crash but never recorded.
+        """
+        async with self._answering.hold(message.id):
+            current = await self._current(outcomes)
+            shown = [
+                o
+                for o in current
+                if o.record.reply_message_id is None
+                and (
+                    config.reply_bonafide
+                    or o.verdict is None
+                    or o.verdict.label is not Label.BONAFIDE
+                )
+            ]
+            if shown:
+                reply_id = await self._existing_reply(message) if check_existing else None
+                if reply_id is None:
+                    reply = await self._reply(message, shown, config)
+                    reply_id = reply.id if reply is not None else None
+                else:
+                    log.info(
+                        "message %s was answered before the restart (reply %s)",
+                        message.id,
+                        reply_id,
+                    )
+                if reply_id is not None:
+                    for outcome in shown:
+                        await self.bot.audit.mark_replied(outcome.record.id, reply_id)
+        # A replayed outcome was announced by the run that finished it.
+        finished_now = [o for o in current if not o.replayed]
+        if finished_now:
+            self.bot.dispatch("scan_finished", message, finished_now, config)
+
+    async def _current(self, outcomes: Iterable[ScanOutcome]) -> list[ScanOutcome]:
+        """The outcomes with their cases as stored now (another task may have replied)."""
+        current = []
+        for outcome in outcomes:
+            if isinstance(outcome.error, ScanInProgress):
+                continue
+            record = await self.bot.audit.get_scan(outcome.record.id)
+            if record is not None:  # else forgotten meanwhile (/spoofwatch forget)
+                current.append(replace(outcome, record=record))
+        return current
+
+    async def _existing_reply(self, message: discord.Message) -> int | None:
+        """The id of a reply by the bot to `message`, among the messages posted after it."""
+        me = self.bot.user
+        if me is None:
+            return None
+        try:
+            async for later in message.channel.history(
+                after=message, limit=_REPLY_SEARCH_LIMIT, oldest_first=True
+            ):
+                reference = later.reference
+                if (
+                    later.author.id == me.id
+                    and reference is not None
+                    and reference.message_id == message.id
+                ):
+                    return later.id
+        except discord.HTTPException as exc:
+            # Replying needs Read Message History too, so the reply will fail alike.
+            log.info("cannot search channel %s for an earlier reply: %s", message.channel.id, exc)
+        return None
 
     async def _reply(
         self, message: discord.Message, outcomes: list[ScanOutcome], config: GuildConfig
@@ -186,12 +396,15 @@ def _from_a_person(message: discord.Message, bot: Spoofwatch) -> bool:
 
 
 def _in_scope(message: discord.Message, config: GuildConfig) -> bool:
-    channel = message.channel
+    return _channel_in_scope(message.channel, config)
+
+
+def _channel_in_scope(channel: object, config: GuildConfig) -> bool:
     # A thread is in scope through itself, its parent channel or the parent's category.
     parent = channel.parent if isinstance(channel, discord.Thread) else None
     placed = parent if parent is not None else channel
     return config.scans_channel(
-        channel.id,
+        getattr(channel, "id", None),
         parent.id if parent is not None else None,
         getattr(placed, "category_id", None),
     )
@@ -213,3 +426,9 @@ async def _unreact(message: discord.Message, bot: Spoofwatch) -> None:
     except discord.HTTPException:
         # The message may be gone, or reactions cleared by a moderator; nothing to undo.
         log.debug("could not remove the scanning reaction from %s", message.id)
+
+
+async def _clear_stale_reaction(message: discord.Message, bot: Spoofwatch) -> None:
+    """Remove a 🔍 a process killed mid-scan left on the message."""
+    if any(r.me and str(r.emoji) == SCANNING for r in message.reactions):
+        await _unreact(message, bot)

@@ -1,0 +1,234 @@
+"""Moderators' and admins' writes to the SQLite audit log: reviews, moderator actions,
+events, deletion (forget, purge, retention) and per-guild settings.
+
+Each deletion runs as one transaction in the writer thread (`Writer.unit`), together with the
+event that records it: a purge is never without its trace, nor a trace without its purge.
+"""
+
+# S608: the only text interpolated into SQL here is module constants (the column list); every
+# value travels as a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.guild_config import GuildConfig
+from bot.storage import _sqlite_rows as rows
+from bot.storage._models import Review, ScanRecord
+from bot.storage._sqlite_base import INSERT_EVENT
+from bot.storage._sqlite_queries import ModeratorQueries
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_RETENTION_DAYS: int = GuildConfig.model_fields["retention_days"].default
+
+_REVIEW = f"""
+UPDATE scans SET review = ?, reviewed_by = ?, reviewed_at = ?, review_note = ?
+WHERE guild_id = ? AND case_number = ?
+RETURNING {rows.SELECT_SCAN}
+"""
+
+
+class AdminWrites(ModeratorQueries):
+    """The administrative half of `SQLiteAuditLog`'s writes."""
+
+    async def review(
+        self,
+        guild_id: int,
+        case_number: int,
+        decision: Review,
+        *,
+        moderator_id: int,
+        note: str | None = None,
+    ) -> ScanRecord | None:
+        update = (
+            rows.REVIEW_CODES[decision],
+            moderator_id,
+            self._now(),
+            rows.snippet(note, rows.REVIEW_NOTE_CHARS),
+            guild_id,
+            case_number,
+        )
+        event = self._event(
+            guild_id,
+            actor=str(moderator_id),
+            action="review",
+            target=f"case {case_number}",
+            reason=decision.value,
+            case_number=case_number,
+        )
+
+        def work(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+            found = conn.execute(_REVIEW, update).fetchone()
+            if found is not None:
+                conn.execute(INSERT_EVENT, event)
+            return found
+
+        row = await self._writer.unit(work)
+        if row is None:
+            return None
+        log.info(
+            "case reviewed: actor=%d target=guild %d case %d reason=%s",
+            moderator_id,
+            guild_id,
+            case_number,
+            decision.value,
+        )
+        return rows.record_from_row(row)
+
+    async def record_action(
+        self, guild_id: int, case_number: int, *, action: str, actor_id: int, outcome: str
+    ) -> None:
+        await self._write_one(
+            INSERT_EVENT,
+            self._event(
+                guild_id,
+                actor=str(actor_id),
+                action=action,
+                target=f"case {case_number}",
+                reason=outcome,
+                case_number=case_number,
+            ),
+        )
+        log.info(
+            "moderator action: actor=%d target=guild %d case %d reason=%s: %s",
+            actor_id,
+            guild_id,
+            case_number,
+            action,
+            outcome,
+        )
+
+    async def log_event(
+        self, guild_id: int, *, actor: str, action: str, target: str, reason: str
+    ) -> None:
+        # Same convention as migration 2: a target "case <n>" links the event to the case.
+        number = target.removeprefix("case ")
+        case_number = int(number) if number != target and number.isdigit() else None
+        await self._write_one(
+            INSERT_EVENT,
+            self._event(
+                guild_id,
+                actor=actor,
+                action=action,
+                target=target,
+                reason=reason,
+                case_number=case_number,
+            ),
+        )
+        log.info(
+            "audit event: actor=%s target=guild %d %s reason=%s: %s",
+            actor,
+            guild_id,
+            target,
+            action,
+            reason,
+        )
+
+    # --- retention and deletion -----------------------------------------------------------
+
+    async def forget_author(self, guild_id: int, author_id: int, *, actor_id: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute(
+                "DELETE FROM scans WHERE guild_id = ? AND author_id = ?", (guild_id, author_id)
+            ).rowcount
+            _drop_empty_rollups(conn, guild_id)
+            # Checks they asked for on other members' messages stay, without their id.
+            conn.execute(
+                "UPDATE scans SET requested_by = NULL WHERE guild_id = ? AND requested_by = ?",
+                (guild_id, author_id),
+            )
+            conn.execute(
+                INSERT_EVENT,
+                self._event(
+                    guild_id,
+                    actor=str(actor_id),
+                    action="forget",
+                    target=f"member {author_id}",
+                    reason=f"{deleted} cases deleted",
+                ),
+            )
+            return deleted
+
+        deleted = await self._writer.unit(work)
+        log.info(
+            "member forgotten: actor=%d target=guild %d member %d reason=%d cases deleted",
+            actor_id,
+            guild_id,
+            author_id,
+            deleted,
+        )
+        return deleted
+
+    async def purge_before(self, guild_id: int, before: datetime, *, actor: str) -> int:
+        return await self._purge(guild_id, before, actor, f"older than {before.isoformat()}")
+
+    async def purge_expired(self, now: datetime) -> dict[int, int]:
+        # Every guild that ever had a case has a counter row; settings are optional.
+        retention = await self._reader.execute_fetchall(
+            "SELECT c.guild_id, coalesce(s.retention_days, ?) FROM guild_counters AS c "
+            "LEFT JOIN guild_settings AS s ON s.guild_id = c.guild_id",
+            (_DEFAULT_RETENTION_DAYS,),
+        )
+        purged: dict[int, int] = {}
+        for guild_id, days in retention:
+            before = datetime.fromtimestamp(rows.to_epoch(now) - int(days) * 86400, UTC)
+            count = await self._purge(guild_id, before, "retention", f"retention {days} days")
+            if count:
+                purged[guild_id] = count
+        return purged
+
+    # --- per-guild settings -------------------------------------------------------------
+
+    async def save_guild_config(self, guild_id: int, config: GuildConfig) -> None:
+        await self._write_one(
+            "INSERT INTO guild_settings (guild_id, config, retention_days, updated_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET "
+            "config = excluded.config, retention_days = excluded.retention_days, "
+            "updated_at = excluded.updated_at",
+            (guild_id, config.model_dump_json(), config.retention_days, self._now()),
+        )
+        log.info("guild settings saved: actor=caller target=guild %d reason=update", guild_id)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def _purge(self, guild_id: int, before: datetime, actor: str, reason: str) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute(
+                "DELETE FROM scans WHERE guild_id = ? AND created_at < ?",
+                (guild_id, rows.to_epoch(before)),
+            ).rowcount
+            _drop_empty_rollups(conn, guild_id)
+            if deleted:
+                conn.execute(
+                    INSERT_EVENT,
+                    self._event(
+                        guild_id,
+                        actor=actor,
+                        action="purge",
+                        target=f"{deleted} cases",
+                        reason=reason,
+                    ),
+                )
+            return deleted
+
+        deleted = await self._writer.unit(work)
+        if deleted:
+            log.info(
+                "cases purged: actor=%s target=guild %d reason=%s (%d cases)",
+                actor,
+                guild_id,
+                reason,
+                deleted,
+            )
+        return deleted
+
+
+def _drop_empty_rollups(conn: sqlite3.Connection, guild_id: int) -> None:
+    """Deletions count the daily rollups down (triggers); drop the days that reached zero."""
+    conn.execute("DELETE FROM daily_outcomes WHERE guild_id = ? AND cases = 0", (guild_id,))
+    conn.execute("DELETE FROM daily_channels WHERE guild_id = ? AND cases = 0", (guild_id,))

@@ -1,0 +1,249 @@
+"""Issue 5 through Discord: mod-log alerts and what their buttons do, on Discord and on the case.
+
+The real bot against the Discord emulator, the Resemble stand-in and a real SQLite file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.storage import Review
+from tests.discord_emulator.bits import DEFAULT_BOT_PERMISSIONS, Permission
+from tests.discord_emulator.models import Channel, Message
+from tests.e2e import Harness, MakeSpoofwatch
+from tests.moderation import FAKE, configure, field, listeners_done, run, text_of, wav
+
+
+@dataclass
+class Alerted:
+    """A deepfake posted by the plain member, its verdict reply and its mod-log alert."""
+
+    sw: Harness
+    modlog: Channel
+    message: Message
+    alert: Message
+
+
+async def _modlog(sw: Harness) -> Channel:
+    channel = sw.emu.create_text_channel(sw.emu.guild, "mod-log")
+    await sw.emu.wait_for(lambda: sw.bot.get_channel(channel.id))
+    await configure(sw, "modlog", {"channel": channel})
+    return channel
+
+
+async def _post_fake(sw: Harness, modlog: Channel, path: Path) -> Alerted:
+    sw.resemble.script_result(path, metrics=FAKE)
+    message = await sw.post(path)
+    await sw.reply_to(message)
+    alert = await sw.emu.wait_for_message(modlog, predicate=lambda m: bool(m.embeds))
+    await listeners_done(sw)
+    return Alerted(sw, modlog, message, alert)
+
+
+@pytest.fixture
+async def alerted(spoofwatch: Harness, tmp_path: Path) -> Alerted:
+    """Case #1: a deepfake by the plain member, alerted in #mod-log."""
+    return await _post_fake(spoofwatch, await _modlog(spoofwatch), wav(tmp_path, 1))
+
+
+async def _click(a: Alerted, label: str, user: Any = None) -> Message:
+    """Click an alert button (as the moderator unless told) and return the updated alert."""
+    ix = await a.sw.emu.click_button(a.alert, user or a.sw.emu.moderator, label=label)
+    return await ix.wait_for_reply()
+
+
+def _actions(alert: Message) -> str:
+    return field(alert.embeds[0], "Actions") or ""
+
+
+# --- the alert itself -----------------------------------------------------------------------------
+
+
+async def test_alert_names_the_verdict_author_channel_and_case(alerted: Alerted) -> None:
+    """The alert shows the probability, who posted where, a jump link and the case number."""
+    emu = alerted.sw.emu
+    text = text_of(alerted.alert)
+    assert "90%" in text
+    assert f"<@{emu.member.id}>" in text and f"<#{emu.text_channel.id}>" in text
+    assert f"/channels/{emu.guild.id}/{emu.text_channel.id}/{alerted.message.id}" in text
+    assert "case #1" in text.lower()
+    assert alerted.alert.allowed_mentions == {"parse": []}
+
+
+async def test_alert_buttons_carry_the_case(alerted: Alerted) -> None:
+    """Six buttons (confirm, false positive, delete, three time-outs) name case 1 in their ids."""
+    ids = [alerted.alert.button(label=label)["custom_id"] for label in LABELS]
+    assert all(i.startswith("sw:alert:") and i.endswith(":1") for i in ids)
+    assert len(set(ids)) == 6
+
+
+LABELS = ["Confirm", "False positive", "Delete message", "Time out 10 min", "Time out 1 h",
+          "Time out 1 day"]  # fmt: skip
+
+
+# --- each button ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "decision"),
+    [("Confirm", Review.CONFIRMED), ("False positive", Review.FALSE_POSITIVE)],
+)
+async def test_review_buttons_record_the_review(
+    alerted: Alerted, label: str, decision: Review
+) -> None:
+    """Confirm / False positive record the moderator's review on the case and on the alert."""
+    emu, audit = alerted.sw.emu, alerted.sw.bot.audit
+    updated = await _click(alerted, label)
+    record = await audit.case(emu.guild.id, 1)
+    events = await audit.case_events(emu.guild.id, 1)
+    assert record is not None
+    assert (record.review, record.reviewed_by) == (decision, emu.moderator.id)
+    assert decision.value.replace("_", " ") in _actions(updated)
+    assert [(e.action, e.actor) for e in events] == [("review", str(emu.moderator.id))]
+
+
+async def test_delete_button_deletes_the_message(alerted: Alerted) -> None:
+    """Delete message removes the member's message and records who deleted it on the case."""
+    emu, audit = alerted.sw.emu, alerted.sw.bot.audit
+    updated = await _click(alerted, "Delete message")
+    events = await audit.case_events(emu.guild.id, 1)
+    assert emu.message(alerted.message).deleted
+    assert "Message deleted" in _actions(updated)
+    assert [(e.action, e.actor) for e in events] == [("delete", str(emu.moderator.id))]
+
+
+TIMEOUTS = [
+    ("Time out 10 min", timedelta(minutes=10)),
+    ("Time out 1 h", timedelta(hours=1)),
+    ("Time out 1 day", timedelta(days=1)),
+]
+
+
+@pytest.mark.parametrize(("label", "length"), TIMEOUTS, ids=[t for t, _ in TIMEOUTS])
+async def test_timeout_buttons_time_the_author_out(
+    alerted: Alerted, label: str, length: timedelta
+) -> None:
+    """Each time-out button times the author out for its length and records it on the case."""
+    emu, audit = alerted.sw.emu, alerted.sw.bot.audit
+    before = datetime.now(UTC).replace(microsecond=0)
+    updated = await _click(alerted, label)
+    after = datetime.now(UTC)
+    until = emu.member.communication_disabled_until
+    [patch] = emu.requests_to("PATCH", f"/guilds/{emu.guild.id}/members/{emu.member.id}")
+    events = await audit.case_events(emu.guild.id, 1)
+    assert until is not None and before + length <= until <= after + length
+    assert str(emu.moderator.id) in (patch.audit_log_reason or "")
+    assert "timed out" in _actions(updated)
+    assert [(e.action, e.actor) for e in events] == [("timeout", str(emu.moderator.id))]
+
+
+# --- who may click --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", LABELS)
+async def test_a_plain_member_cannot_click(alerted: Alerted, label: str) -> None:
+    """A member without moderator permissions is refused by every button; nothing happens."""
+    emu, audit = alerted.sw.emu, alerted.sw.bot.audit
+    ix = await emu.click_button(alerted.alert, emu.member, label=label)
+    refusal = await ix.wait_for_reply()
+    record = await audit.case(emu.guild.id, 1)
+    assert refusal.ephemeral and "permission" in refusal.content
+    assert record is not None and record.review is None
+    assert not emu.message(alerted.message).deleted
+    assert emu.member.communication_disabled_until is None
+    assert await audit.case_events(emu.guild.id, 1) == []
+
+
+async def test_timeouts_need_moderate_members(alerted: Alerted) -> None:
+    """A helper with Manage Messages only may confirm but not time members out."""
+    emu = alerted.sw.emu
+    helper_role = emu.create_role(emu.guild, "Helper", "manage_messages")
+    helper = emu.add_member(emu.guild, "helper", roles=(helper_role,))
+    ix = await emu.click_button(alerted.alert, helper, label="Time out 1 h")
+    refusal = await ix.wait_for_reply()
+    assert "Moderate Members" in refusal.content
+    assert emu.member.communication_disabled_until is None
+
+
+# --- failures are shown, not lost -----------------------------------------------------------------
+
+
+async def test_delete_without_manage_messages_is_shown_on_the_alert(alerted: Alerted) -> None:
+    """When the bot may not delete there, the alert says so and no deletion is recorded."""
+    emu, audit = alerted.sw.emu, alerted.sw.bot.audit
+    emu.deny_bot(emu.text_channel, "manage_messages")
+    updated = await _click(alerted, "Delete message")
+    assert "Manage Messages" in _actions(updated)
+    assert not emu.message(alerted.message).deleted
+    assert await audit.case_events(emu.guild.id, 1) == []
+
+
+async def test_delete_of_a_message_already_gone_is_shown(alerted: Alerted) -> None:
+    """Deleting a message someone already deleted says so on the alert."""
+    emu = alerted.sw.emu
+    await emu.delete_message(alerted.message)
+    updated = await _click(alerted, "Delete message")
+    assert "already deleted" in _actions(updated)
+
+
+async def test_timeout_without_moderate_members_is_shown(alerted: Alerted) -> None:
+    """When the bot may not time members out, the alert says so and nothing is recorded."""
+    emu, audit = alerted.sw.emu, alerted.sw.bot.audit
+    emu.set_bot_permissions(emu.guild, DEFAULT_BOT_PERMISSIONS & ~Permission.MODERATE_MEMBERS)
+    updated = await _click(alerted, "Time out 10 min")
+    assert "Could not time out" in _actions(updated)
+    assert emu.member.communication_disabled_until is None
+    assert await audit.case_events(emu.guild.id, 1) == []
+
+
+async def test_buttons_of_a_forgotten_case_say_so(alerted: Alerted) -> None:
+    """After /spoofwatch forget, the alert's buttons answer that the case no longer exists."""
+    emu = alerted.sw.emu
+    await run(alerted.sw, emu.admin, "spoofwatch forget", {"member": emu.member})
+    updated = await _click(alerted, "Confirm")
+    assert "no longer exists" in _actions(updated)
+
+
+async def test_alert_post_failure_keeps_the_case(spoofwatch: Harness, tmp_path: Path) -> None:
+    """If the mod-log stops accepting posts, the verdict reply and the case still stand."""
+    emu = spoofwatch.emu
+    modlog = await _modlog(spoofwatch)
+    emu.deny_bot(modlog, "send_messages")
+    path = wav(tmp_path, 1)
+    spoofwatch.resemble.script_result(path, metrics=FAKE)
+    reply = await spoofwatch.reply_to(await spoofwatch.post(path))
+    await listeners_done(spoofwatch)
+    assert "Case #1" in text_of(reply)
+    assert emu.bot_messages(modlog) == []
+    assert await spoofwatch.bot.audit.case(emu.guild.id, 1) is not None
+
+
+# --- after a restart ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def alerted_then_restarted(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path
+) -> AsyncIterator[Alerted]:
+    """An alert posted by one run of the bot; the fixture yields inside the next run."""
+    async with make_spoofwatch() as first:
+        before = await _post_fake(first, await _modlog(first), wav(tmp_path, 1))
+    async with make_spoofwatch() as second:
+        yield Alerted(second, before.modlog, before.message, before.alert)
+
+
+@pytest.mark.parametrize("label", ["Confirm", "Delete message", "Time out 10 min"])
+async def test_buttons_work_after_a_restart(alerted_then_restarted: Alerted, label: str) -> None:
+    """An alert posted before a restart still acts when clicked: the new process handles it."""
+    a = alerted_then_restarted
+    emu = a.sw.emu
+    updated = await _click(a, label)
+    events = await a.sw.bot.audit.case_events(emu.guild.id, 1)
+    assert "⚠️" not in _actions(updated) and _actions(updated)
+    assert [e.actor for e in events] == [str(emu.moderator.id)]

@@ -1,0 +1,281 @@
+"""Deletion, retention, privacy, migrations and write-path safety of the SQLite audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.guild_config import GuildConfig
+from bot.storage import Review
+from bot.storage._migrations import LATEST_VERSION, SchemaTooNew, migrate
+from bot.storage.sqlite import SQLiteAuditLog
+from bot.verdict import Label, ProviderName
+from tests._audit_helpers import (
+    GUILD_A,
+    GUILD_B,
+    T0,
+    Clock,
+    finished_scan,
+    new_scan,
+    verdict,
+)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def log(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteAuditLog]:
+    audit = await SQLiteAuditLog.open(tmp_path / "audit.db", clock=clock)
+    yield audit
+    await audit.close()
+
+
+# --- forget and purge ------------------------------------------------------------------------
+
+
+async def test_forget_author_deletes_their_cases_in_that_guild_only(log: SQLiteAuditLog) -> None:
+    """Fails if forget leaves one of the member's cases, or deletes anyone else's."""
+    await finished_scan(log, new_scan(author_id=500))
+    await finished_scan(log, new_scan(author_id=500))
+    other = await finished_scan(log, new_scan(author_id=501, requested_by=500))
+    elsewhere = await finished_scan(log, new_scan(GUILD_B, author_id=500))
+
+    assert await log.forget_author(GUILD_A, 500, actor_id=9) == 2
+    assert await log.by_author(GUILD_A, 500, limit=10) == []
+    kept = await log.case(GUILD_A, other.case_number)
+    assert kept is not None
+    assert kept.requested_by is None  # the member asked for this check; their id goes too
+    assert await log.case(GUILD_B, elsewhere.case_number) == elsewhere
+
+
+async def test_forget_author_is_logged(log: SQLiteAuditLog) -> None:
+    """Fails if a forget leaves no event naming who, whom and how many."""
+    await finished_scan(log, new_scan(author_id=500))
+    await log.forget_author(GUILD_A, 500, actor_id=9)
+    (event,) = await log.events(GUILD_A, limit=10)
+    assert (event.actor, event.action, event.target, event.reason) == (
+        "9",
+        "forget",
+        "member 500",
+        "1 cases deleted",
+    )
+
+
+async def test_purge_before_deletes_only_older_cases_and_is_logged(
+    log: SQLiteAuditLog, clock: Clock
+) -> None:
+    """Fails if purge_before deletes a case at or after the cut-off, or is not logged."""
+    await finished_scan(log)
+    clock.advance(days=5)
+    cutoff = clock.now
+    kept = await finished_scan(log)
+    assert await log.purge_before(GUILD_A, cutoff, actor="operator") == 1
+    assert [r.case_number for r in await log.recent(GUILD_A, limit=10)] == [kept.case_number]
+    (event,) = await log.events(GUILD_A, limit=10)
+    assert (event.actor, event.action, event.target) == ("operator", "purge", "1 cases")
+
+
+async def test_purge_expired_applies_each_guilds_retention(
+    log: SQLiteAuditLog, clock: Clock
+) -> None:
+    """Fails if retention purges a case younger than its guild's retention, or keeps an older."""
+    await log.save_guild_config(GUILD_A, GuildConfig(retention_days=7))
+    await finished_scan(log, new_scan(GUILD_A))  # T0
+    await finished_scan(log, new_scan(GUILD_B))  # T0, default retention 90 days
+    clock.advance(days=10)
+    young_a = await finished_scan(log, new_scan(GUILD_A))
+
+    assert await log.purge_expired(clock.now) == {GUILD_A: 1}
+    assert [r.id for r in await log.recent(GUILD_A, limit=10)] == [young_a.id]
+    assert len(await log.recent(GUILD_B, limit=10)) == 1
+    assert await log.purge_expired(T0 + timedelta(days=91)) == {GUILD_B: 1, GUILD_A: 1}
+    assert [e.actor for e in await log.events(GUILD_B, limit=10)] == ["retention"]
+
+
+async def test_purge_expired_with_nothing_old_deletes_nothing(log: SQLiteAuditLog) -> None:
+    """Fails if a retention run with no expired cases deletes or logs anything."""
+    await finished_scan(log)
+    assert await log.purge_expired(T0 + timedelta(days=89)) == {}
+    assert await log.events(GUILD_A, limit=10) == []
+
+
+# --- privacy -------------------------------------------------------------------------------------
+
+
+async def test_transcript_is_not_stored_when_the_guild_disallows_it(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Fails if any trace of the transcript reaches the database files with storing off."""
+    path = tmp_path / "audit.db"
+    log = await SQLiteAuditLog.open(path, clock=clock)
+    secret = "the-password-is-swordfish"
+    record = await finished_scan(
+        log,
+        result=verdict(transcript=f"he said {secret}"),
+        sha256="bb" * 32,
+        store_transcript=False,
+    )
+    assert record.transcript is None
+    stored = await log.find_verdict("bb" * 32, ProviderName.RESEMBLE)
+    assert stored is not None
+    assert stored.verdict.transcript is None
+    await log.close()
+    for suffix in ("", "-wal"):
+        file = Path(f"{path}{suffix}")
+        if file.exists():
+            assert secret.encode() not in file.read_bytes()
+
+
+async def test_transcript_is_kept_as_a_snippet(log: SQLiteAuditLog) -> None:
+    """Fails if a stored transcript exceeds 1000 characters or loses its beginning."""
+    record = await finished_scan(log, result=verdict(transcript="word " * 1000))
+    assert record.transcript is not None
+    assert len(record.transcript) <= 1000
+    assert record.transcript.startswith("word word")
+
+
+async def test_sql_injection_attempts_are_stored_as_text(log: SQLiteAuditLog) -> None:
+    """Fails if a value shaped like SQL is executed instead of stored verbatim."""
+    evil = "x'); DROP TABLE scans; --"
+    record = await finished_scan(log, new_scan(filename=evil))
+    await log.review(GUILD_A, record.case_number, Review.CONFIRMED, moderator_id=1, note=evil)
+    await log.log_event(GUILD_A, actor=evil, action=evil, target=f"case 1; {evil}", reason=evil)
+    stored = await log.case(GUILD_A, record.case_number)
+    assert stored is not None
+    assert (stored.filename, stored.review_note) == (evil, evil)
+    events = await log.events(GUILD_A, limit=10)
+    assert events[0].target == f"case 1; {evil}"
+    assert events[0].case_number is None
+    assert await log.count_cases(GUILD_A) == 1
+
+
+# --- write path ------------------------------------------------------------------------------
+
+
+async def test_a_failing_statement_does_not_undo_its_batch(log: SQLiteAuditLog) -> None:
+    """Fails if one bad statement in a group commit loses the other statements' writes."""
+    writer = log._writer
+    bad = writer.statement("INSERT INTO guild_counters (guild_id, last_case) VALUES (1, NULL)", ())
+    good = [log.create_scan(new_scan()) for _ in range(5)]
+    results = await asyncio.gather(bad, *good, return_exceptions=True)
+    assert isinstance(results[0], sqlite3.IntegrityError)
+    assert [r[0].case_number for r in results[1:]] == [1, 2, 3, 4, 5]  # type: ignore[index]
+    assert await log.count_cases(GUILD_A) == 5
+
+
+async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
+    """Fails if writes queued before close() are lost."""
+    path = tmp_path / "audit.db"
+    log = await SQLiteAuditLog.open(path)
+    pending = [asyncio.ensure_future(log.create_scan(new_scan())) for _ in range(20)]
+    await asyncio.sleep(0)  # let them queue
+    await log.close()
+    assert all(task.done() and not task.exception() for task in pending)
+    reopened = await SQLiteAuditLog.open(path)
+    try:
+        assert await reopened.count_cases(GUILD_A) == 20
+    finally:
+        await reopened.close()
+
+
+async def test_writes_after_close_raise(tmp_path: Path) -> None:
+    """Fails if a write after close() waits forever (or succeeds) instead of raising."""
+    log = await SQLiteAuditLog.open(tmp_path / "audit.db")
+    await log.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await asyncio.wait_for(log.create_scan(new_scan()), timeout=10)
+
+
+# --- migrations ---------------------------------------------------------------------------
+
+
+def _v1_database(path: Path) -> None:
+    """A database as version 1 of the schema left it, with a case, settings and events."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert migrate(conn, target=1) == 1
+        conn.execute(
+            "INSERT INTO scans (guild_id, case_number, status, scan_trigger, provider, "
+            "created_at, finished_at, author_id, filename, label, spoofed_probability) "
+            "VALUES (?, 1, 2, 0, 1, ?, ?, 500, 'old.ogg', 0, 0.97)",
+            (GUILD_A, int(T0.timestamp()), int(T0.timestamp()) + 30),
+        )
+        conn.execute(
+            "INSERT INTO guild_settings (guild_id, config, updated_at) VALUES (?, ?, ?)",
+            (GUILD_A, GuildConfig(retention_days=7).model_dump_json(), int(T0.timestamp())),
+        )
+        for target in ("case 1", "member 500"):
+            conn.execute(
+                "INSERT INTO events (guild_id, at, actor, action, target, reason) "
+                "VALUES (?, ?, '9', 'review', ?, 'confirmed')",
+                (GUILD_A, int(T0.timestamp()), target),
+            )
+    finally:
+        conn.close()
+
+
+async def test_migrating_a_version_1_database_keeps_and_reshapes_its_data(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Fails if migrating from version 1 loses a case, a setting, an event or the counter."""
+    path = tmp_path / "audit.db"
+    _v1_database(path)
+    log = await SQLiteAuditLog.open(path, clock=clock)
+    try:
+        old = await log.case(GUILD_A, 1)
+        assert old is not None
+        assert (old.filename, old.label, old.spoofed_probability) == (
+            "old.ogg",
+            Label.SPOOFED,
+            0.97,
+        )
+        assert (await log.guild_config(GUILD_A)).retention_days == 7
+        # Version 2 backfilled retention_days from the JSON and case numbers from targets.
+        (event,) = await log.case_events(GUILD_A, 1)
+        assert event.target == "case 1"
+        # Version 3 backfilled the daily rollups that stats() reads.
+        stats = await log.stats(GUILD_A, since=T0 - timedelta(days=1))
+        assert (stats.total, stats.by_label) == (1, {"spoofed": 1})
+        new = await finished_scan(log)
+        assert new.case_number == 2
+        clock.advance(days=8)
+        assert await log.purge_expired(clock.now) == {GUILD_A: 2}
+    finally:
+        await log.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+    finally:
+        conn.close()
+
+
+async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    """Fails if a schema newer than the code is opened (and possibly damaged) anyway."""
+    path = tmp_path / "audit.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
+    conn.close()
+    with pytest.raises(SchemaTooNew):
+        await SQLiteAuditLog.open(path)
+
+
+async def test_reopening_does_not_migrate_twice(tmp_path: Path) -> None:
+    """Fails if opening an up-to-date database re-runs a migration (it would fail or dupe)."""
+    path = tmp_path / "audit.db"
+    for _ in range(2):
+        log = await SQLiteAuditLog.open(path)
+        await finished_scan(log)
+        await log.close()
+    log = await SQLiteAuditLog.open(path)
+    try:
+        assert await log.count_cases(GUILD_A) == 2
+    finally:
+        await log.close()
