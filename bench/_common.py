@@ -183,6 +183,8 @@ class RssSampler:
         self.pid = pid
         self.interval_s = interval_s
         self.samples: list[tuple[float, int]] = []
+        #: (time, RSS of its largest child process: ffmpeg/ffprobe) in KiB.
+        self.child_samples: list[tuple[float, int]] = []
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -197,11 +199,30 @@ class RssSampler:
     def peak_kib(self, since: float = 0.0, until: float = float("inf")) -> int:
         return max((kib for t, kib in self.samples if since <= t <= until), default=0)
 
+    def child_peak_kib(self, since: float = 0.0, until: float = float("inf")) -> int:
+        return max((kib for t, kib in self.child_samples if since <= t <= until), default=0)
+
     async def _run(self) -> None:
         while True:
+            now = time.monotonic()
             with contextlib.suppress(OSError, KeyError):
-                self.samples.append((time.monotonic(), memory_kib(self.pid)["VmRSS"]))
+                self.samples.append((now, memory_kib(self.pid)["VmRSS"]))
+            children = 0
+            for child in _children(self.pid):
+                with contextlib.suppress(OSError, KeyError):
+                    children = max(children, memory_kib(child)["VmRSS"])
+            if children:
+                self.child_samples.append((now, children))
             await asyncio.sleep(self.interval_s)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found.extend(int(c) for c in (task / "children").read_text().split())
+    return found
 
 
 # --- the bot as a subprocess -----------------------------------------------------------------
@@ -223,6 +244,7 @@ class BotProcess:
     stats: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
     rss: RssSampler | None = None
+    rss_interval_s: float = 0.05
     final_memory_kib: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -279,7 +301,7 @@ class BotProcess:
             )
         finally:
             log.close()
-        self.rss = RssSampler(self.pid)
+        self.rss = RssSampler(self.pid, self.rss_interval_s)
         self.rss.start()
 
     async def wait_connected(self, timeout_s: float = 60.0) -> None:

@@ -204,7 +204,7 @@ async def run_case(
             "at_start_of_window": rss_start / 1024,
             "peak_in_window": rss_peak / 1024,
             "peak_process_vmhwm": bot.final_memory_kib.get("VmHWM", 0) / 1024,
-            "largest_child_maxrss": bot.stats.get("rusage_children", {}).get("maxrss_kib", 0)
+            "largest_child_sampled": (bot.rss.child_peak_kib(started, ended) if bot.rss else 0)
             / 1024,
         },
         "provider_requests": dict(provider_calls),
@@ -252,7 +252,7 @@ def _print(result: dict[str, Any]) -> None:
     print(
         f"  bot RSS: {rss['at_start_of_window']:.0f} MiB at start, peak "
         f"{rss['peak_in_window']:.0f} MiB (VmHWM {rss['peak_process_vmhwm']:.0f} MiB); "
-        f"largest ffmpeg/ffprobe child {rss['largest_child_maxrss']:.0f} MiB"
+        f"largest ffmpeg/ffprobe child seen {rss['largest_child_sampled']:.0f} MiB"
     )
     print(
         f"  other processes used {result['other_processes_cores']:.2f} cores meanwhile "

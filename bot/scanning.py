@@ -363,6 +363,7 @@ class ScanService:
             content_type=new.content_type or "application/octet-stream",
             kind=kind,
             format_name=probe.format_name,
+            duration_s=probe.duration_s,
         )
         if not detector.accepts(upload):
             wav = workdir / "audio.wav"
@@ -375,6 +376,7 @@ class ScanService:
                 content_type="audio/wav",
                 kind=MediaKind.AUDIO,
                 format_name="wav",
+                duration_s=probe.duration_s,
             )
 
         options = SubmitOptions(transcript=request.want_transcript, meta=dict(request.meta) or None)

@@ -20,7 +20,7 @@ import pytest
 from bot.storage import Review, Trigger
 from tests.discord_emulator.models import Channel, Guild, Member, Message
 from tests.e2e import Harness, MakeSpoofwatch
-from tests.moderation import FAKE, MANAGE_MESSAGES, footer, run, scan, text_of, wav
+from tests.moderation import FAKE, MANAGE_MESSAGES, configure, footer, run, scan, text_of, wav
 
 
 async def test_a_scan_is_a_case_numbered_in_the_verdict(
@@ -364,18 +364,23 @@ async def test_forget_removes_the_members_cases(spoofwatch: Harness, tmp_path: P
     assert any(e.action == "forget" and e.actor == str(emu.admin.id) for e in events)
 
 
-async def test_retention_purges_only_old_cases(spoofwatch: Harness, tmp_path: Path) -> None:
-    """The hourly purge deletes cases past the retention and keeps younger ones."""
+@pytest.mark.parametrize("retention", [None, 30], ids=["default-90", "30"])
+async def test_retention_purges_only_old_cases(
+    spoofwatch: Harness, tmp_path: Path, retention: int | None
+) -> None:
+    """The hourly purge deletes cases past the retention (90 days by default), keeps the rest."""
     emu = spoofwatch.emu
+    days = retention or 90
     start = spoofwatch.now[0]
-    await run(spoofwatch, emu.admin, "spoofwatch settings retention", {"days": 30})
-    await scan(spoofwatch, wav(tmp_path, 1))  # case 1: will be 31 days old
-    spoofwatch.now[0] = start + timedelta(days=20)
-    await scan(spoofwatch, wav(tmp_path, 2))  # case 2: will be 11 days old
-    spoofwatch.now[0] = start + timedelta(days=31)
+    if retention is not None:
+        await configure(spoofwatch, "retention", {"days": retention})
+    await scan(spoofwatch, wav(tmp_path, 1))  # case 1: one day past the retention
+    spoofwatch.now[0] = start + timedelta(days=days - 10)
+    await scan(spoofwatch, wav(tmp_path, 2))  # case 2: eleven days younger than that
+    spoofwatch.now[0] = start + timedelta(days=days + 1)
     cog = spoofwatch.bot.get_cog("Audit")
     assert cog is not None
-    await cog.purge.coro(cog)  # type: ignore[attr-defined]
+    await cog.purge.coro(cog)  # type: ignore[attr-defined]  # the hourly task's body, once
     audit = spoofwatch.bot.audit
     assert [r.case_number for r in await audit.recent(emu.guild.id, limit=10)] == [2]
     events = await audit.events(emu.guild.id, limit=10)

@@ -14,7 +14,7 @@ import pytest
 
 from bot.guild_config import ActionPolicy, GuildConfig
 from tests.discord_emulator.bits import DEFAULT_BOT_PERMISSIONS, Permission
-from tests.discord_emulator.models import Channel, Message
+from tests.discord_emulator.models import Channel, Message, iter_components
 from tests.e2e import Harness, MakeSpoofwatch
 from tests.moderation import (
     FAKE,
@@ -200,7 +200,7 @@ async def test_threshold_and_action_policy(
     if alerted:
         [alert] = alerts
         assert "case #1" in text_of(alert).lower()
-        assert len([b for b in _buttons(alert)]) == 6
+        assert len(_buttons(alert)) == 6
         assert ("deleted" in text_of(alert).lower()) == deleted
 
 
@@ -225,8 +225,6 @@ async def test_alert_policy_without_modlog_says_alerts_need_one(spoofwatch: Harn
 
 
 def _buttons(message: Message) -> list[dict[str, Any]]:
-    from tests.discord_emulator.models import iter_components
-
     return [c for c in iter_components(message.components) if c.get("type") == 2]
 
 

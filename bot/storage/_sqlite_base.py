@@ -41,6 +41,8 @@ _BUSY_TIMEOUT_MS = 5000
 #: Page cache per connection (negative = KiB): keeps the upper levels of every index and the
 #: pages each guild is appending to resident at a million cases.
 _CACHE_KIB = 32768
+_WAL_AUTOCHECKPOINT_PAGES = 1000
+_MMAP_BYTES = 0
 
 INSERT_EVENT = (
     "INSERT INTO events (guild_id, at, actor, action, target, reason, case_number) "
@@ -57,6 +59,8 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
     conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_AUTOCHECKPOINT_PAGES}")
+    conn.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
 
 
 async def open_reader(path: Path) -> aiosqlite.Connection:

@@ -38,6 +38,10 @@ LABELS = {
     AlertAction.TIMEOUT_1H: ("Time out 1 h", discord.ButtonStyle.secondary),
     AlertAction.TIMEOUT_1D: ("Time out 1 day", discord.ButtonStyle.secondary),
 }
+REVIEWS = {
+    AlertAction.CONFIRM: Review.CONFIRMED,
+    AlertAction.FALSE_POSITIVE: Review.FALSE_POSITIVE,
+}
 #: What the clicking moderator must be allowed to do.
 NEEDS = {
     AlertAction.CONFIRM: "manage_messages",
@@ -86,57 +90,52 @@ class AlertButton(
 
     async def callback(self, interaction: discord.Interaction[Spoofwatch]) -> None:  # type: ignore[override]
         assert interaction.guild is not None
-        bot = interaction.client
-        guild_id = interaction.guild.id
         await interaction.response.defer()
-        record = await bot.audit.case(guild_id, self.case_number)
-        if record is None:
-            done, outcome = (
-                False,
-                f"Case #{self.case_number} no longer exists (deleted or expired).",
-            )
-        elif self.action in (AlertAction.CONFIRM, AlertAction.FALSE_POSITIVE):
-            decision = (
-                Review.CONFIRMED if self.action is AlertAction.CONFIRM else Review.FALSE_POSITIVE
-            )
-            # The review is the record (the audit log logs it as an event of the case).
-            reviewed = await bot.audit.review(
-                guild_id, self.case_number, decision, moderator_id=interaction.user.id
-            )
-            done = reviewed is not None
-            outcome = f"Marked **{decision.value.replace('_', ' ')}** by {interaction.user.mention}"
-        elif self.action is AlertAction.DELETE:
-            done, outcome = await _delete(interaction, record.channel_id, record.message_id)
-            if done:
-                await bot.audit.record_action(
-                    guild_id,
-                    self.case_number,
-                    action="delete",
-                    actor_id=interaction.user.id,
-                    outcome=outcome,
-                )
-        else:
-            done, outcome = await _timeout(interaction, record.author_id, TIMEOUTS[self.action])
-            if done:
-                await bot.audit.record_action(
-                    guild_id,
-                    self.case_number,
-                    action="timeout",
-                    actor_id=interaction.user.id,
-                    outcome=outcome,
-                )
-        # Only actions that happened are recorded on the case (a failed one is not a fact
-        # about the member); failures stay visible on the alert and in the log.
+        done, outcome = await self._act(interaction, interaction.guild.id)
         log.log(
             logging.INFO if done else logging.WARNING,
             "alert action %s on case %s/#%s by %s: %s",
             self.action.value,
-            guild_id,
+            interaction.guild.id,
             self.case_number,
             interaction.user.id,
             outcome,
         )
         await _show_outcome(interaction, outcome)
+
+    async def _act(
+        self, interaction: discord.Interaction[Spoofwatch], guild_id: int
+    ) -> tuple[bool, str]:
+        """Do the action and record it on the case; (whether it happened, what to show)."""
+        audit = interaction.client.audit
+        record = await audit.case(guild_id, self.case_number)
+        if record is None:
+            return False, f"Case #{self.case_number} no longer exists (deleted or expired)."
+        decision = REVIEWS.get(self.action)
+        if decision is not None:
+            # The review is the record: the audit log logs it as an event of the case.
+            reviewed = await audit.review(
+                guild_id, self.case_number, decision, moderator_id=interaction.user.id
+            )
+            shown = decision.value.replace("_", " ")
+            return reviewed is not None, f"Marked **{shown}** by {interaction.user.mention}"
+        if self.action is AlertAction.DELETE:
+            kind = "delete"
+            done, outcome = await _delete(interaction, record.channel_id, record.message_id)
+        else:
+            kind = "timeout"
+            done, outcome = await _timeout(interaction, record.author_id, TIMEOUTS[self.action])
+        # Only actions that happened are recorded on the case (a failed one is not a fact
+        # about the member); failures stay visible on the alert and in the log.
+        if done:
+            await audit.record_action(
+                guild_id,
+                self.case_number,
+                action=kind,
+                actor_id=interaction.user.id,
+                outcome=outcome,
+            )
+        return done, outcome
 
 
 async def _delete(

@@ -4,11 +4,13 @@ Follows the design notes' reference/resemble-detect-api.md: Bearer auth, multipa
 with the direct-upload extension allowlist, the 150 MB cap and empty files refused with 400
 JSON errors, `Prefer: wait` held until the detect finishes (up to a hold time), `GET
 /detect/{uuid}` progressing from processing to completed, and the documented 402 and 404
-bodies.
+bodies. Secure Uploads (`POST /secure_uploads`, then a JSON `POST /detect` with
+`media_token`), which the official SDK uses for every file, are answered too.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 import time
@@ -88,9 +90,12 @@ class _Job:
 
 
 class ResembleStandIn(StandIn):
-    """Resemble's Detect API on 127.0.0.1. Routes for fault injection: "submit", "status"."""
+    """Resemble's Detect API on 127.0.0.1.
 
-    routes = frozenset({"submit", "status"})
+    Routes for fault injection: "submit", "status", "secure_upload".
+    """
+
+    routes = frozenset({"submit", "status", "secure_upload"})
     prefix = "/api/v2"
 
     def __init__(
@@ -121,7 +126,12 @@ class ResembleStandIn(StandIn):
         #: Item fields for any upload nobody scripted (empty = a bona fide default).
         self.default_item: dict[str, Any] = {}
         self._job_failures: list[str] = []
+        #: Secure Uploads by token: the file and when its token stops working (1 hour).
+        self.secure_uploads: dict[str, tuple[ReceivedFile, float]] = {}
         self.app.router.add_post("/api/v2/detect", self._submit, name="submit")
+        self.app.router.add_post(
+            "/api/v2/secure_uploads", self._secure_upload, name="secure_upload"
+        )
         self.app.router.add_get("/api/v2/detect/{uuid}", self._status, name="status")
 
     # -- scripting ---------------------------------------------------------------------
@@ -180,9 +190,14 @@ class ResembleStandIn(StandIn):
         if denied := self._denied(request):
             return denied
         self.last_headers = dict(request.headers)
-        if not request.content_type.startswith("multipart/"):
-            return self._error(400, "This stand-in takes direct file uploads only")
-        fields, upload = await self.read_upload(request)
+        if request.content_type == "application/json":
+            fields, upload, problem = await self._json_request(request)
+            if problem is not None:
+                return problem
+        elif request.content_type.startswith("multipart/"):
+            fields, upload = await self.read_upload(request)
+        else:
+            return self._error(400, "Send multipart/form-data (file) or JSON (media_token)")
         self.last_fields = fields
         if fault := await self.injected("submit"):
             return fault
@@ -208,6 +223,47 @@ class ResembleStandIn(StandIn):
             if self._ready(job):
                 return web.json_response({"success": True, "item": self._item(job)})
         return web.json_response({"success": True, "item": self._pending_item(job)})
+
+    async def _json_request(
+        self, request: web.Request
+    ) -> tuple[dict[str, str], ReceivedFile | None, web.Response | None]:
+        """A JSON create: its options as form-style strings and the secure-uploaded file."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return {}, None, self._error(400, "Invalid JSON body")
+        if not isinstance(body, dict):
+            return {}, None, self._error(400, "Invalid JSON body")
+        sources = [key for key in ("url", "media_token") if body.get(key)]
+        if len(sources) != 1:
+            return {}, None, self._error(400, "Provide exactly one of file, url or media_token")
+        if sources == ["url"]:
+            # Resemble would fetch it; a loopback stand-in has nothing to fetch from.
+            return {}, None, self._error(400, "This stand-in cannot fetch media URLs")
+        found = self.secure_uploads.get(str(body["media_token"]))
+        if found is None or found[1] < time.monotonic():
+            return {}, None, self._error(400, "Invalid or expired media_token")
+        fields = {
+            key: (json.dumps(value) if isinstance(value, bool) else str(value))
+            for key, value in body.items()
+            if key != "media_token" and value is not None
+        }
+        return fields, found[0], None
+
+    async def _secure_upload(self, request: web.Request) -> web.StreamResponse:
+        """Secure Uploads: keep the file, answer a token valid for one hour."""
+        if denied := self._denied(request):
+            return denied
+        if not request.content_type.startswith("multipart/"):
+            return self._error(400, "Expected multipart/form-data with a file")
+        _, upload = await self.read_upload(request)
+        if fault := await self.injected("secure_upload"):
+            return fault
+        if upload is None or upload.size == 0:
+            return self._error(400, "Missing or empty file")
+        token = f"eyJ0eXAiOiJKV1QifQ.{secrets.token_urlsafe(24)}.{secrets.token_urlsafe(16)}"
+        self.secure_uploads[token] = (upload, time.monotonic() + 3600)
+        return web.json_response({"success": True, "token": token})
 
     def _check(self, upload: ReceivedFile, fields: dict[str, str]) -> str | None:
         """The 400 reasons Resemble gives before any analysis or billing."""

@@ -1,0 +1,175 @@
+"""Durable scans end to end: restarts, replayed events and lost sessions answer each message once.
+
+Each restart is a clean stop and start of the in-process bot against the same emulator,
+database and stand-ins; what a SIGKILL would leave behind is arranged by stopping the first
+run at the right moment (or patching out its last step). `tests/test_crash.py` SIGKILLs a
+real `python -m bot` process.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.storage import ScanStatus
+from cogs.autoscan._cog import AutoScan
+from tests.discord_emulator import DiscordEmulator, messaging
+from tests.discord_emulator.models import Message
+from tests.e2e import Harness, MakeSpoofwatch
+from tests.media_factory import MediaFiles
+
+
+def bot_replies(sw: Harness, message: Message) -> list[Message]:
+    return [m for m in sw.emu.replies_to(message) if m.author.id == sw.emu.bot_user.id]
+
+
+def autoscan(sw: Harness) -> AutoScan:
+    # Each start re-imports the extension (discord.py drops it from sys.modules when it is
+    # unloaded), so the running cog is not an instance of the class imported here.
+    cog = sw.bot.get_cog("AutoScan")
+    assert cog is not None
+    return cog  # type: ignore[return-value]
+
+
+async def caught_up(sw: Harness) -> None:
+    """Wait until the start-up catch-up and every scan it queued have finished."""
+    cog = autoscan(sw)
+    await sw.emu.wait_for(lambda: cog._catch_up is not None and cog._catch_up.done())
+    await sw.settle()
+
+
+async def test_message_posted_while_the_bot_was_down_is_answered(
+    make_spoofwatch: MakeSpoofwatch, emulator: DiscordEmulator, media: MediaFiles
+) -> None:
+    """Fails if a voice message posted while the bot was stopped (Discord never delivers it)
+    gets no verdict once the bot is back."""
+    async with make_spoofwatch():
+        pass
+    message = await emulator.send_message(
+        emulator.text_channel,
+        emulator.member,
+        attachments=[emulator.attachment(media.voice_ogg, voice=True, duration_secs=3.0)],
+    )
+    async with make_spoofwatch() as sw:
+        await caught_up(sw)
+        assert len(bot_replies(sw, message)) == 1
+        assert sw.resemble.submissions == 1
+
+
+async def test_restart_does_not_answer_or_scan_again(
+    make_spoofwatch: MakeSpoofwatch, media: MediaFiles
+) -> None:
+    """Fails if a restart's catch-up replies again to, or re-submits, an answered message."""
+    async with make_spoofwatch() as sw:
+        message = await sw.post(media.voice_ogg, voice=True)
+        await sw.reply_to(message)
+    async with make_spoofwatch() as sw:
+        await caught_up(sw)
+        assert len(bot_replies(sw, message)) == 1
+        assert sw.resemble.submissions == 1
+
+
+async def test_reply_posted_but_not_recorded_is_not_posted_again(
+    make_spoofwatch: MakeSpoofwatch, media: MediaFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if a crash between posting the reply and recording it makes the restarted bot
+    answer the message a second time."""
+    async with make_spoofwatch() as sw:
+
+        async def dies_before_recording(scan_id: int, reply_message_id: int) -> None:
+            return None
+
+        monkeypatch.setattr(sw.bot.audit, "mark_replied", dies_before_recording)
+        message = await sw.post(media.voice_ogg, voice=True)
+        await sw.reply_to(message)
+    monkeypatch.undo()
+    async with make_spoofwatch() as sw:
+        await caught_up(sw)
+        assert len(bot_replies(sw, message)) == 1
+        case = await sw.bot.audit.case(sw.emu.guild.id, 1)
+        assert case is not None and case.reply_message_id is None  # the crash was simulated
+
+
+async def test_verdict_recorded_but_never_posted_is_posted_after_restart(
+    make_spoofwatch: MakeSpoofwatch, media: MediaFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if a crash between finishing the scan and replying leaves the member without an
+    answer after the restart, or costs a second provider call."""
+
+    async def dies_before_replying(*args: object, **kwargs: object) -> None:
+        return None
+
+    async with make_spoofwatch() as sw:
+        monkeypatch.setattr(autoscan(sw), "answer", dies_before_replying)
+        message = await sw.post(media.voice_ogg, voice=True)
+        await sw.emu.wait_for(lambda: sw.resemble.submissions == 1)
+        await sw.settle()
+        assert bot_replies(sw, message) == []
+    monkeypatch.undo()
+    async with make_spoofwatch() as sw:
+        await caught_up(sw)
+        [reply] = bot_replies(sw, message)
+        assert "Case #1" in reply.embeds[0]["footer"]["text"]
+        assert sw.resemble.submissions == 1
+
+
+async def test_submitted_scan_resumes_polling_its_job(
+    make_spoofwatch: MakeSpoofwatch, media: MediaFiles
+) -> None:
+    """Fails if a scan stopped while its job was pending is submitted again after the
+    restart instead of polling the stored job id, or is answered other than once."""
+    async with make_spoofwatch(provider="behavioral_signals") as sw:
+        sw.bs.processing_polls = 10**6  # pending until the second run
+        message = await sw.post(media.voice_ogg, voice=True)
+        await sw.emu.wait_for(lambda: sw.bs.status_polls >= 1)
+        await sw.bot.close()  # cancels the scan; its row stays `submitted`
+        case = await sw.bot.audit.case(sw.emu.guild.id, 1)
+        assert case is not None and case.status is ScanStatus.SUBMITTED
+    sw.bs.processing_polls = 0
+    async with make_spoofwatch(provider="behavioral_signals") as sw:
+        await sw.emu.wait_for(lambda: bot_replies(sw, message))
+        await caught_up(sw)
+        assert len(bot_replies(sw, message)) == 1
+        assert sw.bs.submissions == 1
+        case = await sw.bot.audit.case(sw.emu.guild.id, 1)
+        assert case is not None and case.status is ScanStatus.DONE
+
+
+async def test_replayed_message_event_is_answered_once(
+    spoofwatch: Harness, media: MediaFiles
+) -> None:
+    """Fails if the same MESSAGE_CREATE delivered twice gets two replies or two scans."""
+    emu = spoofwatch.emu
+    spoofwatch.resemble.wait_hold_s = 0
+    spoofwatch.resemble.processing_polls = 2  # keep the first scan busy while the copy lands
+    message = await spoofwatch.post(media.voice_ogg, voice=True)
+    channel = emu.world.channel(emu.text_channel)
+    emu.world.emit(
+        "MESSAGE_CREATE",
+        messaging.content_filtered(emu.world, message),
+        guild_id=message.guild_id,
+        intent=messaging._message_intent(channel),
+    )
+    await emu.gateway.flush()
+    await spoofwatch.reply_to(message)
+    assert len(bot_replies(spoofwatch, message)) == 1
+    assert spoofwatch.resemble.submissions == 1
+
+
+async def test_message_lost_with_an_invalidated_session_is_caught_up(
+    spoofwatch: Harness, media: MediaFiles
+) -> None:
+    """Fails if a message posted while the gateway session was invalidated (Discord replays
+    nothing to a new session) is never answered once the bot has identified again."""
+    emu = spoofwatch.emu
+    identifies = emu.gateway.identifies
+    emu.gateway.admitting.clear()  # hold the reconnect until the message is posted
+    await emu.disconnect_gateway(resume=False)
+    message = await emu.send_message(
+        emu.text_channel,
+        emu.member,
+        attachments=[emu.attachment(media.voice_ogg, voice=True, duration_secs=3.0)],
+    )
+    emu.gateway.admitting.set()
+    await emu.wait_for(lambda: emu.gateway.identifies > identifies)
+    reply = await spoofwatch.reply_to(message)
+    assert reply.embeds and len(bot_replies(spoofwatch, message)) == 1
