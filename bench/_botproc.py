@@ -8,10 +8,9 @@ writes `{"lag": [[monotonic_time, lag_s], ...], "rusage_self": ..., "rusage_chil
 to `SPOOFWATCH_BENCH_STATS`, so the benchmark can take the lag of its own time window only
 (`time.monotonic()` is the same clock in both processes on Linux).
 
-`SPOOFWATCH_BENCH_POLL=backoff` makes every job's status checks the plain capped backoff
-(check at once, then 1 s ×1.5 up to 5 s with the default settings): the schedule before
-issue 7, which the learned schedule falls back to when it knows nothing. bench/time_to_verdict
-uses it for the "before" figures.
+`SPOOFWATCH_BENCH_POLL=backoff` restores the status checks as they were before issue 7
+(check at once, then 1 s ×1.5 up to 5 s with the default settings, nothing learned):
+bench/time_to_verdict uses it for the "before" figures.
 
 Benchmark-only: these variables are not bot settings.
 """
@@ -61,12 +60,25 @@ def _rusage(who: int) -> dict[str, float]:
 
 
 def _plain_backoff() -> None:
+    """Status checks exactly as before issue 7: at once, then initial_s ×factor up to the cap."""
+    from collections.abc import Iterator
+
     from bot.detectors import _polling
+    from bot.detectors._base import PollPolicy
+
+    def old_offsets(policy: PollPolicy, expected_s: float | None) -> Iterator[float]:
+        offset, interval = 0.0, policy.initial_s
+        yield offset
+        while True:
+            offset += interval
+            yield offset
+            interval = min(interval * policy.factor, policy.max_interval_s)
 
     def checks(self: _polling.JobClock, job_id: str) -> _polling.JobChecks:
         self._jobs.pop(job_id, None)
-        return _polling.JobChecks(self, None)  # as for a resumed job: nothing known
+        return _polling.JobChecks(self, None)  # nothing known, nothing learned
 
+    _polling.poll_offsets = old_offsets  # type: ignore[assignment]
     _polling.JobClock.checks = checks  # type: ignore[method-assign]
 
 
@@ -85,7 +97,7 @@ def main() -> int:
         finally:
             probe.stop()
 
-    runner._main = instrumented  # type: ignore[assignment]
+    runner._main = instrumented
     if os.environ.get("SPOOFWATCH_BENCH_POLL") == "backoff":
         _plain_backoff()
     try:

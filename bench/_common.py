@@ -368,6 +368,12 @@ async def bot_process(**kwargs: Any) -> AsyncIterator[BotProcess]:
             bot.cleanup()
 
 
+@dataclass(frozen=True)
+class VoiceFile:
+    path: Path
+    duration_s: float
+
+
 # --- replies, as the emulator sees them ----------------------------------------------------
 
 
@@ -398,11 +404,11 @@ class ReplyTracker:
                     self._done.set()
             return message
 
-        messaging.post_message = post_message  # type: ignore[assignment]
+        messaging.post_message = post_message
 
     def uninstall(self) -> None:
         if self._original is not None:
-            messaging.post_message = self._original  # type: ignore[assignment]
+            messaging.post_message = self._original
 
     def expect(self, count: int) -> None:
         self._expected = count
@@ -422,15 +428,10 @@ class ReplyTracker:
 
 
 async def post_voice(
-    emu: DiscordEmulator,
-    tracker: ReplyTracker,
-    channel: Any,
-    author: Any,
-    path: Path,
-    duration_s: float,
+    emu: DiscordEmulator, tracker: ReplyTracker, channel: Any, author: Any, voice: VoiceFile
 ) -> int:
     """A member posts one voice message; returns its id, with its dispatch time tracked."""
-    attachment = emu.attachment(path, voice=True, duration_secs=duration_s)
+    attachment = emu.attachment(voice.path, voice=True, duration_secs=voice.duration_s)
     # The dispatch is queued synchronously inside send_message (before its flush), so the
     # clock starts here: time in the emulator's gateway writer counts against the bot.
     started = time.monotonic()
@@ -485,12 +486,6 @@ def probe_duration(path: Path) -> float:
         timeout=60,
     )
     return float(out.stdout.strip())
-
-
-@dataclass(frozen=True)
-class VoiceFile:
-    path: Path
-    duration_s: float
 
 
 def voice_pool(count: int, *, min_s: int = 5, max_s: int = 30, seed: int = 7) -> list[VoiceFile]:

@@ -517,6 +517,8 @@ async def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
     }
     try:
+        # Other work on the machine shows up in every figure; say how busy it was.
+        report["load_average"] = {"start": os.getloadavg()}
         print(f"filling {args.rows:,} cases across {args.guilds} guilds …", flush=True)
         report["fill"] = await fill(log, clock, rng, guilds, rows=args.rows, workers=args.workers)
         sizes_by_guild = sorted((g.cases for g in guilds), reverse=True)
@@ -529,9 +531,12 @@ async def main(argv: list[str] | None = None) -> int:
         report["size"] = sizes(args.db, args.rows)
         print(json.dumps(report["size"], indent=2), flush=True)
         print(f"queries ({args.runs} runs each) …", flush=True)
+        report["load_average"]["before_queries"] = os.getloadavg()
         report["queries"] = await queries(log, rng, guilds, args.runs)
         print(f"insert rate ({args.insert_scans:,} scans) …", flush=True)
+        report["load_average"]["before_inserts"] = os.getloadavg()
         report["insert"] = await insert_rate(log, clock, rng, guilds, args.insert_scans)
+        report["load_average"]["end"] = os.getloadavg()
         print(json.dumps(report["insert"]), flush=True)
     finally:
         await log.close()

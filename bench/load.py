@@ -69,11 +69,7 @@ async def _send_burst(
     async def user(index: int) -> None:
         for k, item in enumerate(files[index::users]):
             channel = scene.channels[(index + k) % len(scene.channels)]
-            ids.append(
-                await post_voice(
-                    emu, tracker, channel, scene.users[index], item.path, item.duration_s
-                )
-            )
+            ids.append(await post_voice(emu, tracker, channel, scene.users[index], item))
             await asyncio.sleep(0)  # let the 50 users interleave
 
     await asyncio.gather(*(user(i) for i in range(users)))
@@ -99,9 +95,7 @@ async def _send_paced(
             await asyncio.sleep(delay)
         index = n % users
         channel = scene.channels[(index + n // users) % len(scene.channels)]
-        ids.append(
-            await post_voice(emu, tracker, channel, scene.users[index], item.path, item.duration_s)
-        )
+        ids.append(await post_voice(emu, tracker, channel, scene.users[index], item))
     return ids
 
 
@@ -112,9 +106,7 @@ async def run_case(
     async with contextlib.AsyncExitStack() as stack:
         if provider == "resemble":
             # Prefer: wait answers with the finished detect at once.
-            standin: ResembleStandIn | BehavioralSignalsStandIn = ResembleStandIn(
-                processing_s=0.0
-            )
+            standin: ResembleStandIn | BehavioralSignalsStandIn = ResembleStandIn(processing_s=0.0)
             kwargs: dict[str, Any] = {"resemble": standin}
         else:
             # Completed on the first status poll: upload, one status, results.
@@ -133,14 +125,7 @@ async def run_case(
 
         # Warm-up (not measured): imports, connection pools, SQLite pages, first ffprobe.
         warm_ids = [
-            await post_voice(
-                emu,
-                tracker,
-                scene.channels[0],
-                scene.users[i % args.users],
-                item.path,
-                item.duration_s,
-            )
+            await post_voice(emu, tracker, scene.channels[0], scene.users[i % args.users], item)
             for i, item in enumerate(warmup)
         ]
         tracker.expect(len(warm_ids))

@@ -53,6 +53,7 @@ async def run_series(
     provider: str,
     processing_s: float,
     schedule: str,
+    *,
     files: list[VoiceFile],
     hashes: dict[str, int],
     args: argparse.Namespace,
@@ -81,7 +82,7 @@ async def run_series(
         async def post(index: int) -> int:
             item = files[index]
             user = scene.users[index % len(scene.users)]
-            return await post_voice(emu, tracker, channel, user, item.path, item.duration_s)
+            return await post_voice(emu, tracker, channel, user, item)
 
         warm = await post(0)
         tracker.expect(1)
@@ -101,7 +102,7 @@ async def run_series(
     for job in standin.jobs.values():
         if isinstance(standin, BehavioralSignalsStandIn):
             # Behavioral Signals gets the transcoded WAV; the bot's meta names the message.
-            jobs[int(json.loads(job.meta or "{}")["message"])] = job
+            jobs[int(json.loads(getattr(job, "meta", None) or "{}")["message"])] = job
         else:
             jobs[posted[hashes[job.upload.sha256]]] = job
 
@@ -162,7 +163,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for processing_s in args.times:
             for schedule in schedules:
                 started = time.monotonic()
-                result = await run_series(provider, processing_s, schedule, files, hashes, args)
+                result = await run_series(
+                    provider, processing_s, schedule, files=files, hashes=hashes, args=args
+                )
                 result["wall_s"] = time.monotonic() - started
                 _print(result)
                 results.append(result)

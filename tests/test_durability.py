@@ -110,7 +110,9 @@ async def test_lost_upload_answer_is_recovered_from_the_provider(
     request = voice_request(media.voice_ogg, ProviderName.BEHAVIORAL_SIGNALS)
     record = await died_after_probe(audit, request)
     # The dying process's upload: the provider has the job; its answer never came back.
-    lost = await bs_client.submit(wav_upload(media.tone_wav), SubmitOptions(meta=request.meta))
+    lost = await bs_client.submit(
+        wav_upload(media.tone_wav), SubmitOptions(meta=dict(request.meta))
+    )
     outcome = await scans.resume(record, request)
     assert outcome.verdict is not None and outcome.error is None
     assert outcome.record.provider_job_id == lost.job_id
@@ -197,15 +199,21 @@ async def test_resume_leaves_a_scan_this_process_is_running_alone(
 
 def _dead_pid() -> int:
     """The pid of a process that has exited (not reused this quickly in practice)."""
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return int(proc.stdout)
 
 
 async def test_work_directories_of_dead_processes_are_swept(
-    audit: AuditLog, http_session: aiohttp.ClientSession, bs_client: BehavioralSignalsClient,
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    bs_client: BehavioralSignalsClient,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     """Fails if a start leaves a SIGKILLed process's temp files, or deletes a live one's."""
     temp = tmp_path / "tmp"
     temp.mkdir()

@@ -8,9 +8,13 @@ real `python -m bot` process.
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from bot.storage import ScanStatus
+from bot.storage._sqlite_rows import STATUS_CODES
 from cogs.autoscan._cog import AutoScan
 from tests.discord_emulator import DiscordEmulator, messaging
 from tests.discord_emulator.models import Message
@@ -132,6 +136,31 @@ async def test_submitted_scan_resumes_polling_its_job(
         assert sw.bs.submissions == 1
         case = await sw.bot.audit.case(sw.emu.guild.id, 1)
         assert case is not None and case.status is ScanStatus.DONE
+
+
+async def test_verdict_posted_before_a_power_loss_is_not_posted_again(
+    make_spoofwatch: MakeSpoofwatch, media: MediaFiles, tmp_path: Path
+) -> None:
+    """Fails if, when the database lost its last commits (synchronous=NORMAL and a power
+    cut) but Discord has the reply, the resumed scan replies a second time instead of
+    finding and recording the reply already posted."""
+    async with make_spoofwatch(provider="behavioral_signals") as sw:
+        message = await sw.post(media.voice_ogg, voice=True)
+        first = await sw.reply_to(message)
+    # What the lost commits leave: the case back at `submitted`, no reply recorded.
+    with sqlite3.connect(tmp_path / "spoofwatch.db") as db:
+        db.execute(
+            "UPDATE scans SET status = ?, finished_at = NULL, label = NULL, "
+            "reply_message_id = NULL WHERE case_number = 1",
+            (STATUS_CODES[ScanStatus.SUBMITTED],),
+        )
+    async with make_spoofwatch(provider="behavioral_signals") as sw:
+        await caught_up(sw)
+        case = await sw.bot.audit.case(sw.emu.guild.id, 1)
+        assert case is not None and case.status is ScanStatus.DONE  # resumed and finished
+        assert [r.id for r in bot_replies(sw, message)] == [first.id]
+        assert case.reply_message_id == first.id
+        assert sw.bs.submissions == 1
 
 
 async def test_replayed_message_event_is_answered_once(

@@ -37,6 +37,16 @@ def polled(sw: Harness) -> None:
     sw.resemble.processing_polls = 1
 
 
+def resemble_job_404(sw: Harness) -> None:
+    polled(sw)
+    sw.resemble.fail_next("status", 404, None)
+
+
+def resemble_poll_hangs(sw: Harness) -> None:
+    polled(sw)
+    sw.resemble.hang("status", None)
+
+
 @dataclass(frozen=True)
 class ProviderFault:
     provider: str
@@ -62,7 +72,7 @@ PROVIDER_FAULTS = {
     ),
     "resemble-job-404": ProviderFault(
         RESEMBLE,
-        lambda sw: (polled(sw), sw.resemble.fail_next("status", 404, None)),
+        resemble_job_404,
         "provider_not_found",
     ),
     "bs-429-retry-after-too-long": ProviderFault(
@@ -90,7 +100,7 @@ PROVIDER_FAULTS = {
     ),
     "resemble-poll-hangs": ProviderFault(
         RESEMBLE,
-        lambda sw: (polled(sw), sw.resemble.hang("status", None)),
+        resemble_poll_hangs,
         "provider_timeout",
         {"request_timeout_s": 0.2},
     ),

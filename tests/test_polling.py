@@ -8,7 +8,13 @@ import pytest
 
 from bot.detectors import PollPolicy
 from bot.detectors import _polling as polling
-from bot.detectors._polling import JobClock, JobTiming, ProcessingSpeed, poll_offsets
+from bot.detectors._polling import (
+    Expectation,
+    JobClock,
+    JobTiming,
+    ProcessingTimes,
+    poll_offsets,
+)
 
 DEFAULT = PollPolicy()
 
@@ -17,39 +23,99 @@ def first(offsets, n: int) -> list[float]:
     return [round(o, 3) for o in itertools.islice(offsets, n)]
 
 
-def test_without_an_expectation_it_is_capped_backoff_from_zero() -> None:
-    """Fails if a job of unknown length is not checked at once, then at 1 s ×1.5 up to 5 s."""
-    assert first(poll_offsets(DEFAULT, None), 8) == [0.0, 1.0, 2.5, 4.75, 8.125, 13.125, 18.125, 23.125]
+def test_without_an_expectation_it_is_capped_backoff() -> None:
+    """Fails if a job of unknown length is not checked at 1 s, then ×1.5 up to 5 s apart."""
+    offsets = first(poll_offsets(DEFAULT, None), 7)
+    assert offsets == [1.0, 2.5, 4.75, 8.125, 13.125, 18.125, 23.125]
 
 
-def test_a_long_job_is_checked_densely_just_before_its_expected_finish() -> None:
-    """Fails if a 60 s job is not first checked 5 s early, then every 0.5 s past 60 s."""
-    offsets = first(poll_offsets(DEFAULT, 60.0), 22)
-    assert offsets[0] == 55.0
-    assert offsets[1:21] == [55.0 + 0.5 * k for k in range(1, 21)]
-    assert offsets[21] == pytest.approx(65.75)  # overran: backoff again from the dense interval
+def test_a_long_job_of_unknown_spread_is_checked_from_a_tenth_early() -> None:
+    """Fails if a 60 s job is not first checked 5 s early (the cap), then every second."""
+    offsets = first(poll_offsets(DEFAULT, Expectation(60.0)), 12)
+    assert offsets[:11] == [55.0 + k for k in range(11)]
+    assert offsets[11] == pytest.approx(66.5)  # overran: backoff again from the dense interval
 
 
-def test_a_short_job_is_checked_half_a_second_early() -> None:
-    """Fails if a 2 s job's checks do not start at 1.5 s and go every 0.5 s."""
-    assert first(poll_offsets(DEFAULT, 2.0), 4) == [1.5, 2.0, 2.5, 3.25]
+def test_a_steady_provider_gets_a_narrow_window_of_checks() -> None:
+    """Fails if a small known spread does not narrow the checks to ±2 spreads, 8 of them."""
+    offsets = first(poll_offsets(DEFAULT, Expectation(60.0, spread_s=0.1)), 10)
+    assert offsets[0] == pytest.approx(59.8)
+    assert offsets[8] == pytest.approx(60.2)
+    assert offsets[1] - offsets[0] == pytest.approx(0.05)
+    assert offsets[9] > 60.2
+
+
+def test_a_steady_short_job_is_caught_within_a_twentieth_of_a_second() -> None:
+    """Fails if a 2 s job of a steady provider is not checked at 1.95, 2.0 and 2.05 s."""
+    offsets = first(poll_offsets(DEFAULT, Expectation(2.0, spread_s=0.0)), 3)
+    assert offsets == [1.95, 2.0, 2.05]
 
 
 def test_dense_checks_are_never_slower_than_the_first_backoff_step() -> None:
-    """Fails if a policy of millisecond polls (tests) gets half-second dense checks."""
+    """Fails if a policy of millisecond polls (tests) gets slower checks near the finish."""
     fast = PollPolicy(initial_s=0.01, max_interval_s=0.05)
-    offsets = first(poll_offsets(fast, 1.0), 3)
+    offsets = first(poll_offsets(fast, Expectation(1.0)), 3)
     assert offsets[1] - offsets[0] == pytest.approx(0.01)
 
 
-def test_speed_is_the_median_seconds_per_second_of_media() -> None:
-    """Fails if the expectation is not the median ratio scaled to the media's duration."""
-    speed = ProcessingSpeed()
-    assert speed.expected_s(10.0) is None
-    for media_s, took in ((10.0, 5.0), (10.0, 6.0), (20.0, 100.0)):
-        speed.record(media_s, took)
-    assert speed.expected_s(30.0) == pytest.approx(0.6 * 30.0)
-    assert speed.expected_s(None) is None
+def test_times_proportional_to_the_media_are_learned() -> None:
+    """Fails if jobs taking 0.5 s per second of media do not predict 15 s for 30 s."""
+    times = ProcessingTimes()
+    assert times.expect(10.0) is None
+    for media_s in (4.0, 10.0, 20.0, 8.0):
+        times.record(media_s, 0.5 * media_s)
+    expected = times.expect(30.0)
+    assert expected is not None
+    assert expected.finish_s == pytest.approx(15.0)
+    assert expected.spread_s == pytest.approx(0.0)
+
+
+def test_a_fixed_time_per_job_is_learned() -> None:
+    """Fails if jobs that take 2 s whatever their length do not predict 2 s."""
+    times = ProcessingTimes()
+    for media_s in (5.0, 29.0, 13.0, 22.0, 7.0):
+        times.record(media_s, 2.0)
+    expected = times.expect(18.0)
+    assert expected is not None
+    assert expected.finish_s == pytest.approx(2.0)
+
+
+def test_a_fixed_cost_plus_a_cost_per_second_is_learned() -> None:
+    """Fails if 1 s + 0.1 s per second of media is not fitted as such."""
+    times = ProcessingTimes()
+    for media_s in (5.0, 10.0, 20.0, 30.0):
+        times.record(media_s, 1.0 + 0.1 * media_s)
+    times.record(None, 7.0)  # an unknown length teaches nothing about the line
+    expected = times.expect(15.0)
+    assert expected is not None
+    assert expected.finish_s == pytest.approx(2.5)
+    typical = times.expect(None)
+    assert typical is not None
+    assert typical.finish_s == pytest.approx(3.0)
+
+
+def test_narrow_windows_outweigh_the_wide_ones_of_the_first_jobs() -> None:
+    """Fails if jobs timed to ±0.1 s do not override many timed to ±1 s by plain backoff."""
+    times = ProcessingTimes()
+    for _ in range(10):
+        times.record(10.0, 1.75, window_s=1.5)  # found done between 1 s and 2.5 s
+    for _ in range(3):
+        times.record(10.0, 2.05, window_s=0.2)
+    expected = times.expect(10.0)
+    assert expected is not None
+    assert expected.finish_s == pytest.approx(2.05)
+
+
+def test_spread_is_robust_to_one_slow_job() -> None:
+    """Fails if one job stuck in a queue widens the checks of every later job."""
+    times = ProcessingTimes()
+    for took in (10.0, 10.2, 9.8, 10.1, 9.9, 60.0):
+        times.record(10.0, took)
+    expected = times.expect(10.0)
+    assert expected is not None
+    assert expected.finish_s == pytest.approx(10.0, abs=0.1)
+    assert expected.spread_s is not None
+    assert expected.spread_s < 0.5
 
 
 class FakeTime:
@@ -73,7 +139,7 @@ def test_overdue_checks_become_one_check_now(clock_time: FakeTime) -> None:
     clock.started("job", JobTiming(submitted_at=clock_time.now, media_s=None))
     clock_time.now += 3.0  # the upload (or a Prefer: wait hold) took 3 s
     checks = clock.checks("job")
-    assert checks.delay() == 0.0
+    assert checks.delay() == 0.0  # the checks due at 1 s and 2.5 s: one, now
     assert checks.delay() == pytest.approx(4.75 - 3.0)
 
 
@@ -86,7 +152,9 @@ def test_the_finish_is_learned_from_the_window_it_fell_in(clock_time: FakeTime) 
     checks.still_running()
     clock_time.now += 5.0
     checks.done()  # finished between 8.125 s and 13.125 s: about 10.6 s
-    assert clock.speed.expected_s(10.0) == pytest.approx(10.625)
+    expected = clock.times.expect(10.0)
+    assert expected is not None
+    assert expected.finish_s == pytest.approx(10.625)
 
     clock.started("b", JobTiming(submitted_at=clock_time.now, media_s=10.0))
     assert clock.checks("b").delay() == pytest.approx(10.625 - 1.0625)
@@ -96,7 +164,7 @@ def test_a_resumed_job_gets_plain_backoff_and_teaches_nothing(clock_time: FakeTi
     """Fails if a job whose start time is unknown (a restart) skews the learned speed."""
     clock = JobClock(DEFAULT)
     checks = clock.checks("unknown")
-    assert checks.delay() == 0.0
+    assert checks.delay() == 1.0
     clock_time.now += 30
     checks.done()
-    assert clock.speed.expected_s(10.0) is None
+    assert clock.times.expect(10.0) is None

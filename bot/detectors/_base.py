@@ -59,8 +59,6 @@ class PollPolicy:
     factor: float = 1.5
     max_interval_s: float = 5.0
     deadline_s: float = 300.0
-    #: Checks this often around the expected finish (never less often than `initial_s`).
-    dense_interval_s: float = 0.5
 
 
 class Detector(Protocol):

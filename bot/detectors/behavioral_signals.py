@@ -300,7 +300,6 @@ class BehavioralSignalsClient:
         if options.meta:
             # Echoed back in `meta`, so a lost answer can be reconciled from the list call.
             fields["meta"] = json.dumps(options.meta, separators=(",", ":"))
-        submitted_at = time.monotonic()
         process = await self._http.request(
             "POST",
             f"{self._base}/audio",
@@ -317,7 +316,8 @@ class BehavioralSignalsClient:
             process.pid,
             process.status,
         )
-        self._clock.started(str(process.pid), JobTiming(submitted_at, upload.duration_s))
+        # Processing starts once the whole file has arrived, which is when this answer comes.
+        self._clock.started(str(process.pid), JobTiming(time.monotonic(), upload.duration_s))
         return Submission(job_id=str(process.pid))
 
     @property

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,8 +42,8 @@ _BUSY_TIMEOUT_MS = 5000
 #: Page cache per connection (negative = KiB): keeps the upper levels of every index and the
 #: pages each guild is appending to resident at a million cases.
 _CACHE_KIB = 32768
-_WAL_AUTOCHECKPOINT_PAGES = 1000
-_MMAP_BYTES = 0
+#: The checkpointer folds the WAL back once it has grown past this (16 MiB, 4096 pages).
+_CHECKPOINT_BYTES = 16 * 1024 * 1024
 
 INSERT_EVENT = (
     "INSERT INTO events (guild_id, at, actor, action, target, reason, case_number) "
@@ -59,8 +60,6 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_AUTOCHECKPOINT_PAGES}")
-    conn.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
 
 
 async def open_reader(path: Path) -> aiosqlite.Connection:
@@ -77,6 +76,8 @@ async def open_reader(path: Path) -> aiosqlite.Connection:
 
 
 class SQLiteBase:
+    """The connections and clock that the read and write halves of the audit log share."""
+
     def __init__(
         self, reader: aiosqlite.Connection, writer: Writer, clock: Callable[[], datetime]
     ) -> None:
@@ -135,11 +136,14 @@ class _Unit:
 class Writer:
     """The one path by which anything is written: a queue drained into the writer thread."""
 
-    def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, thread: ThreadPoolExecutor, checkpointer: _Checkpointer
+    ) -> None:
         self._conn = conn
         self._thread = thread
+        self._checkpointer = checkpointer
         self._queue: deque[_Statement | _Unit] = deque()
-        self._drainer: asyncio.Task[None] | None = None
+        self._in_flight: asyncio.Future[Any] | None = None
         self._closed = False
 
     @classmethod
@@ -153,6 +157,8 @@ class Writer:
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
                 configure(conn)
+                # The checkpointer's job, off this thread (see `_Checkpointer`).
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
                 setup(conn)
             except BaseException:
                 conn.close()
@@ -164,14 +170,14 @@ class Writer:
         except BaseException:
             thread.shutdown(wait=False)
             raise
-        return cls(conn, thread)
+        return cls(conn, thread, _Checkpointer(path))
 
     async def statement(self, sql: str, params: Params) -> list[Any]:
         """Run one statement in the next group commit; its RETURNING rows."""
         self._check_open()
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Statement(sql, params, future))
-        self._wake()
+        self._dispatch()
         return await future
 
     async def unit(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -179,7 +185,7 @@ class Writer:
         self._check_open()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Unit(work, future))
-        self._wake()
+        self._dispatch()
         return await future
 
     async def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -189,8 +195,8 @@ class Writer:
 
     async def drain(self) -> None:
         """Wait until everything queued so far is written."""
-        while self._drainer is not None and not self._drainer.done():
-            await asyncio.shield(self._drainer)
+        while self._in_flight is not None:
+            await asyncio.wait([self._in_flight])
 
     async def close(self) -> None:
         """Write what is queued, then close; later writes raise instead of waiting forever."""
@@ -198,7 +204,9 @@ class Writer:
         try:
             await self.drain()
         finally:
+            await self._checkpointer.close()
             loop = asyncio.get_running_loop()
+            # The last connection to close checkpoints what is left and removes the WAL.
             await loop.run_in_executor(self._thread, self._conn.close)
             self._thread.shutdown(wait=True)
 
@@ -206,41 +214,52 @@ class Writer:
         if self._closed:
             raise RuntimeError("the audit log is closed")
 
-    def _wake(self) -> None:
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.get_running_loop().create_task(
-                self._drain(), name="audit-log-writer"
-            )
+    def _dispatch(self) -> None:
+        """Hand the thread the next batch (or unit) now, if it is idle.
 
-    async def _drain(self) -> None:
+        Dispatching at once, rather than from a task scheduled behind every other ready
+        callback, keeps the thread busy while the event loop is still resuming the callers
+        of the previous batch: their next statements gather into the following batch.
+        """
+        if self._in_flight is not None or not self._queue:
+            return
+        head = self._queue.popleft()
         loop = asyncio.get_running_loop()
-        while self._queue:
-            head = self._queue.popleft()
-            batch: list[_Statement] = []
-            if isinstance(head, _Statement):
-                batch.append(head)
-                while len(batch) < _MAX_BATCH and self._queue:
-                    following = self._queue[0]
-                    if not isinstance(following, _Statement):
-                        break
-                    batch.append(following)
-                    self._queue.popleft()
-            try:
-                if isinstance(head, _Unit):
-                    outcome = await loop.run_in_executor(self._thread, self._run_unit, head.work)
-                    _settle(head.future, outcome)
-                else:
-                    outcomes = await loop.run_in_executor(self._thread, self._run_batch, batch)
-                    for statement, result in zip(batch, outcomes, strict=True):
-                        _settle(statement.future, result)
-            except BaseException as exc:
-                # The thread itself is gone (interpreter shutdown, cancelled task): everyone
-                # waiting must hear of it rather than wait forever.
-                error = exc if isinstance(exc, Exception) else RuntimeError("writer stopped")
-                for waiting in [head, *batch, *self._queue]:
-                    _settle(waiting.future, error)
-                self._queue.clear()
-                raise
+        if isinstance(head, _Unit):
+            work: Callable[[], Any] = partial(self._run_unit, head.work)
+            items: list[_Statement | _Unit] = [head]
+        else:
+            batch = [head]
+            while len(batch) < _MAX_BATCH and self._queue:
+                following = self._queue[0]
+                if not isinstance(following, _Statement):
+                    break
+                batch.append(following)
+                self._queue.popleft()
+            work = partial(self._run_batch, batch)
+            items = list(batch)
+        try:
+            self._in_flight = loop.run_in_executor(self._thread, work)
+        except RuntimeError as exc:  # the thread is gone (closing at interpreter shutdown)
+            for item in [*items, *self._queue]:
+                _settle(item.future, exc)
+            self._queue.clear()
+            return
+        self._in_flight.add_done_callback(partial(self._finished, items))
+
+    def _finished(self, items: list[_Statement | _Unit], done: asyncio.Future[Any]) -> None:
+        self._in_flight = None
+        if done.cancelled() or done.exception() is not None:
+            error = RuntimeError("the audit log writer stopped") if done.cancelled() else None
+            for item in items:
+                _settle(item.future, error or done.exception())
+        elif isinstance(items[0], _Unit):
+            _settle(items[0].future, done.result())
+        else:
+            for item, outcome in zip(items, done.result(), strict=True):
+                _settle(item.future, outcome)
+        self._checkpointer.poke()
+        self._dispatch()
 
     # --- in the writer thread -------------------------------------------------------------
 
@@ -283,6 +302,60 @@ class Writer:
         except Exception as exc:  # handed to the caller, who owns the work
             return _Failed(exc)
         return result
+
+
+class _Checkpointer:
+    """Copies the WAL back into the database file from a thread and connection of its own.
+
+    SQLite's automatic checkpoint runs inside the committing writer, every 1000 pages, and
+    ends with an fsync of the database file. At a million cases that stalled the writer often
+    enough to cost a third of its throughput and made it erratic (BENCHMARKS.md). Here the
+    writer never checkpoints; after a batch, if the WAL has grown past `_CHECKPOINT_BYTES`
+    and no checkpoint is running, a PASSIVE one starts. PASSIVE never blocks the writer or
+    readers; SQLite restarts the WAL from its beginning once a checkpoint has caught up.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._wal = Path(f"{path}-wal")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-log-ckpt")
+        self._conn: sqlite3.Connection | None = None
+        self._running: asyncio.Future[None] | None = None
+
+    def poke(self) -> None:
+        if self._running is not None and not self._running.done():
+            return
+        try:
+            size = self._wal.stat().st_size
+        except FileNotFoundError:
+            return
+        if size >= _CHECKPOINT_BYTES:
+            loop = asyncio.get_running_loop()
+            self._running = loop.run_in_executor(self._thread, self._checkpoint)
+            self._running.add_done_callback(_log_checkpoint_failure)
+
+    async def close(self) -> None:
+        if self._running is not None:
+            await asyncio.wait([self._running])
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)
+
+    def _checkpoint(self) -> None:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, isolation_level=None)
+            configure(self._conn)
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+def _log_checkpoint_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        # The next checkpoint retries; meanwhile the WAL only grows.
+        log.warning("audit log checkpoint failed: %s", done.exception())
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ CatchUpChannel = discord.TextChannel | discord.VoiceChannel | discord.StageChann
 def channels_to_catch_up(guild: discord.Guild, cutoff: datetime) -> list[CatchUpChannel]:
     """Channels (and active threads) the bot can read with a message newer than `cutoff`."""
     me = guild.me
+    if me is None:  # the guild is not fully loaded (unavailable): nothing to read yet
+        return []
     found: list[CatchUpChannel] = []
     candidates: list[CatchUpChannel] = [
         c

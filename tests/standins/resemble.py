@@ -191,9 +191,9 @@ class ResembleStandIn(StandIn):
             return denied
         self.last_headers = dict(request.headers)
         if request.content_type == "application/json":
-            fields, upload, problem = await self._json_request(request)
-            if problem is not None:
-                return problem
+            fields, upload, refusal = await self._json_request(request)
+            if refusal is not None:
+                return refusal
         elif request.content_type.startswith("multipart/"):
             fields, upload = await self.read_upload(request)
         else:
@@ -203,7 +203,8 @@ class ResembleStandIn(StandIn):
             return fault
         if upload is None:
             return self._error(400, "One of file, url or media_token is required")
-        if problem := self._check(upload, fields):
+        direct = request.content_type != "application/json"
+        if problem := self._check(upload, fields, direct=direct):
             return self._error(400, problem)
 
         extension = PurePath(upload.filename or "").suffix.lower()
@@ -265,7 +266,7 @@ class ResembleStandIn(StandIn):
         self.secure_uploads[token] = (upload, time.monotonic() + 3600)
         return web.json_response({"success": True, "token": token})
 
-    def _check(self, upload: ReceivedFile, fields: dict[str, str]) -> str | None:
+    def _check(self, upload: ReceivedFile, fields: dict[str, str], *, direct: bool) -> str | None:
         """The 400 reasons Resemble gives before any analysis or billing."""
         extension = PurePath(upload.filename or "").suffix.lower()
         if extension not in ALLOWED_EXTENSIONS:
@@ -282,7 +283,8 @@ class ResembleStandIn(StandIn):
                 return f"Content type {upload.content_type} does not match extension {extension}"
         if upload.size == 0:
             return "Uploaded file is empty"
-        if upload.size > self.max_upload_bytes:
+        # Secure Uploads exist for files over the direct-upload cap.
+        if direct and upload.size > self.max_upload_bytes:
             return (
                 f"File exceeds the {self.max_upload_bytes // (1024 * 1024)} MB direct upload "
                 "limit; use Secure Uploads (POST /secure_uploads) for larger files"
