@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import mimetypes
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.errors import SpoofwatchError
+from bot.errors import FileMissing, SpoofwatchError
 from bot.runtime import Runtime, open_runtime
 from bot.scanning import MediaSource, ScanLimits, ScanOutcome, ScanRequest
 from bot.settings import Settings
@@ -83,7 +81,7 @@ async def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.st
 
     failed = False
     for path, result in results:
-        failed |= isinstance(result, SpoofwatchError) or result.error is not None
+        failed |= _failure(result) is not None
         line = _json_line(path, result) if args.json else _readable(path, result)
         print(line, file=out, flush=True)
     return 1 if failed else 0
@@ -93,7 +91,7 @@ async def _scan_file(
     runtime: Runtime, settings: Settings, provider: ProviderName, path: Path
 ) -> ScanOutcome | SpoofwatchError:
     if not await asyncio.to_thread(path.is_file):
-        return SpoofwatchError(f"{path} does not exist or is not a file.")
+        return FileMissing(f"{path} does not exist or is not a file.")
     resolved = await asyncio.to_thread(path.resolve)
     content_type, _ = mimetypes.guess_type(path.name)
     new = NewScan(
@@ -115,15 +113,21 @@ async def _scan_file(
     return await runtime.scans.scan(request)
 
 
+def _failure(result: ScanOutcome | SpoofwatchError) -> SpoofwatchError | None:
+    """The error of a file that got no verdict, else None."""
+    if isinstance(result, SpoofwatchError):
+        return result
+    if result.verdict is None:
+        return result.error or SpoofwatchError("The scan ended without a verdict.")
+    return None
+
+
 def _json_line(path: Path, result: ScanOutcome | SpoofwatchError) -> str:
-    error = result if isinstance(result, SpoofwatchError) else result.error
+    error = _failure(result)
     if error is not None or isinstance(result, SpoofwatchError) or result.verdict is None:
-        kind = error.kind if error else "error"
-        message = error.message if error else "no verdict"
-        if kind == "error" and isinstance(result, SpoofwatchError):
-            kind = "not_found"
+        assert error is not None
         return ScanJsonError(
-            file=str(path), error=ScanErrorBody(kind=kind, message=message)
+            file=str(path), error=ScanErrorBody(kind=error.kind, message=error.message)
         ).model_dump_json()
     verdict = result.verdict
     return ScanJsonVerdict(
@@ -148,13 +152,11 @@ _WORDS = {
 
 
 def _readable(path: Path, result: ScanOutcome | SpoofwatchError) -> str:
-    if isinstance(result, SpoofwatchError):
-        return f"{path}: error: {result.message}"
-    if result.error is not None or result.verdict is None:
-        error = result.error
-        text = error.message if error else "no verdict"
-        hint = f"\n  {error.hint}" if error and error.hint else ""
-        return f"{path}: error ({error.kind if error else 'error'}): {text}{hint}"
+    error = _failure(result)
+    if error is not None or isinstance(result, SpoofwatchError) or result.verdict is None:
+        assert error is not None
+        hint = f"\n  {error.hint}" if error.hint else ""
+        return f"{path}: error ({error.kind}): {error.message}{hint}"
     v = result.verdict
     p = "n/a" if v.spoofed_probability is None else f"{v.spoofed_probability:.1%}"
     lines = [
@@ -181,8 +183,3 @@ def _readable(path: Path, result: ScanOutcome | SpoofwatchError) -> str:
         snippet = v.transcript if len(v.transcript) <= 300 else v.transcript[:299] + "…"
         lines.append(f'  transcript: "{snippet}"')
     return "\n".join(lines)
-
-
-def parse_json_lines(text: str) -> Sequence[dict[str, object]]:
-    """Parse `scan --json` output (used by tests and scripts)."""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -65,6 +65,13 @@ class MediaError(SpoofwatchError):
     kind = "media"
 
 
+class FileMissing(MediaError):
+    """A local file named on the command line does not exist."""
+
+    kind = "not_found"
+    hint = "Check the path."
+
+
 class EmptyMedia(MediaError):
     kind = "empty"
     hint = "The file has no content. Upload the recording again."
