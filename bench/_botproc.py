@@ -12,6 +12,9 @@ to `SPOOFWATCH_BENCH_STATS`, so the benchmark can take the lag of its own time w
 (check at once, then 1 s ×1.5 up to 5 s with the default settings, nothing learned):
 bench/time_to_verdict uses it for the "before" figures.
 
+`SPOOFWATCH_BENCH_PROBE=ffprobe` turns off the Ogg Opus page reader, so that every file is
+probed by starting ffprobe, as before issue 7 (bench/load.py --probe ffprobe).
+
 Benchmark-only: these variables are not bot settings.
 """
 
@@ -100,6 +103,10 @@ def main() -> int:
     runner._main = instrumented
     if os.environ.get("SPOOFWATCH_BENCH_POLL") == "backoff":
         _plain_backoff()
+    if os.environ.get("SPOOFWATCH_BENCH_PROBE") == "ffprobe":
+        from bot.media import _probe
+
+        _probe.read_ogg_opus = lambda path: None
     try:
         return runner.run_bot(load_settings(env_file=None))
     finally:

@@ -142,7 +142,7 @@ async def py_spy(pid: int, name: str | None, *, idle: bool = False) -> AsyncIter
         raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
     OUT.mkdir(parents=True, exist_ok=True)
     args = [str(exe), "record", "--pid", str(pid), "--rate", "250", "--format", "raw"]
-    args += ["--output", str(OUT / f"{name}.txt"), "--nonblocking"]
+    args += ["--output", str(OUT / f"{name}.txt"), "--nonblocking", "--gil"]
     if idle:
         args.append("--idle")
     proc = await asyncio.create_subprocess_exec(

@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.load [--provider resemble|behavioral_signals|both]
                                    [--mode burst|paced|both] [--messages 1000] [--users 50]
-                                   [--rate 50] [--workers N] [--json]
+                                   [--rate 50] [--workers N] [--probe pages|ffprobe]
+                                   [--profile cpu] [--json load.json]
 
 The bot runs as its own process (`python -m bench._botproc`: the bot's runner plus a loop-lag
 probe) against the Discord emulator and a provider stand-in, both in this process on
@@ -119,6 +120,8 @@ async def run_case(
         tracker.install()
         stack.callback(tracker.uninstall)
         settings = {"SPOOFWATCH_WORKERS": str(args.workers)} if args.workers else {}
+        if args.probe == "ffprobe":
+            settings["SPOOFWATCH_BENCH_PROBE"] = "ffprobe"
         bot = await stack.enter_async_context(
             bot_process(emu=emu, provider=provider, settings=settings, **kwargs)
         )
@@ -173,6 +176,7 @@ async def run_case(
         "users": args.users,
         "rate": args.rate if mode == "paced" else None,
         "workers": args.workers or "default",
+        "probe": args.probe,
         "complete": finished,
         "replied": scans,
         "failed_replies": len(tracker.failed & set(ids)),
@@ -189,8 +193,6 @@ async def run_case(
             "at_start_of_window": rss_start / 1024,
             "peak_in_window": rss_peak / 1024,
             "peak_process_vmhwm": bot.final_memory_kib.get("VmHWM", 0) / 1024,
-            "largest_child_sampled": (bot.rss.child_peak_kib(started, ended) if bot.rss else 0)
-            / 1024,
         },
         "provider_requests": dict(provider_calls),
         "provider_requests_per_scan": sum(provider_calls.values()) / max(scans, 1),
@@ -212,7 +214,7 @@ def _print(result: dict[str, Any]) -> None:
     print(
         f"\n== {result['provider']} / {result['mode']}"
         + (f" at {result['rate']:g}/s" if result["rate"] else "")
-        + f" (workers: {result['workers']})"
+        + f" (workers: {result['workers']}, probe: {result['probe']})"
     )
     print(
         f"  replied {result['replied']}/{result['messages']} "
@@ -236,8 +238,7 @@ def _print(result: dict[str, Any]) -> None:
         print(f"  bot loop lag: max {fmt_ms(lag['max'])}, p99 {fmt_ms(lag['p99'])}")
     print(
         f"  bot RSS: {rss['at_start_of_window']:.0f} MiB at start, peak "
-        f"{rss['peak_in_window']:.0f} MiB (VmHWM {rss['peak_process_vmhwm']:.0f} MiB); "
-        f"largest ffmpeg/ffprobe child seen {rss['largest_child_sampled']:.0f} MiB"
+        f"{rss['peak_in_window']:.0f} MiB (VmHWM {rss['peak_process_vmhwm']:.0f} MiB)"
     )
     print(
         f"  other processes used {result['other_processes_cores']:.2f} cores meanwhile "
@@ -275,6 +276,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="paced mode: messages/s")
     parser.add_argument(
         "--workers", type=int, default=0, help="SPOOFWATCH_WORKERS (0: the bot's default)"
+    )
+    parser.add_argument(
+        "--probe",
+        choices=("pages", "ffprobe"),
+        default="pages",
+        help="ffprobe: start ffprobe for every file, as before issue 7 (for before/after)",
     )
     parser.add_argument(
         "--profile",

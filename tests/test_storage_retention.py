@@ -167,7 +167,7 @@ async def test_a_failing_statement_does_not_undo_its_batch(log: SQLiteAuditLog) 
     good = [log.create_scan(new_scan()) for _ in range(5)]
     results = await asyncio.gather(bad, *good, return_exceptions=True)
     assert isinstance(results[0], sqlite3.IntegrityError)
-    assert [r[0].case_number for r in results[1:]] == [1, 2, 3, 4, 5]  # type: ignore[index]
+    assert [r[0].case_number for r in results[1:]] == [1, 2, 3, 4, 5]
     assert await log.count_cases(GUILD_A) == 5
 
 

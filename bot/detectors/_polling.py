@@ -24,7 +24,7 @@ from bot.detectors._base import PollPolicy
 #: Jobs on media closer in length than this say nothing about the cost per second.
 _MIN_MEDIA_GAP_S = 0.5
 #: Checks around the expected finish: about this many, never closer than this...
-_CHECKS_PER_WINDOW = 8
+_CHECKS_PER_WINDOW = 4
 _MIN_DENSE_S = 0.05
 #: ...from this fraction of the expected time early, while too few jobs were seen to know
 #: how much their times vary.
@@ -131,9 +131,9 @@ def poll_offsets(policy: PollPolicy, expected: Expectation | None) -> Iterator[f
 
     With one: checks across a window around the expected finish, as wide as the finish is
     uncertain (twice the observed spread either side, or a tenth of the expected time until
-    the spread is known; at most the backoff cap), about eight of them, then backoff. A
-    steady provider is caught within a twentieth of a second in two or three checks; an
-    erratic one in about eight.
+    the spread is known; at most the backoff cap), about four of them (never further apart
+    than `policy.initial_s`), then backoff. A steady provider's job is caught within a
+    twentieth of a second in two or three checks.
     """
     if expected is None:
         offset, interval = 0.0, policy.initial_s

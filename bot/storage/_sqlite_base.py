@@ -42,8 +42,12 @@ _BUSY_TIMEOUT_MS = 5000
 #: Page cache per connection (negative = KiB): keeps the upper levels of every index and the
 #: pages each guild is appending to resident at a million cases.
 _CACHE_KIB = 32768
-#: The checkpointer folds the WAL back once it has grown past this (16 MiB, 4096 pages).
-_CHECKPOINT_BYTES = 16 * 1024 * 1024
+#: The writer folds the WAL back into the database after a commit that leaves it this many
+#: pages long. SQLite's default, 1000 (4 MiB), checkpointed (and fsynced) so often at a
+#: million cases that it cost a third of the insert rate (BENCHMARKS.md); 10,000 (40 MiB)
+#: keeps the pauses rare. The file is cut back to 64 MiB after a burst.
+_WAL_AUTOCHECKPOINT_PAGES = 10_000
+_WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 INSERT_EVENT = (
     "INSERT INTO events (guild_id, at, actor, action, target, reason, case_number) "
@@ -136,12 +140,9 @@ class _Unit:
 class Writer:
     """The one path by which anything is written: a queue drained into the writer thread."""
 
-    def __init__(
-        self, conn: sqlite3.Connection, thread: ThreadPoolExecutor, checkpointer: _Checkpointer
-    ) -> None:
+    def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
         self._conn = conn
         self._thread = thread
-        self._checkpointer = checkpointer
         self._queue: deque[_Statement | _Unit] = deque()
         self._in_flight: asyncio.Future[Any] | None = None
         self._closed = False
@@ -157,8 +158,12 @@ class Writer:
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
                 configure(conn)
-                # The checkpointer's job, off this thread (see `_Checkpointer`).
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                # Checkpoints stay in this thread, right after a commit: only then can one
+                # catch up with the writer, which lets SQLite restart the WAL from its
+                # beginning. (A PASSIVE checkpointer in a thread of its own, tried, never
+                # caught up under a steady write load, and the WAL grew without bound.)
+                conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_AUTOCHECKPOINT_PAGES}")
+                conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT_BYTES}")
                 setup(conn)
             except BaseException:
                 conn.close()
@@ -170,7 +175,7 @@ class Writer:
         except BaseException:
             thread.shutdown(wait=False)
             raise
-        return cls(conn, thread, _Checkpointer(path))
+        return cls(conn, thread)
 
     async def statement(self, sql: str, params: Params) -> list[Any]:
         """Run one statement in the next group commit; its RETURNING rows."""
@@ -204,7 +209,6 @@ class Writer:
         try:
             await self.drain()
         finally:
-            await self._checkpointer.close()
             loop = asyncio.get_running_loop()
             # The last connection to close checkpoints what is left and removes the WAL.
             await loop.run_in_executor(self._thread, self._conn.close)
@@ -258,7 +262,6 @@ class Writer:
         else:
             for item, outcome in zip(items, done.result(), strict=True):
                 _settle(item.future, outcome)
-        self._checkpointer.poke()
         self._dispatch()
 
     # --- in the writer thread -------------------------------------------------------------
@@ -302,60 +305,6 @@ class Writer:
         except Exception as exc:  # handed to the caller, who owns the work
             return _Failed(exc)
         return result
-
-
-class _Checkpointer:
-    """Copies the WAL back into the database file from a thread and connection of its own.
-
-    SQLite's automatic checkpoint runs inside the committing writer, every 1000 pages, and
-    ends with an fsync of the database file. At a million cases that stalled the writer often
-    enough to cost a third of its throughput and made it erratic (BENCHMARKS.md). Here the
-    writer never checkpoints; after a batch, if the WAL has grown past `_CHECKPOINT_BYTES`
-    and no checkpoint is running, a PASSIVE one starts. PASSIVE never blocks the writer or
-    readers; SQLite restarts the WAL from its beginning once a checkpoint has caught up.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._wal = Path(f"{path}-wal")
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-log-ckpt")
-        self._conn: sqlite3.Connection | None = None
-        self._running: asyncio.Future[None] | None = None
-
-    def poke(self) -> None:
-        if self._running is not None and not self._running.done():
-            return
-        try:
-            size = self._wal.stat().st_size
-        except FileNotFoundError:
-            return
-        if size >= _CHECKPOINT_BYTES:
-            loop = asyncio.get_running_loop()
-            self._running = loop.run_in_executor(self._thread, self._checkpoint)
-            self._running.add_done_callback(_log_checkpoint_failure)
-
-    async def close(self) -> None:
-        if self._running is not None:
-            await asyncio.wait([self._running])
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._close)
-        self._thread.shutdown(wait=True)
-
-    def _checkpoint(self) -> None:
-        if self._conn is None:
-            self._conn = sqlite3.connect(self._path, isolation_level=None)
-            configure(self._conn)
-        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-
-
-def _log_checkpoint_failure(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        # The next checkpoint retries; meanwhile the WAL only grows.
-        log.warning("audit log checkpoint failed: %s", done.exception())
 
 
 @dataclass(frozen=True)
