@@ -7,11 +7,7 @@ anything else and updated at each step, so a crash leaves a visible, resumable t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -19,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot import media
+from bot import media, workdirs
 from bot.detectors import Detector, SubmitOptions, Upload
 from bot.errors import (
     InternalError,
@@ -39,10 +35,6 @@ from bot.verdict import MediaKind, ProviderName, Verdict
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-#: Each scan works in its own directory, `spoofwatch-<pid>-<random>-scan`.
-_WORKDIR_PREFIX = "spoofwatch-"
-_WORKDIR_SUFFIX = "-scan"
 
 
 def utc_now() -> datetime:
@@ -147,15 +139,8 @@ class ScanService:
         return list(self._detectors)
 
     async def sweep_workdirs(self) -> int:
-        """Delete the work directories of dead processes; call once, before any scan starts.
-
-        A scan's `finally` deletes its directory, but SIGKILL, OOM kills and power loss skip
-        it. A directory is left alone while the process named in it is alive (another
-        shard sharing the temp dir); this process's own pid counts as dead, since nothing
-        has run yet (in a container the bot is often pid 1 on every start).
-        """
-        root = self._temp_dir or Path(tempfile.gettempdir())
-        removed = await asyncio.to_thread(_sweep_workdirs, root)
+        """Delete the work directories of dead processes; call once, before any scan starts."""
+        root, removed = await workdirs.sweep(self._temp_dir)
         if removed:
             log.info("removed %d work directories left by stopped processes in %s", removed, root)
         return removed
@@ -298,18 +283,9 @@ class ScanService:
             self._running.discard(record.id)
 
     async def _run_in_workdir(self, record: ScanRecord, request: ScanRequest) -> ScanOutcome:
-        # The pid in the name lets a later start tell a dead process's leftovers (a SIGKILL
-        # skips every `finally`) from a live one's; see `sweep_workdirs`.
-        workdir = Path(
-            await asyncio.to_thread(
-                tempfile.mkdtemp,
-                _WORKDIR_SUFFIX,
-                f"{_WORKDIR_PREFIX}{os.getpid()}-",
-                self._temp_dir,
-            )
-        )
         try:
-            return await self._steps(record, request, workdir)
+            async with workdirs.scan_workdir(self._temp_dir) as workdir:
+                return await self._steps(record, request, workdir)
         except SpoofwatchError as exc:
             return await self._fail(record, exc)
         except asyncio.CancelledError:
@@ -321,8 +297,6 @@ class ScanService:
             return await self._fail(
                 record, InternalError("Something went wrong inside Spoofwatch.")
             )
-        finally:
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
 
     async def _steps(self, record: ScanRecord, request: ScanRequest, workdir: Path) -> ScanOutcome:
         limits = request.limits
@@ -455,28 +429,6 @@ class ScanService:
             if stored is not None:
                 return ScanOutcome(record=record, verdict=stored.verdict)
         return ScanOutcome(record=record, error=_recorded_error(record))
-
-
-def _sweep_workdirs(root: Path) -> int:
-    removed = 0
-    with contextlib.suppress(OSError):
-        for path in root.glob(f"{_WORKDIR_PREFIX}*{_WORKDIR_SUFFIX}"):
-            pid = path.name.removeprefix(_WORKDIR_PREFIX).split("-", 1)[0]
-            if not pid.isdigit() or (int(pid) != os.getpid() and _process_alive(int(pid))):
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def _recorded_error(record: ScanRecord) -> SpoofwatchError:
