@@ -121,3 +121,6 @@ from tests.discord_emulator.fixtures import bare_emulator, emulator  # noqa: E40
 
 # --- the whole bot, end to end (tests/e2e.py) -----------------------------------------------
 from tests.e2e import make_spoofwatch, spoofwatch  # noqa: E402, F401
+
+# --- the scan service without Discord (tests/scan_support.py) -----------------------------
+from tests.scan_support import audit  # noqa: E402, F401

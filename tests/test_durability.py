@@ -10,32 +10,23 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from bot.detectors import Detector, SubmitOptions, Upload
 from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.detectors.resemble import ResembleClient
 from bot.errors import ScanInProgress
 from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService, provider_meta
-from bot.storage import AuditLog, NewScan, ScanRecord, ScanStatus, Trigger, open_audit_log
+from bot.storage import AuditLog, NewScan, ScanRecord, ScanStatus, Trigger
 from bot.verdict import MediaKind, ProviderName
 from tests.media_factory import MediaFiles
+from tests.scan_support import make_service
 from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
 
 LIMITS = ScanLimits(max_file_bytes=50 * 1024 * 1024, max_duration_s=600)
 GUILD, CHANNEL, MESSAGE, ATTACHMENT = 10, 20, 30, 40
-
-
-@pytest.fixture
-async def audit(tmp_path: Path) -> AsyncIterator[AuditLog]:
-    log = await open_audit_log(tmp_path / "audit.db")
-    yield log
-    await log.close()
 
 
 def service(
@@ -44,15 +35,7 @@ def service(
     detector: Detector,
     temp_dir: Path | None = None,
 ) -> ScanService:
-    return ScanService(
-        audit=audit,
-        detectors={detector.provider: detector},
-        http_session=http_session,
-        allowed_hosts=("127.0.0.1",),
-        ffmpeg_timeout_s=30,
-        temp_dir=temp_dir,
-        clock=lambda: datetime(2026, 11, 21, 12, tzinfo=UTC),
-    )
+    return make_service(audit, http_session, detector, temp_dir=temp_dir)
 
 
 def voice_request(path: Path, provider: ProviderName) -> ScanRequest:

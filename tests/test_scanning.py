@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,9 +14,10 @@ from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.detectors.resemble import ResembleClient
 from bot.errors import ProviderOutOfCredits, QuotaReached
 from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService
-from bot.storage import AuditLog, NewScan, ScanStatus, Trigger, open_audit_log
+from bot.storage import AuditLog, NewScan, ScanStatus, Trigger
 from bot.verdict import Label, MediaKind, ProviderName
 from tests.media_factory import MediaFiles
+from tests.scan_support import NOON, make_service
 from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
 from tests.standins.behavioral_signals import utterance
 from tests.standins.resemble import metrics
@@ -25,27 +25,13 @@ from tests.standins.resemble import metrics
 LIMITS = ScanLimits(max_file_bytes=50 * 1024 * 1024, max_duration_s=600)
 
 
-@pytest.fixture
-async def audit(tmp_path: Path) -> AsyncIterator[AuditLog]:
-    log = await open_audit_log(tmp_path / "audit.db")
-    yield log
-    await log.close()
-
-
 def service(
     audit: AuditLog,
     http_session: aiohttp.ClientSession,
     detectors: dict[ProviderName, Detector],
-    clock=lambda: datetime(2026, 11, 21, 12, tzinfo=UTC),
+    clock=lambda: NOON,
 ) -> ScanService:
-    return ScanService(
-        audit=audit,
-        detectors=detectors,
-        http_session=http_session,
-        allowed_hosts=("127.0.0.1",),
-        ffmpeg_timeout_s=30,
-        clock=clock,
-    )
+    return make_service(audit, http_session, *detectors.values(), clock=clock)
 
 
 def request(

@@ -1,0 +1,43 @@
+"""Building a ScanService for tests that need no Discord (real SQLite, stand-ins, ffmpeg)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.detectors import Detector
+from bot.scanning import ScanService
+from bot.storage import AuditLog, open_audit_log
+
+NOON = datetime(2026, 11, 21, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+async def audit(tmp_path: Path) -> AsyncIterator[AuditLog]:
+    """A fresh audit log (real SQLite, real migrations) in tmp_path."""
+    log = await open_audit_log(tmp_path / "audit.db")
+    yield log
+    await log.close()
+
+
+def make_service(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    *detectors: Detector,
+    temp_dir: Path | None = None,
+    clock: Callable[[], datetime] = lambda: NOON,
+) -> ScanService:
+    """A scan service over the given detectors, downloading only from 127.0.0.1."""
+    return ScanService(
+        audit=audit,
+        detectors={d.provider: d for d in detectors},
+        http_session=http_session,
+        allowed_hosts=("127.0.0.1",),
+        ffmpeg_timeout_s=30,
+        temp_dir=temp_dir,
+        clock=clock,
+    )
