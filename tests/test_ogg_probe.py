@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.detectors import SubmitOptions, Upload
+from bot.detectors import Submission, SubmitOptions, Upload
 from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.errors import CorruptMedia
 from bot.media import _probe
@@ -89,7 +89,7 @@ async def test_the_scan_tells_the_provider_client_how_long_the_media_is(
     seen: list[Upload] = []
     original = bs_client.submit
 
-    async def submit(upload: Upload, options: SubmitOptions):  # type: ignore[no-untyped-def]
+    async def submit(upload: Upload, options: SubmitOptions) -> Submission:
         seen.append(upload)
         return await original(upload, options)
 
