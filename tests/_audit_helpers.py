@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from bot.storage import NewScan, ScanRecord, Trigger
 from bot.storage.sqlite import SQLiteAuditLog
@@ -117,3 +121,17 @@ async def failed_scan(
     record, _ = await log.create_scan(new or new_scan())
     await log.mark_submitted(record.id, "job-that-timed-out")
     return await log.mark_failed(record.id, kind, "The detection service did not finish in time.")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The audit log's clock, advanced by tests."""
+    return Clock()
+
+
+@pytest.fixture
+async def log(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteAuditLog]:
+    """A fresh SQLite audit log in tmp_path (real migrations) on the test's clock."""
+    audit = await SQLiteAuditLog.open(tmp_path / "audit.db", clock=clock)
+    yield audit
+    await audit.close()

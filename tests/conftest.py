@@ -117,6 +117,8 @@ def make_wav_upload(tmp_path: Path) -> Callable[..., Upload]:
 
 # --- Discord emulator (tests/discord_emulator) ----------------------------------------------
 
+# --- the SQLite audit log on a test clock (tests/_audit_helpers.py) -------------------------
+from tests._audit_helpers import clock, log  # noqa: E402, F401
 from tests.discord_emulator.fixtures import bare_emulator, emulator  # noqa: E402, F401
 
 # --- the whole bot, end to end (tests/e2e.py) -----------------------------------------------

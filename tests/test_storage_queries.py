@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,18 +22,6 @@ from tests._audit_helpers import (
     new_scan,
     verdict,
 )
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def log(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteAuditLog]:
-    audit = await SQLiteAuditLog.open(tmp_path / "audit.db", clock=clock)
-    yield audit
-    await audit.close()
 
 
 async def test_recent_is_newest_first_and_pages(log: SQLiteAuditLog) -> None:

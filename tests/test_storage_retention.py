@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,19 +23,6 @@ from tests._audit_helpers import (
     new_scan,
     verdict,
 )
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def log(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteAuditLog]:
-    audit = await SQLiteAuditLog.open(tmp_path / "audit.db", clock=clock)
-    yield audit
-    await audit.close()
-
 
 # --- forget and purge ------------------------------------------------------------------------
 
