@@ -79,6 +79,16 @@ class StandIn:
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    @property
+    def submissions(self) -> int:
+        """Uploads received (counted on arrival, so hung ones count too)."""
+        return self.received["submit"]
+
+    @property
+    def status_polls(self) -> int:
+        """Status requests received."""
+        return self.received["status"]
+
     async def start(self) -> Self:
         """Listen on 127.0.0.1 on a free port; `.url` is then the provider's base URL."""
         self._closing = asyncio.Event()

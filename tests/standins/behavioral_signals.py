@@ -190,14 +190,6 @@ class BehavioralSignalsStandIn(StandIn):
     # -- counters ----------------------------------------------------------------------
 
     @property
-    def submissions(self) -> int:
-        return self.received["submit"]
-
-    @property
-    def status_polls(self) -> int:
-        return self.received["status"]
-
-    @property
     def result_fetches(self) -> int:
         return self.received["results"]
 

@@ -150,16 +150,6 @@ class ResembleStandIn(StandIn):
         """The next uploads are refused with the documented 402 body."""
         self.fail_next("submit", 402, times, body=OUT_OF_CREDITS_BODY)
 
-    # -- counters ----------------------------------------------------------------------
-
-    @property
-    def submissions(self) -> int:
-        return self.received["submit"]
-
-    @property
-    def status_polls(self) -> int:
-        return self.received["status"]
-
     # -- handlers ----------------------------------------------------------------------
 
     def error_body(self, status: int) -> Any:
