@@ -183,7 +183,8 @@ class RssSampler:
         self.pid = pid
         self.interval_s = interval_s
         self.samples: list[tuple[float, int]] = []
-        #: (time, RSS of its largest child process: ffmpeg/ffprobe) in KiB.
+        #: (time, RSS of all its child processes together: ffmpeg/ffprobe runs and the Opus
+        #: decoder processes) in KiB.
         self.child_samples: list[tuple[float, int]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -210,7 +211,7 @@ class RssSampler:
             children = 0
             for child in _children(self.pid):
                 with contextlib.suppress(OSError, KeyError):
-                    children = max(children, memory_kib(child)["VmRSS"])
+                    children += memory_kib(child)["VmRSS"]
             if children:
                 self.child_samples.append((now, children))
             await asyncio.sleep(self.interval_s)
@@ -316,7 +317,15 @@ class BotProcess:
             await asyncio.sleep(0.05)
 
     def cpu(self) -> tuple[float, float]:
-        return cpu_seconds(self.pid)
+        """(bot process CPU s, its children's CPU s): ffmpeg/ffprobe runs that ended and
+        the long-lived Opus decoder processes, which are never reaped during a run."""
+        own, reaped = cpu_seconds(self.pid)
+        live = 0.0
+        for child in _children(self.pid):
+            with contextlib.suppress(OSError, ValueError):
+                child_own, child_reaped = cpu_seconds(child)
+                live += child_own + child_reaped
+        return own, reaped + live
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM (the bot closes cleanly and writes its stats), SIGKILL if it hangs."""

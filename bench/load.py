@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.load [--provider resemble|behavioral_signals|both]
                                    [--mode burst|paced|both] [--messages 1000] [--users 50]
                                    [--rate 50] [--workers N] [--probe pages|ffprobe]
+                                   [--transcode decoders|ffmpeg]
                                    [--profile cpu] [--json load.json]
 
 The bot runs as its own process (`python -m bench._botproc`: the bot's runner plus a loop-lag
@@ -21,7 +22,8 @@ Two ways of sending, each on a fresh bot and database:
   stored by the emulator.
 
 Reported per run: throughput, latency median/p90/p99/max, the bot's CPU time per scan (its
-process plus reaped ffmpeg/ffprobe children, from /proc/<pid>/stat over the measured window),
+process plus its children: reaped ffmpeg/ffprobe runs and the live Opus decoder processes,
+from /proc/<pid>/stat over the measured window),
 the emulator's and stand-in's CPU per scan (this process), the bot's maximum and p99 event-loop
 lag (window only), its peak RSS, provider requests per scan and Discord REST calls per scan.
 """
@@ -122,6 +124,8 @@ async def run_case(
         settings = {"SPOOFWATCH_WORKERS": str(args.workers)} if args.workers else {}
         if args.probe == "ffprobe":
             settings["SPOOFWATCH_BENCH_PROBE"] = "ffprobe"
+        if args.transcode == "ffmpeg":
+            settings["SPOOFWATCH_DECODER_PROCESSES"] = "0"
         bot = await stack.enter_async_context(
             bot_process(emu=emu, provider=provider, settings=settings, **kwargs)
         )
@@ -158,6 +162,7 @@ async def run_case(
         rest_calls = len(emu.requests) - rest_before
         rss_peak = bot.rss.peak_kib(started, ended) if bot.rss else 0
         rss_start = bot.rss.peak_kib(started - 1.0, started) if bot.rss else 0
+        children_rss = bot.rss.child_peak_kib(started, ended) if bot.rss else 0
 
     replied = [i for i in ids if i in tracker.replied]
     latencies = tracker.latencies(ids)
@@ -177,6 +182,7 @@ async def run_case(
         "rate": args.rate if mode == "paced" else None,
         "workers": args.workers or "default",
         "probe": args.probe,
+        "transcode": args.transcode,
         "complete": finished,
         "replied": scans,
         "failed_replies": len(tracker.failed & set(ids)),
@@ -193,6 +199,8 @@ async def run_case(
             "at_start_of_window": rss_start / 1024,
             "peak_in_window": rss_peak / 1024,
             "peak_process_vmhwm": bot.final_memory_kib.get("VmHWM", 0) / 1024,
+            # Its child processes together (decoder processes, ffmpeg runs), sampled.
+            "children_peak_in_window": children_rss / 1024,
         },
         "provider_requests": dict(provider_calls),
         "provider_requests_per_scan": sum(provider_calls.values()) / max(scans, 1),
@@ -214,7 +222,8 @@ def _print(result: dict[str, Any]) -> None:
     print(
         f"\n== {result['provider']} / {result['mode']}"
         + (f" at {result['rate']:g}/s" if result["rate"] else "")
-        + f" (workers: {result['workers']}, probe: {result['probe']})"
+        + f" (workers: {result['workers']}, probe: {result['probe']}, "
+        + f"transcode: {result['transcode']})"
     )
     print(
         f"  replied {result['replied']}/{result['messages']} "
@@ -230,7 +239,7 @@ def _print(result: dict[str, Any]) -> None:
         )
     print(
         f"  bot CPU per scan: {result['bot_cpu_per_scan_ms']:.1f} ms "
-        f"(python {result['bot_process_cpu_per_scan_ms']:.1f} + ffmpeg/ffprobe "
+        f"(python {result['bot_process_cpu_per_scan_ms']:.1f} + child processes "
         f"{result['bot_children_cpu_per_scan_ms']:.1f}); emulator+stand-in "
         f"{result['bench_cpu_per_scan_ms']:.1f} ms"
     )
@@ -238,7 +247,8 @@ def _print(result: dict[str, Any]) -> None:
         print(f"  bot loop lag: max {fmt_ms(lag['max'])}, p99 {fmt_ms(lag['p99'])}")
     print(
         f"  bot RSS: {rss['at_start_of_window']:.0f} MiB at start, peak "
-        f"{rss['peak_in_window']:.0f} MiB (VmHWM {rss['peak_process_vmhwm']:.0f} MiB)"
+        f"{rss['peak_in_window']:.0f} MiB (VmHWM {rss['peak_process_vmhwm']:.0f} MiB); "
+        f"child processes together: peak {rss['children_peak_in_window']:.0f} MiB"
     )
     print(
         f"  other processes used {result['other_processes_cores']:.2f} cores meanwhile "
@@ -282,6 +292,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=("pages", "ffprobe"),
         default="pages",
         help="ffprobe: start ffprobe for every file, as before issue 7 (for before/after)",
+    )
+    parser.add_argument(
+        "--transcode",
+        choices=("decoders", "ffmpeg"),
+        default="decoders",
+        help="ffmpeg: every WAV transcode by ffmpeg, as before the Opus decoder processes",
     )
     parser.add_argument(
         "--profile",

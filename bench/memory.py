@@ -162,7 +162,7 @@ async def run(provider: str, video: Path, small: Path) -> dict[str, Any]:
         "growth_mib": (peak - before["VmRSS"]) / 1024,
         "peak_reset_with_clear_refs": reset,
         # Sampled every 20 ms from /proc (a child's own RSS; short-lived ones may be missed).
-        "largest_child_rss_mib": child_peak / 1024,
+        "children_rss_mib": child_peak / 1024,
         "uploaded_bytes": uploaded,
         "last_provider_calls": received,
     }
@@ -180,7 +180,8 @@ def _print(result: dict[str, Any]) -> None:
         f"{result['growth_mib']:.1f} MiB ({verdict} the {TARGET_GROWTH_MIB} MiB target)"
     )
     print(
-        f"  largest ffmpeg/ffprobe child seen: {result['largest_child_rss_mib']:.1f} MiB; "
+        "  child processes together (ffmpeg/ffprobe, decoders), peak: "
+        f"{result['children_rss_mib']:.1f} MiB; "
         f"uploaded to the provider: {result['uploaded_bytes']} bytes"
     )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from bot.detectors import Detector, build_detector
+from bot.media import OpusDecoders, Transcoder
 from bot.scanning import Clock, ScanService, utc_now
 from bot.settings import Settings
 from bot.storage import AuditLog, open_audit_log
@@ -46,7 +47,9 @@ async def open_runtime(
         connector=connector, headers={"User-Agent": USER_AGENT}
     ) as http_session:
         audit = await open_audit_log(settings.db_path, clock=clock)
+        decoders = OpusDecoders(settings.decoder_processes)
         try:
+            await decoders.start()
             detectors = {p: build_detector(settings, http_session, p) for p in chosen}
             scans = ScanService(
                 audit=audit,
@@ -55,6 +58,7 @@ async def open_runtime(
                 allowed_hosts=settings.allowed_media_hosts,
                 ffmpeg_timeout_s=settings.ffmpeg_timeout_s,
                 temp_dir=settings.temp_dir,
+                transcoder=Transcoder(decoders),
                 clock=clock,
             )
             await scans.sweep_workdirs()
@@ -71,4 +75,7 @@ async def open_runtime(
                 scans=scans,
             )
         finally:
-            await audit.close()
+            try:
+                await decoders.close()
+            finally:
+                await audit.close()

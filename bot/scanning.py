@@ -116,9 +116,11 @@ class ScanService:
         ffmpeg_timeout_s: float,
         download_timeout_s: float = 300.0,
         temp_dir: Path | None = None,
+        transcoder: media.Transcoder | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._audit = audit
+        self._transcoder = transcoder or media.Transcoder()
         self._detectors = dict(detectors)
         self._http = http_session
         self._allowed_hosts = allowed_hosts
@@ -341,8 +343,12 @@ class ScanService:
         )
         if not detector.accepts(upload):
             wav = workdir / "audio.wav"
-            await media.transcode_to_wav(
-                path, wav, timeout_s=self._ffmpeg_timeout_s, max_duration_s=limits.max_duration_s
+            await self._transcoder.to_wav(
+                path,
+                wav,
+                probe=probe,
+                timeout_s=self._ffmpeg_timeout_s,
+                max_duration_s=limits.max_duration_s,
             )
             upload = Upload(
                 path=wav,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -134,6 +135,12 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         validation_alias=AliasChoices("SPOOFWATCH_WORKERS", "workers"),
+    )
+    decoder_processes: int = Field(
+        default_factory=lambda: min(os.cpu_count() or 1, 8),
+        ge=0,
+        le=64,
+        validation_alias=AliasChoices("SPOOFWATCH_DECODER_PROCESSES", "decoder_processes"),
     )
     catch_up_messages: int = Field(
         default=100,

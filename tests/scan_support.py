@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from bot.detectors import Detector
+from bot.media import Transcoder
 from bot.scanning import ScanService
 from bot.storage import AuditLog, open_audit_log
 
@@ -30,6 +31,7 @@ def make_service(
     *detectors: Detector,
     temp_dir: Path | None = None,
     clock: Callable[[], datetime] = lambda: NOON,
+    transcoder: Transcoder | None = None,
 ) -> ScanService:
     """A scan service over the given detectors, downloading only from 127.0.0.1."""
     return ScanService(
@@ -39,5 +41,6 @@ def make_service(
         allowed_hosts=("127.0.0.1",),
         ffmpeg_timeout_s=30,
         temp_dir=temp_dir,
+        transcoder=transcoder,
         clock=clock,
     )

@@ -18,7 +18,7 @@ from bot.media._ogg import read_ogg_opus
 from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService
 from bot.storage import NewScan, Trigger, open_audit_log
 from bot.verdict import ProviderName
-from tests.media_factory import MediaFiles, ffmpeg
+from tests.media_factory import MediaFiles, ffmpeg, make_truncated
 
 
 def ffprobe_duration(path: Path) -> float:
@@ -122,3 +122,14 @@ async def test_the_scan_tells_the_provider_client_how_long_the_media_is(
     assert outcome.verdict is not None
     assert [u.format_name for u in seen] == ["wav"]
     assert seen[0].duration_s == pytest.approx(ffprobe_duration(media.voice_ogg), abs=1e-6)
+
+
+async def test_a_cut_short_ogg_described_by_ffprobe_is_refused(
+    tmp_path: Path, media: MediaFiles
+) -> None:
+    """Fails if an Ogg file that goes to ffprobe (Vorbis) is accepted with its end missing."""
+    vorbis = tmp_path / "vorbis.ogg"
+    ffmpeg("-i", media.speech_wav, "-c:a", "libvorbis", vorbis)
+    cut = make_truncated(tmp_path / "cut.ogg", vorbis, 0.6)
+    with pytest.raises(CorruptMedia):
+        await _probe.probe(cut, timeout_s=10)

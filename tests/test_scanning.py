@@ -13,6 +13,7 @@ from bot.detectors import Detector, SubmitOptions, Upload
 from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.detectors.resemble import ResembleClient
 from bot.errors import ProviderOutOfCredits, QuotaReached
+from bot.media import OpusDecoders, Transcoder
 from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService
 from bot.storage import AuditLog, NewScan, ScanStatus, Trigger
 from bot.verdict import Label, MediaKind, ProviderName
@@ -58,18 +59,25 @@ def request(
     )
 
 
+@pytest.mark.parametrize("decoders", [0, 1], ids=["ffmpeg", "opus-decoder-process"])
 async def test_voice_message_is_transcoded_for_behavioral_signals(
     audit: AuditLog,
     http_session: aiohttp.ClientSession,
     bs_client: BehavioralSignalsClient,
     bs_standin: BehavioralSignalsStandIn,
     media: MediaFiles,
+    decoders: int,
 ) -> None:
-    """An OGG/Opus voice message reaches Behavioral Signals as WAV and comes back spoofed."""
+    """An OGG/Opus voice message reaches Behavioral Signals as WAV, whichever decoder ran."""
     # The stand-in fails anything that is not WAV/MP3, as the real service documents; the
     # verdict is scripted on the WAV the scan sends, so it arrives only if we transcoded.
-    scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
-    outcome = await scans.scan(request(media.voice_ogg))
+    pool = OpusDecoders(decoders)
+    scans = make_service(audit, http_session, bs_client, transcoder=Transcoder(pool))
+    try:
+        outcome = await scans.scan(request(media.voice_ogg))
+        assert len(pool._all) == decoders  # the decoder process was used, and survived
+    finally:
+        await pool.close()
     assert outcome.error is None, outcome.error
     assert outcome.verdict is not None
     assert outcome.record.status is ScanStatus.DONE
@@ -77,6 +85,7 @@ async def test_voice_message_is_transcoded_for_behavioral_signals(
     [job] = bs_standin.jobs.values()
     assert job.upload.head.startswith(b"RIFF")
     assert job.upload.filename is not None and job.upload.filename.endswith(".wav")
+    assert job.duration == pytest.approx(outcome.record.duration_s, abs=0.05)
 
 
 async def test_utterances_become_one_verdict(

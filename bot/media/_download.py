@@ -131,9 +131,8 @@ async def _save(response: aiohttp.ClientResponse, dest: Path, *, max_bytes: int)
         # Refused on the header alone: not one byte of the body is read.
         raise MediaTooLarge(declared, max_bytes)
 
-    digest = hashlib.sha256()
+    sink = _Sink(dest)
     size = 0
-    fh = await asyncio.to_thread(dest.open, "wb")
     try:
         pending = bytearray()
         async for chunk in response.content.iter_chunked(_CHUNK):
@@ -145,20 +144,42 @@ async def _save(response: aiohttp.ClientResponse, dest: Path, *, max_bytes: int)
                 raise MediaTooLarge(size, max_bytes)
             pending += chunk
             if len(pending) >= _FLUSH:
-                await asyncio.to_thread(_write, fh, digest, bytes(pending))
+                await asyncio.to_thread(sink.write, bytes(pending))
                 pending.clear()
-        if pending:
-            await asyncio.to_thread(_write, fh, digest, bytes(pending))
+        # A voice message arrives whole before the first flush: opened, written and closed
+        # in this one hop to the thread pool.
+        await asyncio.to_thread(sink.finish, bytes(pending))
     finally:
-        await asyncio.to_thread(fh.close)
+        if not sink.closed:
+            await asyncio.to_thread(sink.close)
     if size == 0:
         raise EmptyMedia("The file is empty (0 bytes).")
-    return Downloaded(path=dest, size=size, sha256=digest.hexdigest())
+    return Downloaded(path=dest, size=size, sha256=sink.digest.hexdigest())
 
 
-def _write(fh: IO[bytes], digest: hashlib._Hash, data: bytes) -> None:
-    fh.write(data)
-    digest.update(data)
+class _Sink:
+    """The file a download is written to, opened by its first write (in a worker thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.digest = hashlib.sha256()
+        self._fh: IO[bytes] | None = None
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if self._fh is None:
+            self._fh = self.path.open("wb")
+        self._fh.write(data)
+        self.digest.update(data)
+
+    def finish(self, data: bytes) -> None:
+        self.write(data)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self._fh is not None:
+            self._fh.close()
 
 
 def _checked_url(raw: str, allowed: frozenset[str]) -> URL:

@@ -87,16 +87,9 @@ async def probe(path: Path, *, timeout_s: float) -> MediaProbe:
     headers) or an OGG's last page is cut short (ffmpeg would silently scan only the part
     that is there), and `MediaTimeout` when ffprobe does not finish within `timeout_s`.
     """
-    info = await asyncio.to_thread(path.stat)
-    # Only a regular file's size means anything; a pipe reports 0 and is probed as a stream.
-    if stat.S_ISREG(info.st_mode) and info.st_size == 0:
-        raise EmptyMedia("The file is empty (0 bytes).")
-    if stat.S_ISREG(info.st_mode):
-        # Voice messages (Ogg Opus) are described from their page headers: starting ffprobe
-        # costs ~80 ms of CPU, several times the rest of the scan (bench/load.py).
-        opus = await asyncio.to_thread(read_ogg_opus, path)
-        if opus is not None:
-            return _ogg_opus_probe(path, opus)
+    regular, opus = await asyncio.to_thread(_look_at, path)
+    if opus is not None:
+        return _ogg_opus_probe(path, opus)
 
     returncode, stdout, stderr = await run_tool(
         [
@@ -140,11 +133,7 @@ async def probe(path: Path, *, timeout_s: float) -> MediaProbe:
         await _refuse_unreadable(path, "no decodable audio or video stream")
 
     format_name = str(fmt.get("format_name") or "")
-    if (
-        format_name == "ogg"
-        and stat.S_ISREG(info.st_mode)
-        and await asyncio.to_thread(ogg_cut_short, path)
-    ):
+    if format_name == "ogg" and regular and await asyncio.to_thread(ogg_cut_short, path):
         log.info("%s: the last OGG page is incomplete", path.name)
         raise CorruptMedia("The recording is cut short: its end is missing. Upload it again.")
 
@@ -158,6 +147,21 @@ async def probe(path: Path, *, timeout_s: float) -> MediaProbe:
     )
     log.debug("probed %s: %s", path.name, result)
     return result
+
+
+def _look_at(path: Path) -> tuple[bool, OggOpus | None]:
+    """(is a regular file, its facts if it is plain Ogg Opus): one hop to a thread for both.
+
+    Voice messages (Ogg Opus) are described from their page headers: starting ffprobe
+    costs ~80 ms of CPU, several times the rest of the scan (bench/load.py).
+    """
+    info = path.stat()
+    # Only a regular file's size means anything; a pipe reports 0 and is probed as a stream.
+    if not stat.S_ISREG(info.st_mode):
+        return False, None
+    if info.st_size == 0:
+        raise EmptyMedia("The file is empty (0 bytes).")
+    return True, read_ogg_opus(path)
 
 
 def _ogg_opus_probe(path: Path, opus: OggOpus) -> MediaProbe:

@@ -9,10 +9,47 @@ import stat
 from pathlib import Path
 
 from bot.errors import CorruptMedia, EmptyMedia, NoAudioTrack, NotMedia
-from bot.media._probe import FORMAT_WHITELIST, PROTOCOL_WHITELIST
+from bot.media._opus_pool import OpusDecoders
+from bot.media._probe import FORMAT_WHITELIST, PROTOCOL_WHITELIST, MediaProbe
 from bot.media._tools import run_tool, short_reason
 
 log = logging.getLogger(__name__)
+
+
+class Transcoder:
+    """Makes the WAV a provider needs: voice messages through the Opus decoder processes
+    when there are any (no ffmpeg start-up to pay per scan), everything else through ffmpeg.
+
+    A voice message the decoders pass back (anything but plain Ogg Opus, a packet libopus
+    refuses, a decoder that died) goes to ffmpeg, so the result never depends on which path
+    took it beyond the resampler's rounding.
+    """
+
+    def __init__(self, opus: OpusDecoders | None = None) -> None:
+        self._opus = opus
+
+    async def to_wav(
+        self,
+        src: Path,
+        dst: Path,
+        *,
+        probe: MediaProbe,
+        timeout_s: float,
+        max_duration_s: float | None = None,
+    ) -> None:
+        """Write `src`'s first audio track to `dst` as 16 kHz mono WAV (see `transcode_to_wav`)."""
+        if (
+            self._opus is not None
+            and probe.format_name == "ogg"
+            and probe.audio_codec == "opus"
+            and not probe.has_video
+            and await self._opus.decode(
+                src, dst, timeout_s=timeout_s, max_duration_s=max_duration_s
+            )
+        ):
+            log.debug("decoded %s to %s with libopus", src.name, dst.name)
+            return
+        await transcode_to_wav(src, dst, timeout_s=timeout_s, max_duration_s=max_duration_s)
 
 
 async def transcode_to_wav(

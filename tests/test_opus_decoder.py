@@ -1,0 +1,270 @@
+"""The Opus decoder processes: same audio as ffmpeg, and ffmpeg whenever they cannot decode.
+
+Real libopus in real worker processes; the files are real Ogg Opus made by ffmpeg.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import logging
+import math
+import os
+import signal
+import struct
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.errors import MediaTimeout
+from bot.media import (
+    MediaProbe,
+    OpusDecoders,
+    Transcoder,
+    _opus_pool,
+    _opus_worker,
+    probe,
+    transcode_to_wav,
+)
+from tests.media_factory import MediaFiles, ffmpeg, make_truncated, stalled_pipe
+
+TIMEOUT_S = 30.0
+OGG_OPUS = MediaProbe(
+    format_name="ogg",
+    duration_s=None,
+    has_audio=True,
+    has_video=False,
+    audio_codec="opus",
+    video_codec=None,
+)
+
+
+@pytest.fixture
+async def decoders() -> AsyncIterator[OpusDecoders]:
+    pool = OpusDecoders(1)
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def _samples(path: Path) -> tuple[tuple[int, int, int], array.array[int]]:
+    with wave.open(str(path), "rb") as wav:
+        shape = (wav.getnchannels(), wav.getsampwidth(), wav.getframerate())
+        return shape, array.array("h", wav.readframes(wav.getnframes()))
+
+
+def _correlation(a: array.array[int], b: array.array[int]) -> float:
+    n = min(len(a), len(b))
+    aa = sum(x * x for x in a[:n])
+    bb = sum(y * y for y in b[:n])
+    ab = sum(x * y for x, y in zip(a[:n], b[:n], strict=True))
+    return ab / math.sqrt(aa * bb)
+
+
+def _ogg_crc(data: bytes) -> int:
+    """Ogg's page checksum (CRC-32, polynomial 0x04C11DB7, not reflected, no final xor)."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1) & 0xFFFFFFFF
+    return crc
+
+
+def _break_first_audio_packet(source: Path, target: Path) -> None:
+    """A copy of `source` whose first audio packet says "0 frames" (invalid for libopus).
+
+    The page's checksum is recomputed, so the container stays valid: only the codec data
+    is wrong, as in a file damaged before it was muxed.
+    """
+    data = bytearray(source.read_bytes())
+    offset = 0
+    page = 0
+    while True:
+        count = data[offset + 26]
+        lacing = data[offset + 27 : offset + 27 + count]
+        body = offset + 27 + count
+        if page == 2:  # OpusHead, OpusTags, then audio
+            data[body : body + 2] = b"\x03\x00"  # code 3 (arbitrary frames), M = 0
+            data[offset + 22 : offset + 26] = b"\0\0\0\0"
+            end = body + sum(lacing)
+            struct.pack_into("<I", data, offset + 22, _ogg_crc(bytes(data[offset:end])))
+            break
+        offset = body + sum(lacing)
+        page += 1
+    target.write_bytes(bytes(data))
+
+
+async def test_decoded_voice_message_matches_ffmpeg(
+    media: MediaFiles, decoders: OpusDecoders, tmp_path: Path
+) -> None:
+    """Fails if libopus's WAV differs from ffmpeg's in format, length or sound."""
+    ours, theirs = tmp_path / "ours.wav", tmp_path / "ffmpeg.wav"
+    assert await decoders.decode(media.voice_ogg, ours, timeout_s=TIMEOUT_S, max_duration_s=None)
+    await transcode_to_wav(media.voice_ogg, theirs, timeout_s=TIMEOUT_S)
+    (shape, a), (ff_shape, b) = _samples(ours), _samples(theirs)
+    assert shape == ff_shape == (1, 2, 16000)
+    # Pre-skip dropped and the end trimmed by the granule position, as ffmpeg does.
+    assert len(a) == pytest.approx(len(b), abs=2)
+    assert _correlation(a, b) > 0.99
+
+
+async def test_stereo_voice_message_is_mixed_to_mono(
+    media: MediaFiles, decoders: OpusDecoders, tmp_path: Path
+) -> None:
+    """Fails if a stereo Ogg Opus file is refused or written with two channels."""
+    stereo = tmp_path / "stereo.ogg"
+    ffmpeg("-i", media.speech_wav, "-ac", "2", "-ar", "48000", "-c:a", "libopus", stereo)
+    out = tmp_path / "out.wav"
+    assert await decoders.decode(stereo, out, timeout_s=TIMEOUT_S, max_duration_s=None)
+    shape, samples = _samples(out)
+    assert shape == (1, 2, 16000)
+    expected = (await probe(stereo, timeout_s=TIMEOUT_S)).duration_s
+    assert expected is not None
+    assert len(samples) / 16000 == pytest.approx(expected, abs=0.05)
+
+
+async def test_output_stops_at_max_duration(
+    media: MediaFiles, decoders: OpusDecoders, tmp_path: Path
+) -> None:
+    """Fails if max_duration_s does not cut the output of a 3-hour file at exactly 2 s."""
+    out = tmp_path / "out.wav"
+    assert await decoders.decode(media.long_ogg, out, timeout_s=TIMEOUT_S, max_duration_s=2)
+    _, samples = _samples(out)
+    assert len(samples) == 2 * 16000
+
+
+@pytest.mark.parametrize("name", ["truncated_ogg", "random_ogg", "tone_mp3"])
+async def test_what_the_decoder_cannot_read_is_passed_back(
+    media: MediaFiles, decoders: OpusDecoders, tmp_path: Path, name: str
+) -> None:
+    """Fails if a cut, random or non-Ogg file is decoded anyway or leaves a WAV behind."""
+    out = tmp_path / "out.wav"
+    assert not await decoders.decode(
+        getattr(media, name), out, timeout_s=TIMEOUT_S, max_duration_s=None
+    )
+    assert not out.exists()
+
+
+def test_surround_opus_is_unsupported(tmp_path: Path) -> None:
+    """Fails if a multichannel (mapping family 1) stream is not left to ffmpeg."""
+    surround = tmp_path / "surround.ogg"
+    ffmpeg(
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-ac", "6", "-ar", "48000",
+        "-c:a", "libopus", "-mapping_family", "1", surround,
+    )  # fmt: skip
+    lib = _opus_worker.load_libopus()
+    with pytest.raises(_opus_worker.Unsupported):
+        _opus_worker.decode_file(lib, str(surround), str(tmp_path / "out.wav"), None)
+
+
+async def test_packet_libopus_refuses_goes_to_ffmpeg(
+    media: MediaFiles, decoders: OpusDecoders, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fails if a file whose packet libopus refuses is not transcoded by ffmpeg instead."""
+    broken = tmp_path / "broken.ogg"
+    _break_first_audio_packet(media.voice_ogg, broken)
+    out = tmp_path / "out.wav"
+    assert not await decoders.decode(broken, out, timeout_s=TIMEOUT_S, max_duration_s=None)
+    caplog.set_level(logging.INFO, logger="bot.media")
+    await Transcoder(decoders).to_wav(broken, out, probe=OGG_OPUS, timeout_s=TIMEOUT_S)
+    shape, samples = _samples(out)
+    assert shape == (1, 2, 16000)
+    assert len(samples) > 16000
+    assert "passed broken.ogg to ffmpeg (corrupt" in caplog.text
+
+
+async def test_overrunning_decode_is_killed_and_the_worker_replaced(
+    media: MediaFiles, decoders: OpusDecoders, tmp_path: Path
+) -> None:
+    """Fails if a decode that never ends is not stopped at its deadline, or the pool dies."""
+    (worker,) = decoders._idle
+    head = media.voice_ogg.read_bytes()[:4096]
+    with stalled_pipe(tmp_path / "stalled.ogg", head) as stalled, pytest.raises(MediaTimeout):
+        await decoders.decode(stalled, tmp_path / "out.wav", timeout_s=0.5, max_duration_s=None)
+    assert worker.proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "out.wav").exists()
+    out = tmp_path / "after.wav"
+    assert await decoders.decode(media.voice_ogg, out, timeout_s=TIMEOUT_S, max_duration_s=None)
+
+
+async def test_dead_worker_falls_back_to_ffmpeg_then_is_replaced(
+    media: MediaFiles, decoders: OpusDecoders, tmp_path: Path
+) -> None:
+    """Fails if a worker that died between scans loses the scan or stops the pool for good."""
+    (worker,) = decoders._idle
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    await worker.proc.wait()
+    out = tmp_path / "out.wav"
+    await Transcoder(decoders).to_wav(media.voice_ogg, out, probe=OGG_OPUS, timeout_s=TIMEOUT_S)
+    assert _samples(out)[0] == (1, 2, 16000)
+    assert worker not in decoders._all
+    again = tmp_path / "again.wav"
+    assert await decoders.decode(media.voice_ogg, again, timeout_s=TIMEOUT_S, max_duration_s=None)
+
+
+async def test_cancelled_decode_kills_its_worker(
+    media: MediaFiles, decoders: OpusDecoders, tmp_path: Path
+) -> None:
+    """Fails if cancelling a scan mid-decode leaves the worker running on the file."""
+    (worker,) = decoders._idle
+    with stalled_pipe(tmp_path / "stalled.ogg", media.voice_ogg.read_bytes()[:4096]) as stalled:
+        task = asyncio.create_task(
+            decoders.decode(stalled, tmp_path / "out.wav", timeout_s=60, max_duration_s=None)
+        )
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert worker.proc.returncode == -signal.SIGKILL
+
+
+async def test_without_libopus_every_transcode_uses_ffmpeg(
+    media: MediaFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if a host without libopus cannot scan voice messages, or keeps retrying."""
+    script = tmp_path / "no_opus.py"
+    script.write_text('print(\'{"ready": false, "detail": "libopus not found"}\', flush=True)\n')
+    monkeypatch.setattr(_opus_pool, "_WORKER", script)
+    pool = OpusDecoders(2)
+    await pool.start()
+    try:
+        assert not pool.enabled
+        out = tmp_path / "out.wav"
+        await Transcoder(pool).to_wav(media.voice_ogg, out, probe=OGG_OPUS, timeout_s=TIMEOUT_S)
+        assert _samples(out)[0] == (1, 2, 16000)
+    finally:
+        await pool.close()
+
+
+async def test_zero_processes_means_ffmpeg_only(media: MediaFiles, tmp_path: Path) -> None:
+    """Fails if SPOOFWATCH_DECODER_PROCESSES=0 still starts a decoder process."""
+    pool = OpusDecoders(0)
+    await pool.start()
+    assert not pool._all
+    assert not await pool.decode(
+        media.voice_ogg, tmp_path / "x.wav", timeout_s=TIMEOUT_S, max_duration_s=None
+    )
+
+
+def test_worker_decodes_with_the_standard_library_alone() -> None:
+    """Fails if the worker imports anything beyond the standard library (it runs with -S)."""
+    source = Path(_opus_worker.__file__).read_text()
+    imports = {
+        line.split()[1].split(".")[0]
+        for line in source.splitlines()
+        if line.startswith(("import ", "from ")) and "__future__" not in line
+    }
+    assert imports <= {"ctypes", "json", "struct", "sys", "collections", "dataclasses", "typing"}
+
+
+def test_cut_file_is_corrupt_for_the_worker(media: MediaFiles, tmp_path: Path) -> None:
+    """Fails if a voice message cut inside a page is decoded as if it were whole."""
+    cut = make_truncated(tmp_path / "cut.ogg", media.voice_ogg, 0.5)
+    lib = _opus_worker.load_libopus()
+    with pytest.raises(_opus_worker.Corrupt):
+        _opus_worker.decode_file(lib, str(cut), str(tmp_path / "out.wav"), None)
