@@ -9,9 +9,10 @@ RUN python -m venv /opt/spoofwatch \
  && /opt/spoofwatch/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim
-# ffmpeg probes and transcodes media; nothing else is needed at run time.
+# ffmpeg probes and transcodes media, libopus decodes voice messages in the bot's decoder
+# processes (ffmpeg depends on it anyway); nothing else is needed at run time.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg \
+ && apt-get install -y --no-install-recommends ffmpeg libopus0 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --uid 10001 spoofwatch \
  && mkdir -p /data && chown spoofwatch /data
