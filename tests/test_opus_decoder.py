@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import struct
+import sys
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -259,7 +260,8 @@ def test_worker_decodes_with_the_standard_library_alone() -> None:
         for line in source.splitlines()
         if line.startswith(("import ", "from ")) and "__future__" not in line
     }
-    assert imports <= {"ctypes", "json", "struct", "sys", "collections", "dataclasses", "typing"}
+    stdlib = {"collections", "contextlib", "ctypes", "dataclasses", "json", "os", "signal"}
+    assert imports <= stdlib | {"struct", "sys", "typing"}
 
 
 def test_cut_file_is_corrupt_for_the_worker(media: MediaFiles, tmp_path: Path) -> None:
@@ -268,3 +270,43 @@ def test_cut_file_is_corrupt_for_the_worker(media: MediaFiles, tmp_path: Path) -
     lib = _opus_worker.load_libopus()
     with pytest.raises(_opus_worker.Corrupt):
         _opus_worker.decode_file(lib, str(cut), str(tmp_path / "out.wav"), None)
+
+
+async def test_workers_die_with_the_bot(media: MediaFiles, tmp_path: Path) -> None:
+    """Fails if a decoder busy on a file outlives a bot killed with SIGKILL (no clean-up)."""
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from bot.media import OpusDecoders\n"
+        "async def main():\n"
+        "    pool = OpusDecoders(1)\n"
+        "    await pool.start()\n"
+        "    print([w.proc.pid for w in pool._all][0], flush=True)\n"
+        "    src, dst = Path(sys.argv[1]), Path(sys.argv[2])\n"
+        "    await pool.decode(src, dst, timeout_s=3600, max_duration_s=None)\n"
+        "asyncio.run(main())\n"
+    )
+    head = media.voice_ogg.read_bytes()[:4096]
+    with stalled_pipe(tmp_path / "stalled.ogg", head) as stalled:
+        bot = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, str(stalled), str(tmp_path / "out.wav"),
+            stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[1],
+        )  # fmt: skip
+        assert bot.stdout is not None
+        worker_pid = int(await asyncio.wait_for(bot.stdout.readline(), TIMEOUT_S))
+        await asyncio.sleep(0.2)  # the request reaches the worker, which blocks on the pipe
+        assert _alive(worker_pid)
+        bot.kill()
+        await bot.wait()
+        async with asyncio.timeout(TIMEOUT_S):
+            while _alive(worker_pid):
+                await asyncio.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie awaiting its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

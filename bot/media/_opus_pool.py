@@ -164,6 +164,7 @@ class OpusDecoders:
             "-S",  # no site-packages: the worker needs the standard library alone
             str(_WORKER),
             str(_ADDRESS_SPACE),
+            str(os.getpid()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,

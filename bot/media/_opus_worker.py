@@ -22,9 +22,12 @@ Protocol, one JSON object per line: the bot writes `{"src": path, "dst": path,
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
+import os
+import signal
 import struct
 import sys
 from collections.abc import Iterator
@@ -41,6 +44,7 @@ _PAGE = struct.Struct("<4sBBqIIIB")  # capture, version, flags, granule, serial,
 _OPUS_HEAD = struct.Struct("<8sBBHIhB")  # magic, version, channels, pre-skip, rate, gain, map
 _BOS, _EOS = 0x02, 0x04
 _OPUS_SET_GAIN = 4034
+_PR_SET_PDEATHSIG = 1
 #: A packet larger than this is not a voice frame (the format allows ~61 KB; Discord's are
 #: under 1 KB): refuse rather than buffer whatever a hostile file claims.
 _MAX_PACKET = 64 * 1024
@@ -253,8 +257,24 @@ def _limit_resources(address_space: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this process when the bot dies, even in the middle of a decode.
+
+    (Without it, a worker whose bot was killed finishes its current file, then exits when
+    it finds its input closed.)
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the bot died before the request took effect
+        os._exit(1)
+
+
 def main() -> None:
-    """Entry point: `python -I -S _opus_worker.py [address-space-bytes]`."""
+    """Entry point: `python -I -S _opus_worker.py [address-space-bytes [bot-pid]]`."""
+    if len(sys.argv) > 2:
+        _die_with_parent(int(sys.argv[2]))
     if len(sys.argv) > 1:
         _limit_resources(int(sys.argv[1]))
     try:
