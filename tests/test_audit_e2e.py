@@ -5,6 +5,7 @@ The real bot against the Discord emulator, the Resemble stand-in and a real SQLi
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from bot.storage import Review, Trigger
+from cogs.audit._views import Pager
 from tests.discord_emulator.models import Channel, Guild, Member, Message
 from tests.e2e import Harness, MakeSpoofwatch
 from tests.moderation import FAKE, MANAGE_MESSAGES, configure, footer, run, scan, text_of, wav
@@ -202,6 +204,22 @@ async def test_pages_turn_forward_and_back(spoofwatch: Harness, tmp_path: Path) 
     assert third.button(label="Next").get("disabled")
     back = await (await emu.click_button(third, emu.moderator, label="Previous")).wait_for_reply()
     assert _case_numbers(text_of(back)) == [3, 2]
+
+
+async def test_pages_grey_out_when_they_time_out(
+    spoofwatch: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if an expired pager keeps live-looking buttons that no longer answer."""
+    monkeypatch.setattr(Pager, "TIMEOUT_S", 0.5)
+    emu = spoofwatch.emu
+    await _cases(spoofwatch, tmp_path, 3)
+    first = await run(spoofwatch, emu.moderator, "audit recent", {"limit": 2})
+    assert not first.button(label="Next").get("disabled")
+    async with asyncio.timeout(10):
+        while not emu.message(first).button(label="Next").get("disabled"):
+            await asyncio.sleep(0.05)
+    assert emu.message(first).button(label="Previous").get("disabled")
+    assert _case_numbers(text_of(emu.message(first))) == [3, 2]
 
 
 async def test_only_the_asker_can_turn_pages(spoofwatch: Harness, tmp_path: Path) -> None:

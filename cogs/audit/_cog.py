@@ -53,6 +53,8 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
 
     async def _pager(self, interaction: discord.Interaction[Spoofwatch], pager: Pager) -> None:
         embed = await pager.first_page()
+        # Set before sending: the view's timeout starts counting as soon as it is sent.
+        pager.interaction = interaction
         await interaction.response.send_message(embed=embed, view=pager, ephemeral=True)
 
     @app_commands.command(name="recent")

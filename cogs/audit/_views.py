@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -46,12 +47,20 @@ def page_embed(title: str, records: Sequence[ScanRecord], page: int) -> discord.
 
 
 class Pager(discord.ui.View):
-    """Pages through a query; `fetch(offset, limit)` returns one page of cases."""
+    """Pages through a query; `fetch(offset, limit)` returns one page of cases.
+
+    After `TIMEOUT_S` without a click the buttons are greyed out (they would stop answering
+    anyway); this stays under the 15 minutes an interaction's token may edit its answer.
+    """
+
+    TIMEOUT_S = 600.0
 
     def __init__(
         self, owner_id: int, title: str, fetch: Fetch, *, page_size: int = PAGE_SIZE
     ) -> None:
-        super().__init__(timeout=600)
+        super().__init__(timeout=self.TIMEOUT_S)
+        #: The command's interaction, once the first page is sent: its token edits the answer.
+        self.interaction: discord.Interaction[Spoofwatch] | None = None
         self.page_size = page_size
         self.owner_id = owner_id
         self.title = title
@@ -70,6 +79,14 @@ class Pager(discord.ui.View):
         self.previous.disabled = page == 0
         self.next.disabled = not self.has_next
         return page_embed(self.title, rows[: self.page_size], page)
+
+    async def on_timeout(self) -> None:
+        self.previous.disabled = True
+        self.next.disabled = True
+        if self.interaction is not None:
+            # Best effort: the answer may have been dismissed by the moderator.
+            with contextlib.suppress(discord.HTTPException):
+                await self.interaction.edit_original_response(view=self)
 
     async def interaction_check(self, interaction: discord.Interaction[Spoofwatch]) -> bool:  # type: ignore[override]
         if interaction.user.id != self.owner_id:
