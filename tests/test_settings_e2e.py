@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bot.guild_config import ActionPolicy, GuildConfig
+from cogs.admin import _cog as admin_cog
 from tests.discord_emulator.bits import DEFAULT_BOT_PERMISSIONS, Permission
 from tests.discord_emulator.models import Channel, Message, iter_components
 from tests.e2e import Harness, MakeSpoofwatch
@@ -222,6 +223,18 @@ async def test_alert_policy_without_modlog_says_alerts_need_one(spoofwatch: Harn
     """Choosing an alerting policy with no mod-log channel set tells the admin to set one."""
     answer = await configure(spoofwatch, "action", {"policy": "alert"})
     assert "/spoofwatch settings modlog" in answer.content
+
+
+async def test_saved_settings_are_echoed_in_the_embeds_words(spoofwatch: Harness) -> None:
+    """Fails if the confirmation shows internal field names or raw values to the admin."""
+    answer = await configure(spoofwatch, "threshold", {"value": 0.8})
+    assert "Alert threshold: 80%" in answer.content
+    assert "alert_threshold" not in answer.content
+
+
+def test_every_guild_setting_has_words_for_the_echo() -> None:
+    """Fails if a new guild setting would be echoed under its internal field name."""
+    assert set(GuildConfig.model_fields) <= set(admin_cog._LABELS)
 
 
 def _buttons(message: Message) -> list[dict[str, Any]]:

@@ -41,7 +41,10 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         current = await self.bot.guild_configs.get(guild_id)
         updated = GuildConfig.model_validate(current.model_dump() | changes)
         await self.bot.guild_configs.save(guild_id, updated)
+        # The audit event keeps the field names (stable, searchable); the moderator reads
+        # the words the settings embed uses.
         described = ", ".join(f"{k}={_show(v)}" for k, v in changes.items())
+        spoken = "; ".join(f"{_LABELS.get(k, k)}: {_show_for(k, v)}" for k, v in changes.items())
         await self.bot.audit.log_event(
             guild_id,
             actor=str(interaction.user.id),
@@ -50,7 +53,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
             reason=described,
         )
         log.info("guild %s settings changed by %s: %s", guild_id, interaction.user.id, described)
-        text = f"Saved: {described}." + (f"\n{note}" if note else "")
+        text = f"Saved. {spoken}." + (f"\n{note}" if note else "")
         await interaction.response.send_message(text, embed=settings_embed(updated), ephemeral=True)
 
     @settings.command(name="show")
@@ -296,6 +299,49 @@ def settings_embed(config: GuildConfig) -> discord.Embed:
         value=f"{_show(config.max_file_mb)} MiB, {_show(config.max_duration_s)} s",
     )
     return embed
+
+
+_LABELS = {
+    "auto_scan": "Automatic scans",
+    "scope": "Scope",
+    "scope_channels": "Listed channels",
+    "kinds": "Media",
+    "alert_threshold": "Alert threshold",
+    "action": "Action",
+    "modlog_channel_id": "Mod-log",
+    "reply_bonafide": "Reply to bona fide",
+    "show_transcripts": "Transcripts shown",
+    "store_transcripts": "Transcripts stored",
+    "retention_days": "Retention",
+    "provider": "Provider",
+    "daily_quota": "Daily quota",
+    "max_file_mb": "Largest file",
+    "max_duration_s": "Longest recording",
+}
+
+
+def _show_for(field: str, value: object) -> str:
+    """A changed setting's value as the settings embed would word it."""
+    if value is None:
+        return {
+            "modlog_channel_id": "not set (no alerts)",
+            "daily_quota": "unlimited",
+        }.get(field, "default")
+    if field == "alert_threshold" and isinstance(value, float):
+        return f"{value:.0%}"
+    if field == "modlog_channel_id":
+        return f"<#{value}>"
+    if field == "scope_channels" and isinstance(value, frozenset | set):
+        return ", ".join(f"<#{c}>" for c in sorted(value)) or "none"
+    if field == "retention_days":
+        return f"{value} days"
+    if field == "max_file_mb":
+        return f"{value} MiB"
+    if field == "max_duration_s":
+        return f"{value} s"
+    if field == "auto_scan" and isinstance(value, bool):
+        return "on" if value else "off"
+    return _show(value)
 
 
 def _show(value: object) -> str:
