@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import re
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,7 +20,6 @@ from typing import Any
 import pytest
 
 from bot.storage import Review, Trigger
-from cogs.audit._views import Pager
 from tests.discord_emulator.models import Channel, Guild, Member, Message
 from tests.e2e import Harness, MakeSpoofwatch
 from tests.moderation import FAKE, MANAGE_MESSAGES, configure, footer, run, scan, text_of, wav
@@ -210,7 +210,9 @@ async def test_pages_grey_out_when_they_time_out(
     spoofwatch: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fails if an expired pager keeps live-looking buttons that no longer answer."""
-    monkeypatch.setattr(Pager, "TIMEOUT_S", 0.5)
+    # The class the running bot uses: discord.py re-imports an extension's modules each time
+    # the bot loads it, so the one this file imported may be a stale copy.
+    monkeypatch.setattr(sys.modules["cogs.audit._views"].Pager, "TIMEOUT_S", 0.5)
     emu = spoofwatch.emu
     await _cases(spoofwatch, tmp_path, 3)
     first = await run(spoofwatch, emu.moderator, "audit recent", {"limit": 2})
