@@ -116,6 +116,61 @@ async def test_lifecycle_queued_submitted_done_records_each_step(
     assert await log.get_scan(created.id) == done
 
 
+@pytest.mark.parametrize(
+    "new",
+    [
+        new_scan(),
+        new_scan(requested_by=42, trigger=Trigger.CHECK),
+        new_scan().model_copy(update={"jump_url": "https://ptb.discord.com/channels/1/2/3"}),
+        new_scan().model_copy(
+            update={"jump_url": None, "content_type": None, "size": None, "source_url": None}
+        ),
+        NewScan(
+            guild_id=NO_GUILD,
+            filename="from the command line.wav",
+            trigger=Trigger.CLI,
+            provider=ProviderName.BEHAVIORAL_SIGNALS,
+        ),
+    ],
+    ids=["auto", "requested", "other-jump-url", "sparse", "cli"],
+)
+async def test_create_scan_returns_the_row_as_stored(log: SQLiteAuditLog, new: NewScan) -> None:
+    """Fails if the record create_scan builds from its parameters differs from a fresh read."""
+    created, is_new = await log.create_scan(new)
+    assert is_new
+    assert await log.get_scan(created.id) == created
+    again, is_new = await log.create_scan(new)
+    if new.message_id is not None:  # the replay is read back from the database
+        assert (again, is_new) == (created, False)
+
+
+@pytest.mark.parametrize("reused", [False, True], ids=["done", "reused"])
+@pytest.mark.parametrize("store_transcript", [True, False], ids=["transcript", "no-transcript"])
+async def test_mark_done_returns_the_row_as_stored(
+    log: SQLiteAuditLog, clock: Clock, reused: bool, store_transcript: bool
+) -> None:
+    """Fails if the record mark_done returns differs from a fresh read of the case."""
+    earlier = await finished_scan(log)
+    created, _ = await log.create_scan(new_scan())
+    clock.advance(seconds=5)
+    done = await log.mark_done(
+        created.id,
+        verdict(Label.SPOOFED, 0.875, job_id="412"),
+        reused_from=earlier.id if reused else None,
+        store_transcript=store_transcript,
+    )
+    assert await log.get_scan(created.id) == done
+    assert done.status is (ScanStatus.REUSED if reused else ScanStatus.DONE)
+
+
+async def test_mark_failed_returns_the_row_as_stored(log: SQLiteAuditLog, clock: Clock) -> None:
+    """Fails if the record mark_failed returns differs from a fresh read of the case."""
+    created, _ = await log.create_scan(new_scan())
+    clock.advance(seconds=5)
+    failed = await log.mark_failed(created.id, "too_large", "x" * 2000)
+    assert await log.get_scan(created.id) == failed
+
+
 async def test_failed_scan_keeps_the_error_and_finish_time(
     log: SQLiteAuditLog, clock: Clock
 ) -> None:

@@ -157,6 +157,26 @@ async def test_a_failing_statement_does_not_undo_its_batch(log: SQLiteAuditLog) 
     assert await log.count_cases(GUILD_A) == 5
 
 
+async def test_a_failing_decode_reaches_its_caller_alone(log: SQLiteAuditLog) -> None:
+    """Fails if an error while decoding one statement's rows (done as the batch commits) is
+    lost, or spoils the results of the other statements in the batch."""
+
+    def broken(rows: list[object]) -> object:
+        raise ValueError(f"cannot decode {rows}")
+
+    writer = log._writer
+    bad = writer.decoded(
+        "INSERT INTO guild_counters (guild_id, last_case) VALUES (7, 0) RETURNING guild_id",
+        (),
+        broken,
+    )
+    good = [log.create_scan(new_scan()) for _ in range(3)]
+    results = await asyncio.gather(bad, *good, return_exceptions=True)
+    assert isinstance(results[0], ValueError)
+    assert [r[0].case_number for r in results[1:]] == [1, 2, 3]
+    assert await log.count_cases(GUILD_A) == 3
+
+
 async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
     """Fails if writes queued before close() are lost."""
     path = tmp_path / "audit.db"
@@ -178,6 +198,85 @@ async def test_writes_after_close_raise(tmp_path: Path) -> None:
     await log.close()
     with pytest.raises(RuntimeError, match="closed"):
         await asyncio.wait_for(log.create_scan(new_scan()), timeout=10)
+
+
+async def test_units_and_statements_run_in_the_order_they_were_queued(
+    log: SQLiteAuditLog,
+) -> None:
+    """Fails if a unit is merged into a batch of statements or overtakes one queued before."""
+    writer = log._writer
+
+    def count(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT count(*) FROM scans").fetchone()[0])
+
+    first = [log.create_scan(new_scan()) for _ in range(3)]
+    queued = [asyncio.ensure_future(call) for call in first]
+    await asyncio.sleep(0)  # queued behind the three statements
+    in_between = asyncio.ensure_future(writer.unit(count))
+    await asyncio.sleep(0)
+    later = [asyncio.ensure_future(log.create_scan(new_scan())) for _ in range(2)]
+    await asyncio.gather(*queued, *later)
+    assert await in_between == 3
+    assert await log.count_cases(GUILD_A) == 5
+
+
+async def test_the_writer_folds_the_wal_back_when_the_checkpointer_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if the writer ignores the checkpointer's request to finish a checkpoint, so that
+    the WAL never starts over (SQLite's own auto-checkpoint is out of the way here)."""
+    from bot.storage import _sqlite_base
+
+    monkeypatch.setattr(_sqlite_base, "_WAL_AUTOCHECKPOINT_PAGES", 1_000_000)
+    monkeypatch.setattr(_sqlite_base, "_WAL_RESTART_PAGES", 1_000_000)
+    monkeypatch.setattr(_sqlite_base, "_CHECKPOINT_INTERVAL_S", 3600.0)  # one pass, then idle
+    path = tmp_path / "audit.db"
+    wal = Path(f"{path}-wal")
+    log = await SQLiteAuditLog.open(path)
+    try:
+        for _ in range(30):
+            await finished_scan(log)
+        grown = wal.stat().st_size
+        log._writer._request_checkpoint()
+        await finished_scan(log)  # the writer checkpoints after this commit...
+        for _ in range(30):  # ...so these are written from the start of the WAL again
+            await finished_scan(log)
+        assert wal.stat().st_size < grown * 1.5
+        assert await log.count_cases(GUILD_A) == 61
+    finally:
+        await log.close()
+
+
+async def test_the_checkpointer_asks_for_the_last_step_once_the_wal_is_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if the checkpointer never asks the writer to finish, whatever the WAL's length."""
+    from bot.storage import _sqlite_base
+
+    monkeypatch.setattr(_sqlite_base, "_WAL_RESTART_PAGES", 1)
+    monkeypatch.setattr(_sqlite_base, "_CHECKPOINT_INTERVAL_S", 3600.0)  # one pass, then idle
+    log = await SQLiteAuditLog.open(tmp_path / "audit.db")
+    try:
+        await log.create_scan(new_scan())  # one commit wakes the checkpointer: one pass
+        for _ in range(200):
+            if log._writer._checkpoint_due:
+                break
+            await asyncio.sleep(0.005)
+        assert log._writer._checkpoint_due
+        await finished_scan(log)
+        assert not log._writer._checkpoint_due  # done after the next commit
+    finally:
+        await log.close()
+
+
+async def test_close_stops_the_checkpointer(tmp_path: Path) -> None:
+    """Fails if the checkpointer thread outlives the audit log."""
+    import threading
+
+    log = await SQLiteAuditLog.open(tmp_path / "audit.db")
+    await finished_scan(log)
+    await log.close()
+    assert [t for t in threading.enumerate() if t.name == "audit-log-checkpointer"] == []
 
 
 # --- migrations ---------------------------------------------------------------------------
