@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -121,6 +122,9 @@ class ScanService:
     ) -> None:
         self._audit = audit
         self._transcoder = transcoder or media.Transcoder()
+        #: ffprobe/ffmpeg runs at once: many scans may wait on providers together, but no
+        #: more media tools than two per CPU compete for the cores (and memory).
+        self._media_slots = asyncio.Semaphore(2 * (os.cpu_count() or 1))
         self._detectors = dict(detectors)
         self._http = http_session
         self._allowed_hosts = allowed_hosts
@@ -309,7 +313,8 @@ class ScanService:
             raise MediaTooLong(request.declared_duration_s, limits.max_duration_s)
 
         path, size, sha256 = await self._fetch(request, workdir)
-        probe = await media.probe(path, timeout_s=self._ffmpeg_timeout_s)
+        async with self._media_slots:
+            probe = await media.probe(path, timeout_s=self._ffmpeg_timeout_s)
         kind = media.classify(probe, content_type=new.content_type, voice_flag=request.voice_flag)
         await self._audit.set_media(
             record.id,
@@ -343,13 +348,14 @@ class ScanService:
         )
         if not detector.accepts(upload):
             wav = workdir / "audio.wav"
-            await self._transcoder.to_wav(
-                path,
-                wav,
-                probe=probe,
-                timeout_s=self._ffmpeg_timeout_s,
-                max_duration_s=limits.max_duration_s,
-            )
+            async with self._media_slots:
+                await self._transcoder.to_wav(
+                    path,
+                    wav,
+                    probe=probe,
+                    timeout_s=self._ffmpeg_timeout_s,
+                    max_duration_s=limits.max_duration_s,
+                )
             upload = Upload(
                 path=wav,
                 filename=Path(upload.filename).with_suffix(".wav").name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot import media as media_module
 from bot.detectors import Detector, SubmitOptions, Upload
 from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.detectors.resemble import ResembleClient
@@ -285,3 +288,38 @@ async def test_replayed_event_does_not_scan_twice(
     assert again.record.id == first.record.id
     assert again.verdict == first.verdict
     assert resemble_standin.submissions == 1
+
+
+async def test_media_tools_are_capped_per_cpu(
+    audit: AuditLog,
+    http_session: aiohttp.ClientSession,
+    bs_client: BehavioralSignalsClient,
+    media: MediaFiles,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fails if many scans at once start more probes/ffmpeg runs than two per CPU."""
+    cap = 2 * (os.cpu_count() or 1)
+    running = 0
+    most = 0
+    real_probe = media_module.probe
+
+    async def counting_probe(path: Path, *, timeout_s: float) -> media_module.MediaProbe:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.05)  # long enough for every scan to reach this point
+            return await real_probe(path, timeout_s=timeout_s)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(media_module, "probe", counting_probe)
+    scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
+    outcomes = await asyncio.gather(
+        *(
+            scans.scan(request(media.voice_ogg, message_id=i + 1, content_type="audio/ogg"))
+            for i in range(cap * 2)
+        )
+    )
+    assert all(o.error is None for o in outcomes)
+    assert most == cap
