@@ -49,7 +49,10 @@ async def open_runtime(
         audit = await open_audit_log(settings.db_path, clock=clock)
         decoders = OpusDecoders(settings.decoder_processes)
         try:
-            await decoders.start()
+            # Only Behavioral Signals needs voice messages as WAV: with Resemble alone the
+            # decoder processes are never started (and cost no memory).
+            if ProviderName.BEHAVIORAL_SIGNALS in chosen:
+                await decoders.start()
             detectors = {p: build_detector(settings, http_session, p) for p in chosen}
             scans = ScanService(
                 audit=audit,
