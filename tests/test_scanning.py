@@ -18,7 +18,7 @@ from bot.detectors.resemble import ResembleClient
 from bot.errors import ProviderOutOfCredits, QuotaReached
 from bot.media import OpusDecoders, Transcoder
 from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService
-from bot.storage import AuditLog, NewScan, ScanStatus, Trigger
+from bot.storage import AuditLog, NewScan, ScanStatus, Trigger, open_audit_log
 from bot.verdict import Label, MediaKind, ProviderName
 from tests.media_factory import MediaFiles
 from tests.scan_support import NOON, make_service
@@ -210,7 +210,7 @@ async def test_out_of_credits_is_recorded(
 
 
 async def test_daily_quota_stops_scans_and_resets_next_day(
-    audit: AuditLog,
+    tmp_path: Path,
     http_session: aiohttp.ClientSession,
     resemble_client: ResembleClient,
     resemble_standin: ResembleStandIn,
@@ -218,6 +218,9 @@ async def test_daily_quota_stops_scans_and_resets_next_day(
 ) -> None:
     """With a quota of 1, the second new file today is refused; tomorrow it goes through."""
     now = [datetime(2026, 11, 21, 12, tzinfo=UTC)]
+    # The audit log stamps cases with the same simulated clock as the scan service: with the
+    # real one, the first case's date would depend on the day the test runs.
+    audit = await open_audit_log(tmp_path / "quota.db", clock=lambda: now[0])
     scans = service(
         audit, http_session, {ProviderName.RESEMBLE: resemble_client}, clock=lambda: now[0]
     )
@@ -231,6 +234,7 @@ async def test_daily_quota_stops_scans_and_resets_next_day(
     assert reused.reused and reused.error is None  # reuse costs nothing, so no quota
     now[0] = datetime(2026, 11, 22, 0, 5, tzinfo=UTC)
     tomorrow = await scans.scan(request(media.tone_wav, ProviderName.RESEMBLE, limits=limits))
+    await audit.close()
     assert tomorrow.error is None
     assert resemble_standin.submissions == 2
 
