@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
-from bot.detectors import SubmitOptions, Upload, build_detector
+from bot.detectors import SubmitOptions, Upload, _http, build_detector
 from bot.detectors.behavioral_signals import BehavioralSignalsClient, normalize_results
-from bot.errors import ProviderJobFailed, ProviderProtocolError, SettingsError
+from bot.errors import (
+    ProviderJobFailed,
+    ProviderProtocolError,
+    ProviderUnavailable,
+    SettingsError,
+)
 from bot.settings import Settings
 from bot.verdict import Label, MediaKind, ProviderName
-from tests.standins import sha256_of, utterance
+from tests.conftest import FAST_POLL, FAST_RETRY
+from tests.standins import BehavioralSignalsStandIn, sha256_of, utterance
+from tests.standins._common import Handler
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -259,6 +267,85 @@ async def test_submit_sends_the_documented_form(bs_standin, bs_client, make_wav_
     assert job.name == "clip.wav"
     assert job.upload.filename == "clip.wav"
     assert json.loads(job.meta or "") == {"guild": "1", "msg": "2"}
+
+
+class _ReadSizes:
+    """An open file that records the size of every read made of it."""
+
+    def __init__(self, handle: BinaryIO, reads: list[int]) -> None:
+        self._handle, self._reads = handle, reads
+
+    def read(self, size: int = -1) -> bytes:
+        self._reads.append(size)
+        return self._handle.read(size)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+@pytest.mark.parametrize(("streaming", "chunk_kib"), [(1, 256), (16, 256), (32, 128), (64, 64)])
+def test_uploads_in_flight_share_a_bounded_read_budget(streaming: int, chunk_kib: int) -> None:
+    """Fails if reads do not shrink as uploads pile up (every read is memory until the socket
+    takes it: 64 uploads in 256 KiB reads peaked ~17 MiB higher) or grow past 256 KiB."""
+    assert _http.upload_chunk(streaming) == chunk_kib * 1024
+
+
+async def test_the_upload_streams_the_file_whole_in_bounded_reads(
+    http_session, make_wav_upload, monkeypatch
+) -> None:
+    """Fails if a file of several reads is not sent byte for byte under a Content-Length
+    (not chunked), or is read in steps over the budget's share, or all at once."""
+    upload = make_wav_upload(seconds=30.0)  # 960 kB: four reads of 256 KiB
+    size = upload.path.stat().st_size
+    reads: list[int] = []
+    lengths: list[str | None] = []
+    opened = _http._open_sized
+
+    def open_recorded(path: Path) -> tuple[Any, int]:
+        handle, length = opened(path)
+        return _ReadSizes(handle, reads), length
+
+    @web.middleware
+    async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "POST":
+            lengths.append(request.headers.get("Content-Length"))
+            assert "Transfer-Encoding" not in request.headers
+        return await handler(request)
+
+    monkeypatch.setattr(_http, "_open_sized", open_recorded)
+    standin = BehavioralSignalsStandIn(processing_polls=0)
+    standin.app.middlewares.append(headers)
+    async with standin:
+        client = BehavioralSignalsClient(
+            http_session,
+            cid=standin.cid,
+            api_key=SecretStr(standin.api_key),
+            base_url=standin.url,
+            retry=FAST_RETRY,
+            poll=FAST_POLL,
+            request_timeout_s=5.0,
+        )
+        await client.submit(upload, SubmitOptions())
+    assert standin.uploaded_sha256s == [sha256_of(upload.path)]
+    assert len(lengths) == 1 and lengths[0] is not None and int(lengths[0]) > size
+    assert sum(reads) == size
+    assert reads == [_http.UPLOAD_CHUNK_MAX] * (size // _http.UPLOAD_CHUNK_MAX) + [
+        size % _http.UPLOAD_CHUNK_MAX
+    ]
+
+
+async def test_a_file_that_shrinks_during_its_upload_fails_without_a_job(
+    bs_standin, bs_client, make_wav_upload, monkeypatch
+) -> None:
+    """Fails if an upload whose file is shorter than the Content-Length already sent waits
+    for bytes that never come, creates a job, or is sent again."""
+    upload = make_wav_upload(seconds=3.0)
+    opened = _http._open_sized
+    monkeypatch.setattr(_http, "_open_sized", lambda path: (opened(path)[0], 10**6))
+    with pytest.raises(ProviderUnavailable, match="connection lost"):
+        await bs_client.submit(upload, SubmitOptions())
+    assert bs_standin.submissions == 1
+    assert bs_standin.jobs == {}
 
 
 async def test_unscripted_file_gets_the_default_bonafide_result(

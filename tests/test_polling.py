@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -37,16 +38,56 @@ def test_a_long_job_of_unknown_spread_is_checked_from_a_tenth_early() -> None:
 
 
 def test_a_steady_provider_gets_a_narrow_window_of_checks() -> None:
-    """Fails if a small known spread does not narrow the checks to ±2 spreads, 4 of them."""
-    offsets = first(poll_offsets(DEFAULT, Expectation(60.0, spread_s=0.1)), 6)
-    assert offsets[:5] == pytest.approx([59.8, 59.9, 60.0, 60.1, 60.2])
-    assert offsets[5] > 60.3
+    """Fails if a small known spread does not narrow the checks to one spread early, two
+    late, a spread apart (a check two spreads early would find only one job in 40)."""
+    offsets = first(poll_offsets(DEFAULT, Expectation(60.0, spread_s=0.1)), 5)
+    assert offsets[:4] == pytest.approx([59.9, 60.0, 60.1, 60.2])
+    assert offsets[4] > 60.3
 
 
-def test_a_steady_short_job_is_caught_within_a_twentieth_of_a_second() -> None:
-    """Fails if a 2 s job of a steady provider is not checked at 1.95, 2.0 and 2.05 s."""
+def test_a_steady_short_job_is_caught_within_a_fiftieth_of_a_second() -> None:
+    """Fails if a 2 s job of a steady provider is not checked at 1.99, 2.01 and 2.03 s."""
     offsets = first(poll_offsets(DEFAULT, Expectation(2.0, spread_s=0.0)), 3)
-    assert offsets == [1.95, 2.0, 2.05]
+    assert offsets == [1.99, 2.01, 2.03]
+
+
+def test_a_phase_moves_each_blind_check_back_towards_the_one_before() -> None:
+    """Fails if a phased ladder leaves the plain one's steps (same number of checks, each
+    between the plain check before it and its own) or phase 0 is not the plain ladder."""
+    plain = first(poll_offsets(DEFAULT, None), 12)
+    assert first(poll_offsets(DEFAULT, None, 0.0), 12) == plain
+    bounds = [DEFAULT.initial_s / DEFAULT.factor, *plain]
+    for phase in (0.1, 0.5, 0.9, 0.999):
+        moved = first(poll_offsets(DEFAULT, None, phase), 12)
+        assert moved == sorted(moved)
+        for k, offset in enumerate(moved):
+            assert bounds[k] < offset <= bounds[k + 1]
+    halfway = first(poll_offsets(DEFAULT, None, 0.5), 3)
+    assert halfway == pytest.approx([(1 / 1.5) ** 0.5, 2.5**0.5, (2.5 * 4.75) ** 0.5], abs=1e-3)
+
+
+def test_blind_jobs_started_together_check_at_moments_spread_over_time() -> None:
+    """Fails if 32 jobs planned before anything was learned check at shared moments (so a
+    burst learns its first finish only at a backoff step) instead of evenly spread ones."""
+    clock = JobClock(DEFAULT)
+    phases = [clock.next_phase() for _ in range(32)]
+    assert phases[0] == 0.0  # a lone first job keeps the plain schedule
+    assert len(set(phases)) == 32
+    assert all(0.0 <= phase < 1.0 for phase in phases)
+    assert [clock.next_phase() for _ in range(3)] == [0.0] * 3  # later ones wait for those
+    # Every moment from 1 s to 13 s is within a few percent of some job's check, while each
+    # job alone checks only at its own 5 backoff steps.
+    checks = sorted(
+        offset
+        for phase in phases
+        for offset in itertools.takewhile(lambda o: o < 14.0, poll_offsets(DEFAULT, None, phase))
+    )
+    gaps = [
+        (later - earlier) / earlier
+        for earlier, later in itertools.pairwise(checks)
+        if 1.0 <= earlier < 13.0
+    ]
+    assert max(gaps) < 0.06
 
 
 def test_dense_checks_are_never_slower_than_the_first_backoff_step() -> None:
@@ -166,3 +207,110 @@ def test_a_resumed_job_gets_plain_backoff_and_teaches_nothing(clock_time: FakeTi
     clock_time.now += 30
     checks.done()
     assert clock.times.expect(10.0) is None
+
+
+def blind_pair(clock_time: FakeTime) -> tuple[polling.JobChecks, polling.JobChecks]:
+    """Two jobs submitted together before anything was learned, each about to be waited for:
+    `a` at phase 0 (1, 2.5, 4.75 s...), `b` at the next phase (0.778, 1.419, 3.19 s...)."""
+    clock = JobClock(DEFAULT)
+    for job in ("a", "b"):
+        clock.started(job, JobTiming(submitted_at=clock_time.now, media_s=10.0))
+    a, b = clock.checks("a"), clock.checks("b")
+    assert a.delay() == 1.0
+    assert b.delay() == pytest.approx(B_LADDER[0])
+    return a, b
+
+
+_G = polling._GOLDEN
+B_LADDER = [1.5**-_G, 2.5 ** (1 - _G), 2.5**_G * 4.75 ** (1 - _G)]
+
+
+def check(clock_time: FakeTime, at: float, job: polling.JobChecks) -> None:
+    """`job` is checked `at` seconds after the submission, and is still running."""
+    clock_time.now = 1000.0 + at
+    job.still_running()
+
+
+async def test_a_sleeping_blind_job_checks_when_its_sibling_is_found_done(
+    clock_time: FakeTime,
+) -> None:
+    """Fails if a job of a burst, sleeping towards its next backoff step, is not woken by
+    the first finish of its client to check at the moment that one was seen done (then
+    twice more, a fiftieth of a second apart), before going on with its own steps."""
+    a, b = blind_pair(clock_time)
+    check(clock_time, B_LADDER[0], b)
+    assert b.delay() == pytest.approx(B_LADDER[1] - B_LADDER[0])
+    check(clock_time, 1.0, a)
+    assert a.delay() == pytest.approx(1.5)
+    check(clock_time, B_LADDER[1], b)
+    waiting = asyncio.create_task(b.wait())  # towards its step at 3.19 s
+    await asyncio.sleep(0)
+    assert not waiting.done()
+
+    clock_time.now = 1002.5
+    a.done()  # seen done 2.5 s in
+    await asyncio.wait_for(waiting, timeout=5)  # woken: the catch-up at 2.51 s is next
+    for at, then in ((2.51, 2.53), (2.53, 2.55), (2.55, B_LADDER[2])):
+        check(clock_time, at, b)
+        assert b.delay() == pytest.approx(then - at)
+
+
+async def test_a_blind_job_being_checked_takes_the_finish_at_its_next_wait(
+    clock_time: FakeTime,
+) -> None:
+    """Fails if a finish recorded while a blind job's status request was under way is lost
+    to it: it would wait out its backoff step although its sibling is known done."""
+    a, b = blind_pair(clock_time)
+    check(clock_time, B_LADDER[0], b)
+    assert b.delay() == pytest.approx(B_LADDER[1] - B_LADDER[0])
+    check(clock_time, 1.0, a)
+    a.delay()
+    clock_time.now = 1002.5
+    a.done()  # seen done 2.5 s in, while b's check of 1.419 s is slow to answer
+    check(clock_time, 2.6, b)
+    await asyncio.wait_for(b.wait(), timeout=5)  # to the catch-up, just after 2.6 s...
+    check(clock_time, 2.62, b)
+    assert b.delay() == pytest.approx(0.02)  # ...and on, not to b's own step at 3.19 s
+
+
+def test_a_job_resumed_after_a_restart_does_not_catch_up(clock_time: FakeTime) -> None:
+    """Fails if a job whose start is unknown (resumed after a restart) takes a sibling's
+    finish: the time another job took says nothing about how long this one has run."""
+    clock = JobClock(DEFAULT)
+    resumed = clock.checks("unknown")
+    assert resumed.delay() == 1.0
+    clock.record(10.0, 0.5)
+    check(clock_time, 1.0, resumed)
+    assert resumed.delay() == pytest.approx(1.5)
+
+
+async def test_a_plan_made_from_one_wide_window_is_redone_as_more_jobs_finish(
+    clock_time: FakeTime,
+) -> None:
+    """Fails if a job planned from the first finish alone (a wide window: a rough guess of
+    1.4 s) keeps that plan while jobs sent with it finish at 2.0 s, instead of re-planning
+    to the narrow window they show once their spread is known."""
+    clock = JobClock(DEFAULT)
+    clock.record(10.0, 1.4, window_s=1.2)
+    clock.started("c", JobTiming(submitted_at=clock_time.now, media_s=10.0))
+    c = clock.checks("c")
+    check(clock_time, 1.0, c)  # its first check would be at 1.26 s: a tenth early
+    waiting = asyncio.create_task(c.wait())
+    await asyncio.sleep(0)
+    clock.record(10.0, 2.0, window_s=0.05)
+    await asyncio.sleep(0)
+    clock.record(10.0, 2.0, window_s=0.05)
+    await asyncio.sleep(0)
+    assert not waiting.done()  # re-planned around 2.0 s, spread still unknown: 1.8 s next
+    clock_time.now = 1002.0
+    clock.record(10.0, 2.0, window_s=0.05)  # the fourth: now the spread is known
+    await asyncio.wait_for(waiting, timeout=5)
+    expected = clock.times.expect(10.0)
+    assert expected is not None
+    assert expected.finish_s == pytest.approx(2.0)
+    spread = 0.05 / 12**0.5  # the narrow windows' own uncertainty
+    assert expected.spread_s == pytest.approx(spread)
+    # Checks from one spread early, a fiftieth apart: the one at 1.986 s was due, so the job
+    # was checked at once; the next is at 2.006 s.
+    check(clock_time, 2.0, c)
+    assert c.delay() == pytest.approx(0.02 - spread)

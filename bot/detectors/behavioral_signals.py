@@ -388,7 +388,7 @@ class BehavioralSignalsClient:
     async def _poll_until_done(self, url: str, job_id: str) -> Process:
         checks = self._clock.checks(job_id)
         while True:
-            await asyncio.sleep(checks.delay())
+            await checks.wait()
             process = await self._http.request(
                 "GET", url, Process, what="job status", retry_safe=True
             )

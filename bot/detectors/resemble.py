@@ -401,7 +401,7 @@ class ResembleClient:
     async def _poll_until_done(self, url: str, job_id: str) -> DetectItem:
         checks = self._clock.checks(job_id)
         while True:
-            await asyncio.sleep(checks.delay())
+            await checks.wait()
             envelope = await self._http.request(
                 "GET", url, DetectEnvelope, what="job status", retry_safe=True
             )
