@@ -99,6 +99,14 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def finish(report: Mapping[str, Any], json_name: str) -> None:
+    """Print the machine line under a benchmark's results and save them (unless `json_name`
+    is empty) as bench/out/<json_name>."""
+    print(f"\nmachine: {machine_line(report['machine'])}")
+    if json_name:
+        print(f"written: {write_json(json_name, report)}")
+
+
 def write_json(name: str, data: Any) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / name

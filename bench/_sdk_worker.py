@@ -39,6 +39,8 @@ VARIANTS = ("spoofwatch-bs", "sdk-bs", "spoofwatch-resemble", "sdk-resemble", "s
 
 
 def memory_kib(pid: int) -> dict[str, int]:
+    # bench._common.memory_kib's twin, on purpose: importing bench._common would load the
+    # emulator and the stand-ins into the process whose memory this measures.
     found: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")

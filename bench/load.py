@@ -43,17 +43,16 @@ from bench._common import (
     VoiceFile,
     bot_process,
     build_scene,
+    finish,
     fmt_ms,
     load_average,
     machine,
-    machine_line,
     post_voice,
     py_spy,
     self_cpu,
     summary,
     system_busy_cpu,
     voice_pool,
-    write_json,
 )
 from tests.discord_emulator.emulator import DiscordEmulator
 from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
@@ -308,10 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.messages <= 5000 or not 1 <= args.users <= 200:
         parser.error("--messages must be 1..5000 and --users 1..200")
-    report = asyncio.run(main_async(args))
-    print(f"\nmachine: {machine_line(report['machine'])}")
-    if args.json:
-        print(f"written: {write_json(args.json, report)}")
+    finish(asyncio.run(main_async(args)), args.json)
 
 
 if __name__ == "__main__":

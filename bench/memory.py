@@ -39,10 +39,9 @@ from bench._common import (
     bot_process,
     build_scene,
     ffmpeg,
+    finish,
     machine,
-    machine_line,
     memory_kib,
-    write_json,
 )
 from tests.discord_emulator.emulator import DiscordEmulator
 from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
@@ -208,10 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.size_mib <= 590:
         parser.error("--size-mib must be 1..590 (the benchmark raises the cap to 600 MiB)")
-    report = asyncio.run(main_async(args))
-    print(f"\nmachine: {machine_line(report['machine'])}")
-    if args.json:
-        print(f"written: {write_json(args.json, report)}")
+    finish(asyncio.run(main_async(args)), args.json)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bench._common import CACHE, REPO, ffmpeg, machine, machine_line, voice_pool, write_json
+from bench._common import CACHE, REPO, ffmpeg, finish, machine, voice_pool
 from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
 from tests.standins import behavioral_signals as bs_module
 from tests.standins import resemble as resemble_module
@@ -260,10 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     missing = [n for n, v in _versions().items() if v is None and n != "aiohttp"]
     if missing:
         parser.error(f"missing {missing}: .venv/bin/pip install -e '.[bench]'")
-    report = asyncio.run(main_async(args))
-    print(f"\nmachine: {machine_line(report['machine'])}")
-    if args.json:
-        print(f"written: {write_json(args.json, report)}")
+    finish(asyncio.run(main_async(args)), args.json)
 
 
 if __name__ == "__main__":

@@ -34,12 +34,11 @@ from bench._common import (
     VoiceFile,
     bot_process,
     build_scene,
+    finish,
     machine,
-    machine_line,
     post_voice,
     sha256_file,
     voice_pool,
-    write_json,
 )
 from tests.discord_emulator.emulator import DiscordEmulator
 from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
@@ -188,10 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.jobs <= 50 or any(not 0 <= t <= 300 for t in args.times):
         parser.error("--jobs must be 1..50 and --times within 0..300 s")
-    report = asyncio.run(main_async(args))
-    print(f"\nmachine: {machine_line(report['machine'])}")
-    if args.json:
-        print(f"written: {write_json(args.json, report)}")
+    finish(asyncio.run(main_async(args)), args.json)
 
 
 if __name__ == "__main__":
