@@ -15,6 +15,9 @@ bench/time_to_verdict uses it for the "before" figures.
 `SPOOFWATCH_BENCH_PROBE=ffprobe` turns off the Ogg Opus page reader, so that every file is
 probed by starting ffprobe, as before issue 7 (bench/load.py --probe ffprobe).
 
+`SPOOFWATCH_BENCH_HAND_OFF=off` makes a scan keep its worker while it waits for the
+provider, as before workers were handed on (bench/load.py --hand-off off).
+
 Benchmark-only: these variables are not bot settings.
 """
 
@@ -107,6 +110,10 @@ def main() -> int:
         from bot.media import _probe
 
         _probe.read_ogg_opus = lambda path: None
+    if os.environ.get("SPOOFWATCH_BENCH_HAND_OFF") == "off":
+        from bot import worker_pool
+
+        worker_pool.WAITING_PER_WORKER = 0
     try:
         return runner.run_bot(load_settings(env_file=None))
     finally:

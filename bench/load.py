@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.load [--provider resemble|behavioral_signals|both]
                                    [--mode burst|paced|both] [--messages 1000] [--users 50]
                                    [--rate 50] [--workers N] [--probe pages|ffprobe]
-                                   [--transcode decoders|ffmpeg]
+                                   [--transcode decoders|ffmpeg] [--provider-seconds 0]
+                                   [--hand-off on|off]
                                    [--profile cpu] [--json load.json]
 
 The bot runs as its own process (`python -m bench._botproc`: the bot's runner plus a loop-lag
@@ -26,6 +27,12 @@ process plus its children: reaped ffmpeg/ffprobe runs and the live Opus decoder 
 from /proc/<pid>/stat over the measured window),
 the emulator's and stand-in's CPU per scan (this process), the bot's maximum and p99 event-loop
 lag (window only), its peak RSS, provider requests per scan and Discord REST calls per scan.
+
+`--provider-seconds S` makes the stand-in take S seconds per job instead of answering at once
+(Behavioral Signals: complete at the first status check S s after the upload; Resemble:
+`Prefer: wait` holds up to 5 s, then status checks). Latency then includes those S seconds;
+the bot's part is the rest ("added"). With a slow provider, scans in flight exceed the
+workers: `--hand-off off` keeps each scan on its worker until the verdict, as before.
 """
 
 from __future__ import annotations
@@ -108,11 +115,15 @@ async def run_case(
     async with contextlib.AsyncExitStack() as stack:
         if provider == "resemble":
             # Prefer: wait answers with the finished detect at once.
-            standin: ResembleStandIn | BehavioralSignalsStandIn = ResembleStandIn(processing_s=0.0)
+            standin: ResembleStandIn | BehavioralSignalsStandIn = ResembleStandIn(
+                processing_s=args.provider_seconds
+            )
             kwargs: dict[str, Any] = {"resemble": standin}
         else:
             # Completed on the first status poll: upload, one status, results.
-            standin = BehavioralSignalsStandIn(processing_polls=0, processing_s=0.0)
+            standin = BehavioralSignalsStandIn(
+                processing_polls=0, processing_s=args.provider_seconds
+            )
             kwargs = {"bs": standin}
         await stack.enter_async_context(standin)
         emu = await stack.enter_async_context(DiscordEmulator())
@@ -125,6 +136,8 @@ async def run_case(
             settings["SPOOFWATCH_BENCH_PROBE"] = "ffprobe"
         if args.transcode == "ffmpeg":
             settings["SPOOFWATCH_DECODER_PROCESSES"] = "0"
+        if args.hand_off == "off":
+            settings["SPOOFWATCH_BENCH_HAND_OFF"] = "off"
         bot = await stack.enter_async_context(
             bot_process(emu=emu, provider=provider, settings=settings, **kwargs)
         )
@@ -152,7 +165,7 @@ async def run_case(
                 ids = await _send_burst(emu, tracker, scene, files)
             else:
                 ids = await _send_paced(emu, tracker, scene, files, args.rate)
-            finished = await tracker.wait(max(120.0, len(files) / 2))
+            finished = await tracker.wait(max(120.0, len(files) / 2 + 4 * args.provider_seconds))
             ended = time.monotonic()
         bot_cpu_after = bot.cpu()
         bench_cpu = self_cpu() - bench_cpu_before
@@ -182,12 +195,16 @@ async def run_case(
         "workers": args.workers or "default",
         "probe": args.probe,
         "transcode": args.transcode,
+        "provider_seconds": args.provider_seconds,
+        "hand_off": args.hand_off,
         "complete": finished,
         "replied": scans,
         "failed_replies": len(tracker.failed & set(ids)),
         "duration_s": last - first,
         "throughput_per_s": scans / (last - first) if last > first else None,
         "latency_s": summary(latencies),
+        # What the bot added to the provider's own time.
+        "added_latency_s": summary([x - args.provider_seconds for x in latencies]),
         "bot_cpu_s": {"process": bot_self, "children": bot_children},
         "bot_cpu_per_scan_ms": (bot_self + bot_children) / max(scans, 1) * 1000,
         "bot_process_cpu_per_scan_ms": bot_self / max(scans, 1) * 1000,
@@ -222,7 +239,8 @@ def _print(result: dict[str, Any]) -> None:
         f"\n== {result['provider']} / {result['mode']}"
         + (f" at {result['rate']:g}/s" if result["rate"] else "")
         + f" (workers: {result['workers']}, probe: {result['probe']}, "
-        + f"transcode: {result['transcode']})"
+        + f"transcode: {result['transcode']}, provider: {result['provider_seconds']:g} s, "
+        + f"hand-off: {result['hand_off']})"
     )
     print(
         f"  replied {result['replied']}/{result['messages']} "
@@ -235,6 +253,13 @@ def _print(result: dict[str, Any]) -> None:
         print(
             f"  dispatch->reply: median {fmt_ms(lat['median'])}, p90 {fmt_ms(lat['p90'])}, "
             f"p99 {fmt_ms(lat['p99'])}, max {fmt_ms(lat['max'])}"
+        )
+    added = result["added_latency_s"]
+    if result["provider_seconds"] and added.get("n"):
+        print(
+            f"  added to the provider's {result['provider_seconds']:g} s: median "
+            f"{fmt_ms(added['median'])}, p90 {fmt_ms(added['p90'])}, p99 {fmt_ms(added['p99'])}, "
+            f"max {fmt_ms(added['max'])}"
         )
     print(
         f"  bot CPU per scan: {result['bot_cpu_per_scan_ms']:.1f} ms "
@@ -297,6 +322,18 @@ def main(argv: list[str] | None = None) -> None:
         choices=("decoders", "ffmpeg"),
         default="decoders",
         help="ffmpeg: every WAV transcode by ffmpeg, as before the Opus decoder processes",
+    )
+    parser.add_argument(
+        "--provider-seconds",
+        type=float,
+        default=0.0,
+        help="seconds the stand-in takes per job (0: answers at once)",
+    )
+    parser.add_argument(
+        "--hand-off",
+        choices=("on", "off"),
+        default="on",
+        help="off: a scan keeps its worker until its verdict, as before (for before/after)",
     )
     parser.add_argument(
         "--profile",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bot import media, workdirs
-from bot.detectors import Detector, SubmitOptions, Upload
+from bot import media, workdirs, worker_pool
+from bot.detectors import Detector, Submission, SubmitOptions, Upload
 from bot.errors import (
     InternalError,
     MediaTooLarge,
@@ -222,15 +222,14 @@ class ScanService:
                 job_id,
             )
             try:
-                verdict = await detector.wait(job_id)
+                return await self._finish(
+                    record,
+                    detector,
+                    Submission(job_id),
+                    store_transcript=request.store_transcript if request else True,
+                )
             except SpoofwatchError as exc:
                 return await self._fail(record, exc)
-            done = await self._audit.mark_done(
-                record.id,
-                verdict,
-                store_transcript=request.store_transcript if request else True,
-            )
-            return ScanOutcome(record=done, verdict=verdict)
         if request is None:
             return await self._fail(
                 record, ScanInterrupted("The scan was interrupted before it was submitted.")
@@ -291,7 +290,14 @@ class ScanService:
     async def _run_in_workdir(self, record: ScanRecord, request: ScanRequest) -> ScanOutcome:
         try:
             async with workdirs.scan_workdir(self._temp_dir) as workdir:
-                return await self._steps(record, request, workdir)
+                step = await self._steps(record, request, workdir)
+            # The files are gone; what is left is waiting for the provider.
+            if isinstance(step, ScanOutcome):
+                return step
+            detector, submission = step
+            return await self._finish(
+                record, detector, submission, store_transcript=request.store_transcript
+            )
         except SpoofwatchError as exc:
             return await self._fail(record, exc)
         except asyncio.CancelledError:
@@ -304,7 +310,10 @@ class ScanService:
                 record, InternalError("Something went wrong inside Spoofwatch.")
             )
 
-    async def _steps(self, record: ScanRecord, request: ScanRequest, workdir: Path) -> ScanOutcome:
+    async def _steps(
+        self, record: ScanRecord, request: ScanRequest, workdir: Path
+    ) -> ScanOutcome | tuple[Detector, Submission]:
+        """Everything that needs the scan's files: up to the provider accepting the job."""
         limits = request.limits
         new = request.new
         if new.size is not None and new.size > limits.max_file_bytes:
@@ -365,13 +374,29 @@ class ScanService:
                 duration_s=probe.duration_s,
             )
 
-        options = SubmitOptions(transcript=request.want_transcript, meta=dict(request.meta) or None)
+        options = SubmitOptions(
+            transcript=request.want_transcript,
+            meta=dict(request.meta) or None,
+            on_sent=worker_pool.hand_off,
+        )
         submission = await detector.submit(upload, options)
         await self._audit.mark_submitted(record.id, submission.job_id)
-        verdict = submission.verdict or await detector.wait(submission.job_id)
-        done = await self._audit.mark_done(
-            record.id, verdict, store_transcript=request.store_transcript
-        )
+        return detector, submission
+
+    async def _finish(
+        self,
+        record: ScanRecord,
+        detector: Detector,
+        submission: Submission,
+        *,
+        store_transcript: bool,
+    ) -> ScanOutcome:
+        """Wait for the provider's verdict (without holding a scan worker) and record it."""
+        verdict = submission.verdict
+        if verdict is None:
+            worker_pool.hand_off()
+            verdict = await detector.wait(submission.job_id)
+        done = await self._audit.mark_done(record.id, verdict, store_transcript=store_transcript)
         log.info(
             "case %s/#%s done: %s (p=%s) by %s job %s",
             done.guild_id,

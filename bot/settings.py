@@ -131,9 +131,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SPOOFWATCH_REQUEST_TIMEOUT_S", "request_timeout_s"),
     )
     workers: int = Field(
-        # Most of a scan is waiting for the provider (seconds to minutes), so this is not a
-        # CPU bound: decoding runs in the decoder processes and ffmpeg runs are capped at
-        # two per CPU by the scan service, whatever this says.
+        # Scans downloading, decoding or uploading at once. Once a scan's file is sent it
+        # waits for the provider (seconds to minutes) without a worker (`bot.worker_pool`);
+        # decoding runs in the decoder processes and ffmpeg runs are capped at two per CPU
+        # by the scan service, whatever this says.
         default=16,
         ge=1,
         le=64,

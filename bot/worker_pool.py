@@ -1,8 +1,18 @@
-"""A bounded pool of scan workers, so a burst of uploads never stalls the gateway."""
+"""A bounded pool of scan workers, so a burst of uploads never stalls the gateway.
+
+A worker stays with a scan while the scan uses this machine: the download, the probe, the
+transcode and sending the file. Once the file is sent the scan only waits for the provider,
+which takes seconds to minutes, so it calls `hand_off()` and its worker takes the next
+queued scan while this one waits on its own. Without that, a slow provider would hold every
+worker and the queue would grow while the machine sat idle: 16 workers and 60 s jobs allow
+16 scans a minute. Waiting scans are capped too (`max_waiting`): past the cap a scan keeps its
+worker, so a provider that stops answering slows intake instead of piling up polls.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -10,15 +20,63 @@ log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
 
+#: Scans that may wait on their provider without a worker, per worker.
+WAITING_PER_WORKER = 8
+
+
+class _Slot:
+    """One job's claim on a worker; the worker is free again once `freed` is done."""
+
+    __slots__ = ("_pool", "freed", "waiting")
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self._pool = pool
+        self.freed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting = False
+
+    def hand_off(self) -> None:
+        if self.freed.done() or self._pool.waiting >= self._pool.max_waiting:
+            return
+        self.waiting = True
+        self._pool.waiting += 1
+        self.freed.set_result(None)
+
+    def finish(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self._pool.waiting -= 1
+        if not self.freed.done():
+            self.freed.set_result(None)
+
+
+_current: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar(
+    "spoofwatch_worker_slot", default=None
+)
+
+
+def hand_off() -> None:
+    """The running job now only waits on the network: let its worker take the next job.
+
+    A no-op outside a pool's job (a `/check` runs in its interaction), when the job already
+    handed off, or when the pool's waiting cap is reached.
+    """
+    slot = _current.get()
+    if slot is not None:
+        slot.hand_off()
+
 
 class WorkerPool:
     """`size` workers take jobs from a queue; event handlers only enqueue."""
 
-    def __init__(self, size: int, *, name: str = "scan") -> None:
+    def __init__(self, size: int, *, name: str = "scan", max_waiting: int | None = None) -> None:
         self._size = size
         self._name = name
+        self.max_waiting = size * WAITING_PER_WORKER if max_waiting is None else max_waiting
+        #: Jobs handed off by their worker and still running.
+        self.waiting = 0
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
+        self._jobs: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> int:
@@ -37,25 +95,35 @@ class WorkerPool:
         self._queue.put_nowait(job)
 
     async def join(self) -> None:
-        """Wait until every queued job has finished (tests, benchmarks)."""
+        """Wait until every queued job has finished, handed off or not (tests, benchmarks)."""
         await self._queue.join()
 
     async def stop(self) -> None:
-        """Cancel the workers; unfinished scans stay in the database and resume on restart."""
-        for task in self._workers:
+        """Cancel workers and jobs; unfinished scans stay in the database and resume on restart."""
+        tasks = [*self._workers, *self._jobs]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._workers = []
 
     async def _work(self) -> None:
         while True:
             job = await self._queue.get()
-            try:
-                await job()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A job handles its own failures; anything here is a bug, and the pool goes on.
-                log.exception("%s job failed", self._name)
-            finally:
-                self._queue.task_done()
+            slot = _Slot(self)
+            task = asyncio.create_task(self._run(job, slot), name=f"{self._name}-job")
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+            await slot.freed
+
+    async def _run(self, job: Job, slot: _Slot) -> None:
+        _current.set(slot)  # in this task's own copy of the context
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A job handles its own failures; anything here is a bug, and the pool goes on.
+            log.exception("%s job failed", self._name)
+        finally:
+            slot.finish()
+            self._queue.task_done()

@@ -509,9 +509,9 @@ async def test_cancelled_scan_leaves_no_temp_files(
     temp = tmp_path / "scans"
     temp.mkdir()
     async with make_spoofwatch(provider="behavioral_signals", temp_dir=temp) as sw:
-        sw.bs.processing_polls = 10**6
+        sw.bs.hang("submit", seconds=60)  # cancelled while its upload is unanswered
         await sw.post(media.voice_ogg, voice=True)
-        await sw.emu.wait_for(lambda: sw.bs.status_polls >= 1)
-        assert sorted(temp.rglob("*")) != []  # the scan's files exist while it waits
+        await sw.emu.wait_for(lambda: sw.bs.received["submit"] >= 1)
+        assert sorted(temp.rglob("*")) != []  # the scan's files exist until it is submitted
         await sw.bot.close()
         assert sorted(temp.rglob("*")) == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +31,9 @@ class SubmitOptions:
     transcript: bool = False
     #: Free-form identifiers the provider may echo back (Behavioral Signals `meta`).
     meta: dict[str, str] | None = None
+    #: Called once the file's last byte is handed to the connection: from then on the scan
+    #: only waits on the provider (`bot.worker_pool.hand_off`).
+    on_sent: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

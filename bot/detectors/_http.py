@@ -19,7 +19,7 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -72,6 +72,8 @@ class FilePart:
     path: Path
     filename: str
     content_type: str | None = None
+    #: Called when the whole file has been written to the connection.
+    on_sent: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -327,10 +329,17 @@ class FilePayload(aiohttp.payload.Payload):
     streaming = 0
 
     def __init__(
-        self, handle: BinaryIO, size: int, *, filename: str, content_type: str | None
+        self,
+        handle: BinaryIO,
+        size: int,
+        *,
+        filename: str,
+        content_type: str | None,
+        on_sent: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(handle, content_type=content_type, filename=filename)
         self._size = self._length = size
+        self._on_sent = on_sent
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         loop = asyncio.get_running_loop()
@@ -348,6 +357,8 @@ class FilePayload(aiohttp.payload.Payload):
                 await writer.write(chunk)
         finally:
             FilePayload.streaming -= 1
+        if self._on_sent is not None:
+            self._on_sent()
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("an upload file is streamed, never decoded")
@@ -370,7 +381,13 @@ async def _body(
             handle, size = await asyncio.to_thread(_open_sized, file.path)
             form.add_field(
                 file.field,
-                FilePayload(handle, size, filename=file.filename, content_type=file.content_type),
+                FilePayload(
+                    handle,
+                    size,
+                    filename=file.filename,
+                    content_type=file.content_type,
+                    on_sent=file.on_sent,
+                ),
                 filename=file.filename,
             )
         for key, value in (fields or {}).items():

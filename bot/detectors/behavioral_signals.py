@@ -307,7 +307,9 @@ class BehavioralSignalsClient:
             what="upload",
             retry_safe=False,
             fields=fields,
-            file=FilePart("file", upload.path, upload.filename, upload.content_type),
+            file=FilePart(
+                "file", upload.path, upload.filename, upload.content_type, options.on_sent
+            ),
             client_timeout=self._http.upload_timeout(),
         )
         log.info(

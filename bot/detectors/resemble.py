@@ -341,7 +341,7 @@ class ResembleClient:
             what="upload",
             retry_safe=False,
             fields=fields,
-            file=FilePart("file", upload.path, filename, content_type),
+            file=FilePart("file", upload.path, filename, content_type, options.on_sent),
             headers={"Prefer": "wait"},
             client_timeout=self._http.upload_timeout(),
         )
