@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,8 +30,9 @@ from bot.errors import (
     SpoofwatchError,
     error_for_kind,
 )
+from bot.scan_types import MediaSource, ScanLimits, ScanOutcome, ScanRequest, provider_meta
 from bot.storage import AuditLog, NewScan, ScanRecord, ScanStatus
-from bot.verdict import MediaKind, ProviderName, Verdict
+from bot.verdict import MediaKind, ProviderName
 
 log = logging.getLogger(__name__)
 
@@ -40,68 +41,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class MediaSource:
-    """Where the bytes come from: a URL (a Discord attachment) or a local file (the CLI)."""
-
-    url: str | None = None
-    path: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ScanLimits:
-    max_file_bytes: int
-    max_duration_s: float
-    #: Scans a guild may send to the provider per UTC day; None = unlimited.
-    daily_quota: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ScanRequest:
-    new: NewScan
-    source: MediaSource
-    limits: ScanLimits
-    voice_flag: bool = False
-    #: Duration Discord reports for the attachment (voice messages), checked before download.
-    declared_duration_s: float | None = None
-    want_transcript: bool = False
-    store_transcript: bool = True
-    meta: Mapping[str, str] = field(default_factory=dict)
-
-
-def provider_meta(
-    *,
-    guild_id: int | None,
-    channel_id: int | None,
-    message_id: int | None,
-    attachment_id: int | None,
-) -> dict[str, str]:
-    """The identifiers sent along with a job (Behavioral Signals echoes them in `meta`).
-
-    The one place their shape is defined: `resume` looks a job up by the same keys.
-    """
-    return {
-        "guild": str(guild_id or ""),
-        "channel": str(channel_id or ""),
-        "message": str(message_id or ""),
-        "attachment": str(attachment_id or ""),
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class ScanOutcome:
-    record: ScanRecord
-    verdict: Verdict | None = None
-    error: SpoofwatchError | None = None
-    #: The result of an earlier run, returned again for a repeated request (a replayed
-    #: event, or a restart catching up): its `scan_finished` was announced by that run.
-    replayed: bool = False
-
-    @property
-    def reused(self) -> bool:
-        return self.record.status is ScanStatus.REUSED
 
 
 class ScanService:

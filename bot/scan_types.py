@@ -1,0 +1,73 @@
+"""What a scan is asked to do and what it comes to: the scan service's inputs and outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.errors import SpoofwatchError
+from bot.storage import NewScan, ScanRecord, ScanStatus
+from bot.verdict import Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSource:
+    """Where the bytes come from: a URL (a Discord attachment) or a local file (the CLI)."""
+
+    url: str | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanLimits:
+    max_file_bytes: int
+    max_duration_s: float
+    #: Scans a guild may send to the provider per UTC day; None = unlimited.
+    daily_quota: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRequest:
+    new: NewScan
+    source: MediaSource
+    limits: ScanLimits
+    voice_flag: bool = False
+    #: Duration Discord reports for the attachment (voice messages), checked before download.
+    declared_duration_s: float | None = None
+    want_transcript: bool = False
+    store_transcript: bool = True
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+def provider_meta(
+    *,
+    guild_id: int | None,
+    channel_id: int | None,
+    message_id: int | None,
+    attachment_id: int | None,
+) -> dict[str, str]:
+    """The identifiers sent along with a job (Behavioral Signals echoes them in `meta`).
+
+    The one place their shape is defined: `resume` looks a job up by the same keys.
+    """
+    return {
+        "guild": str(guild_id or ""),
+        "channel": str(channel_id or ""),
+        "message": str(message_id or ""),
+        "attachment": str(attachment_id or ""),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOutcome:
+    record: ScanRecord
+    verdict: Verdict | None = None
+    error: SpoofwatchError | None = None
+    #: The result of an earlier run, returned again for a repeated request (a replayed
+    #: event, or a restart catching up): its `scan_finished` was announced by that run.
+    replayed: bool = False
+
+    @property
+    def reused(self) -> bool:
+        return self.record.status is ScanStatus.REUSED
