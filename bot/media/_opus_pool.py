@@ -25,8 +25,9 @@ from bot.errors import MediaTimeout
 log = logging.getLogger(__name__)
 
 _WORKER = Path(__file__).with_name("_opus_worker.py")
-#: The worker's address-space limit: its Python, libopus and one page at a time fit in a
-#: fraction of this; a file that makes it grab more kills the worker, not the bot.
+#: The worker's address-space limit: its Python, libopus, a 256 KiB read buffer and 1 MiB of
+#: decoded samples fit in a fraction of this; a file that makes it grab more kills the
+#: worker, not the bot.
 _ADDRESS_SPACE = 512 * 1024 * 1024
 #: A reply line is a few dozen bytes; anything longer is not the worker speaking.
 _MAX_REPLY = 4096

@@ -48,6 +48,12 @@ _PR_SET_PDEATHSIG = 1
 #: A packet larger than this is not a voice frame (the format allows ~61 KB; Discord's are
 #: under 1 KB): refuse rather than buffer whatever a hostile file claims.
 _MAX_PACKET = 64 * 1024
+#: The file is read this many bytes at a time: a voice message (~4 KB a second) in one read,
+#: a longer file in pieces, never all of it. Larger than the largest page (65,307 bytes).
+_READ = 256 * 1024
+#: Decoded samples held before they are written: 32 s, so a voice message (5-30 s) goes to
+#: the WAV in one write; a longer file is written in pieces of this size.
+_OUT_SAMPLES = 1 << 19
 
 
 class Unsupported(Exception):
@@ -63,39 +69,52 @@ class _Page:
     flags: int
     granule: int
     serial: int
+    #: The pieces of packets that end on this page, then what is left after them: the start
+    #: of a packet continued on the next page, or b"".
     packets: list[bytes]
     #: The last packet continues on the next page.
     open_ended: bool
 
 
 def _pages(fh: BinaryIO) -> Iterator[_Page]:
-    """The file's Ogg pages, read one at a time (never the whole file at once)."""
+    """The file's Ogg pages, read `_READ` bytes at a time (never the whole file at once)."""
+    data = b""
+    pos = 0
     while True:
-        header = fh.read(_PAGE.size)
-        if not header:
-            return
-        if len(header) < _PAGE.size:
-            raise Corrupt("the file ends inside a page header")
-        capture, version, flags, granule, serial, _, _, count = _PAGE.unpack(header)
+        if len(data) - pos < _PAGE.size:
+            data, pos = data[pos:] + fh.read(_READ), 0
+            if not data:
+                return
+            if len(data) < _PAGE.size:
+                raise Corrupt("the file ends inside a page header")
+        capture, version, flags, granule, serial, _, _, count = _PAGE.unpack_from(data, pos)
         if capture != b"OggS" or version != 0:
             raise Corrupt("a page does not start where the previous one ended")
-        lacing = fh.read(count)
-        body = fh.read(sum(lacing))
-        if len(lacing) < count or len(body) < sum(lacing):
+        start = pos + _PAGE.size
+        if start + count > len(data):  # (one more read always holds a whole page)
+            data, pos, start = data[pos:] + fh.read(_READ), 0, start - pos
+        lacing = data[start : start + count]
+        start += count
+        end = start + sum(lacing)
+        if end > len(data):
+            data, pos, start, end = data[pos:] + fh.read(_READ), 0, start - pos, end - pos
+        if len(lacing) < count or end > len(data):
             raise Corrupt("the file ends inside a page")
+        pos = end
         packets: list[bytes] = []
-        start = 0
-        end = 0
+        end = start
         for size in lacing:
             end += size
             if size < 255:
-                packets.append(body[start:end])
+                packets.append(data[start:end])
                 start = end
-        yield _Page(flags, granule, serial, [*packets, body[start:]], open_ended=start < end)
+        packets.append(data[start:end])
+        yield _Page(flags, granule, serial, packets, open_ended=start < end)
 
 
-def _packets(fh: BinaryIO) -> Iterator[tuple[bytes, _Page]]:
-    """Whole packets, joined across pages, each with the page on which it ends."""
+def _packets(fh: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """Whole packets, joined across pages, each with the granule position of the page on
+    which it ends."""
     serial: int | None = None
     partial: list[bytes] = []
     for page in _pages(fh):
@@ -105,20 +124,20 @@ def _packets(fh: BinaryIO) -> Iterator[tuple[bytes, _Page]]:
             serial = page.serial
         elif page.serial != serial or page.flags & _BOS:
             raise Unsupported("more than one logical stream")
-        last = len(page.packets) - 1
-        for index, piece in enumerate(page.packets):
-            if index == last and (page.open_ended or not piece):
-                if page.open_ended:
-                    partial.append(piece)
-                continue
-            partial.append(piece)
-            packet = b"".join(partial)
+        packets = page.packets
+        tail = packets.pop()
+        granule = page.granule
+        if partial and packets:
+            packets[0] = b"".join([*partial, packets[0]])
             partial = []
-            if len(packet) > _MAX_PACKET:
+            if len(packets[0]) > _MAX_PACKET:
                 raise Corrupt("a packet is larger than any voice frame")
-            yield packet, page
-        if sum(map(len, partial)) > _MAX_PACKET:
-            raise Corrupt("a packet is larger than any voice frame")
+        for packet in packets:
+            yield packet, granule
+        if page.open_ended:
+            partial.append(tail)
+            if sum(map(len, partial)) > _MAX_PACKET:
+                raise Corrupt("a packet is larger than any voice frame")
     if partial:
         raise Corrupt("the last packet is cut short")
 
@@ -128,22 +147,49 @@ class _Decoder:
 
     def __init__(self, lib: ctypes.CDLL, gain_q8: int) -> None:
         self._lib = lib
+        # opus_decode without argtypes, private to `decode_into` (`lib.opus_decode` is shared
+        # and keeps its prototype): ctypes then passes each argument as it is, instead of
+        # converting six of them through Python calls for every 20 ms of audio. So it must
+        # only ever get c_void_p, bytes, int, byref(c_int16 array), int, int: it does.
+        self._decode = lib["opus_decode"]
+        self._decode.restype = ctypes.c_int
         error = ctypes.c_int()
-        self._state = lib.opus_decoder_create(RATE, 1, ctypes.byref(error))
-        if error.value != 0 or not self._state:
+        state = lib.opus_decoder_create(RATE, 1, ctypes.byref(error))
+        if error.value != 0 or not state:
             raise RuntimeError(f"opus_decoder_create failed ({error.value})")
-        if gain_q8 and lib.opus_decoder_ctl(self._state, _OPUS_SET_GAIN, ctypes.c_int(gain_q8)):
+        self._state = ctypes.c_void_p(state)
+        if gain_q8 and lib.opus_decoder_ctl(self._state, _OPUS_SET_GAIN, gain_q8):
             lib.opus_decoder_destroy(self._state)
             raise Unsupported("an output gain libopus refuses")
-        self._pcm = (ctypes.c_int16 * _MAX_FRAME)()
 
-    def decode(self, packet: bytes) -> bytes:
-        if not packet:
-            raise Unsupported("an empty packet (lost audio to conceal)")
-        count = self._lib.opus_decode(self._state, packet, len(packet), self._pcm, _MAX_FRAME, 0)
-        if count < 0:
-            raise Corrupt(f"libopus refused a packet (error {count})")
-        return ctypes.string_at(self._pcm, count * 2)
+    def decode_into(
+        self, packets: Iterator[tuple[bytes, int]], pcm: ctypes.Array[ctypes.c_int16], room: int
+    ) -> tuple[int, int, bool]:
+        """Decode `packets` into `pcm`, from its start, until `room` samples or more are in.
+
+        Returns the number of samples decoded, the last granule position seen (-1 when none)
+        and whether the packets ran out.
+        """
+        if not 0 <= room <= len(pcm) - _MAX_FRAME:
+            raise ValueError("no room for the longest frame")
+        decode = self._decode
+        state = self._state
+        filled = 0
+        last_granule = -1
+        for packet, granule in packets:
+            if not packet:
+                raise Unsupported("an empty packet (lost audio to conceal)")
+            # libopus writes at most _MAX_FRAME samples at `filled`, and
+            # filled < room <= len(pcm) - _MAX_FRAME: always inside `pcm`.
+            count = decode(state, packet, len(packet), ctypes.byref(pcm, filled * 2), _MAX_FRAME, 0)
+            if count < 0:
+                raise Corrupt(f"libopus refused a packet (error {count})")
+            filled += count
+            if granule != -1:
+                last_granule = granule
+            if filled >= room:
+                return filled, last_granule, False
+        return filled, last_granule, True
 
     def close(self) -> None:
         self._lib.opus_decoder_destroy(self._state)
@@ -180,6 +226,11 @@ def wav_header(samples: int) -> bytes:
     )  # fmt: skip
 
 
+#: The output buffer, allocated on first use and reused from file to file (the worker
+#: decodes one file at a time).
+_pcm: list[ctypes.Array[ctypes.c_int16]] = []
+
+
 def decode_file(lib: ctypes.CDLL, src: str, dst: str, max_samples: int | None) -> int:
     """Decode the Ogg Opus file `src` into the WAV `dst`; the number of samples written.
 
@@ -187,9 +238,9 @@ def decode_file(lib: ctypes.CDLL, src: str, dst: str, max_samples: int | None) -
     granule position trims the end, the output gain is applied. `max_samples` cuts the
     output there, as ffmpeg's `-t` does. Raises `Unsupported` or `Corrupt`.
     """
-    with open(src, "rb") as fh, open(dst, "wb") as out:
+    with open(src, "rb") as fh:
         packets = _packets(fh)
-        head, _ = next(packets, (b"", None))
+        head, _ = next(packets, (b"", -1))
         if len(head) < _OPUS_HEAD.size:
             raise Unsupported("no OpusHead packet")
         magic, version, channels, pre_skip, _, gain, mapping = _OPUS_HEAD.unpack_from(head)
@@ -197,36 +248,64 @@ def decode_file(lib: ctypes.CDLL, src: str, dst: str, max_samples: int | None) -
             raise Unsupported("not an Opus stream this decoder knows")
         if mapping != 0 or channels not in (1, 2):
             raise Unsupported(f"channel mapping {mapping} with {channels} channels")
-        tags, _ = next(packets, (b"", None))
+        tags, _ = next(packets, (b"", -1))
         if not tags.startswith(b"OpusTags"):
             raise Unsupported("no OpusTags packet")
         decoder = _Decoder(lib, gain)
         try:
-            out.write(wav_header(0))
-            skip = pre_skip // _DOWN
-            written = 0
-            last_granule = -1
-            limit = max_samples if max_samples is not None else sys.maxsize
-            for packet, page in packets:
-                pcm = decoder.decode(packet)
-                if skip:
-                    dropped = min(skip, len(pcm) // 2)
-                    pcm = pcm[dropped * 2 :]
-                    skip -= dropped
-                take = min(len(pcm) // 2, limit - written)
-                out.write(pcm[: take * 2])
-                written += take
-                if page.granule != -1:
-                    last_granule = page.granule
-                if written >= limit:
-                    break
-            else:
-                # The end trim: the final granule position says how many samples are real
-                # (the encoder pads the last frame).
-                if last_granule >= pre_skip:
-                    written = min(written, (last_granule - pre_skip) // _DOWN)
+            return _write_wav(decoder, packets, dst, pre_skip, max_samples)
         finally:
             decoder.close()
+
+
+def _write_wav(
+    decoder: _Decoder,
+    packets: Iterator[tuple[bytes, int]],
+    dst: str,
+    pre_skip: int,
+    max_samples: int | None,
+) -> int:
+    """Decode `packets` into the WAV `dst` (see `decode_file`); the number of samples."""
+    if not _pcm:
+        _pcm.append((ctypes.c_int16 * _OUT_SAMPLES)())
+    pcm = _pcm[0]
+    view = memoryview(pcm).cast("B")
+    skip = pre_skip // _DOWN
+    limit = max(0, max_samples) if max_samples is not None else sys.maxsize
+    written = 0
+    last_granule = -1
+    with contextlib.ExitStack() as stack:
+        out: BinaryIO | None = None
+        while True:
+            room = min(_OUT_SAMPLES - _MAX_FRAME, skip + limit - written)
+            filled, granule, ended = decoder.decode_into(packets, pcm, room)
+            if granule != -1:
+                last_granule = granule
+            dropped = min(skip, filled)
+            skip -= dropped
+            take = min(filled - dropped, limit - written)
+            chunk = view[dropped * 2 : (dropped + take) * 2]
+            written += take
+            done = ended or written >= limit
+            if ended and last_granule >= pre_skip:
+                # The end trim: the final granule position says how many samples are real
+                # (the encoder pads the last frame); not when the output was cut short. At
+                # 16 kHz that is the nearest whole sample, as ffmpeg's resampler makes it.
+                written = min(written, (last_granule - pre_skip + _DOWN // 2) // _DOWN)
+            if done and out is None:
+                # All of it is in `pcm` (a voice message always is): one write, no rewrite.
+                if written == 0:
+                    raise Corrupt("no audio decoded")
+                with open(dst, "wb") as whole:
+                    whole.write(wav_header(written))
+                    whole.write(chunk[: written * 2])
+                return written
+            if out is None:
+                out = stack.enter_context(open(dst, "wb"))
+                out.write(wav_header(0))
+            out.write(chunk)
+            if done:
+                break
         if written == 0:
             raise Corrupt("no audio decoded")
         out.truncate(44 + written * 2)
