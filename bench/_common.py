@@ -324,6 +324,16 @@ class BotProcess:
                 raise TimeoutError(f"the bot did not connect; see {self.log_path}")
             await asyncio.sleep(0.05)
 
+    async def wait_log(self, text: str, timeout_s: float = 60.0) -> None:
+        """Until the bot's log has a line containing `text`."""
+        deadline = time.monotonic() + timeout_s
+        while text.encode() not in self.log_path.read_bytes():
+            if self.proc is not None and self.proc.returncode is not None:
+                raise RuntimeError(f"the bot exited early; see {self.log_path}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {text!r} in the bot's log; see {self.log_path}")
+            await asyncio.sleep(0.05)
+
     def cpu(self) -> tuple[float, float]:
         """(bot process CPU s, its children's CPU s): ffmpeg/ffprobe runs that ended and
         the long-lived Opus decoder processes, which are never reaped during a run."""

@@ -150,6 +150,9 @@ async def run_case(
         tracker.expect(len(warm_ids))
         if not await tracker.wait(120):
             raise RuntimeError(f"warm-up did not finish; bot log:\n{bot.tail()}")
+        # discord.py holds `on_ready` back ~2 s while guilds load; the start-up catch-up it
+        # starts (reading back every channel) is not part of the load.
+        await bot.wait_log("catch-up: ")
 
         provider_before = Counter(standin.received)
         rest_before = len(emu.requests)

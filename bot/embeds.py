@@ -9,6 +9,7 @@ Discord counts characters as code points (discord-api-docs#1315), which is what 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -82,6 +83,18 @@ def sanitize(text: str, *, limit: int) -> str:
 
     The limit applies to the escaped result, so callers can add it to an embed as is.
     """
+    if len(text) <= _CACHED_TEXT_CHARS:
+        # File names ("voice-message.ogg"), languages, provider labels: the same few
+        # strings over and over, each costing a pass of several regular expressions.
+        return _sanitize_cached(text, limit)
+    return _sanitize(text, limit)
+
+
+#: Texts up to this long have their `sanitize` result kept (a bounded cache).
+_CACHED_TEXT_CHARS = 128
+
+
+def _sanitize(text: str, limit: int) -> str:
     text = _WHITESPACE.sub(" ", text)
     text = "".join(
         c for c in text if c not in _INVISIBLE and unicodedata.category(c) not in {"Cc", "Cs"}
@@ -92,6 +105,9 @@ def sanitize(text: str, *, limit: int) -> str:
     # that gap. ignore_links=False because a "URL" is exactly what an attacker would dress up.
     text = "\\[".join(discord.utils.escape_markdown(p, ignore_links=False) for p in text.split("["))
     return _truncate(text, limit)
+
+
+_sanitize_cached = functools.lru_cache(maxsize=1024)(_sanitize)
 
 
 def probability_bar(p: float | None, width: int = 10) -> str:
@@ -142,8 +158,10 @@ def verdict_embed(
 
     # The two long parts share what is left evenly, so a long transcript cannot starve the
     # timeline (or the reverse); a part that needs less than its share gives the rest away.
-    snippet = sanitize(verdict.transcript or "", limit=FIELD_VALUE_LIMIT - 2)
-    quoted = f"> {snippet}" if show_transcript and snippet else ""
+    snippet = (
+        sanitize(verdict.transcript or "", limit=FIELD_VALUE_LIMIT - 2) if show_transcript else ""
+    )
+    quoted = f"> {snippet}" if snippet else ""
     several = len(verdict.segments) > 1
     timeline = _timeline(verdict.segments, FIELD_VALUE_LIMIT) if several else ""
     timeline_name = f"Timeline ({len(verdict.segments)} segments)"
@@ -302,23 +320,20 @@ def _clamp_parts(embed: discord.Embed) -> None:
         embed.description = _truncate(embed.description, DESCRIPTION_LIMIT)
     for index in reversed(range(FIELD_COUNT_LIMIT, len(embed.fields))):
         embed.remove_field(index)
+    # Each part is set again only when that changes it: an embed built here is within its
+    # limits already, and this runs three times for every reply.
     for index, field in enumerate(embed.fields):
-        embed.set_field_at(
-            index,
-            name=_truncate(field.name or "", FIELD_NAME_LIMIT),
-            value=_truncate(field.value or "", FIELD_VALUE_LIMIT),
-            inline=bool(field.inline),
-        )
-    if embed.footer.text:
-        embed.set_footer(
-            text=_truncate(embed.footer.text, FOOTER_LIMIT), icon_url=embed.footer.icon_url
-        )
-    if embed.author.name:
-        embed.set_author(
-            name=_truncate(embed.author.name, AUTHOR_LIMIT),
-            url=embed.author.url,
-            icon_url=embed.author.icon_url,
-        )
+        name = _truncate(field.name or "", FIELD_NAME_LIMIT)
+        value = _truncate(field.value or "", FIELD_VALUE_LIMIT)
+        inline = bool(field.inline)
+        if name != field.name or value != field.value or inline is not field.inline:
+            embed.set_field_at(index, name=name, value=value, inline=inline)
+    footer = embed.footer
+    if footer.text and (text := _truncate(footer.text, FOOTER_LIMIT)) != footer.text:
+        embed.set_footer(text=text, icon_url=footer.icon_url)
+    author = embed.author
+    if author.name and (name := _truncate(author.name, AUTHOR_LIMIT)) != author.name:
+        embed.set_author(name=name, url=author.url, icon_url=author.icon_url)
 
 
 def _fit(embed: discord.Embed, limit: int) -> None:

@@ -27,17 +27,35 @@ class RedactingFilter(logging.Filter):
         redacted = _DISCORD_TOKEN.sub("[redacted]", message)
         for secret in self._secrets:
             redacted = redacted.replace(secret, "[redacted]")
-        if redacted != message:
+        if redacted != message or record.args:
+            # The message as it will be shown: the formatter then need not format it again.
             record.msg = redacted
             record.args = None
         return True
+
+
+class _Formatter(logging.Formatter):
+    """A `logging.Formatter` that formats each second's timestamp once (its format shows
+    whole seconds): `time.strftime` was a fifth of the cost of a log line."""
+
+    def __init__(self, fmt: str, datefmt: str) -> None:
+        super().__init__(fmt, datefmt)
+        self._stamp: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        cached_second, text = self._stamp
+        if second != cached_second:
+            text = super().formatTime(record, datefmt)
+            self._stamp = (second, text)
+        return text
 
 
 def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> RedactingFilter:
     """Log to stderr; returns the redacting filter so more secrets can be registered."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+        _Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
     )
     redactor = RedactingFilter(secrets)
     handler.addFilter(redactor)

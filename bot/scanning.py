@@ -260,9 +260,10 @@ class ScanService:
         if request.declared_duration_s and request.declared_duration_s > limits.max_duration_s:
             raise MediaTooLong(request.declared_duration_s, limits.max_duration_s)
 
-        path, size, sha256 = await self._fetch(request, workdir)
+        fetched = await self._fetch(request, workdir)
+        path, size, sha256 = fetched.path, fetched.size, fetched.sha256
         async with self._media_slots:
-            probe = await media.probe(path, timeout_s=self._ffmpeg_timeout_s)
+            probe = await media.probe(path, timeout_s=self._ffmpeg_timeout_s, look=fetched.look)
         kind = media.classify(probe, content_type=new.content_type, voice_flag=request.voice_flag)
         await self._audit.set_media(
             record.id,
@@ -347,15 +348,15 @@ class ScanService:
         )
         return ScanOutcome(record=done, verdict=verdict)
 
-    async def _fetch(self, request: ScanRequest, workdir: Path) -> tuple[Path, int, str]:
+    async def _fetch(self, request: ScanRequest, workdir: Path) -> media.Downloaded:
         source = request.source
         max_bytes = request.limits.max_file_bytes
         if source.path is not None:
             size, sha256 = await media.hash_file(source.path, max_bytes=max_bytes)
-            return source.path, size, sha256
+            return media.Downloaded(path=source.path, size=size, sha256=sha256)
         if source.url is None:
             raise InternalError("a scan needs a URL or a file")
-        downloaded = await media.download(
+        return await media.download(
             self._http,
             source.url,
             workdir / "media",
@@ -363,7 +364,6 @@ class ScanService:
             allowed_hosts=self._allowed_hosts,
             timeout_s=self._download_timeout_s,
         )
-        return downloaded.path, downloaded.size, downloaded.sha256
 
     async def _check_quota(self, record: ScanRecord, limits: ScanLimits) -> None:
         if limits.daily_quota is None:

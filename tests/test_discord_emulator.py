@@ -12,6 +12,7 @@ import io
 import re
 from typing import Any
 
+import aiohttp
 import discord
 import pytest
 from discord import app_commands
@@ -461,3 +462,25 @@ async def test_injected_faults_surface_as_discord_py_errors(
             await channel.send("hello")
 
     assert raised.value.code == code
+
+
+async def test_cdn_answers_plain_and_ranged_downloads_alike(emulator: DiscordEmulator) -> None:
+    """Fails if a plain GET of a small file (answered from one read) differs from what
+    aiohttp's FileResponse answers (bytes, ETag, Last-Modified, Accept-Ranges), or a Range
+    request no longer gets its 206."""
+    data = bytes(range(256)) * 300
+    voice = emulator.attachment(data, "voice-message.ogg", "audio/ogg")
+    await emulator.send_message(emulator.text_channel, emulator.member, attachments=[voice])
+    async with aiohttp.ClientSession() as session:
+        async with session.get(voice.url, headers={"Accept-Encoding": "identity"}) as plain:
+            body, plain_headers = await plain.read(), plain.headers
+        async with session.get(voice.url, headers={"Range": "bytes=10-19"}) as ranged:
+            part, ranged_headers = await ranged.read(), ranged.headers
+    assert (plain.status, body) == (200, data)
+    assert (ranged.status, part) == (206, data[10:20])
+    assert plain_headers["Content-Type"] == "audio/ogg"
+    assert plain_headers["Content-Length"] == str(len(data))
+    assert plain_headers["Accept-Ranges"] == ranged_headers["Accept-Ranges"] == "bytes"
+    assert plain_headers["ETag"] == ranged_headers["ETag"]
+    assert plain_headers["Last-Modified"] == ranged_headers["Last-Modified"]
+    assert emulator.downloads(voice) == 2

@@ -8,6 +8,7 @@ real `python -m bot` process.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -202,3 +203,27 @@ async def test_message_lost_with_an_invalidated_session_is_caught_up(
     await emu.wait_for(lambda: emu.gateway.identifies > identifies)
     reply = await spoofwatch.reply_to(message)
     assert reply.embeds and len(bot_replies(spoofwatch, message)) == 1
+
+
+async def test_catch_up_leaves_a_message_being_scanned_alone(
+    spoofwatch: Harness, media: MediaFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fails if a new session's catch-up queues a second scan of a message the gateway
+    delivered and whose scan is still running (at start-up, a burst that arrived while
+    discord.py held back READY was scanned twice)."""
+    caplog.set_level(logging.INFO, logger="cogs.autoscan._cog")
+    emu = spoofwatch.emu
+    cog = autoscan(spoofwatch)
+    await emu.wait_for(lambda: cog._catch_up is not None and cog._catch_up.done())
+    first = cog._catch_up
+    spoofwatch.resemble.hang("submit", seconds=60)  # the scan stays in flight meanwhile
+    message = await spoofwatch.post(media.voice_ogg, voice=True)
+    await emu.wait_for(lambda: spoofwatch.resemble.received["submit"] >= 1)
+    caplog.clear()
+    await emu.disconnect_gateway(resume=False)
+    await emu.wait_for(lambda: cog._catch_up is not first and cog._catch_up.done())
+    counts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("catch-up:")]
+    assert counts == ["catch-up: 0 unanswered message(s) with media queued"]
+    assert bot_replies(spoofwatch, message) == []  # the catch-up ran while it was scanned
+    assert spoofwatch.resemble.submissions == 1
+    await spoofwatch.bot.close()  # the scan resumes at the next start (not tested here)

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from bot.detectors import Submission, SubmitOptions, Upload
 from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.errors import CorruptMedia
-from bot.media import _probe
+from bot.media import _probe, download
 from bot.media._ogg import read_ogg_opus
 from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService
 from bot.storage import NewScan, Trigger, open_audit_log
@@ -133,3 +135,43 @@ async def test_a_cut_short_ogg_described_by_ffprobe_is_refused(
     cut = make_truncated(tmp_path / "cut.ogg", vorbis, 0.6)
     with pytest.raises(CorruptMedia):
         await _probe.probe(cut, timeout_s=10)
+
+
+async def test_a_downloaded_voice_message_is_looked_at_once(
+    tmp_path: Path,
+    http_session: aiohttp.ClientSession,
+    media: MediaFiles,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fails if the probe of a file the download just wrote reads it again in a thread hop of
+    its own (the download's hop looks at it), or describes it differently from a fresh probe."""
+    looks: list[Path] = []
+    original = _probe._look_at
+
+    def look_at(path: Path) -> tuple[bool, object]:
+        looks.append(path)
+        return original(path)
+
+    monkeypatch.setattr(_probe, "_look_at", look_at)
+    app = web.Application()
+    body = media.voice_ogg.read_bytes()
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="audio/ogg")
+
+    app.router.add_get("/voice.ogg", serve)
+    async with TestServer(app, host="127.0.0.1") as server:
+        dest = tmp_path / "media"
+        got = await download(
+            http_session,
+            str(server.make_url("/voice.ogg")),
+            dest,
+            max_bytes=len(body),
+            allowed_hosts=("127.0.0.1",),
+        )
+    assert looks == [dest]  # in the download's own hop to a thread
+    assert got.look is not None
+    probed = await _probe.probe(got.path, timeout_s=10, look=got.look)
+    assert looks == [dest]
+    assert probed == await _probe.probe(media.voice_ogg, timeout_s=10)
+    assert looks == [dest, media.voice_ogg]  # without a look, the probe takes its own

@@ -17,6 +17,7 @@ from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.detectors.resemble import ResembleClient
 from bot.errors import ProviderOutOfCredits, QuotaReached
 from bot.media import OpusDecoders, Transcoder
+from bot.media._probe import FirstLook
 from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService
 from bot.storage import AuditLog, NewScan, ScanStatus, Trigger, open_audit_log
 from bot.verdict import Label, MediaKind, ProviderName
@@ -307,13 +308,15 @@ async def test_media_tools_are_capped_per_cpu(
     most = 0
     real_probe = media_module.probe
 
-    async def counting_probe(path: Path, *, timeout_s: float) -> media_module.MediaProbe:
+    async def counting_probe(
+        path: Path, *, timeout_s: float, look: FirstLook | None = None
+    ) -> media_module.MediaProbe:
         nonlocal running, most
         running += 1
         most = max(most, running)
         try:
             await asyncio.sleep(0.05)  # long enough for every scan to reach this point
-            return await real_probe(path, timeout_s=timeout_s)
+            return await real_probe(path, timeout_s=timeout_s, look=look)
         finally:
             running -= 1
 

@@ -8,7 +8,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -16,6 +16,7 @@ import aiohttp
 from yarl import URL
 
 from bot.errors import DisallowedHost, DownloadFailed, EmptyMedia, MediaTooLarge
+from bot.media import _probe
 from bot.settings import is_loopback_host
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ class Downloaded:
     path: Path
     size: int
     sha256: str
+    #: The probe's first look at the file, taken in the download's last thread hop (not
+    #: part of what was downloaded: two downloads of the same bytes are equal).
+    look: _probe.FirstLook | None = field(default=None, compare=False)
 
 
 async def download(
@@ -147,14 +151,15 @@ async def _save(response: aiohttp.ClientResponse, dest: Path, *, max_bytes: int)
                 await asyncio.to_thread(sink.write, bytes(pending))
                 pending.clear()
         # A voice message arrives whole before the first flush: opened, written and closed
-        # in this one hop to the thread pool.
-        await asyncio.to_thread(sink.finish, bytes(pending))
+        # in this one hop to the thread pool, which also takes the probe's first look at
+        # the file (so that the probe needs no hop of its own).
+        looked = await asyncio.to_thread(sink.finish, bytes(pending))
     finally:
         if not sink.closed:
             await asyncio.to_thread(sink.close)
     if size == 0:
         raise EmptyMedia("The file is empty (0 bytes).")
-    return Downloaded(path=dest, size=size, sha256=sink.digest.hexdigest())
+    return Downloaded(path=dest, size=size, sha256=sink.digest.hexdigest(), look=looked)
 
 
 class _Sink:
@@ -172,9 +177,11 @@ class _Sink:
         self._fh.write(data)
         self.digest.update(data)
 
-    def finish(self, data: bytes) -> None:
+    def finish(self, data: bytes) -> _probe.FirstLook | None:
+        """The last write, then close; returns `_probe.look_ahead` of the finished file."""
         self.write(data)
         self.close()
+        return _probe.look_ahead(self.path)
 
     def close(self) -> None:
         self.closed = True

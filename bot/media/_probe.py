@@ -78,7 +78,7 @@ class MediaProbe:
     video_codec: str | None
 
 
-async def probe(path: Path, *, timeout_s: float) -> MediaProbe:
+async def probe(path: Path, *, timeout_s: float, look: FirstLook | None = None) -> MediaProbe:
     """Describe `path` with ffprobe, refusing what is not audio or video.
 
     Raises `EmptyMedia` for a 0-byte file, `NotMedia` when the bytes are not a media
@@ -87,7 +87,7 @@ async def probe(path: Path, *, timeout_s: float) -> MediaProbe:
     headers) or an OGG's last page is cut short (ffmpeg would silently scan only the part
     that is there), and `MediaTimeout` when ffprobe does not finish within `timeout_s`.
     """
-    regular, opus = await asyncio.to_thread(_look_at, path)
+    regular, opus = look if look is not None else await asyncio.to_thread(_look_at, path)
     if opus is not None:
         return _ogg_opus_probe(path, opus)
 
@@ -149,7 +149,21 @@ async def probe(path: Path, *, timeout_s: float) -> MediaProbe:
     return result
 
 
-def _look_at(path: Path) -> tuple[bool, OggOpus | None]:
+#: `_look_at`'s answer: is the path a regular file, and its facts if it is plain Ogg Opus.
+FirstLook = tuple[bool, OggOpus | None]
+
+
+def look_ahead(path: Path) -> FirstLook | None:
+    """What `probe` would look at first, for a file just written (`probe(look=...)` then
+    needs no thread hop of its own); None when looking fails (the probe then looks again and
+    reports it). Blocking: call it in a worker thread."""
+    try:
+        return _look_at(path)
+    except Exception:
+        return None
+
+
+def _look_at(path: Path) -> FirstLook:
     """(is a regular file, its facts if it is plain Ogg Opus): one hop to a thread for both.
 
     Voice messages (Ogg Opus) are described from their page headers: starting ffprobe

@@ -46,6 +46,8 @@ SCANNING = "\N{LEFT-POINTING MAGNIFYING GLASS}"
 _GONE_CODES = {10003, 10008, 50035}
 #: How far after a message a restarted bot looks for its own unrecorded reply (one request).
 _REPLY_SEARCH_LIMIT = 100
+#: Messages remembered as queued from the gateway, for the next catch-up to leave alone.
+_LIVE_REMEMBERED = 10_000
 
 
 class _KeyedLocks:
@@ -75,6 +77,11 @@ class AutoScan(commands.Cog):
         self._resumer: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
         self._answering = _KeyedLocks()
+        #: Messages `on_message` queued since the last catch-up finished (oldest first).
+        #: A new session's catch-up reads back the channels' newest messages while the
+        #: gateway goes on delivering: whatever arrived before `on_ready` (discord.py holds
+        #: it back while guilds load) is being scanned already, so it is not queued twice.
+        self._queued_live: dict[int, None] = {}
 
     async def cog_load(self) -> None:
         # Read before the gateway connects: every unfinished scan now was left by an earlier
@@ -208,6 +215,8 @@ class AutoScan(commands.Cog):
                     )
                     continue
                 for message in messages:
+                    if message.id in self._queued_live:
+                        continue  # queued from the gateway; that scan answers it
                     candidates = self._wanted(message, config)
                     if candidates:
                         self.bot.scan_pool.submit(
@@ -217,23 +226,26 @@ class AutoScan(commands.Cog):
                         )
                         queued += 1
         log.info("catch-up: %d unanswered message(s) with media queued", queued)
+        # Later messages can only reach a later session's catch-up through its history
+        # read, and one queued before now that is still running is a replay there (as it
+        # always was): what is remembered from here on is what the next catch-up needs.
+        self._queued_live.clear()
 
     def _wanted(self, message: discord.Message, config: GuildConfig) -> list[Candidate]:
         """The attachments of `message` this guild's settings want scanned automatically."""
         if message.guild is None or not _from_a_person(message, self.bot):
             return []
-        if not config.auto_scan or not _in_scope(message, config):
-            return []
-        return [c for c in media_candidates(message) if c.kind in config.kinds]
+        return _configured(message, config, media_candidates(message))
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         if message.guild is None or not _from_a_person(message, self.bot):
             return
-        if not media_candidates(message):
+        found = media_candidates(message)
+        if not found:
             return  # most messages: no database read for them
         config = await self.bot.guild_configs.get(message.guild.id)
-        candidates = self._wanted(message, config)
+        candidates = _configured(message, config, found)  # what `_wanted` would say
         if not candidates:
             return
         log.debug(
@@ -243,6 +255,14 @@ class AutoScan(commands.Cog):
             message.guild.id,
         )
         self.bot.scan_pool.submit(lambda: self.scan_message(message, candidates, config))
+        if self.bot.settings.catch_up_messages:
+            self._remember_live(message.id)
+
+    def _remember_live(self, message_id: int) -> None:
+        live = self._queued_live
+        live[message_id] = None
+        if len(live) > _LIVE_REMEMBERED:
+            del live[next(iter(live))]
 
     async def scan_message(
         self,
@@ -393,6 +413,15 @@ class AutoScan(commands.Cog):
 
 def _from_a_person(message: discord.Message, bot: Spoofwatch) -> bool:
     return not (message.author.bot or message.webhook_id is not None or message.author == bot.user)
+
+
+def _configured(
+    message: discord.Message, config: GuildConfig, found: list[Candidate]
+) -> list[Candidate]:
+    """Of a person's media attachments `found` in `message`, those the guild scans itself."""
+    if not config.auto_scan or not _in_scope(message, config):
+        return []
+    return [c for c in found if c.kind in config.kinds]
 
 
 def _in_scope(message: discord.Message, config: GuildConfig) -> bool:

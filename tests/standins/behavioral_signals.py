@@ -20,7 +20,14 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.standins._common import ReceivedFile, StandIn, sha256_of, sniff, wav_duration
+from tests.standins._common import (
+    ReceivedFile,
+    StandIn,
+    media_type,
+    sha256_of,
+    sniff,
+    wav_duration,
+)
 
 API_KEY = "bs-test-key-3f9c2a71d4e8"
 CID = "10000001"
@@ -226,7 +233,7 @@ class BehavioralSignalsStandIn(StandIn):
     async def _submit(self, request: web.Request) -> web.StreamResponse:
         if denied := self._denied(request):
             return denied
-        if not request.content_type.startswith("multipart/"):
+        if not media_type(request).startswith("multipart/"):
             return self._error(400, "Expected multipart/form-data with a file")
         fields, upload = await self.read_upload(request)
         if fault := await self.injected("submit"):

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.standins._common import ReceivedFile, StandIn, sha256_of, wav_duration
+from tests.standins._common import ReceivedFile, StandIn, media_type, sha256_of, wav_duration
 
 API_KEY = "rs-test-key-9d41b07c55aa"
 MAX_UPLOAD_BYTES = 150 * 1024 * 1024
@@ -180,11 +180,12 @@ class ResembleStandIn(StandIn):
         if denied := self._denied(request):
             return denied
         self.last_headers = dict(request.headers)
-        if request.content_type == "application/json":
+        content_type = media_type(request)
+        if content_type == "application/json":
             fields, upload, refusal = await self._json_request(request)
             if refusal is not None:
                 return refusal
-        elif request.content_type.startswith("multipart/"):
+        elif content_type.startswith("multipart/"):
             fields, upload = await self.read_upload(request)
         else:
             return self._error(400, "Send multipart/form-data (file) or JSON (media_token)")
@@ -193,7 +194,7 @@ class ResembleStandIn(StandIn):
             return fault
         if upload is None:
             return self._error(400, "One of file, url or media_token is required")
-        direct = request.content_type != "application/json"
+        direct = content_type != "application/json"
         if problem := self._check(upload, fields, direct=direct):
             return self._error(400, problem)
 
@@ -245,7 +246,7 @@ class ResembleStandIn(StandIn):
         """Secure Uploads: keep the file, answer a token valid for one hour."""
         if denied := self._denied(request):
             return denied
-        if not request.content_type.startswith("multipart/"):
+        if not media_type(request).startswith("multipart/"):
             return self._error(400, "Expected multipart/form-data with a file")
         _, upload = await self.read_upload(request)
         if fault := await self.injected("secure_upload"):
