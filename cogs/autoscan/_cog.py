@@ -277,37 +277,53 @@ class AutoScan(commands.Cog):
         `recovering` (catch-up after a restart): most such messages were scanned already,
         so no 🔍 flickers on them; a 🔍 the dead process left behind is removed.
         """
+        # The 🔍 goes on while the scan starts, and comes off while the reply is posted:
+        # neither request stands between the message and its verdict.
+        reaction = None if recovering else asyncio.create_task(_react(message))
+        try:
+            outcomes = await self._scan_each(message, candidates, config)
+        except BaseException:
+            if reaction is not None:
+                await _unreact_once_on(reaction, message, self.bot)
+            raise
+        cleanup = []
+        if reaction is not None:
+            cleanup.append(_unreact_once_on(reaction, message, self.bot))
+        if recovering:
+            cleanup.append(_clear_stale_reaction(message, self.bot))
+        if outcomes is None:
+            # A duplicate event, or a restart's resume, owns this message; the owner
+            # answers for every attachment.
+            await asyncio.gather(*cleanup)
+            return
+        await asyncio.gather(self.answer(message, outcomes, config), *cleanup)
+
+    async def _scan_each(
+        self, message: discord.Message, candidates: list[Candidate], config: GuildConfig
+    ) -> list[ScanOutcome] | None:
+        """Scan the candidates one after the other; None when another task owns the message."""
         assert message.guild is not None
-        reacted = False if recovering else await _react(message)
         provider = guild_provider(self.bot.settings, config, self.bot.scans.providers)
         limits = scan_limits(self.bot.settings, config)
         outcomes: list[ScanOutcome] = []
-        try:
-            for candidate in candidates:
-                request = scan_request(
-                    candidate,
-                    message=message,
-                    guild_id=message.guild.id,
-                    channel_id=message.channel.id,
-                    trigger=Trigger.AUTO,
-                    requested_by=None,
-                    provider=provider,
-                    limits=limits,
-                    config=config,
-                    paid_transcripts=self.bot.settings.resemble_intelligence,
-                )
-                outcome = await self.bot.scans.scan(request)
-                if isinstance(outcome.error, ScanInProgress):
-                    # A duplicate event, or a restart's resume, owns this message; the
-                    # owner answers for every attachment.
-                    return
-                outcomes.append(outcome)
-        finally:
-            if reacted:
-                await _unreact(message, self.bot)
-        if recovering:
-            await _clear_stale_reaction(message, self.bot)
-        await self.answer(message, outcomes, config)
+        for candidate in candidates:
+            request = scan_request(
+                candidate,
+                message=message,
+                guild_id=message.guild.id,
+                channel_id=message.channel.id,
+                trigger=Trigger.AUTO,
+                requested_by=None,
+                provider=provider,
+                limits=limits,
+                config=config,
+                paid_transcripts=self.bot.settings.resemble_intelligence,
+            )
+            outcome = await self.bot.scans.scan(request)
+            if isinstance(outcome.error, ScanInProgress):
+                return None
+            outcomes.append(outcome)
+        return outcomes
 
     async def answer(
         self,
@@ -455,6 +471,14 @@ async def _unreact(message: discord.Message, bot: Spoofwatch) -> None:
     except discord.HTTPException:
         # The message may be gone, or reactions cleared by a moderator; nothing to undo.
         log.debug("could not remove the scanning reaction from %s", message.id)
+
+
+async def _unreact_once_on(
+    reaction: asyncio.Task[bool], message: discord.Message, bot: Spoofwatch
+) -> None:
+    """Remove the 🔍 that `reaction` adds, once it is on (nothing if adding it failed)."""
+    if await reaction:
+        await _unreact(message, bot)
 
 
 async def _clear_stale_reaction(message: discord.Message, bot: Spoofwatch) -> None:
