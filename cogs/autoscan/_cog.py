@@ -19,10 +19,9 @@ Durability across restarts (SIGKILL included), in three parts:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
 
@@ -38,10 +37,16 @@ from bot.scanning import ScanOutcome
 from bot.storage import ScanRecord, Trigger
 from bot.verdict import Label
 from cogs.autoscan._catch_up import channels_to_catch_up, unanswered_messages
+from cogs.autoscan._marks import (
+    KeyedLocks,
+    clear_stale_reaction,
+    react,
+    unreact_once_on,
+)
+from cogs.autoscan._scope import channel_in_scope, configured, from_a_person
 
 log = logging.getLogger(__name__)
 
-SCANNING = "\N{LEFT-POINTING MAGNIFYING GLASS}"
 #: Discord's "Unknown Message" / invalid reply target: the message was deleted meanwhile.
 _GONE_CODES = {10003, 10008, 50035}
 #: How far after a message a restarted bot looks for its own unrecorded reply (one request).
@@ -50,33 +55,12 @@ _REPLY_SEARCH_LIMIT = 100
 _LIVE_REMEMBERED = 10_000
 
 
-class _KeyedLocks:
-    """One asyncio.Lock per key, dropped when nobody holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: int) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
 class AutoScan(commands.Cog):
     def __init__(self, bot: Spoofwatch) -> None:
         self.bot = bot
         self._resumer: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
-        self._answering = _KeyedLocks()
+        self._answering = KeyedLocks()
         #: Messages `on_message` queued since the last catch-up finished (oldest first).
         #: A new session's catch-up reads back the channels' newest messages while the
         #: gateway goes on delivering: whatever arrived before `on_ready` (discord.py holds
@@ -161,7 +145,7 @@ class AutoScan(commands.Cog):
         for record in pending.values():
             # The attachment is no longer on the message (edited away): close the case.
             await self.bot.scans.resume(record, None)
-        await _clear_stale_reaction(message, self.bot)
+        await clear_stale_reaction(message, self.bot)
         # The database can be behind Discord: with synchronous=NORMAL a power loss drops the
         # last commits, so a scan may look unfinished although its verdict was posted.
         await self.answer(message, outcomes, config, check_existing=True)
@@ -200,7 +184,7 @@ class AutoScan(commands.Cog):
             if not config.auto_scan:
                 continue
             for channel in channels_to_catch_up(guild, cutoff):
-                if not _channel_in_scope(channel, config):
+                if not channel_in_scope(channel, config):
                     continue
                 try:
                     messages = await unanswered_messages(
@@ -233,19 +217,19 @@ class AutoScan(commands.Cog):
 
     def _wanted(self, message: discord.Message, config: GuildConfig) -> list[Candidate]:
         """The attachments of `message` this guild's settings want scanned automatically."""
-        if message.guild is None or not _from_a_person(message, self.bot):
+        if message.guild is None or not from_a_person(message, self.bot):
             return []
-        return _configured(message, config, media_candidates(message))
+        return configured(message, config, media_candidates(message))
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.guild is None or not _from_a_person(message, self.bot):
+        if message.guild is None or not from_a_person(message, self.bot):
             return
         found = media_candidates(message)
         if not found:
             return  # most messages: no database read for them
         config = await self.bot.guild_configs.get(message.guild.id)
-        candidates = _configured(message, config, found)  # what `_wanted` would say
+        candidates = configured(message, config, found)  # what `_wanted` would say
         if not candidates:
             return
         log.debug(
@@ -279,18 +263,18 @@ class AutoScan(commands.Cog):
         """
         # The 🔍 goes on while the scan starts, and comes off while the reply is posted:
         # neither request stands between the message and its verdict.
-        reaction = None if recovering else asyncio.create_task(_react(message))
+        reaction = None if recovering else asyncio.create_task(react(message))
         try:
             outcomes = await self._scan_each(message, candidates, config)
         except BaseException:
             if reaction is not None:
-                await _unreact_once_on(reaction, message, self.bot)
+                await unreact_once_on(reaction, message, self.bot)
             raise
         cleanup = []
         if reaction is not None:
-            cleanup.append(_unreact_once_on(reaction, message, self.bot))
+            cleanup.append(unreact_once_on(reaction, message, self.bot))
         if recovering:
-            cleanup.append(_clear_stale_reaction(message, self.bot))
+            cleanup.append(clear_stale_reaction(message, self.bot))
         if outcomes is None:
             # A duplicate event, or a restart's resume, owns this message; the owner
             # answers for every attachment.
@@ -425,63 +409,3 @@ class AutoScan(commands.Cog):
             else:
                 log.warning("reply to message %s failed: %s", message.id, exc)
         return None
-
-
-def _from_a_person(message: discord.Message, bot: Spoofwatch) -> bool:
-    return not (message.author.bot or message.webhook_id is not None or message.author == bot.user)
-
-
-def _configured(
-    message: discord.Message, config: GuildConfig, found: list[Candidate]
-) -> list[Candidate]:
-    """Of a person's media attachments `found` in `message`, those the guild scans itself."""
-    if not config.auto_scan or not _in_scope(message, config):
-        return []
-    return [c for c in found if c.kind in config.kinds]
-
-
-def _in_scope(message: discord.Message, config: GuildConfig) -> bool:
-    return _channel_in_scope(message.channel, config)
-
-
-def _channel_in_scope(channel: object, config: GuildConfig) -> bool:
-    # A thread is in scope through itself, its parent channel or the parent's category.
-    parent = channel.parent if isinstance(channel, discord.Thread) else None
-    placed = parent if parent is not None else channel
-    return config.scans_channel(
-        getattr(channel, "id", None),
-        parent.id if parent is not None else None,
-        getattr(placed, "category_id", None),
-    )
-
-
-async def _react(message: discord.Message) -> bool:
-    try:
-        await message.add_reaction(SCANNING)
-    except discord.HTTPException:
-        return False
-    return True
-
-
-async def _unreact(message: discord.Message, bot: Spoofwatch) -> None:
-    if bot.user is None:
-        return
-    try:
-        await message.remove_reaction(SCANNING, bot.user)
-    except discord.HTTPException:
-        # The message may be gone, or reactions cleared by a moderator; nothing to undo.
-        log.debug("could not remove the scanning reaction from %s", message.id)
-
-
-async def _unreact_once_on(
-    reaction: asyncio.Task[bool], message: discord.Message, bot: Spoofwatch
-) -> None:
-    """Remove the 🔍 that `reaction` adds, once it is on (nothing if adding it failed)."""
-    if await reaction:
-        await _unreact(message, bot)
-
-
-async def _clear_stale_reaction(message: discord.Message, bot: Spoofwatch) -> None:
-    """Remove a 🔍 a process killed mid-scan left on the message."""
-    if any(r.me and str(r.emoji) == SCANNING for r in message.reactions):
-        await _unreact(message, bot)

@@ -1,0 +1,37 @@
+"""Which messages the automatic scan is for: a person's media, in a channel the guild watches."""
+
+from __future__ import annotations
+
+import discord
+
+from bot.attachments import Candidate
+from bot.client import Spoofwatch
+from bot.guild_config import GuildConfig
+
+
+def from_a_person(message: discord.Message, bot: Spoofwatch) -> bool:
+    return not (message.author.bot or message.webhook_id is not None or message.author == bot.user)
+
+
+def configured(
+    message: discord.Message, config: GuildConfig, found: list[Candidate]
+) -> list[Candidate]:
+    """Of a person's media attachments `found` in `message`, those the guild scans itself."""
+    if not config.auto_scan or not in_scope(message, config):
+        return []
+    return [c for c in found if c.kind in config.kinds]
+
+
+def in_scope(message: discord.Message, config: GuildConfig) -> bool:
+    return channel_in_scope(message.channel, config)
+
+
+def channel_in_scope(channel: object, config: GuildConfig) -> bool:
+    # A thread is in scope through itself, its parent channel or the parent's category.
+    parent = channel.parent if isinstance(channel, discord.Thread) else None
+    placed = parent if parent is not None else channel
+    return config.scans_channel(
+        getattr(channel, "id", None),
+        parent.id if parent is not None else None,
+        getattr(placed, "category_id", None),
+    )
