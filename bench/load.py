@@ -136,17 +136,26 @@ async def run_case(
             settings["SPOOFWATCH_BENCH_PROBE"] = "ffprobe"
         if args.transcode == "ffmpeg":
             settings["SPOOFWATCH_DECODER_PROCESSES"] = "0"
+        if args.decoders is not None:
+            settings["SPOOFWATCH_DECODER_PROCESSES"] = str(args.decoders)
         if args.hand_off == "off":
             settings["SPOOFWATCH_BENCH_HAND_OFF"] = "off"
         bot = await stack.enter_async_context(
             bot_process(emu=emu, provider=provider, settings=settings, **kwargs)
         )
 
-        # Warm-up (not measured): imports, connection pools, SQLite pages, first ffprobe.
-        warm_ids = [
-            await post_voice(emu, tracker, scene.channels[0], scene.users[i % args.users], item)
-            for i, item in enumerate(warmup)
-        ]
+        # Warm-up (not measured): imports, connection pools, SQLite pages, every channel,
+        # and the provider client's timing of jobs. Posted at 10/s, so that after the first
+        # (checked blind) each job is checked when the ones before it say it will be done,
+        # as in a bot that has been running: sent all at once, every warm-up job would be
+        # checked blind and the first scans measured would pay for the clock's learning.
+        warm_ids = []
+        for i, item in enumerate(warmup):
+            channel = scene.channels[i % len(scene.channels)]
+            warm_ids.append(
+                await post_voice(emu, tracker, channel, scene.users[i % args.users], item)
+            )
+            await asyncio.sleep(0.1)
         tracker.expect(len(warm_ids))
         if not await tracker.wait(120):
             raise RuntimeError(f"warm-up did not finish; bot log:\n{bot.tail()}")
@@ -206,6 +215,11 @@ async def run_case(
         "duration_s": last - first,
         "throughput_per_s": scans / (last - first) if last > first else None,
         "latency_s": summary(latencies),
+        # The slowest scans: seconds after the first post, and dispatch -> reply.
+        "slowest": sorted(
+            ((tracker.posted[i] - first, tracker.replied[i] - tracker.posted[i]) for i in replied),
+            key=lambda pair: -pair[1],
+        )[:20],
         # What the bot added to the provider's own time.
         "added_latency_s": summary([x - args.provider_seconds for x in latencies]),
         "bot_cpu_s": {"process": bot_self, "children": bot_children},
@@ -325,6 +339,9 @@ def main(argv: list[str] | None = None) -> None:
         choices=("decoders", "ffmpeg"),
         default="decoders",
         help="ffmpeg: every WAV transcode by ffmpeg, as before the Opus decoder processes",
+    )
+    parser.add_argument(
+        "--decoders", type=int, help="SPOOFWATCH_DECODER_PROCESSES (default: the bot's)"
     )
     parser.add_argument(
         "--provider-seconds",
