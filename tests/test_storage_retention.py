@@ -225,11 +225,11 @@ async def test_the_writer_folds_the_wal_back_when_the_checkpointer_asks(
 ) -> None:
     """Fails if the writer ignores the checkpointer's request to finish a checkpoint, so that
     the WAL never starts over (SQLite's own auto-checkpoint is out of the way here)."""
-    from bot.storage import _sqlite_base
+    from bot.storage import _sqlite_writer
 
-    monkeypatch.setattr(_sqlite_base, "_WAL_AUTOCHECKPOINT_PAGES", 1_000_000)
-    monkeypatch.setattr(_sqlite_base, "_WAL_RESTART_PAGES", 1_000_000)
-    monkeypatch.setattr(_sqlite_base, "_CHECKPOINT_INTERVAL_S", 3600.0)  # one pass, then idle
+    monkeypatch.setattr(_sqlite_writer, "_WAL_AUTOCHECKPOINT_PAGES", 1_000_000)
+    monkeypatch.setattr(_sqlite_writer, "_WAL_RESTART_PAGES", 1_000_000)
+    monkeypatch.setattr(_sqlite_writer, "_CHECKPOINT_INTERVAL_S", 3600.0)  # one pass, then idle
     path = tmp_path / "audit.db"
     wal = Path(f"{path}-wal")
     log = await SQLiteAuditLog.open(path)
@@ -251,10 +251,10 @@ async def test_the_checkpointer_asks_for_the_last_step_once_the_wal_is_long(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fails if the checkpointer never asks the writer to finish, whatever the WAL's length."""
-    from bot.storage import _sqlite_base
+    from bot.storage import _sqlite_writer
 
-    monkeypatch.setattr(_sqlite_base, "_WAL_RESTART_PAGES", 1)
-    monkeypatch.setattr(_sqlite_base, "_CHECKPOINT_INTERVAL_S", 3600.0)  # one pass, then idle
+    monkeypatch.setattr(_sqlite_writer, "_WAL_RESTART_PAGES", 1)
+    monkeypatch.setattr(_sqlite_writer, "_CHECKPOINT_INTERVAL_S", 3600.0)  # one pass, then idle
     log = await SQLiteAuditLog.open(tmp_path / "audit.db")
     try:
         await log.create_scan(new_scan())  # one commit wakes the checkpointer: one pass

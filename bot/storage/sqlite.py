@@ -2,7 +2,8 @@
 
 The class is assembled in layers, one concern per module:
 
-- `_sqlite_base`: the connections, and the writer that group-commits queued statements;
+- `_sqlite_base`: the connections; `_sqlite_writer`: the writer that group-commits queued
+  statements;
 - `_sqlite_queries`: the moderators' reads, each scoped to one guild;
 - `_sqlite_admin`: reviews, moderator actions, events, forget/purge/retention, settings;
 - here: opening, and the scan lifecycle the scan service drives.
@@ -36,7 +37,8 @@ from bot.storage._models import (
 )
 from bot.storage._protocol import ScanNotFound
 from bot.storage._sqlite_admin import AdminWrites
-from bot.storage._sqlite_base import Writer, open_reader
+from bot.storage._sqlite_base import open_reader
+from bot.storage._sqlite_writer import Writer
 from bot.verdict import ProviderName, Verdict
 
 log = logging.getLogger(__name__)
