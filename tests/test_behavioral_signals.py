@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.detectors import SubmitOptions, Upload, _http, build_detector
+from bot.detectors import SubmitOptions, Upload, _upload, build_detector
 from bot.detectors.behavioral_signals import BehavioralSignalsClient, normalize_results
 from bot.errors import (
     ProviderJobFailed,
@@ -287,7 +287,7 @@ class _ReadSizes:
 def test_uploads_in_flight_share_a_bounded_read_budget(streaming: int, chunk_kib: int) -> None:
     """Fails if reads do not shrink as uploads pile up (every read is memory until the socket
     takes it: 64 uploads in 256 KiB reads peaked ~17 MiB higher) or grow past 256 KiB."""
-    assert _http.upload_chunk(streaming) == chunk_kib * 1024
+    assert _upload.upload_chunk(streaming) == chunk_kib * 1024
 
 
 async def test_the_upload_streams_the_file_whole_in_bounded_reads(
@@ -299,7 +299,7 @@ async def test_the_upload_streams_the_file_whole_in_bounded_reads(
     size = upload.path.stat().st_size
     reads: list[int] = []
     lengths: list[str | None] = []
-    opened = _http._open_sized
+    opened = _upload._open_sized
 
     def open_recorded(path: Path) -> tuple[Any, int]:
         handle, length = opened(path)
@@ -312,7 +312,7 @@ async def test_the_upload_streams_the_file_whole_in_bounded_reads(
             assert "Transfer-Encoding" not in request.headers
         return await handler(request)
 
-    monkeypatch.setattr(_http, "_open_sized", open_recorded)
+    monkeypatch.setattr(_upload, "_open_sized", open_recorded)
     standin = BehavioralSignalsStandIn(processing_polls=0)
     standin.app.middlewares.append(headers)
     async with standin:
@@ -329,8 +329,8 @@ async def test_the_upload_streams_the_file_whole_in_bounded_reads(
     assert standin.uploaded_sha256s == [sha256_of(upload.path)]
     assert len(lengths) == 1 and lengths[0] is not None and int(lengths[0]) > size
     assert sum(reads) == size
-    assert reads == [_http.UPLOAD_CHUNK_MAX] * (size // _http.UPLOAD_CHUNK_MAX) + [
-        size % _http.UPLOAD_CHUNK_MAX
+    assert reads == [_upload.UPLOAD_CHUNK_MAX] * (size // _upload.UPLOAD_CHUNK_MAX) + [
+        size % _upload.UPLOAD_CHUNK_MAX
     ]
 
 
@@ -340,8 +340,8 @@ async def test_a_file_that_shrinks_during_its_upload_fails_without_a_job(
     """Fails if an upload whose file is shorter than the Content-Length already sent waits
     for bytes that never come, creates a job, or is sent again."""
     upload = make_wav_upload(seconds=3.0)
-    opened = _http._open_sized
-    monkeypatch.setattr(_http, "_open_sized", lambda path: (opened(path)[0], 10**6))
+    opened = _upload._open_sized
+    monkeypatch.setattr(_upload, "_open_sized", lambda path: (opened(path)[0], 10**6))
     with pytest.raises(ProviderUnavailable, match="connection lost"):
         await bs_client.submit(upload, SubmitOptions())
     assert bs_standin.submissions == 1

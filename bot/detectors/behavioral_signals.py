@@ -22,8 +22,9 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, RootModel, SecretStr, ValidationError
 
 from bot.detectors._base import PollPolicy, RetryPolicy, Submission, SubmitOptions, Upload
-from bot.detectors._http import FilePart, ProviderHTTP, describe, first_line
+from bot.detectors._http import ProviderHTTP, describe, first_line
 from bot.detectors._polling import JobClock, JobTiming
+from bot.detectors._upload import FilePart
 from bot.errors import (
     ProviderJobFailed,
     ProviderNotFound,
