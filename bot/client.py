@@ -23,6 +23,11 @@ from bot.worker_pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
+#: On SIGTERM, how long scans waiting on their provider get to finish before they are
+#: cancelled (to be resumed, or recorded as interrupted, at the next start). Well inside
+#: `docker stop`'s default 10 s before SIGKILL.
+SHUTDOWN_GRACE_S = 5.0
+
 
 def intents() -> discord.Intents:
     """Guilds, guild messages and the privileged message content (attachments live there)."""
@@ -129,6 +134,7 @@ class Spoofwatch(commands.Bot):
         self.scan_pool = WorkerPool(runtime.settings.workers)
         self.guild_configs = GuildConfigs(runtime)
         self.check_cooldown = Cooldown(rate=5, per_s=600, clock=clock)
+        self.shutdown_grace_s = SHUTDOWN_GRACE_S
         #: Sync slash commands at start-up when they changed (off for `python -m bot sync`).
         self.auto_sync = True
 
@@ -142,7 +148,7 @@ class Spoofwatch(commands.Bot):
 
     async def close(self) -> None:
         log.info("shutting down: stopping scan workers")
-        await self.scan_pool.stop()
+        await self.scan_pool.stop(grace_s=self.shutdown_grace_s)
         await super().close()
 
     async def sync_commands(self, *, force: bool) -> bool:

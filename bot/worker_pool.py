@@ -76,7 +76,7 @@ class WorkerPool:
         self.waiting = 0
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
-        self._jobs: set[asyncio.Task[None]] = set()
+        self._jobs: dict[asyncio.Task[None], _Slot] = {}
 
     @property
     def pending(self) -> int:
@@ -98,22 +98,38 @@ class WorkerPool:
         """Wait until every queued job has finished, handed off or not (tests, benchmarks)."""
         await self._queue.join()
 
-    async def stop(self) -> None:
-        """Cancel workers and jobs; unfinished scans stay in the database and resume on restart."""
-        tasks = [*self._workers, *self._jobs]
+    async def stop(self, *, grace_s: float = 0.0) -> None:
+        """Stop taking jobs, give those waiting on the network `grace_s` to finish, then
+        cancel the rest; unfinished scans stay in the database and resume on restart.
+
+        The grace is for the jobs that handed off: their file is with the provider, and for
+        one that cannot be looked up again (Resemble, which keeps nothing to find a detect
+        by) being cancelled means a recorded failure rather than a resumed scan.
+        """
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        waiting = [task for task, slot in self._jobs.items() if slot.waiting]
+        if waiting and grace_s > 0:
+            log.info("waiting up to %.0f s for %d scan(s) at the provider", grace_s, len(waiting))
+            await asyncio.wait(waiting, timeout=grace_s)
+        tasks = list(self._jobs)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._workers = []
 
     async def _work(self) -> None:
         while True:
             job = await self._queue.get()
             slot = _Slot(self)
             task = asyncio.create_task(self._run(job, slot), name=f"{self._name}-job")
-            self._jobs.add(task)
-            task.add_done_callback(self._jobs.discard)
+            self._jobs[task] = slot
+            task.add_done_callback(self._forget)
             await slot.freed
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._jobs.pop(task, None)
 
     async def _run(self, job: Job, slot: _Slot) -> None:
         _current.set(slot)  # in this task's own copy of the context

@@ -112,6 +112,8 @@ def make_spoofwatch(
         settings = e2e_settings(tmp_path, resemble_standin, bs_standin, **overrides)
         async with open_runtime(settings, clock=lambda: now[0]) as runtime:
             bot = Spoofwatch(runtime, clock=lambda: now[0])
+            # Closing mid-scan is part of many tests; the grace path runs, just briefly.
+            bot.shutdown_grace_s = 0.2
             async with emulator.run(bot):
                 harness = Harness(emulator, bot, runtime, resemble_standin, bs_standin, now)
                 yield harness

@@ -227,3 +227,20 @@ async def test_catch_up_leaves_a_message_being_scanned_alone(
     assert bot_replies(spoofwatch, message) == []  # the catch-up ran while it was scanned
     assert spoofwatch.resemble.submissions == 1
     await spoofwatch.bot.close()  # the scan resumes at the next start (not tested here)
+
+
+async def test_a_shutdown_lets_a_scan_held_at_resemble_finish(
+    spoofwatch: Harness, media: MediaFiles
+) -> None:
+    """Fails if stopping the bot (SIGTERM) cancels a scan whose file Resemble is analysing,
+    its answer held by `Prefer: wait`, instead of letting it finish within the shutdown grace:
+    Resemble keeps nothing to find the detect by, so a cancelled one ends as a failure."""
+    spoofwatch.resemble.processing_s = 1.0  # held this long, well inside the grace below
+    message = await spoofwatch.post(media.voice_ogg, voice=True)
+    await spoofwatch.emu.wait_for(lambda: len(spoofwatch.resemble.jobs) == 1)
+    assert bot_replies(spoofwatch, message) == []
+    spoofwatch.bot.shutdown_grace_s = 30.0
+    await spoofwatch.bot.close()
+    [reply] = bot_replies(spoofwatch, message)
+    assert reply.embeds
+    assert spoofwatch.resemble.submissions == 1

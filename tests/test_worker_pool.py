@@ -241,3 +241,56 @@ async def test_a_held_resemble_upload_hands_off_once_its_file_is_sent(
     await pool.join()
     await pool.stop()
     assert [o.record.status for o in outcomes] == [ScanStatus.DONE] * 3
+
+
+async def test_stop_lets_jobs_at_the_provider_finish_within_the_grace() -> None:
+    """A job that handed off and finishes during the grace ends normally; the pool takes
+    no new job meanwhile."""
+    pool = WorkerPool(1)
+    pool.start()
+    answer = asyncio.Event()
+    finished: list[str] = []
+
+    async def at_provider() -> None:
+        worker_pool.hand_off()
+        await answer.wait()
+        finished.append("verdict")
+
+    async def later() -> None:
+        finished.append("later")
+
+    pool.submit(at_provider)
+    await until(lambda: pool.waiting == 1, "the job handed off")
+    stopping = asyncio.create_task(pool.stop(grace_s=60))
+    await asyncio.sleep(0)
+    pool.submit(later)  # arrives while stopping: stays queued, for the next start
+    answer.set()
+    await stopping
+    assert finished == ["verdict"]
+    assert pool.pending == 1
+
+
+async def test_stop_cancels_what_the_grace_does_not_cover() -> None:
+    """After the grace, jobs at the provider are cancelled, and so are jobs still using the
+    machine (not handed off), which the grace does not wait for."""
+    pool = WorkerPool(2)
+    pool.start()
+    cancelled: list[str] = []
+
+    def forever(name: str, *, hands_off: bool) -> worker_pool.Job:
+        async def job() -> None:
+            if hands_off:
+                worker_pool.hand_off()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(name)
+                raise
+
+        return job
+
+    pool.submit(forever("busy", hands_off=False))
+    pool.submit(forever("waiting", hands_off=True))
+    await until(lambda: pool.waiting == 1, "one job handed off")
+    await pool.stop(grace_s=0.05)
+    assert sorted(cancelled) == ["busy", "waiting"]
