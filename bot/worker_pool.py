@@ -38,13 +38,10 @@ class _Slot:
         if self.freed.done() or self._pool.waiting >= self._pool.max_waiting:
             return
         self.waiting = True
-        self._pool.waiting += 1
         self.freed.set_result(None)
 
     def finish(self) -> None:
-        if self.waiting:
-            self.waiting = False
-            self._pool.waiting -= 1
+        self.waiting = False
         if not self.freed.done():
             self.freed.set_result(None)
 
@@ -72,11 +69,14 @@ class WorkerPool:
         self._size = size
         self._name = name
         self.max_waiting = size * WAITING_PER_WORKER if max_waiting is None else max_waiting
-        #: Jobs handed off by their worker and still running.
-        self.waiting = 0
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._jobs: dict[asyncio.Task[None], _Slot] = {}
+
+    @property
+    def waiting(self) -> int:
+        """Jobs handed off by their worker and still running."""
+        return sum(slot.waiting for slot in self._jobs.values())
 
     @property
     def pending(self) -> int:

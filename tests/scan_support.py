@@ -11,10 +11,12 @@ import pytest
 
 from bot.detectors import Detector
 from bot.media import Transcoder
-from bot.scanning import ScanService
-from bot.storage import AuditLog, open_audit_log
+from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService
+from bot.storage import AuditLog, NewScan, Trigger, open_audit_log
+from bot.verdict import ProviderName
 
 NOON = datetime(2026, 11, 21, 12, tzinfo=UTC)
+LIMITS = ScanLimits(max_file_bytes=50 * 1024 * 1024, max_duration_s=600)
 
 
 @pytest.fixture
@@ -43,4 +45,29 @@ def make_service(
         temp_dir=temp_dir,
         transcoder=transcoder,
         clock=clock,
+    )
+
+
+def cli_request(
+    path: Path,
+    provider: ProviderName = ProviderName.BEHAVIORAL_SIGNALS,
+    *,
+    limits: ScanLimits = LIMITS,
+    content_type: str | None = "audio/ogg",
+    message_id: int | None = None,
+    guild_id: int = 1,
+) -> ScanRequest:
+    """A scan of a local file, as `python -m bot check` asks for it."""
+    return ScanRequest(
+        new=NewScan(
+            guild_id=guild_id,
+            message_id=message_id,
+            attachment_id=message_id,
+            filename=path.name,
+            content_type=content_type,
+            trigger=Trigger.CLI,
+            provider=provider,
+        ),
+        source=MediaSource(path=path),
+        limits=limits,
     )

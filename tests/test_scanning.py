@@ -18,16 +18,14 @@ from bot.detectors.resemble import ResembleClient
 from bot.errors import ProviderOutOfCredits, QuotaReached
 from bot.media import OpusDecoders, Transcoder
 from bot.media._probe import FirstLook
-from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService
-from bot.storage import AuditLog, NewScan, ScanStatus, Trigger, open_audit_log
+from bot.scanning import ScanLimits, ScanService
+from bot.storage import AuditLog, ScanStatus, open_audit_log
 from bot.verdict import Label, MediaKind, ProviderName
 from tests.media_factory import MediaFiles
-from tests.scan_support import NOON, make_service
+from tests.scan_support import NOON, cli_request, make_service
 from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
 from tests.standins.behavioral_signals import utterance
 from tests.standins.resemble import metrics
-
-LIMITS = ScanLimits(max_file_bytes=50 * 1024 * 1024, max_duration_s=600)
 
 
 def service(
@@ -37,30 +35,6 @@ def service(
     clock=lambda: NOON,
 ) -> ScanService:
     return make_service(audit, http_session, *detectors.values(), clock=clock)
-
-
-def request(
-    path: Path,
-    provider: ProviderName = ProviderName.BEHAVIORAL_SIGNALS,
-    *,
-    limits: ScanLimits = LIMITS,
-    content_type: str | None = "audio/ogg",
-    message_id: int | None = None,
-    guild_id: int = 1,
-) -> ScanRequest:
-    return ScanRequest(
-        new=NewScan(
-            guild_id=guild_id,
-            message_id=message_id,
-            attachment_id=message_id,
-            filename=path.name,
-            content_type=content_type,
-            trigger=Trigger.CLI,
-            provider=provider,
-        ),
-        source=MediaSource(path=path),
-        limits=limits,
-    )
 
 
 @pytest.mark.parametrize("decoders", [0, 1], ids=["ffmpeg", "opus-decoder-process"])
@@ -78,7 +52,7 @@ async def test_voice_message_is_transcoded_for_behavioral_signals(
     pool = OpusDecoders(decoders)
     scans = make_service(audit, http_session, bs_client, transcoder=Transcoder(pool))
     try:
-        outcome = await scans.scan(request(media.voice_ogg))
+        outcome = await scans.scan(cli_request(media.voice_ogg))
         assert len(pool._all) == decoders  # the decoder process was used, and survived
     finally:
         await pool.close()
@@ -105,7 +79,7 @@ async def test_utterances_become_one_verdict(
         [*utterance(0, 0.0, 2.0, spoofed=0.97), *utterance(1, 2.0, 3.0, spoofed="1e-04")],
     )
     scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
-    outcome = await scans.scan(request(media.speech_wav, content_type="audio/wav"))
+    outcome = await scans.scan(cli_request(media.speech_wav, content_type="audio/wav"))
     assert outcome.verdict is not None
     assert outcome.verdict.label is Label.SPOOFED
     assert outcome.verdict.spoofed_probability == pytest.approx(0.97)
@@ -122,7 +96,7 @@ async def test_scripted_verdict_is_recorded_with_its_case(
     """Resemble's fake verdict is stored on the case: label, probability, job id, sha256."""
     resemble_standin.script_result(media.voice_ogg, metrics=metrics([0.9, 0.95], label="fake"))
     scans = service(audit, http_session, {ProviderName.RESEMBLE: resemble_client})
-    outcome = await scans.scan(request(media.voice_ogg, ProviderName.RESEMBLE))
+    outcome = await scans.scan(cli_request(media.voice_ogg, ProviderName.RESEMBLE))
     assert outcome.verdict is not None and outcome.verdict.label is Label.SPOOFED
     record = await audit.case(1, outcome.record.case_number)
     assert record is not None
@@ -144,8 +118,8 @@ async def test_same_file_twice_reuses_the_verdict(
     copy = tmp_path / "renamed.ogg"
     shutil.copy(media.voice_ogg, copy)
     scans = service(audit, http_session, {ProviderName.RESEMBLE: resemble_client})
-    first = await scans.scan(request(media.voice_ogg, ProviderName.RESEMBLE))
-    second = await scans.scan(request(copy, ProviderName.RESEMBLE))
+    first = await scans.scan(cli_request(media.voice_ogg, ProviderName.RESEMBLE))
+    second = await scans.scan(cli_request(copy, ProviderName.RESEMBLE))
     assert resemble_standin.submissions == 1
     assert second.reused and second.record.status is ScanStatus.REUSED
     assert second.verdict == first.verdict
@@ -174,7 +148,7 @@ async def test_bad_input_is_a_recorded_failure(
 ) -> None:
     """Each bad file ends as a failed case with its error kind, before any upload."""
     scans = service(audit, http_session, {ProviderName.RESEMBLE: resemble_client})
-    outcome = await scans.scan(request(getattr(media, name), ProviderName.RESEMBLE))
+    outcome = await scans.scan(cli_request(getattr(media, name), ProviderName.RESEMBLE))
     assert outcome.error is not None and outcome.error.kind == kind
     assert outcome.record.status is ScanStatus.FAILED
     assert outcome.record.error_kind == kind
@@ -190,7 +164,7 @@ async def test_too_large_is_refused_before_reading(
     """A file over the byte cap fails as too_large."""
     scans = service(audit, http_session, {ProviderName.RESEMBLE: resemble_client})
     tiny = ScanLimits(max_file_bytes=100, max_duration_s=600)
-    outcome = await scans.scan(request(media.voice_ogg, ProviderName.RESEMBLE, limits=tiny))
+    outcome = await scans.scan(cli_request(media.voice_ogg, ProviderName.RESEMBLE, limits=tiny))
     assert outcome.error is not None and outcome.error.kind == "too_large"
 
 
@@ -204,7 +178,7 @@ async def test_out_of_credits_is_recorded(
     """Status -2 ends the case failed with the credits error, after the job id was stored."""
     bs_standin.out_of_credits()
     scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
-    outcome = await scans.scan(request(media.speech_wav, content_type="audio/wav"))
+    outcome = await scans.scan(cli_request(media.speech_wav, content_type="audio/wav"))
     assert isinstance(outcome.error, ProviderOutOfCredits)
     assert outcome.record.status is ScanStatus.FAILED
     assert outcome.record.provider_job_id is not None
@@ -226,15 +200,15 @@ async def test_daily_quota_stops_scans_and_resets_next_day(
         audit, http_session, {ProviderName.RESEMBLE: resemble_client}, clock=lambda: now[0]
     )
     limits = ScanLimits(max_file_bytes=10**8, max_duration_s=600, daily_quota=1)
-    first = await scans.scan(request(media.voice_ogg, ProviderName.RESEMBLE, limits=limits))
+    first = await scans.scan(cli_request(media.voice_ogg, ProviderName.RESEMBLE, limits=limits))
     assert first.error is None
-    refused = await scans.scan(request(media.tone_wav, ProviderName.RESEMBLE, limits=limits))
+    refused = await scans.scan(cli_request(media.tone_wav, ProviderName.RESEMBLE, limits=limits))
     assert isinstance(refused.error, QuotaReached)
     assert refused.error.resets_at == datetime(2026, 11, 22, tzinfo=UTC).timestamp()
-    reused = await scans.scan(request(media.voice_ogg, ProviderName.RESEMBLE, limits=limits))
+    reused = await scans.scan(cli_request(media.voice_ogg, ProviderName.RESEMBLE, limits=limits))
     assert reused.reused and reused.error is None  # reuse costs nothing, so no quota
     now[0] = datetime(2026, 11, 22, 0, 5, tzinfo=UTC)
-    tomorrow = await scans.scan(request(media.tone_wav, ProviderName.RESEMBLE, limits=limits))
+    tomorrow = await scans.scan(cli_request(media.tone_wav, ProviderName.RESEMBLE, limits=limits))
     await audit.close()
     assert tomorrow.error is None
     assert resemble_standin.submissions == 2
@@ -259,7 +233,7 @@ async def test_resume_polls_the_existing_job_without_resubmitting(
         ),
         SubmitOptions(),
     )
-    record, _ = await audit.create_scan(request(media.speech_wav).new)
+    record, _ = await audit.create_scan(cli_request(media.speech_wav).new)
     await audit.mark_submitted(record.id, submission.job_id)
     [unfinished] = await audit.unfinished_scans()
     outcome = await scans.resume(unfinished, None)
@@ -273,7 +247,7 @@ async def test_resume_without_job_or_source_fails_as_interrupted(
 ) -> None:
     """A scan that never reached the provider and cannot be re-fetched ends `interrupted`."""
     scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
-    record, _ = await audit.create_scan(request(Path("gone.ogg")).new)
+    record, _ = await audit.create_scan(cli_request(Path("gone.ogg")).new)
     outcome = await scans.resume(record, None)
     assert outcome.error is not None and outcome.error.kind == "interrupted"
     assert outcome.record.status is ScanStatus.FAILED
@@ -288,8 +262,8 @@ async def test_replayed_event_does_not_scan_twice(
 ) -> None:
     """The same message and attachment accepted twice returns the first case's verdict."""
     scans = service(audit, http_session, {ProviderName.RESEMBLE: resemble_client})
-    first = await scans.scan(request(media.tone_mp3, ProviderName.RESEMBLE, message_id=42))
-    again = await scans.scan(request(media.tone_mp3, ProviderName.RESEMBLE, message_id=42))
+    first = await scans.scan(cli_request(media.tone_mp3, ProviderName.RESEMBLE, message_id=42))
+    again = await scans.scan(cli_request(media.tone_mp3, ProviderName.RESEMBLE, message_id=42))
     assert again.record.id == first.record.id
     assert again.verdict == first.verdict
     assert resemble_standin.submissions == 1
@@ -324,7 +298,7 @@ async def test_media_tools_are_capped_per_cpu(
     scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
     outcomes = await asyncio.gather(
         *(
-            scans.scan(request(media.voice_ogg, message_id=i + 1, content_type="audio/ogg"))
+            scans.scan(cli_request(media.voice_ogg, message_id=i + 1, content_type="audio/ogg"))
             for i in range(cap * 2)
         )
     )

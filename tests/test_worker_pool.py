@@ -12,37 +12,19 @@ import aiohttp
 from bot import worker_pool
 from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.detectors.resemble import ResembleClient
-from bot.scanning import MediaSource, ScanLimits, ScanOutcome, ScanRequest
-from bot.storage import AuditLog, NewScan, ScanStatus, Trigger
+from bot.scanning import ScanOutcome, ScanRequest
+from bot.storage import AuditLog, ScanStatus
 from bot.verdict import ProviderName
 from bot.worker_pool import WorkerPool
+from tests.discord_emulator.waiting import Waiter
 from tests.media_factory import make_tone_wav
-from tests.scan_support import make_service
+from tests.scan_support import cli_request, make_service
 from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
-
-
-def _request(path: Path, provider: ProviderName, *, message_id: int) -> ScanRequest:
-    return ScanRequest(
-        new=NewScan(
-            guild_id=1,
-            message_id=message_id,
-            attachment_id=message_id,
-            filename=path.name,
-            content_type="audio/wav",
-            trigger=Trigger.CLI,
-            provider=provider,
-        ),
-        source=MediaSource(path=path),
-        limits=ScanLimits(max_file_bytes=1 << 20, max_duration_s=60),
-    )
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
     """Let the loop run until `condition` holds (a generous bound, not a timing assertion)."""
-    async with asyncio.timeout(10):
-        while not condition():
-            await asyncio.sleep(0.005)
-    assert condition(), what
+    await Waiter().wait_for(condition, describe=what)
 
 
 async def test_a_job_that_hands_off_frees_its_worker() -> None:
@@ -190,7 +172,7 @@ async def test_scans_waiting_on_the_provider_do_not_hold_the_workers(
     pool.start()
     for index in range(3):
         path = make_tone_wav(tmp_path / f"tone-{index}.wav", duration_s=1.0 + index / 4)
-        scan = _request(path, ProviderName.BEHAVIORAL_SIGNALS, message_id=100 + index)
+        scan = cli_request(path, content_type="audio/wav", message_id=100 + index)
 
         async def job(scan: ScanRequest = scan) -> None:
             outcomes.append(await scans.scan(scan))
@@ -230,7 +212,14 @@ async def test_a_held_resemble_upload_hands_off_once_its_file_is_sent(
 
         async def job(path: Path = path, index: int = index) -> None:
             outcomes.append(
-                await scans.scan(_request(path, ProviderName.RESEMBLE, message_id=200 + index))
+                await scans.scan(
+                    cli_request(
+                        path,
+                        ProviderName.RESEMBLE,
+                        content_type="audio/wav",
+                        message_id=200 + index,
+                    )
+                )
             )
 
         pool.submit(job)

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Params = dict[str, Any] | tuple[Any, ...]
-T = TypeVar("T")
 
 _BUSY_TIMEOUT_MS = 5000
 #: Page cache per connection (negative = KiB): keeps the upper levels of every index and the
