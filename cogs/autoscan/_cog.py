@@ -33,9 +33,9 @@ from bot.client import Spoofwatch
 from bot.errors import ScanInProgress
 from bot.guild_config import GuildConfig
 from bot.replies import outcome_embeds
-from bot.scanning import ScanOutcome
+from bot.scanning import ScanLimits, ScanOutcome, ScanRequest
 from bot.storage import ScanRecord, Trigger
-from bot.verdict import Label
+from bot.verdict import Label, ProviderName
 from cogs.autoscan._catch_up import channels_to_catch_up, unanswered_messages
 from cogs.autoscan._marks import (
     KeyedLocks,
@@ -119,22 +119,12 @@ class AutoScan(commands.Cog):
             resumed = pending.pop(key) if key in pending else None
             if resumed is None and key not in wanted:
                 continue
-            request = scan_request(
-                candidate,
-                message=message,
-                guild_id=message.guild.id,
-                channel_id=message.channel.id,
-                trigger=Trigger.AUTO,
-                requested_by=None,
-                provider=(
-                    resumed.provider
-                    if resumed is not None
-                    else guild_provider(self.bot.settings, config, self.bot.scans.providers)
-                ),
-                limits=limits,
-                config=config,
-                paid_transcripts=self.bot.settings.resemble_intelligence,
+            provider = (
+                resumed.provider
+                if resumed is not None
+                else guild_provider(self.bot.settings, config, self.bot.scans.providers)
             )
+            request = self._request(candidate, message, config, provider, limits)
             if resumed is not None:
                 outcome = await self.bot.scans.resume(resumed, request)
             else:
@@ -282,27 +272,38 @@ class AutoScan(commands.Cog):
             return
         await asyncio.gather(self.answer(message, outcomes, config), *cleanup)
 
+    def _request(
+        self,
+        candidate: Candidate,
+        message: discord.Message,
+        config: GuildConfig,
+        provider: ProviderName,
+        limits: ScanLimits,
+    ) -> ScanRequest:
+        """The automatic scan of one attachment of `message`."""
+        assert message.guild is not None
+        return scan_request(
+            candidate,
+            message=message,
+            guild_id=message.guild.id,
+            channel_id=message.channel.id,
+            trigger=Trigger.AUTO,
+            requested_by=None,
+            provider=provider,
+            limits=limits,
+            config=config,
+            paid_transcripts=self.bot.settings.resemble_intelligence,
+        )
+
     async def _scan_each(
         self, message: discord.Message, candidates: list[Candidate], config: GuildConfig
     ) -> list[ScanOutcome] | None:
         """Scan the candidates one after the other; None when another task owns the message."""
-        assert message.guild is not None
         provider = guild_provider(self.bot.settings, config, self.bot.scans.providers)
         limits = scan_limits(self.bot.settings, config)
         outcomes: list[ScanOutcome] = []
         for candidate in candidates:
-            request = scan_request(
-                candidate,
-                message=message,
-                guild_id=message.guild.id,
-                channel_id=message.channel.id,
-                trigger=Trigger.AUTO,
-                requested_by=None,
-                provider=provider,
-                limits=limits,
-                config=config,
-                paid_transcripts=self.bot.settings.resemble_intelligence,
-            )
+            request = self._request(candidate, message, config, provider, limits)
             outcome = await self.bot.scans.scan(request)
             if isinstance(outcome.error, ScanInProgress):
                 return None
