@@ -18,6 +18,7 @@ from bot.storage import (
     NewScan,
     ScanNotFound,
     ScanStatus,
+    ShardFilter,
     Trigger,
     open_audit_log,
 )
@@ -236,6 +237,25 @@ async def test_unfinished_scans_are_the_queued_and_submitted_ones(log: SQLiteAud
     await finished_scan(log)
     await failed_scan(log)
     assert [r.id for r in await log.unfinished_scans()] == [queued.id, submitted.id]
+
+
+async def test_unfinished_scans_of_a_shard_are_its_guilds_and_shard_0_has_no_guild(
+    log: SQLiteAuditLog,
+) -> None:
+    """Fails if the shard filter keeps another shard's guild or drops a guildless (CLI) scan."""
+    # (guild_id >> 22) % 2: GUILD_SHARD_0 lands on shard 0, GUILD_SHARD_1 on shard 1.
+    guild_shard_0, guild_shard_1 = 2 << 22, 3 << 22
+    on_0, _ = await log.create_scan(new_scan(guild_shard_0))
+    on_1, _ = await log.create_scan(new_scan(guild_shard_1))
+    cli, _ = await log.create_scan(
+        NewScan(filename="a.wav", trigger=Trigger.CLI, provider=ProviderName.RESEMBLE)
+    )
+    shard_0 = ShardFilter(count=2, ids=frozenset({0}))
+    shard_1 = ShardFilter(count=2, ids=frozenset({1}))
+    both = ShardFilter(count=2, ids=frozenset({0, 1}))
+    assert [r.id for r in await log.unfinished_scans(shard_0)] == [on_0.id, cli.id]
+    assert [r.id for r in await log.unfinished_scans(shard_1)] == [on_1.id]
+    assert [r.id for r in await log.unfinished_scans(both)] == [on_0.id, on_1.id, cli.id]
 
 
 # --- idempotency and case numbers ------------------------------------------------------------

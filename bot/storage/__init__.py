@@ -12,6 +12,7 @@ from bot.storage._models import (
     Review,
     ScanRecord,
     ScanStatus,
+    ShardFilter,
     StoredVerdict,
     Trigger,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "ScanNotFound",
     "ScanRecord",
     "ScanStatus",
+    "ShardFilter",
     "StoredVerdict",
     "Trigger",
     "open_audit_log",

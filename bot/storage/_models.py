@@ -13,6 +13,22 @@ from bot.verdict import Label, ProviderName, Verdict
 NO_GUILD = 0
 
 
+class ShardFilter(BaseModel):
+    """The shards one process runs: it owns a guild if `(guild_id >> 22) % count` is in `ids`.
+
+    Scans without a guild (DMs, the CLI: `NO_GUILD`) come out as shard 0 by the same formula,
+    which is where Discord delivers DMs too.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    count: int = Field(ge=1)
+    ids: frozenset[int]
+
+    def owns(self, guild_id: int) -> bool:
+        return (guild_id >> 22) % self.count in self.ids
+
+
 class Trigger(StrEnum):
     AUTO = "auto"
     CHECK = "check"

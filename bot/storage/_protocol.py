@@ -17,6 +17,7 @@ from bot.storage._models import (
     NewScan,
     Review,
     ScanRecord,
+    ShardFilter,
     StoredVerdict,
 )
 from bot.verdict import ProviderName, Verdict
@@ -72,8 +73,9 @@ class AuditLog(Protocol):
 
     async def get_scan(self, scan_id: int) -> ScanRecord | None: ...
 
-    async def unfinished_scans(self) -> list[ScanRecord]:
-        """Scans still `queued` or `submitted` (to resume after a restart)."""
+    async def unfinished_scans(self, shard: ShardFilter | None = None) -> list[ScanRecord]:
+        """Scans still `queued` or `submitted` (to resume after a restart), oldest first;
+        with `shard`, only those of the guilds this process's shards own."""
         ...
 
     # --- moderators' queries (always scoped to one guild) ---------------------------------

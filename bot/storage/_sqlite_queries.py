@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.guild_config import GuildConfig
 from bot.storage import _sqlite_rows as rows
-from bot.storage._models import AuditEvent, AuditStats, ScanRecord
+from bot.storage._models import AuditEvent, AuditStats, ScanRecord, ShardFilter
 from bot.storage._sqlite_base import SQLiteBase
 from bot.verdict import Label
 
@@ -53,15 +53,17 @@ class ModeratorQueries(SQLiteBase):
         )
         return None if row is None else rows.record_from_row(row)
 
-    async def unfinished_scans(self) -> list[ScanRecord]:
+    async def unfinished_scans(self, shard: ShardFilter | None = None) -> list[ScanRecord]:
         # Without statistics the planner would rather walk the whole table in id order than
         # sort a handful of rows; INDEXED BY pins the partial index (and fails loudly if the
         # condition ever stops matching the index's WHERE clause).
-        return await self._records(
+        records = await self._records(
             f"SELECT {rows.SELECT_SCAN} FROM scans INDEXED BY scans_unfinished "
             "WHERE status < 2 ORDER BY id",
             (),
         )
+        # A handful of rows: filtered here rather than with an expression no index holds.
+        return records if shard is None else [r for r in records if shard.owns(r.guild_id)]
 
     async def case(self, guild_id: int, case_number: int) -> ScanRecord | None:
         row = await self._fetch_one(  # index scans_case
