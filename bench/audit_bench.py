@@ -199,7 +199,7 @@ async def one_scan(
     voice = rng.random() < 0.7
     filename = "voice-message.ogg" if voice else f"clip_{rng.randint(1, 99999)}.mp4"
     attachment = message + 1
-    record, _ = await log.create_scan(
+    record, _ = await log.scans.create_scan(
         NewScan(
             guild_id=guild.id,
             channel_id=channel,
@@ -227,54 +227,56 @@ async def one_scan(
     else:
         sha256 = f"{rng.getrandbits(256):064x}"
     duration = min(300.0, max(1.0, rng.lognormvariate(math.log(12), 0.8)))
-    await log.set_media(
+    await log.scans.set_media(
         record.id,
         sha256=sha256,
         size=record.size or 0,
         content_type=record.content_type,
         duration_s=round(duration, 3),
     )
-    stored = await log.find_verdict(sha256, guild.provider)
+    stored = await log.scans.find_verdict(sha256, guild.provider)
     if stored is not None:
         clock.now += timedelta(seconds=1)
-        await log.mark_done(
+        await log.scans.mark_done(
             record.id,
             stored.verdict,
             reused_from=stored.scan_id,
             store_transcript=guild.store_transcripts,
         )
-        await log.mark_replied(record.id, snowflake(rng, at + 1))
+        await log.scans.mark_replied(record.id, snowflake(rng, at + 1))
         return
     fate = rng.random()
     if fate < 0.015:
         clock.now += timedelta(seconds=1)
-        await log.mark_failed(record.id, rng.choice(_ERRORS_BEFORE), "refused before upload")
-        await log.mark_replied(record.id, snowflake(rng, at + 1))
+        await log.scans.mark_failed(record.id, rng.choice(_ERRORS_BEFORE), "refused before upload")
+        await log.scans.mark_replied(record.id, snowflake(rng, at + 1))
         return
     transcript = guild.store_transcripts and rng.random() < 0.4
     verdict = make_verdict(rng, guild.provider, duration, with_transcript=transcript)
     clock.now += timedelta(seconds=2)
-    await log.mark_submitted(record.id, verdict.provider_job_id)
+    await log.scans.mark_submitted(record.id, verdict.provider_job_id)
     clock.now += timedelta(seconds=rng.randint(3, 40))
     if fate < 0.03:
-        await log.mark_failed(
+        await log.scans.mark_failed(
             record.id, rng.choice(_ERRORS_AFTER), "The detection service did not finish in time."
         )
     else:
-        done = await log.mark_done(record.id, verdict, store_transcript=guild.store_transcripts)
+        done = await log.scans.mark_done(
+            record.id, verdict, store_transcript=guild.store_transcripts
+        )
         guild.recent_media.append((sha256, done.id))
         del guild.recent_media[:-200]
         if verdict.label is Label.SPOOFED and rng.random() < 0.3:
             clock.now += timedelta(minutes=rng.randint(1, 600))
             decision = Review.CONFIRMED if rng.random() < 0.7 else Review.FALSE_POSITIVE
-            await log.review(
+            await log.admin.review(
                 guild.id,
                 done.case_number,
                 decision,
                 moderator_id=rng.choice(guild.moderators),
                 note="checked with the member" if rng.random() < 0.3 else None,
             )
-    await log.mark_replied(record.id, snowflake(rng, at + 45))
+    await log.scans.mark_replied(record.id, snowflake(rng, at + 45))
 
 
 async def fill(
@@ -336,48 +338,48 @@ async def queries(
 
     async def export_first_page(since: datetime) -> None:
         count = 0
-        async for _ in log.export(guild().id, since=since):
+        async for _ in log.cases.export(guild().id, since=since):
             count += 1
             if count == 500:
                 break
 
     async def export_full(since: datetime) -> None:
-        async for _ in log.export(guild().id, since=since):
+        async for _ in log.cases.export(guild().id, since=since):
             pass
 
     async def review() -> None:
         g = guild()
-        await log.review(
+        await log.admin.review(
             g.id, rng.randint(1, g.cases), Review.CONFIRMED, moderator_id=g.moderators[0]
         )
 
     async def find_verdict() -> None:
         g = guild()
         sha256 = rng.choice(g.recent_media)[0] if g.recent_media else "0" * 64
-        await log.find_verdict(sha256, g.provider)
+        await log.scans.find_verdict(sha256, g.provider)
 
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     cases: dict[str, Callable[[], Awaitable[Any]]] = {
-        "recent (25)": lambda: log.recent(guild().id, limit=25),
-        "recent page 10 (offset 225)": lambda: log.recent(guild().id, limit=25, offset=225),
-        "count_cases": lambda: log.count_cases(guild().id),
+        "recent (25)": lambda: log.cases.recent(guild().id, limit=25),
+        "recent page 10 (offset 225)": lambda: log.cases.recent(guild().id, limit=25, offset=225),
+        "count_cases": lambda: log.cases.count_cases(guild().id),
         "by_author (25)": lambda: _by_author(log, rng, guild()),
         "case": lambda: _case(log, rng, guild()),
-        "flagged 7 days (25)": lambda: log.flagged(
+        "flagged 7 days (25)": lambda: log.cases.flagged(
             guild().id, since=now - timedelta(days=7), threshold=0.5, limit=25
         ),
-        "flagged 30 days (25)": lambda: log.flagged(
+        "flagged 30 days (25)": lambda: log.cases.flagged(
             guild().id, since=now - timedelta(days=30), threshold=0.5, limit=25
         ),
-        "count_flagged 30 days": lambda: log.count_flagged(
+        "count_flagged 30 days": lambda: log.cases.count_flagged(
             guild().id, since=now - timedelta(days=30), threshold=0.5
         ),
-        "stats 7 days": lambda: log.stats(guild().id, since=now - timedelta(days=7)),
-        "stats 30 days": lambda: log.stats(guild().id, since=now - timedelta(days=30)),
+        "stats 7 days": lambda: log.cases.stats(guild().id, since=now - timedelta(days=7)),
+        "stats 30 days": lambda: log.cases.stats(guild().id, since=now - timedelta(days=30)),
         "export 7 days, first 500": lambda: export_first_page(now - timedelta(days=7)),
         "export 7 days, full": lambda: export_full(now - timedelta(days=7)),
         "review": review,
-        "count_scans (today, quota)": lambda: log.count_scans(guild().id, since=today),
+        "count_scans (today, quota)": lambda: log.scans.count_scans(guild().id, since=today),
         "find_verdict": find_verdict,
         "unfinished_scans": log.unfinished_scans,
     }
@@ -389,11 +391,11 @@ async def queries(
 
 
 async def _by_author(log: SQLiteAuditLog, rng: random.Random, g: Guild) -> None:
-    await log.by_author(g.id, pick(rng, g.authors, g.author_cum), limit=25)
+    await log.cases.by_author(g.id, pick(rng, g.authors, g.author_cum), limit=25)
 
 
 async def _case(log: SQLiteAuditLog, rng: random.Random, g: Guild) -> None:
-    await log.case(g.id, rng.randint(1, g.cases))
+    await log.cases.case(g.id, rng.randint(1, g.cases))
 
 
 async def insert_rate(
@@ -434,8 +436,8 @@ async def insert_rate(
         return made
 
     async def one(new: NewScan, verdict: Verdict) -> None:
-        record, _ = await log.create_scan(new)
-        await log.mark_done(record.id, verdict)
+        record, _ = await log.scans.create_scan(new)
+        await log.scans.mark_done(record.id, verdict)
 
     async def worker(mine: list[tuple[NewScan, Verdict]]) -> None:
         for new, verdict in mine:

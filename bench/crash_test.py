@@ -419,9 +419,9 @@ async def _report(
     audit = await open_audit_log(db)
     try:
         guild_id = emu.guild.id
-        cases = await audit.count_cases(guild_id)
-        unfinished = len(await audit.unfinished_scans())
-        records = await audit.recent(guild_id, limit=max(cases, 1))
+        cases = await audit.cases.count_cases(guild_id)
+        unfinished = len(await audit.scans.unfinished_scans())
+        records = await audit.cases.recent(guild_id, limit=max(cases, 1))
     finally:
         await audit.close()
     # A kill between posting a reply and recording it leaves the case without its reply

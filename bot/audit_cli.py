@@ -108,27 +108,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _recent(log: AuditLog, args: argparse.Namespace) -> int:
-    records = await log.recent(args.guild, limit=args.limit)
-    total = await log.count_cases(args.guild)
+    records = await log.cases.recent(args.guild, limit=args.limit)
+    total = await log.cases.count_cases(args.guild)
     _print_cases(records, f"{len(records)} most recent of {total} cases in guild {args.guild}")
     return EXIT_OK
 
 
 async def _user(log: AuditLog, args: argparse.Namespace) -> int:
-    records = await log.by_author(args.guild, args.user_id, limit=args.limit)
-    total = await log.count_cases(args.guild, author_id=args.user_id)
+    records = await log.cases.by_author(args.guild, args.user_id, limit=args.limit)
+    total = await log.cases.count_cases(args.guild, author_id=args.user_id)
     _print_cases(records, f"{len(records)} of {total} cases of member {args.user_id}")
     return EXIT_OK
 
 
 async def _case(log: AuditLog, args: argparse.Namespace) -> int:
-    record = await log.case(args.guild, args.number)
+    record = await log.cases.case(args.guild, args.number)
     if record is None:
         print(f"error: guild {args.guild} has no case {args.number}", file=sys.stderr)
         return EXIT_MISSING
     for name, value in record.model_dump().items():
         print(f"{name:<20} {_cell(value)}")
-    events = await log.case_events(args.guild, args.number)
+    events = await log.cases.case_events(args.guild, args.number)
     if events:
         print("\nevents")
         for event in events:
@@ -142,10 +142,12 @@ async def _case(log: AuditLog, args: argparse.Namespace) -> int:
 async def _flagged(log: AuditLog, args: argparse.Namespace) -> int:
     threshold = args.threshold
     if threshold is None:
-        threshold = (await log.guild_config(args.guild)).alert_threshold
+        threshold = (await log.settings.guild_config(args.guild)).alert_threshold
     since = datetime.now(UTC) - timedelta(days=args.days)
-    records = await log.flagged(args.guild, since=since, threshold=threshold, limit=args.limit)
-    total = await log.count_flagged(args.guild, since=since, threshold=threshold)
+    records = await log.cases.flagged(
+        args.guild, since=since, threshold=threshold, limit=args.limit
+    )
+    total = await log.cases.count_flagged(args.guild, since=since, threshold=threshold)
     _print_cases(
         records,
         f"{len(records)} of {total} cases flagged in the last {args.days} days "
@@ -155,13 +157,13 @@ async def _flagged(log: AuditLog, args: argparse.Namespace) -> int:
 
 
 async def _stats(log: AuditLog, args: argparse.Namespace) -> int:
-    stats = await log.stats(args.guild, since=datetime.now(UTC) - timedelta(days=args.days))
+    stats = await log.cases.stats(args.guild, since=datetime.now(UTC) - timedelta(days=args.days))
     _print_stats(stats, args.days)
     return EXIT_OK
 
 
 async def _export(log: AuditLog, args: argparse.Namespace) -> int:
-    records = log.export(args.guild, since=datetime.now(UTC) - timedelta(days=args.days))
+    records = log.cases.export(args.guild, since=datetime.now(UTC) - timedelta(days=args.days))
     if args.output is None:
         count = await write_export(records, args.format, sys.stdout)
         where = "standard output"

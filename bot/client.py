@@ -49,12 +49,12 @@ class GuildConfigs:
     async def get(self, guild_id: int) -> GuildConfig:
         config = self._cache.get(guild_id)
         if config is None:
-            config = await self._audit.guild_config(guild_id)
+            config = await self._audit.settings.guild_config(guild_id)
             self._cache[guild_id] = config
         return config
 
     async def save(self, guild_id: int, config: GuildConfig) -> None:
-        await self._audit.save_guild_config(guild_id, config)
+        await self._audit.settings.save_guild_config(guild_id, config)
         self._cache[guild_id] = config
 
 

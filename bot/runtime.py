@@ -55,7 +55,7 @@ async def open_runtime(
                 await decoders.start()
             detectors = {p: build_detector(settings, http_session, p) for p in chosen}
             scans = ScanService(
-                audit=audit,
+                audit=audit.scans,
                 detectors=detectors,
                 http_session=http_session,
                 allowed_hosts=settings.allowed_media_hosts,

@@ -31,7 +31,7 @@ from bot.errors import (
     error_for_kind,
 )
 from bot.scan_types import MediaSource, ScanLimits, ScanOutcome, ScanRequest, provider_meta
-from bot.storage import AuditLog, NewScan, ScanRecord, ScanStatus
+from bot.storage import NewScan, ScanLifecycle, ScanRecord, ScanStatus
 from bot.verdict import MediaKind, ProviderName
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class ScanService:
     def __init__(
         self,
         *,
-        audit: AuditLog,
+        audit: ScanLifecycle,
         detectors: Mapping[ProviderName, Detector],
         http_session: aiohttp.ClientSession,
         allowed_hosts: tuple[str, ...],
@@ -76,7 +76,7 @@ class ScanService:
         self._running: set[int] = set()
 
     @property
-    def audit(self) -> AuditLog:
+    def audit(self) -> ScanLifecycle:
         return self._audit
 
     @property

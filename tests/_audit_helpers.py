@@ -102,25 +102,27 @@ async def finished_scan(
     store_transcript: bool = True,
 ) -> ScanRecord:
     """A scan taken through the whole lifecycle to `done`."""
-    record, _ = await log.create_scan(new or new_scan())
+    record, _ = await log.scans.create_scan(new or new_scan())
     result = result or verdict(provider=record.provider)
-    await log.set_media(
+    await log.scans.set_media(
         record.id,
         sha256=sha256 or f"{next_id():064x}",
         size=12_345,
         content_type="audio/ogg",
         duration_s=3.5,
     )
-    await log.mark_submitted(record.id, result.provider_job_id)
-    return await log.mark_done(record.id, result, store_transcript=store_transcript)
+    await log.scans.mark_submitted(record.id, result.provider_job_id)
+    return await log.scans.mark_done(record.id, result, store_transcript=store_transcript)
 
 
 async def failed_scan(
     log: SQLiteAuditLog, new: NewScan | None = None, *, kind: str = "provider_timeout"
 ) -> ScanRecord:
-    record, _ = await log.create_scan(new or new_scan())
-    await log.mark_submitted(record.id, "job-that-timed-out")
-    return await log.mark_failed(record.id, kind, "The detection service did not finish in time.")
+    record, _ = await log.scans.create_scan(new or new_scan())
+    await log.scans.mark_submitted(record.id, "job-that-timed-out")
+    return await log.scans.mark_failed(
+        record.id, kind, "The detection service did not finish in time."
+    )
 
 
 @pytest.fixture

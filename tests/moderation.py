@@ -79,7 +79,7 @@ async def not_scanned(sw: Harness, message: Message, probe: Path, *, channel: An
     `message` too: no reply and no case for it means it was not scanned.
     """
     await scan(sw, probe, channel=channel)
-    cases = await sw.bot.audit.recent(message.guild_id or 0, limit=100)
+    cases = await sw.bot.audit.cases.recent(message.guild_id or 0, limit=100)
     return sw.emu.replies_to(message) == [] and message.id not in {c.message_id for c in cases}
 
 

@@ -37,7 +37,7 @@ def make_service(
 ) -> ScanService:
     """A scan service over the given detectors, downloading only from 127.0.0.1."""
     return ScanService(
-        audit=audit,
+        audit=audit.scans,
         detectors={d.provider: d for d in detectors},
         http_session=http_session,
         allowed_hosts=("127.0.0.1",),

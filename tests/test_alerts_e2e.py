@@ -100,8 +100,8 @@ async def test_review_buttons_record_the_review(
     """Confirm / False positive record the moderator's review on the case and on the alert."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     updated = await _click(alerted, label)
-    record = await audit.case(emu.guild.id, 1)
-    events = await audit.case_events(emu.guild.id, 1)
+    record = await audit.cases.case(emu.guild.id, 1)
+    events = await audit.cases.case_events(emu.guild.id, 1)
     assert record is not None
     assert (record.review, record.reviewed_by) == (decision, emu.moderator.id)
     assert decision.value.replace("_", " ") in _actions(updated)
@@ -112,7 +112,7 @@ async def test_delete_button_deletes_the_message(alerted: Alerted) -> None:
     """Delete message removes the member's message and records who deleted it on the case."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     updated = await _click(alerted, "Delete message")
-    events = await audit.case_events(emu.guild.id, 1)
+    events = await audit.cases.case_events(emu.guild.id, 1)
     assert emu.message(alerted.message).deleted
     assert "Message deleted" in _actions(updated)
     assert [(e.action, e.actor) for e in events] == [("delete", str(emu.moderator.id))]
@@ -136,7 +136,7 @@ async def test_timeout_buttons_time_the_author_out(
     after = datetime.now(UTC)
     until = emu.member.communication_disabled_until
     [patch] = emu.requests_to("PATCH", f"/guilds/{emu.guild.id}/members/{emu.member.id}")
-    events = await audit.case_events(emu.guild.id, 1)
+    events = await audit.cases.case_events(emu.guild.id, 1)
     assert until is not None and before + length <= until <= after + length
     assert str(emu.moderator.id) in (patch.audit_log_reason or "")
     assert "timed out" in _actions(updated)
@@ -152,12 +152,12 @@ async def test_a_plain_member_cannot_click(alerted: Alerted, label: str) -> None
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     ix = await emu.click_button(alerted.alert, emu.member, label=label)
     refusal = await ix.wait_for_reply()
-    record = await audit.case(emu.guild.id, 1)
+    record = await audit.cases.case(emu.guild.id, 1)
     assert refusal.ephemeral and "permission" in refusal.content
     assert record is not None and record.review is None
     assert not emu.message(alerted.message).deleted
     assert emu.member.communication_disabled_until is None
-    assert await audit.case_events(emu.guild.id, 1) == []
+    assert await audit.cases.case_events(emu.guild.id, 1) == []
 
 
 async def test_timeouts_need_moderate_members(alerted: Alerted) -> None:
@@ -181,7 +181,7 @@ async def test_delete_without_manage_messages_is_shown_on_the_alert(alerted: Ale
     updated = await _click(alerted, "Delete message")
     assert "Manage Messages" in _actions(updated)
     assert not emu.message(alerted.message).deleted
-    assert await audit.case_events(emu.guild.id, 1) == []
+    assert await audit.cases.case_events(emu.guild.id, 1) == []
 
 
 async def test_delete_of_a_message_already_gone_is_shown(alerted: Alerted) -> None:
@@ -199,7 +199,7 @@ async def test_timeout_without_moderate_members_is_shown(alerted: Alerted) -> No
     updated = await _click(alerted, "Time out 10 min")
     assert "Could not time out" in _actions(updated)
     assert emu.member.communication_disabled_until is None
-    assert await audit.case_events(emu.guild.id, 1) == []
+    assert await audit.cases.case_events(emu.guild.id, 1) == []
 
 
 async def test_buttons_of_a_forgotten_case_say_so(alerted: Alerted) -> None:
@@ -221,7 +221,7 @@ async def test_alert_post_failure_keeps_the_case(spoofwatch: Harness, tmp_path: 
     await listeners_done(spoofwatch)
     assert "Case #1" in text_of(reply)
     assert emu.bot_messages(modlog) == []
-    assert await spoofwatch.bot.audit.case(emu.guild.id, 1) is not None
+    assert await spoofwatch.bot.audit.cases.case(emu.guild.id, 1) is not None
 
 
 # --- after a restart ------------------------------------------------------------------------------
@@ -244,6 +244,6 @@ async def test_buttons_work_after_a_restart(alerted_then_restarted: Alerted, lab
     a = alerted_then_restarted
     emu = a.sw.emu
     updated = await _click(a, label)
-    events = await a.sw.bot.audit.case_events(emu.guild.id, 1)
+    events = await a.sw.bot.audit.cases.case_events(emu.guild.id, 1)
     assert "⚠️" not in _actions(updated) and _actions(updated)
     assert [e.actor for e in events] == [str(emu.moderator.id)]

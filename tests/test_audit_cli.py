@@ -41,7 +41,7 @@ async def db(tmp_path: Path) -> Path:
         await finished_scan(log, new_scan(author_id=500), verdict(Label.SPOOFED, 0.97))
         await finished_scan(log, new_scan(author_id=501, filename='=HYPERLINK("x")\x1b[2J.ogg'))
         await failed_scan(log, new_scan(author_id=500))
-        await log.review(GUILD_A, 1, Review.CONFIRMED, moderator_id=9, note="obvious clone")
+        await log.admin.review(GUILD_A, 1, Review.CONFIRMED, moderator_id=9, note="obvious clone")
         await finished_scan(log, new_scan(GUILD_B, author_id=500, filename="guild-b-secret.ogg"))
     finally:
         await log.close()
@@ -181,7 +181,9 @@ async def test_export_writes_a_parseable_file_with_the_guilds_rows(
 async def _records(db: Path) -> list[ScanRecord]:
     log = await SQLiteAuditLog.open(db)
     try:
-        return [r async for r in log.export(GUILD_A, since=datetime.now(UTC) - timedelta(days=1))]
+        return [
+            r async for r in log.cases.export(GUILD_A, since=datetime.now(UTC) - timedelta(days=1))
+        ]
     finally:
         await log.close()
 

@@ -32,7 +32,7 @@ async def test_a_scan_is_a_case_numbered_in_the_verdict(
     emu = spoofwatch.emu
     message = await spoofwatch.post(wav(tmp_path, 1))
     reply = await spoofwatch.reply_to(message)
-    record = await spoofwatch.bot.audit.case(emu.guild.id, 1)
+    record = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
     assert record is not None
     assert "Case #1" in footer(reply.embeds[0])
     assert (record.channel_id, record.message_id, record.author_id) == (
@@ -165,7 +165,7 @@ async def test_review_updates_the_case(spoofwatch: Harness, tmp_path: Path) -> N
         "audit review",
         {"number": 1, "decision": "false_positive", "note": "his real voice"},
     )
-    record = await spoofwatch.bot.audit.case(emu.guild.id, 1)
+    record = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
     assert record is not None
     assert "false positive" in answer.content
     assert (record.review, record.reviewed_by, record.review_note) == (
@@ -263,7 +263,7 @@ async def test_a_plain_member_is_refused(
     await scan(spoofwatch, wav(tmp_path, 1))
     options = {k: emu.member if v is None else v for k, v in options.items()}
     answer = await run(spoofwatch, emu.member, command, options)
-    record = await spoofwatch.bot.audit.case(emu.guild.id, 1)
+    record = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
     assert answer.ephemeral
     assert "Manage Messages" in answer.content
     assert not answer.embeds and not answer.files
@@ -351,7 +351,7 @@ async def test_a_moderator_never_sees_another_servers_cases(
     seen = text_of(answer) + "".join(f.data.decode("utf-8", "replace") for f in answer.files)
     leaked = {s for s in two_guilds.secrets_b if s in seen}
     assert leaked == set()
-    record_b = await sw.bot.audit.case(two_guilds.guild_b.id, 3)
+    record_b = await sw.bot.audit.cases.case(two_guilds.guild_b.id, 3)
     assert record_b is not None and record_b.review is None
 
 
@@ -378,9 +378,9 @@ async def test_forget_removes_the_members_cases(spoofwatch: Harness, tmp_path: P
     answer = await run(spoofwatch, emu.admin, "spoofwatch forget", {"member": emu.member})
     audit = spoofwatch.bot.audit
     assert "Deleted 1 case" in answer.content
-    assert await audit.by_author(emu.guild.id, emu.member.id, limit=10) == []
-    assert [r.case_number for r in await audit.recent(emu.guild.id, limit=10)] == [2]
-    events = await audit.events(emu.guild.id, limit=10)
+    assert await audit.cases.by_author(emu.guild.id, emu.member.id, limit=10) == []
+    assert [r.case_number for r in await audit.cases.recent(emu.guild.id, limit=10)] == [2]
+    events = await audit.cases.events(emu.guild.id, limit=10)
     assert any(e.action == "forget" and e.actor == str(emu.admin.id) for e in events)
 
 
@@ -402,6 +402,6 @@ async def test_retention_purges_only_old_cases(
     assert cog is not None
     await cog.purge.coro(cog)  # type: ignore[attr-defined]  # the hourly task's body, once
     audit = spoofwatch.bot.audit
-    assert [r.case_number for r in await audit.recent(emu.guild.id, limit=10)] == [2]
-    events = await audit.events(emu.guild.id, limit=10)
+    assert [r.case_number for r in await audit.cases.recent(emu.guild.id, limit=10)] == [2]
+    events = await audit.cases.events(emu.guild.id, limit=10)
     assert any(e.action == "purge" and e.actor == "retention" for e in events)

@@ -272,7 +272,7 @@ async def test_reply_forbidden_is_logged_and_recorded(
     message = await spoofwatch.post(media.voice_ogg, voice=True, channel=emu.voice_channel)
     await emu.wait_for(lambda: any("cannot reply" in r.message for r in caplog.records))
     await spoofwatch.settle()
-    record = await spoofwatch.bot.audit.case(emu.guild.id, 1)
+    record = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
     assert record is not None and record.status is ScanStatus.DONE
     assert emu.replies_to(message) == []
     ok = await spoofwatch.reply_to(await spoofwatch.post(media.tone_wav))
@@ -292,7 +292,7 @@ async def test_message_deleted_before_verdict_is_silent(
     await spoofwatch.settle()
     assert emu.replies_to(message) == []
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    record = await spoofwatch.bot.audit.case(emu.guild.id, 1)
+    record = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
     assert record is not None and record.status.finished
 
 

@@ -62,11 +62,11 @@ def voice_request(path: Path, provider: ProviderName) -> ScanRequest:
 
 async def died_after_probe(audit: AuditLog, request: ScanRequest) -> ScanRecord:
     """The row a process killed inside `submit` leaves: media recorded, no job id."""
-    record, _ = await audit.create_scan(request.new)
-    await audit.set_media(
+    record, _ = await audit.scans.create_scan(request.new)
+    await audit.scans.set_media(
         record.id, sha256="ab" * 32, size=1234, content_type="audio/ogg", duration_s=3.0
     )
-    [unfinished] = await audit.unfinished_scans()
+    [unfinished] = await audit.scans.unfinished_scans()
     return unfinished
 
 
@@ -150,8 +150,8 @@ async def test_scan_killed_before_its_media_was_recorded_runs_again(
     """Fails if a scan that died before reaching the provider is not simply run again."""
     scans = service(audit, http_session, resemble_client)
     request = voice_request(media.voice_ogg, ProviderName.RESEMBLE)
-    await audit.create_scan(request.new)
-    [record] = await audit.unfinished_scans()
+    await audit.scans.create_scan(request.new)
+    [record] = await audit.scans.unfinished_scans()
     outcome = await scans.resume(record, request)
     assert outcome.verdict is not None
     assert resemble_standin.submissions == 1
@@ -171,7 +171,7 @@ async def test_resume_leaves_a_scan_this_process_is_running_alone(
     running = asyncio.create_task(scans.scan(request))
     while bs_standin.status_polls == 0:
         await asyncio.sleep(0.01)
-    [stale] = await audit.unfinished_scans()
+    [stale] = await audit.scans.unfinished_scans()
     second = await scans.resume(stale, request)
     assert isinstance(second.error, ScanInProgress)
     bs_standin.processing_polls = 0

@@ -83,14 +83,14 @@ async def test_reply_posted_but_not_recorded_is_not_posted_again(
         async def dies_before_recording(scan_id: int, reply_message_id: int) -> None:
             return None
 
-        monkeypatch.setattr(sw.bot.audit, "mark_replied", dies_before_recording)
+        monkeypatch.setattr(sw.bot.audit.scans, "mark_replied", dies_before_recording)
         message = await sw.post(media.voice_ogg, voice=True)
         await sw.reply_to(message)
     monkeypatch.undo()
     async with make_spoofwatch() as sw:
         await caught_up(sw)
         assert len(bot_replies(sw, message)) == 1
-        case = await sw.bot.audit.case(sw.emu.guild.id, 1)
+        case = await sw.bot.audit.cases.case(sw.emu.guild.id, 1)
         assert case is not None and case.reply_message_id is None  # the crash was simulated
 
 
@@ -127,7 +127,7 @@ async def test_submitted_scan_resumes_polling_its_job(
         message = await sw.post(media.voice_ogg, voice=True)
         await sw.emu.wait_for(lambda: sw.bs.status_polls >= 1)
         await sw.bot.close()  # cancels the scan; its row stays `submitted`
-        case = await sw.bot.audit.case(sw.emu.guild.id, 1)
+        case = await sw.bot.audit.cases.case(sw.emu.guild.id, 1)
         assert case is not None and case.status is ScanStatus.SUBMITTED
     sw.bs.processing_polls = 0
     async with make_spoofwatch(provider="behavioral_signals") as sw:
@@ -135,7 +135,7 @@ async def test_submitted_scan_resumes_polling_its_job(
         await caught_up(sw)
         assert len(bot_replies(sw, message)) == 1
         assert sw.bs.submissions == 1
-        case = await sw.bot.audit.case(sw.emu.guild.id, 1)
+        case = await sw.bot.audit.cases.case(sw.emu.guild.id, 1)
         assert case is not None and case.status is ScanStatus.DONE
 
 
@@ -157,7 +157,7 @@ async def test_verdict_posted_before_a_power_loss_is_not_posted_again(
         )
     async with make_spoofwatch(provider="behavioral_signals") as sw:
         await caught_up(sw)
-        case = await sw.bot.audit.case(sw.emu.guild.id, 1)
+        case = await sw.bot.audit.cases.case(sw.emu.guild.id, 1)
         assert case is not None and case.status is ScanStatus.DONE  # resumed and finished
         assert [r.id for r in bot_replies(sw, message)] == [first.id]
         assert case.reply_message_id == first.id

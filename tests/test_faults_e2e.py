@@ -149,7 +149,7 @@ async def test_provider_fault_is_answered_and_the_bot_keeps_serving(
         fault.arrange(sw)
         hit = await sw.reply_to(await sw.post(media.voice_ogg, voice=True))
         assert error_kind(hit) == fault.kind
-        case = await sw.bot.audit.case(sw.emu.guild.id, 1)
+        case = await sw.bot.audit.cases.case(sw.emu.guild.id, 1)
         assert case is not None
         assert case.status is (ScanStatus.DONE if fault.kind is None else ScanStatus.FAILED)
         assert case.error_kind == fault.kind
@@ -176,7 +176,7 @@ async def test_reply_refused_with_403_is_recorded_and_the_bot_keeps_serving(
     await emu.wait_for(lambda: any("cannot reply" in r.getMessage() for r in caplog.records))
     await spoofwatch.settle()
     assert emu.replies_to(message) == []
-    case = await spoofwatch.bot.audit.case(emu.guild.id, 1)
+    case = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
     assert case is not None and case.status is ScanStatus.DONE and case.reply_message_id is None
     later = await spoofwatch.reply_to(await spoofwatch.post(media.tone_wav))
     assert error_kind(later) is None

@@ -196,7 +196,7 @@ async def corpus(
             await sampler.stop()
             for entry in posted.values():
                 [entry.reply] = emu.replies_to(entry.message)
-                cases = await bot.audit.recent(entry.message.guild_id or 0, limit=100)
+                cases = await bot.audit.cases.recent(entry.message.guild_id or 0, limit=100)
                 entry.case = next((c for c in cases if c.message_id == entry.message.id), None)
             left = sorted(temp_dir.rglob("*"))
             submitted = {

@@ -99,7 +99,7 @@ async def test_the_scan_tells_the_provider_client_how_long_the_media_is(
     audit = await open_audit_log(tmp_path / "audit.db")
     try:
         scans = ScanService(
-            audit=audit,
+            audit=audit.scans,
             detectors={ProviderName.BEHAVIORAL_SIGNALS: bs_client},
             http_session=http_session,
             allowed_hosts=("127.0.0.1",),

@@ -98,7 +98,7 @@ async def test_scripted_verdict_is_recorded_with_its_case(
     scans = service(audit, http_session, {ProviderName.RESEMBLE: resemble_client})
     outcome = await scans.scan(cli_request(media.voice_ogg, ProviderName.RESEMBLE))
     assert outcome.verdict is not None and outcome.verdict.label is Label.SPOOFED
-    record = await audit.case(1, outcome.record.case_number)
+    record = await audit.cases.case(1, outcome.record.case_number)
     assert record is not None
     assert record.label is Label.SPOOFED
     assert record.spoofed_probability == pytest.approx(outcome.verdict.spoofed_probability)
@@ -233,9 +233,9 @@ async def test_resume_polls_the_existing_job_without_resubmitting(
         ),
         SubmitOptions(),
     )
-    record, _ = await audit.create_scan(cli_request(media.speech_wav).new)
-    await audit.mark_submitted(record.id, submission.job_id)
-    [unfinished] = await audit.unfinished_scans()
+    record, _ = await audit.scans.create_scan(cli_request(media.speech_wav).new)
+    await audit.scans.mark_submitted(record.id, submission.job_id)
+    [unfinished] = await audit.scans.unfinished_scans()
     outcome = await scans.resume(unfinished, None)
     assert outcome.error is None and outcome.verdict is not None
     assert outcome.record.status is ScanStatus.DONE
@@ -247,7 +247,7 @@ async def test_resume_without_job_or_source_fails_as_interrupted(
 ) -> None:
     """A scan that never reached the provider and cannot be re-fetched ends `interrupted`."""
     scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
-    record, _ = await audit.create_scan(cli_request(Path("gone.ogg")).new)
+    record, _ = await audit.scans.create_scan(cli_request(Path("gone.ogg")).new)
     outcome = await scans.resume(record, None)
     assert outcome.error is not None and outcome.error.kind == "interrupted"
     assert outcome.record.status is ScanStatus.FAILED

@@ -171,12 +171,12 @@ async def secrets_run(
 
             audit_rows = [
                 r.model_dump_json()
-                async for r in bot.audit.export(
+                async for r in bot.audit.cases.export(
                     emu.guild.id, since=datetime(2000, 1, 1, tzinfo=UTC)
                 )
             ]
             audit_rows += [
-                e.model_dump_json() for e in await bot.audit.events(emu.guild.id, limit=100)
+                e.model_dump_json() for e in await bot.audit.cases.events(emu.guild.id, limit=100)
             ]
             secrets = {
                 "Discord token": emu.token,
@@ -301,9 +301,9 @@ async def test_alert_button_clicked_by_a_member_does_nothing(
         answer = await click.wait_for_reply()
         await sw.settle()
         assert answer.ephemeral and "permission" in answer.content
-        case = await sw.bot.audit.case(emulator.guild.id, 1)
+        case = await sw.bot.audit.cases.case(emulator.guild.id, 1)
         assert case is not None and case.review is None
-        assert await sw.bot.audit.case_events(emulator.guild.id, 1) == []
+        assert await sw.bot.audit.cases.case_events(emulator.guild.id, 1) == []
         assert not emulator.message(flagged).deleted
         acting = [
             r
@@ -444,17 +444,17 @@ async def test_hostile_text_is_stored_as_data(tmp_path: Path, payload: str) -> N
     of being stored verbatim."""
     audit = await open_audit_log(tmp_path / "audit.db")
     try:
-        record, _ = await audit.create_scan(
+        record, _ = await audit.scans.create_scan(
             NewScan(
                 guild_id=1, filename=payload, trigger=Trigger.CLI, provider=ProviderName.RESEMBLE
             )
         )
-        await audit.mark_failed(record.id, "not_media", payload)
-        await audit.log_event(1, actor="2", action="review", target=payload, reason=payload)
-        [stored] = await audit.recent(1, limit=10)
+        await audit.scans.mark_failed(record.id, "not_media", payload)
+        await audit.admin.log_event(1, actor="2", action="review", target=payload, reason=payload)
+        [stored] = await audit.cases.recent(1, limit=10)
         assert stored.filename == payload and stored.error_message == payload
         assert stored.label is None
-        assert (await audit.count_cases(1)) == 1
+        assert (await audit.cases.count_cases(1)) == 1
     finally:
         await audit.close()
 

@@ -215,7 +215,7 @@ async def test_policy_deletion_is_recorded_on_the_case(
     spoofwatch.resemble.script_result(path, metrics=FAKE)
     await spoofwatch.reply_to(await spoofwatch.post(path))
     await listeners_done(spoofwatch)
-    events = await spoofwatch.bot.audit.case_events(emu.guild.id, 1)
+    events = await spoofwatch.bot.audit.cases.case_events(emu.guild.id, 1)
     assert [(e.action, e.actor) for e in events] == [("delete", str(emu.bot_user.id))]
 
 
@@ -273,7 +273,7 @@ async def test_bona_fide_replies_off(
     probe = wav(tmp_path, 2)
     spoofwatch.resemble.script_result(probe, metrics=FAKE)
     await scan(spoofwatch, probe)
-    record = await spoofwatch.bot.audit.case(spoofwatch.emu.guild.id, 1)
+    record = await spoofwatch.bot.audit.cases.case(spoofwatch.emu.guild.id, 1)
     assert record is not None and record.message_id == message.id
     assert bool(spoofwatch.emu.replies_to(message)) is replied
 
@@ -288,7 +288,7 @@ async def test_transcripts_shown_and_stored(
         sw.resemble.script_result(path, metrics=FAKE, transcription="the secret words")
         await configure(sw, "transcripts", {"show": show, "store": store})
         reply = await scan(sw, path)
-        record = await sw.bot.audit.case(sw.emu.guild.id, 1)
+        record = await sw.bot.audit.cases.case(sw.emu.guild.id, 1)
     assert record is not None
     assert ("the secret words" in text_of(reply)) is show
     assert (record.transcript is not None and "the secret words" in record.transcript) is store
@@ -334,7 +334,7 @@ async def test_settings_changes_are_logged(spoofwatch: Harness) -> None:
     """Each change is an audit event naming the admin and what changed."""
     emu = spoofwatch.emu
     await configure(spoofwatch, "threshold", {"value": 0.8})
-    [event] = await spoofwatch.bot.audit.events(emu.guild.id, limit=10)
+    [event] = await spoofwatch.bot.audit.cases.events(emu.guild.id, limit=10)
     assert (event.actor, event.action) == (str(emu.admin.id), "settings")
     assert "alert_threshold=0.8" in event.reason
 
@@ -384,7 +384,7 @@ async def test_settings_refuse_without_manage_server(
     assert not answer.embeds
     assert await _config(spoofwatch) == before
     # Settings changes and forgets are logged: nothing logged means nothing was done.
-    assert await spoofwatch.bot.audit.events(emu.guild.id, limit=10) == []
+    assert await spoofwatch.bot.audit.cases.events(emu.guild.id, limit=10) == []
 
 
 def test_settings_matrix_covers_every_command(spoofwatch_commands: dict[str, Any]) -> None:

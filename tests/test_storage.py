@@ -15,7 +15,11 @@ import pytest
 from bot.storage import (
     NO_GUILD,
     AuditLog,
+    CaseAdmin,
+    CaseQueries,
+    GuildSettings,
     NewScan,
+    ScanLifecycle,
     ScanNotFound,
     ScanStatus,
     ShardFilter,
@@ -63,12 +67,24 @@ async def test_open_creates_a_wal_database_at_the_latest_schema(tmp_path: Path) 
         conn.close()
 
 
-async def test_sqlite_audit_log_satisfies_the_protocol(log: SQLiteAuditLog) -> None:
-    """Fails if SQLiteAuditLog lacks a method of the AuditLog protocol."""
+@pytest.mark.parametrize(
+    ("repository", "protocol"),
+    [
+        ("scans", ScanLifecycle),
+        ("cases", CaseQueries),
+        ("admin", CaseAdmin),
+        ("settings", GuildSettings),
+    ],
+)
+async def test_each_repository_has_every_method_of_its_protocol(
+    log: AuditLog, repository: str, protocol: type
+) -> None:
+    """Fails if a repository of the audit log lacks a method of its protocol."""
+    found = getattr(log, repository)
     missing = [
         name
-        for name in dir(AuditLog)
-        if not name.startswith("_") and not callable(getattr(log, name, None))
+        for name in dir(protocol)
+        if not name.startswith("_") and not callable(getattr(found, name, None))
     ]
     assert missing == []
 
@@ -80,24 +96,24 @@ async def test_lifecycle_queued_submitted_done_records_each_step(
     log: SQLiteAuditLog, clock: Clock
 ) -> None:
     """Fails if a step of queued → submitted → done loses its status, timestamp or data."""
-    created, is_new = await log.create_scan(new_scan())
+    created, is_new = await log.scans.create_scan(new_scan())
     assert is_new
     assert (created.status, created.created_at, created.case_number) == (ScanStatus.QUEUED, T0, 1)
     assert created.source_url is not None
 
-    await log.set_media(
+    await log.scans.set_media(
         created.id, sha256="ab" * 32, size=999, content_type="audio/ogg", duration_s=3.5
     )
     submitted_at = clock.advance(seconds=2)
-    await log.mark_submitted(created.id, "3f0c8a4e-9a55-4c0e-8d6a-2b1e4f1c9d77")
-    submitted = await log.get_scan(created.id)
+    await log.scans.mark_submitted(created.id, "3f0c8a4e-9a55-4c0e-8d6a-2b1e4f1c9d77")
+    submitted = await log.scans.get_scan(created.id)
     assert submitted is not None
     assert submitted.status is ScanStatus.SUBMITTED
     assert submitted.submitted_at == submitted_at
     assert submitted.provider_job_id == "3f0c8a4e-9a55-4c0e-8d6a-2b1e4f1c9d77"
 
     finished_at = clock.advance(seconds=30)
-    done = await log.mark_done(created.id, verdict(Label.SPOOFED, 0.93))
+    done = await log.scans.mark_done(created.id, verdict(Label.SPOOFED, 0.93))
     assert done.status is ScanStatus.DONE
     assert (done.created_at, done.submitted_at, done.finished_at) == (
         T0,
@@ -114,7 +130,7 @@ async def test_lifecycle_queued_submitted_done_records_each_step(
     assert done.transcript == "hello there"
     # The signed CDN link is only needed to resume; it is not kept once the scan is over.
     assert done.source_url is None
-    assert await log.get_scan(created.id) == done
+    assert await log.scans.get_scan(created.id) == done
 
 
 @pytest.mark.parametrize(
@@ -137,10 +153,10 @@ async def test_lifecycle_queued_submitted_done_records_each_step(
 )
 async def test_create_scan_returns_the_row_as_stored(log: SQLiteAuditLog, new: NewScan) -> None:
     """Fails if the record create_scan builds from its parameters differs from a fresh read."""
-    created, is_new = await log.create_scan(new)
+    created, is_new = await log.scans.create_scan(new)
     assert is_new
-    assert await log.get_scan(created.id) == created
-    again, is_new = await log.create_scan(new)
+    assert await log.scans.get_scan(created.id) == created
+    again, is_new = await log.scans.create_scan(new)
     if new.message_id is not None:  # the replay is read back from the database
         assert (again, is_new) == (created, False)
 
@@ -152,33 +168,33 @@ async def test_mark_done_returns_the_row_as_stored(
 ) -> None:
     """Fails if the record mark_done returns differs from a fresh read of the case."""
     earlier = await finished_scan(log)
-    created, _ = await log.create_scan(new_scan())
+    created, _ = await log.scans.create_scan(new_scan())
     clock.advance(seconds=5)
-    done = await log.mark_done(
+    done = await log.scans.mark_done(
         created.id,
         verdict(Label.SPOOFED, 0.875, job_id="412"),
         reused_from=earlier.id if reused else None,
         store_transcript=store_transcript,
     )
-    assert await log.get_scan(created.id) == done
+    assert await log.scans.get_scan(created.id) == done
     assert done.status is (ScanStatus.REUSED if reused else ScanStatus.DONE)
 
 
 async def test_mark_failed_returns_the_row_as_stored(log: SQLiteAuditLog, clock: Clock) -> None:
     """Fails if the record mark_failed returns differs from a fresh read of the case."""
-    created, _ = await log.create_scan(new_scan())
+    created, _ = await log.scans.create_scan(new_scan())
     clock.advance(seconds=5)
-    failed = await log.mark_failed(created.id, "too_large", "x" * 2000)
-    assert await log.get_scan(created.id) == failed
+    failed = await log.scans.mark_failed(created.id, "too_large", "x" * 2000)
+    assert await log.scans.get_scan(created.id) == failed
 
 
 async def test_failed_scan_keeps_the_error_and_finish_time(
     log: SQLiteAuditLog, clock: Clock
 ) -> None:
     """Fails if mark_failed does not record status, error kind, message and finish time."""
-    created, _ = await log.create_scan(new_scan())
+    created, _ = await log.scans.create_scan(new_scan())
     finished_at = clock.advance(seconds=5)
-    failed = await log.mark_failed(created.id, "too_large", "The file is 120.0 MiB.")
+    failed = await log.scans.mark_failed(created.id, "too_large", "The file is 120.0 MiB.")
     assert (failed.status, failed.error_kind, failed.error_message, failed.finished_at) == (
         ScanStatus.FAILED,
         "too_large",
@@ -191,10 +207,10 @@ async def test_failed_scan_keeps_the_error_and_finish_time(
 async def test_reused_verdict_marks_the_scan_reused(log: SQLiteAuditLog) -> None:
     """Fails if mark_done with reused_from does not give status reused and the source id."""
     original = await finished_scan(log, sha256="cd" * 32)
-    stored = await log.find_verdict("cd" * 32, ProviderName.RESEMBLE)
+    stored = await log.scans.find_verdict("cd" * 32, ProviderName.RESEMBLE)
     assert stored is not None
-    again, _ = await log.create_scan(new_scan())
-    reused = await log.mark_done(again.id, stored.verdict, reused_from=stored.scan_id)
+    again, _ = await log.scans.create_scan(new_scan())
+    reused = await log.scans.mark_done(again.id, stored.verdict, reused_from=stored.scan_id)
     assert (reused.status, reused.reused_from, reused.submitted_at) == (
         ScanStatus.REUSED,
         original.id,
@@ -206,18 +222,20 @@ async def test_reused_verdict_marks_the_scan_reused(log: SQLiteAuditLog) -> None
 async def test_mark_replied_stores_the_reply(log: SQLiteAuditLog) -> None:
     """Fails if the verdict reply's message id is not stored on the case."""
     record = await finished_scan(log)
-    await log.mark_replied(record.id, 42)
-    assert (await log.get_scan(record.id)).reply_message_id == 42  # type: ignore[union-attr]
+    await log.scans.mark_replied(record.id, 42)
+    assert (await log.scans.get_scan(record.id)).reply_message_id == 42  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
     "update",
     [
-        lambda log: log.mark_submitted(999, "job"),
-        lambda log: log.mark_done(999, verdict()),
-        lambda log: log.mark_failed(999, "x", "y"),
-        lambda log: log.mark_replied(999, 1),
-        lambda log: log.set_media(999, sha256="0" * 64, size=1, content_type=None, duration_s=None),
+        lambda log: log.scans.mark_submitted(999, "job"),
+        lambda log: log.scans.mark_done(999, verdict()),
+        lambda log: log.scans.mark_failed(999, "x", "y"),
+        lambda log: log.scans.mark_replied(999, 1),
+        lambda log: log.scans.set_media(
+            999, sha256="0" * 64, size=1, content_type=None, duration_s=None
+        ),
     ],
     ids=["submitted", "done", "failed", "replied", "media"],
 )
@@ -231,12 +249,12 @@ async def test_updating_an_unknown_scan_raises_scan_not_found(
 
 async def test_unfinished_scans_are_the_queued_and_submitted_ones(log: SQLiteAuditLog) -> None:
     """Fails if unfinished_scans misses a queued/submitted scan or returns a finished one."""
-    queued, _ = await log.create_scan(new_scan())
-    submitted, _ = await log.create_scan(new_scan(GUILD_B))
-    await log.mark_submitted(submitted.id, "job-7")
+    queued, _ = await log.scans.create_scan(new_scan())
+    submitted, _ = await log.scans.create_scan(new_scan(GUILD_B))
+    await log.scans.mark_submitted(submitted.id, "job-7")
     await finished_scan(log)
     await failed_scan(log)
-    assert [r.id for r in await log.unfinished_scans()] == [queued.id, submitted.id]
+    assert [r.id for r in await log.scans.unfinished_scans()] == [queued.id, submitted.id]
 
 
 async def test_unfinished_scans_of_a_shard_are_its_guilds_and_shard_0_has_no_guild(
@@ -245,17 +263,17 @@ async def test_unfinished_scans_of_a_shard_are_its_guilds_and_shard_0_has_no_gui
     """Fails if the shard filter keeps another shard's guild or drops a guildless (CLI) scan."""
     # (guild_id >> 22) % 2: GUILD_SHARD_0 lands on shard 0, GUILD_SHARD_1 on shard 1.
     guild_shard_0, guild_shard_1 = 2 << 22, 3 << 22
-    on_0, _ = await log.create_scan(new_scan(guild_shard_0))
-    on_1, _ = await log.create_scan(new_scan(guild_shard_1))
-    cli, _ = await log.create_scan(
+    on_0, _ = await log.scans.create_scan(new_scan(guild_shard_0))
+    on_1, _ = await log.scans.create_scan(new_scan(guild_shard_1))
+    cli, _ = await log.scans.create_scan(
         NewScan(filename="a.wav", trigger=Trigger.CLI, provider=ProviderName.RESEMBLE)
     )
     shard_0 = ShardFilter(count=2, ids=frozenset({0}))
     shard_1 = ShardFilter(count=2, ids=frozenset({1}))
     both = ShardFilter(count=2, ids=frozenset({0, 1}))
-    assert [r.id for r in await log.unfinished_scans(shard_0)] == [on_0.id, cli.id]
-    assert [r.id for r in await log.unfinished_scans(shard_1)] == [on_1.id]
-    assert [r.id for r in await log.unfinished_scans(both)] == [on_0.id, on_1.id, cli.id]
+    assert [r.id for r in await log.scans.unfinished_scans(shard_0)] == [on_0.id, cli.id]
+    assert [r.id for r in await log.scans.unfinished_scans(shard_1)] == [on_1.id]
+    assert [r.id for r in await log.scans.unfinished_scans(both)] == [on_0.id, on_1.id, cli.id]
 
 
 # --- idempotency and case numbers ------------------------------------------------------------
@@ -265,9 +283,9 @@ async def test_create_scan_is_idempotent_per_message_attachment_and_trigger(
     log: SQLiteAuditLog,
 ) -> None:
     """Fails if the same attachment and trigger get a second case, or another trigger none."""
-    first, created = await log.create_scan(new_scan(message_id=10, attachment_id=20))
-    again, created_again = await log.create_scan(new_scan(message_id=10, attachment_id=20))
-    checked, created_check = await log.create_scan(
+    first, created = await log.scans.create_scan(new_scan(message_id=10, attachment_id=20))
+    again, created_again = await log.scans.create_scan(new_scan(message_id=10, attachment_id=20))
+    checked, created_check = await log.scans.create_scan(
         new_scan(message_id=10, attachment_id=20, trigger=Trigger.CHECK)
     )
     assert (created, created_again, created_check) == (True, False, True)
@@ -278,8 +296,8 @@ async def test_create_scan_is_idempotent_per_message_attachment_and_trigger(
 async def test_scans_without_message_ids_are_never_merged(log: SQLiteAuditLog) -> None:
     """Fails if CLI-style scans (no message or attachment id) are deduplicated."""
     cli = NewScan(filename="a.wav", trigger=Trigger.CLI, provider=ProviderName.RESEMBLE)
-    first, _ = await log.create_scan(cli)
-    second, created = await log.create_scan(cli)
+    first, _ = await log.scans.create_scan(cli)
+    second, created = await log.scans.create_scan(cli)
     assert created
     assert (first.guild_id, second.case_number) == (NO_GUILD, 2)
 
@@ -287,7 +305,7 @@ async def test_scans_without_message_ids_are_never_merged(log: SQLiteAuditLog) -
 async def test_case_numbers_stay_unique_under_200_concurrent_scans(log: SQLiteAuditLog) -> None:
     """Fails if concurrent create_scan calls ever share or skip a guild's case number."""
     results = await asyncio.gather(
-        *(log.create_scan(new_scan(GUILD_A if i % 2 else GUILD_B)) for i in range(200))
+        *(log.scans.create_scan(new_scan(GUILD_A if i % 2 else GUILD_B)) for i in range(200))
     )
     for guild in (GUILD_A, GUILD_B):
         numbers = sorted(r.case_number for r, _ in results if r.guild_id == guild)
@@ -298,10 +316,10 @@ async def test_case_numbers_are_never_reused_after_deletion(log: SQLiteAuditLog)
     """Fails if a number freed by forget or purge is handed out again."""
     await finished_scan(log, new_scan(author_id=1))
     await finished_scan(log, new_scan(author_id=2))
-    assert await log.forget_author(GUILD_A, 2, actor_id=9) == 1  # deletes case 2, the last
+    assert await log.admin.forget_author(GUILD_A, 2, actor_id=9) == 1  # deletes case 2, the last
     third = await finished_scan(log, new_scan(author_id=1))
     assert third.case_number == 3
-    assert await log.purge_before(GUILD_A, T0 + timedelta(days=1), actor="test") == 2
+    assert await log.admin.purge_before(GUILD_A, T0 + timedelta(days=1), actor="test") == 2
     fourth = await finished_scan(log)
     assert fourth.case_number == 4
 
@@ -319,11 +337,11 @@ async def test_find_verdict_returns_the_newest_successful_verdict_exactly(
     newest_verdict = verdict(Label.SPOOFED, 0.875, job_id="job 17")
     newest = await finished_scan(log, result=newest_verdict, sha256=sha)
     clock.advance(minutes=1)
-    failed, _ = await log.create_scan(new_scan())
-    await log.set_media(failed.id, sha256=sha, size=1, content_type=None, duration_s=None)
-    await log.mark_failed(failed.id, "provider_timeout", "late")
+    failed, _ = await log.scans.create_scan(new_scan())
+    await log.scans.set_media(failed.id, sha256=sha, size=1, content_type=None, duration_s=None)
+    await log.scans.mark_failed(failed.id, "provider_timeout", "late")
 
-    stored = await log.find_verdict(sha, ProviderName.RESEMBLE)
+    stored = await log.scans.find_verdict(sha, ProviderName.RESEMBLE)
     assert stored is not None
     assert stored.scan_id == newest.id
     assert stored.verdict == newest_verdict
@@ -332,17 +350,19 @@ async def test_find_verdict_returns_the_newest_successful_verdict_exactly(
 async def test_find_verdict_is_per_provider_and_per_file(log: SQLiteAuditLog) -> None:
     """Fails if a verdict is reused for another provider or for different bytes."""
     await finished_scan(log, sha256="01" * 32)
-    assert await log.find_verdict("01" * 32, ProviderName.BEHAVIORAL_SIGNALS) is None
-    assert await log.find_verdict("02" * 32, ProviderName.RESEMBLE) is None
+    assert await log.scans.find_verdict("01" * 32, ProviderName.BEHAVIORAL_SIGNALS) is None
+    assert await log.scans.find_verdict("02" * 32, ProviderName.RESEMBLE) is None
     # Same first 8 bytes (the index key), different digest.
-    assert await log.find_verdict("01" * 16 + "ff" * 16, ProviderName.RESEMBLE) is None
+    assert await log.scans.find_verdict("01" * 16 + "ff" * 16, ProviderName.RESEMBLE) is None
 
 
 async def test_find_verdict_ignores_unfinished_scans(log: SQLiteAuditLog) -> None:
     """Fails if a scan that has not finished is offered for reuse."""
-    record, _ = await log.create_scan(new_scan())
-    await log.set_media(record.id, sha256="03" * 32, size=1, content_type=None, duration_s=None)
-    assert await log.find_verdict("03" * 32, ProviderName.RESEMBLE) is None
+    record, _ = await log.scans.create_scan(new_scan())
+    await log.scans.set_media(
+        record.id, sha256="03" * 32, size=1, content_type=None, duration_s=None
+    )
+    assert await log.scans.find_verdict("03" * 32, ProviderName.RESEMBLE) is None
 
 
 # --- compact storage round trips ------------------------------------------------------------------
@@ -364,7 +384,7 @@ async def test_jump_url_round_trips(
     """Fails if the compact storage of jump URLs changes any URL (or invents one)."""
     base = new_scan(guild_id, message_id=77)
     url = base.jump_url if jump_url == "canonical" else jump_url
-    record, _ = await log.create_scan(base.model_copy(update={"jump_url": url}))
+    record, _ = await log.scans.create_scan(base.model_copy(update={"jump_url": url}))
     assert record.jump_url == url
 
 
@@ -374,9 +394,9 @@ async def test_jump_url_round_trips(
 )
 async def test_provider_job_ids_round_trip(log: SQLiteAuditLog, job_id: str) -> None:
     """Fails if packing UUID job ids alters any job id's text."""
-    record, _ = await log.create_scan(new_scan())
-    await log.mark_submitted(record.id, job_id)
-    assert (await log.get_scan(record.id)).provider_job_id == job_id  # type: ignore[union-attr]
+    record, _ = await log.scans.create_scan(new_scan())
+    await log.scans.mark_submitted(record.id, job_id)
+    assert (await log.scans.get_scan(record.id)).provider_job_id == job_id  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("sha256", ["9f" * 32, "not-a-digest", "AB" * 32])
@@ -385,7 +405,7 @@ async def test_sha256_round_trips(log: SQLiteAuditLog, sha256: str) -> None:
     record = await finished_scan(log, sha256=sha256)
     expected = sha256.lower() if len(sha256) == 64 else sha256
     assert record.sha256 == expected
-    assert await log.find_verdict(sha256, ProviderName.RESEMBLE) is not None
+    assert await log.scans.find_verdict(sha256, ProviderName.RESEMBLE) is not None
 
 
 async def test_long_segment_lists_round_trip(log: SQLiteAuditLog) -> None:
@@ -406,6 +426,6 @@ async def test_long_segment_lists_round_trip(log: SQLiteAuditLog) -> None:
         result = verdict(Label.SPOOFED, 0.9).model_copy(update={"segments": segs})
         sha = f"{next_id():064x}"
         await finished_scan(log, result=result, sha256=sha)
-        stored = await log.find_verdict(sha, ProviderName.RESEMBLE)
+        stored = await log.scans.find_verdict(sha, ProviderName.RESEMBLE)
         assert stored is not None
         assert stored.verdict == result

@@ -28,28 +28,28 @@ async def test_recent_is_newest_first_and_pages(log: SQLiteAuditLog) -> None:
     """Fails if recent() is not ordered newest first or its pages overlap or skip."""
     for _ in range(7):
         await finished_scan(log)
-    first = await log.recent(GUILD_A, limit=3)
-    second = await log.recent(GUILD_A, limit=3, offset=3)
-    last = await log.recent(GUILD_A, limit=3, offset=6)
+    first = await log.cases.recent(GUILD_A, limit=3)
+    second = await log.cases.recent(GUILD_A, limit=3, offset=3)
+    last = await log.cases.recent(GUILD_A, limit=3, offset=6)
     assert [r.case_number for r in first + second + last] == [7, 6, 5, 4, 3, 2, 1]
-    assert await log.count_cases(GUILD_A) == 7
+    assert await log.cases.count_cases(GUILD_A) == 7
 
 
 async def test_by_author_returns_only_that_members_cases(log: SQLiteAuditLog) -> None:
     """Fails if by_author() includes another member's cases or loses the order."""
     for author in (1, 2, 1, 3, 1):
         await finished_scan(log, new_scan(author_id=author))
-    cases = await log.by_author(GUILD_A, 1, limit=10)
+    cases = await log.cases.by_author(GUILD_A, 1, limit=10)
     assert [r.case_number for r in cases] == [5, 3, 1]
     assert {r.author_id for r in cases} == {1}
-    assert await log.count_cases(GUILD_A, author_id=1) == 3
+    assert await log.cases.count_cases(GUILD_A, author_id=1) == 3
 
 
 async def test_case_finds_one_case_by_number(log: SQLiteAuditLog) -> None:
     """Fails if case() misses an existing number or invents a missing one."""
     record = await finished_scan(log)
-    assert await log.case(GUILD_A, record.case_number) == record
-    assert await log.case(GUILD_A, record.case_number + 1) is None
+    assert await log.cases.case(GUILD_A, record.case_number) == record
+    assert await log.cases.case(GUILD_A, record.case_number + 1) is None
 
 
 async def test_flagged_is_spoofed_or_at_threshold_within_the_window(
@@ -64,10 +64,10 @@ async def test_flagged_is_spoofed_or_at_threshold_within_the_window(
     await finished_scan(log, result=verdict(Label.INCONCLUSIVE, None))
     await failed_scan(log)
     since = clock.now - timedelta(days=7)
-    flagged = await log.flagged(GUILD_A, since=since, threshold=0.7, limit=10)
+    flagged = await log.cases.flagged(GUILD_A, since=since, threshold=0.7, limit=10)
     assert [r.case_number for r in flagged] == [high_bonafide.case_number, spoofed_low.case_number]
-    assert await log.count_flagged(GUILD_A, since=since, threshold=0.7) == 2
-    wider = await log.flagged(GUILD_A, since=T0, threshold=0.7, limit=10, offset=2)
+    assert await log.cases.count_flagged(GUILD_A, since=since, threshold=0.7) == 2
+    wider = await log.cases.flagged(GUILD_A, since=T0, threshold=0.7, limit=10, offset=2)
     assert [r.case_number for r in wider] == [old_spoof.case_number]
 
 
@@ -83,9 +83,9 @@ async def test_stats_counts_labels_days_channels_authors_and_errors(
     clock.advance(days=1)
     await finished_scan(log, new_scan(channel_id=2, author_id=12), verdict(Label.BONAFIDE, 0.1))
     await failed_scan(log, new_scan(channel_id=2, author_id=12), kind="provider_timeout")
-    await log.create_scan(new_scan(channel_id=3, author_id=12))  # still queued
+    await log.scans.create_scan(new_scan(channel_id=3, author_id=12))  # still queued
 
-    stats = await log.stats(GUILD_A, since=since)
+    stats = await log.cases.stats(GUILD_A, since=since)
     assert stats.total == 5
     assert stats.by_label == {"spoofed": 1, "bonafide": 2, "failed": 1, "pending": 1}
     day1 = (T0 + timedelta(days=40)).date().isoformat()
@@ -105,7 +105,7 @@ async def test_stats_window_starts_exactly_at_since(log: SQLiteAuditLog, clock: 
     await finished_scan(log, result=verdict(Label.SPOOFED, 0.9))
     clock.advance(days=1)
     await failed_scan(log)
-    stats = await log.stats(GUILD_A, since=T0 + timedelta(hours=1))
+    stats = await log.cases.stats(GUILD_A, since=T0 + timedelta(hours=1))
     assert stats.total == 2
     assert stats.by_label == {"spoofed": 1, "failed": 1}
     assert [n for _, n in stats.by_day] == [1, 1]
@@ -114,25 +114,25 @@ async def test_stats_window_starts_exactly_at_since(log: SQLiteAuditLog, clock: 
 
 async def test_stats_follow_deletions_and_status_changes(log: SQLiteAuditLog, clock: Clock) -> None:
     """Fails if the daily counts behind stats() drift from the cases after forget or purge."""
-    pending, _ = await log.create_scan(new_scan(author_id=1))
+    pending, _ = await log.scans.create_scan(new_scan(author_id=1))
     await finished_scan(log, new_scan(author_id=2), verdict(Label.SPOOFED, 0.9))
     clock.advance(days=3)
     await finished_scan(log, new_scan(author_id=1))
-    await log.mark_done(pending.id, verdict(Label.INCONCLUSIVE, None))
-    before = await log.stats(GUILD_A, since=T0 - timedelta(days=1))
+    await log.scans.mark_done(pending.id, verdict(Label.INCONCLUSIVE, None))
+    before = await log.cases.stats(GUILD_A, since=T0 - timedelta(days=1))
     assert before.by_label == {"inconclusive": 1, "spoofed": 1, "bonafide": 1}
-    await log.forget_author(GUILD_A, 1, actor_id=9)
-    assert (await log.stats(GUILD_A, since=T0 - timedelta(days=1))).by_label == {"spoofed": 1}
-    await log.purge_before(GUILD_A, clock.now, actor="test")
-    after = await log.stats(GUILD_A, since=T0 - timedelta(days=1))
+    await log.admin.forget_author(GUILD_A, 1, actor_id=9)
+    assert (await log.cases.stats(GUILD_A, since=T0 - timedelta(days=1))).by_label == {"spoofed": 1}
+    await log.admin.purge_before(GUILD_A, clock.now, actor="test")
+    after = await log.cases.stats(GUILD_A, since=T0 - timedelta(days=1))
     assert (after.total, after.by_day, after.top_channels) == (0, [], [])
 
 
 async def test_stats_top_flagged_authors_follow_the_guild_threshold(log: SQLiteAuditLog) -> None:
     """Fails if stats() ignores the guild's saved alert threshold."""
-    await log.save_guild_config(GUILD_A, GuildConfig(alert_threshold=0.95))
+    await log.settings.save_guild_config(GUILD_A, GuildConfig(alert_threshold=0.95))
     await finished_scan(log, new_scan(author_id=11), verdict(Label.BONAFIDE, 0.9))
-    stats = await log.stats(GUILD_A, since=T0)
+    stats = await log.cases.stats(GUILD_A, since=T0)
     assert stats.top_flagged_authors == []
 
 
@@ -149,7 +149,7 @@ async def test_export_streams_every_case_in_the_window_in_batches(
         if i % 3 == 0:
             clock.advance(seconds=1)  # several cases share a second, others do not
         expected.append((await finished_scan(log)).case_number)
-    exported = [r.case_number async for r in log.export(GUILD_A, since=since)]
+    exported = [r.case_number async for r in log.cases.export(GUILD_A, since=since)]
     assert exported == expected
 
 
@@ -157,7 +157,7 @@ async def test_review_records_the_decision_and_an_event(log: SQLiteAuditLog, clo
     """Fails if review() does not store decision, moderator, time and note, and log it."""
     record = await finished_scan(log, result=verdict(Label.SPOOFED, 0.9))
     reviewed_at = clock.advance(hours=1)
-    reviewed = await log.review(
+    reviewed = await log.admin.review(
         GUILD_A, record.case_number, Review.FALSE_POSITIVE, moderator_id=77, note="known clip"
     )
     assert reviewed is not None
@@ -167,30 +167,30 @@ async def test_review_records_the_decision_and_an_event(log: SQLiteAuditLog, clo
         reviewed_at,
         "known clip",
     )
-    events = await log.case_events(GUILD_A, record.case_number)
+    events = await log.cases.case_events(GUILD_A, record.case_number)
     assert [(e.action, e.actor, e.reason) for e in events] == [("review", "77", "false_positive")]
 
 
 async def test_review_of_a_missing_case_is_none(log: SQLiteAuditLog) -> None:
     """Fails if reviewing a case number that does not exist reports success."""
-    assert await log.review(GUILD_A, 5, Review.CONFIRMED, moderator_id=1) is None
-    assert await log.events(GUILD_A, limit=10) == []
+    assert await log.admin.review(GUILD_A, 5, Review.CONFIRMED, moderator_id=1) is None
+    assert await log.cases.events(GUILD_A, limit=10) == []
 
 
 async def test_record_action_is_listed_with_the_case(log: SQLiteAuditLog) -> None:
     """Fails if a moderator action is not retrievable with its case and in the event list."""
     record = await finished_scan(log)
-    await log.record_action(
+    await log.admin.record_action(
         GUILD_A, record.case_number, action="timeout", actor_id=55, outcome="10 minutes"
     )
-    (event,) = await log.case_events(GUILD_A, record.case_number)
+    (event,) = await log.cases.case_events(GUILD_A, record.case_number)
     assert (event.action, event.actor, event.reason, event.target) == (
         "timeout",
         "55",
         "10 minutes",
         f"case {record.case_number}",
     )
-    assert await log.events(GUILD_A, limit=5) == [event]
+    assert await log.cases.events(GUILD_A, limit=5) == [event]
 
 
 async def test_count_scans_counts_only_provider_calls_since(
@@ -201,17 +201,17 @@ async def test_count_scans_counts_only_provider_calls_since(
     clock.advance(days=1)
     since = clock.now
     await finished_scan(log)  # counts
-    submitted, _ = await log.create_scan(new_scan())
-    await log.mark_submitted(submitted.id, "job")  # counts
+    submitted, _ = await log.scans.create_scan(new_scan())
+    await log.scans.mark_submitted(submitted.id, "job")  # counts
     await failed_scan(log)  # failed after submission: counts
-    refused, _ = await log.create_scan(new_scan())
-    await log.mark_failed(refused.id, "quota", "quota reached")  # refused before: no
-    await log.create_scan(new_scan())  # queued: no
+    refused, _ = await log.scans.create_scan(new_scan())
+    await log.scans.mark_failed(refused.id, "quota", "quota reached")  # refused before: no
+    await log.scans.create_scan(new_scan())  # queued: no
     source = await finished_scan(log, sha256="aa" * 32)  # counts
-    reused, _ = await log.create_scan(new_scan())
-    await log.mark_done(reused.id, verdict(), reused_from=source.id)  # reused: no
+    reused, _ = await log.scans.create_scan(new_scan())
+    await log.scans.mark_done(reused.id, verdict(), reused_from=source.id)  # reused: no
     await finished_scan(log, new_scan(GUILD_B))  # other guild: no
-    assert await log.count_scans(GUILD_A, since=since) == 4
+    assert await log.scans.count_scans(GUILD_A, since=since) == 4
 
 
 # --- guild isolation -------------------------------------------------------------------------
@@ -219,17 +219,17 @@ async def test_count_scans_counts_only_provider_calls_since(
 Query = Callable[[SQLiteAuditLog, int, int], Awaitable[Any]]
 
 _QUERIES: dict[str, Query] = {
-    "recent": lambda log, g, n: log.recent(g, limit=100),
-    "by_author": lambda log, g, n: log.by_author(g, 500, limit=100),
-    "case": lambda log, g, n: log.case(g, n),
-    "flagged": lambda log, g, n: log.flagged(g, since=T0, threshold=0.0, limit=100),
-    "count_flagged": lambda log, g, n: log.count_flagged(g, since=T0, threshold=0.0),
-    "stats": lambda log, g, n: log.stats(g, since=T0),
-    "export": lambda log, g, n: _collect(log.export(g, since=T0)),
-    "count_scans": lambda log, g, n: log.count_scans(g, since=T0),
-    "count_cases": lambda log, g, n: log.count_cases(g),
-    "case_events": lambda log, g, n: log.case_events(g, n),
-    "events": lambda log, g, n: log.events(g, limit=100),
+    "recent": lambda log, g, n: log.cases.recent(g, limit=100),
+    "by_author": lambda log, g, n: log.cases.by_author(g, 500, limit=100),
+    "case": lambda log, g, n: log.cases.case(g, n),
+    "flagged": lambda log, g, n: log.cases.flagged(g, since=T0, threshold=0.0, limit=100),
+    "count_flagged": lambda log, g, n: log.cases.count_flagged(g, since=T0, threshold=0.0),
+    "stats": lambda log, g, n: log.cases.stats(g, since=T0),
+    "export": lambda log, g, n: _collect(log.cases.export(g, since=T0)),
+    "count_scans": lambda log, g, n: log.scans.count_scans(g, since=T0),
+    "count_cases": lambda log, g, n: log.cases.count_cases(g),
+    "case_events": lambda log, g, n: log.cases.case_events(g, n),
+    "events": lambda log, g, n: log.cases.events(g, limit=100),
 }
 
 
@@ -241,8 +241,10 @@ async def _collect(records: AsyncIterator[Any]) -> list[Any]:
 async def test_no_query_of_guild_a_sees_guild_b(log: SQLiteAuditLog, query: str) -> None:
     """Fails if a query scoped to guild A returns or counts anything of guild B's."""
     b_case = await finished_scan(log, new_scan(GUILD_B, author_id=500), verdict(Label.SPOOFED, 0.9))
-    await log.record_action(GUILD_B, b_case.case_number, action="delete", actor_id=1, outcome="ok")
-    await log.review(GUILD_B, b_case.case_number, Review.CONFIRMED, moderator_id=1)
+    await log.admin.record_action(
+        GUILD_B, b_case.case_number, action="delete", actor_id=1, outcome="ok"
+    )
+    await log.admin.review(GUILD_B, b_case.case_number, Review.CONFIRMED, moderator_id=1)
     # Guild A is empty: every answer must be empty, zero or None, whatever the ids.
     answer = await _QUERIES[query](log, GUILD_A, b_case.case_number)
     if query == "stats":
@@ -257,30 +259,33 @@ async def test_no_query_of_guild_a_sees_guild_b(log: SQLiteAuditLog, query: str)
 async def test_guild_a_cannot_change_guild_b(log: SQLiteAuditLog) -> None:
     """Fails if review, forget or purge given guild A touch a case of guild B."""
     b_case = await finished_scan(log, new_scan(GUILD_B, author_id=500))
-    assert await log.review(GUILD_A, b_case.case_number, Review.CONFIRMED, moderator_id=1) is None
-    assert await log.forget_author(GUILD_A, 500, actor_id=1) == 0
-    assert await log.purge_before(GUILD_A, T0 + timedelta(days=999), actor="test") == 0
-    assert await log.case(GUILD_B, b_case.case_number) == b_case
+    assert (
+        await log.admin.review(GUILD_A, b_case.case_number, Review.CONFIRMED, moderator_id=1)
+        is None
+    )
+    assert await log.admin.forget_author(GUILD_A, 500, actor_id=1) == 0
+    assert await log.admin.purge_before(GUILD_A, T0 + timedelta(days=999), actor="test") == 0
+    assert await log.cases.case(GUILD_B, b_case.case_number) == b_case
 
 
 async def test_guild_config_defaults_and_round_trip(log: SQLiteAuditLog) -> None:
     """Fails if an unconfigured guild does not get defaults, or saved settings change."""
-    assert await log.guild_config(GUILD_A) == GuildConfig()
+    assert await log.settings.guild_config(GUILD_A) == GuildConfig()
     custom = GuildConfig(
         auto_scan=False, scope_channels=frozenset({1, 2}), alert_threshold=0.8, retention_days=7
     )
-    await log.save_guild_config(GUILD_A, custom)
-    assert await log.guild_config(GUILD_A) == custom
+    await log.settings.save_guild_config(GUILD_A, custom)
+    assert await log.settings.guild_config(GUILD_A) == custom
     updated = custom.model_copy(update={"store_transcripts": False})
-    await log.save_guild_config(GUILD_A, updated)
-    assert await log.guild_config(GUILD_A) == updated
-    assert await log.guild_config(GUILD_B) == GuildConfig()
+    await log.settings.save_guild_config(GUILD_A, updated)
+    assert await log.settings.guild_config(GUILD_A) == updated
+    assert await log.settings.guild_config(GUILD_B) == GuildConfig()
 
 
 async def test_statuses_reported_by_recent_match_the_lifecycle(log: SQLiteAuditLog) -> None:
     """Fails if a list query reports a status different from the scan's lifecycle state."""
-    await log.create_scan(new_scan(trigger=Trigger.CHECK))
+    await log.scans.create_scan(new_scan(trigger=Trigger.CHECK))
     await finished_scan(log)
     await failed_scan(log)
-    statuses = [r.status for r in await log.recent(GUILD_A, limit=10)]
+    statuses = [r.status for r in await log.cases.recent(GUILD_A, limit=10)]
     assert statuses == [ScanStatus.FAILED, ScanStatus.DONE, ScanStatus.QUEUED]

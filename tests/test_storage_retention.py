@@ -34,19 +34,19 @@ async def test_forget_author_deletes_their_cases_in_that_guild_only(log: SQLiteA
     other = await finished_scan(log, new_scan(author_id=501, requested_by=500))
     elsewhere = await finished_scan(log, new_scan(GUILD_B, author_id=500))
 
-    assert await log.forget_author(GUILD_A, 500, actor_id=9) == 2
-    assert await log.by_author(GUILD_A, 500, limit=10) == []
-    kept = await log.case(GUILD_A, other.case_number)
+    assert await log.admin.forget_author(GUILD_A, 500, actor_id=9) == 2
+    assert await log.cases.by_author(GUILD_A, 500, limit=10) == []
+    kept = await log.cases.case(GUILD_A, other.case_number)
     assert kept is not None
     assert kept.requested_by is None  # the member asked for this check; their id goes too
-    assert await log.case(GUILD_B, elsewhere.case_number) == elsewhere
+    assert await log.cases.case(GUILD_B, elsewhere.case_number) == elsewhere
 
 
 async def test_forget_author_is_logged(log: SQLiteAuditLog) -> None:
     """Fails if a forget leaves no event naming who, whom and how many."""
     await finished_scan(log, new_scan(author_id=500))
-    await log.forget_author(GUILD_A, 500, actor_id=9)
-    (event,) = await log.events(GUILD_A, limit=10)
+    await log.admin.forget_author(GUILD_A, 500, actor_id=9)
+    (event,) = await log.cases.events(GUILD_A, limit=10)
     assert (event.actor, event.action, event.target, event.reason) == (
         "9",
         "forget",
@@ -63,9 +63,9 @@ async def test_purge_before_deletes_only_older_cases_and_is_logged(
     clock.advance(days=5)
     cutoff = clock.now
     kept = await finished_scan(log)
-    assert await log.purge_before(GUILD_A, cutoff, actor="operator") == 1
-    assert [r.case_number for r in await log.recent(GUILD_A, limit=10)] == [kept.case_number]
-    (event,) = await log.events(GUILD_A, limit=10)
+    assert await log.admin.purge_before(GUILD_A, cutoff, actor="operator") == 1
+    assert [r.case_number for r in await log.cases.recent(GUILD_A, limit=10)] == [kept.case_number]
+    (event,) = await log.cases.events(GUILD_A, limit=10)
     assert (event.actor, event.action, event.target) == ("operator", "purge", "1 cases")
 
 
@@ -73,24 +73,24 @@ async def test_purge_expired_applies_each_guilds_retention(
     log: SQLiteAuditLog, clock: Clock
 ) -> None:
     """Fails if retention purges a case younger than its guild's retention, or keeps an older."""
-    await log.save_guild_config(GUILD_A, GuildConfig(retention_days=7))
+    await log.settings.save_guild_config(GUILD_A, GuildConfig(retention_days=7))
     await finished_scan(log, new_scan(GUILD_A))  # T0
     await finished_scan(log, new_scan(GUILD_B))  # T0, default retention 90 days
     clock.advance(days=10)
     young_a = await finished_scan(log, new_scan(GUILD_A))
 
-    assert await log.purge_expired(clock.now) == {GUILD_A: 1}
-    assert [r.id for r in await log.recent(GUILD_A, limit=10)] == [young_a.id]
-    assert len(await log.recent(GUILD_B, limit=10)) == 1
-    assert await log.purge_expired(T0 + timedelta(days=91)) == {GUILD_B: 1, GUILD_A: 1}
-    assert [e.actor for e in await log.events(GUILD_B, limit=10)] == ["retention"]
+    assert await log.admin.purge_expired(clock.now) == {GUILD_A: 1}
+    assert [r.id for r in await log.cases.recent(GUILD_A, limit=10)] == [young_a.id]
+    assert len(await log.cases.recent(GUILD_B, limit=10)) == 1
+    assert await log.admin.purge_expired(T0 + timedelta(days=91)) == {GUILD_B: 1, GUILD_A: 1}
+    assert [e.actor for e in await log.cases.events(GUILD_B, limit=10)] == ["retention"]
 
 
 async def test_purge_expired_with_nothing_old_deletes_nothing(log: SQLiteAuditLog) -> None:
     """Fails if a retention run with no expired cases deletes or logs anything."""
     await finished_scan(log)
-    assert await log.purge_expired(T0 + timedelta(days=89)) == {}
-    assert await log.events(GUILD_A, limit=10) == []
+    assert await log.admin.purge_expired(T0 + timedelta(days=89)) == {}
+    assert await log.cases.events(GUILD_A, limit=10) == []
 
 
 # --- privacy -------------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ async def test_transcript_is_not_stored_when_the_guild_disallows_it(
         store_transcript=False,
     )
     assert record.transcript is None
-    stored = await log.find_verdict("bb" * 32, ProviderName.RESEMBLE)
+    stored = await log.scans.find_verdict("bb" * 32, ProviderName.RESEMBLE)
     assert stored is not None
     assert stored.verdict.transcript is None
     await log.close()
@@ -132,15 +132,17 @@ async def test_sql_injection_attempts_are_stored_as_text(log: SQLiteAuditLog) ->
     """Fails if a value shaped like SQL is executed instead of stored verbatim."""
     evil = "x'); DROP TABLE scans; --"
     record = await finished_scan(log, new_scan(filename=evil))
-    await log.review(GUILD_A, record.case_number, Review.CONFIRMED, moderator_id=1, note=evil)
-    await log.log_event(GUILD_A, actor=evil, action=evil, target=f"case 1; {evil}", reason=evil)
-    stored = await log.case(GUILD_A, record.case_number)
+    await log.admin.review(GUILD_A, record.case_number, Review.CONFIRMED, moderator_id=1, note=evil)
+    await log.admin.log_event(
+        GUILD_A, actor=evil, action=evil, target=f"case 1; {evil}", reason=evil
+    )
+    stored = await log.cases.case(GUILD_A, record.case_number)
     assert stored is not None
     assert (stored.filename, stored.review_note) == (evil, evil)
-    events = await log.events(GUILD_A, limit=10)
+    events = await log.cases.events(GUILD_A, limit=10)
     assert events[0].target == f"case 1; {evil}"
     assert events[0].case_number is None
-    assert await log.count_cases(GUILD_A) == 1
+    assert await log.cases.count_cases(GUILD_A) == 1
 
 
 # --- write path ------------------------------------------------------------------------------
@@ -148,13 +150,13 @@ async def test_sql_injection_attempts_are_stored_as_text(log: SQLiteAuditLog) ->
 
 async def test_a_failing_statement_does_not_undo_its_batch(log: SQLiteAuditLog) -> None:
     """Fails if one bad statement in a group commit loses the other statements' writes."""
-    writer = log._writer
+    writer = log.db.writer
     bad = writer.statement("INSERT INTO guild_counters (guild_id, last_case) VALUES (1, NULL)", ())
-    good = [log.create_scan(new_scan()) for _ in range(5)]
+    good = [log.scans.create_scan(new_scan()) for _ in range(5)]
     results = await asyncio.gather(bad, *good, return_exceptions=True)
     assert isinstance(results[0], sqlite3.IntegrityError)
     assert [r[0].case_number for r in results[1:]] == [1, 2, 3, 4, 5]
-    assert await log.count_cases(GUILD_A) == 5
+    assert await log.cases.count_cases(GUILD_A) == 5
 
 
 async def test_a_failing_decode_reaches_its_caller_alone(log: SQLiteAuditLog) -> None:
@@ -164,30 +166,30 @@ async def test_a_failing_decode_reaches_its_caller_alone(log: SQLiteAuditLog) ->
     def broken(rows: list[object]) -> object:
         raise ValueError(f"cannot decode {rows}")
 
-    writer = log._writer
+    writer = log.db.writer
     bad = writer.decoded(
         "INSERT INTO guild_counters (guild_id, last_case) VALUES (7, 0) RETURNING guild_id",
         (),
         broken,
     )
-    good = [log.create_scan(new_scan()) for _ in range(3)]
+    good = [log.scans.create_scan(new_scan()) for _ in range(3)]
     results = await asyncio.gather(bad, *good, return_exceptions=True)
     assert isinstance(results[0], ValueError)
     assert [r[0].case_number for r in results[1:]] == [1, 2, 3]
-    assert await log.count_cases(GUILD_A) == 3
+    assert await log.cases.count_cases(GUILD_A) == 3
 
 
 async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
     """Fails if writes queued before close() are lost."""
     path = tmp_path / "audit.db"
     log = await SQLiteAuditLog.open(path)
-    pending = [asyncio.ensure_future(log.create_scan(new_scan())) for _ in range(20)]
+    pending = [asyncio.ensure_future(log.scans.create_scan(new_scan())) for _ in range(20)]
     await asyncio.sleep(0)  # let them queue
     await log.close()
     assert all(task.done() and not task.exception() for task in pending)
     reopened = await SQLiteAuditLog.open(path)
     try:
-        assert await reopened.count_cases(GUILD_A) == 20
+        assert await reopened.cases.count_cases(GUILD_A) == 20
     finally:
         await reopened.close()
 
@@ -197,27 +199,27 @@ async def test_writes_after_close_raise(tmp_path: Path) -> None:
     log = await SQLiteAuditLog.open(tmp_path / "audit.db")
     await log.close()
     with pytest.raises(RuntimeError, match="closed"):
-        await asyncio.wait_for(log.create_scan(new_scan()), timeout=10)
+        await asyncio.wait_for(log.scans.create_scan(new_scan()), timeout=10)
 
 
 async def test_units_and_statements_run_in_the_order_they_were_queued(
     log: SQLiteAuditLog,
 ) -> None:
     """Fails if a unit is merged into a batch of statements or overtakes one queued before."""
-    writer = log._writer
+    writer = log.db.writer
 
     def count(conn: sqlite3.Connection) -> int:
         return int(conn.execute("SELECT count(*) FROM scans").fetchone()[0])
 
-    first = [log.create_scan(new_scan()) for _ in range(3)]
+    first = [log.scans.create_scan(new_scan()) for _ in range(3)]
     queued = [asyncio.ensure_future(call) for call in first]
     await asyncio.sleep(0)  # queued behind the three statements
     in_between = asyncio.ensure_future(writer.unit(count))
     await asyncio.sleep(0)
-    later = [asyncio.ensure_future(log.create_scan(new_scan())) for _ in range(2)]
+    later = [asyncio.ensure_future(log.scans.create_scan(new_scan())) for _ in range(2)]
     await asyncio.gather(*queued, *later)
     assert await in_between == 3
-    assert await log.count_cases(GUILD_A) == 5
+    assert await log.cases.count_cases(GUILD_A) == 5
 
 
 async def test_the_writer_folds_the_wal_back_when_the_checkpointer_asks(
@@ -237,12 +239,12 @@ async def test_the_writer_folds_the_wal_back_when_the_checkpointer_asks(
         for _ in range(30):
             await finished_scan(log)
         grown = wal.stat().st_size
-        log._writer._request_checkpoint()
+        log.db.writer._request_checkpoint()
         await finished_scan(log)  # the writer checkpoints after this commit...
         for _ in range(30):  # ...so these are written from the start of the WAL again
             await finished_scan(log)
         assert wal.stat().st_size < grown * 1.5
-        assert await log.count_cases(GUILD_A) == 61
+        assert await log.cases.count_cases(GUILD_A) == 61
     finally:
         await log.close()
 
@@ -257,14 +259,14 @@ async def test_the_checkpointer_asks_for_the_last_step_once_the_wal_is_long(
     monkeypatch.setattr(_sqlite_writer, "_CHECKPOINT_INTERVAL_S", 3600.0)  # one pass, then idle
     log = await SQLiteAuditLog.open(tmp_path / "audit.db")
     try:
-        await log.create_scan(new_scan())  # one commit wakes the checkpointer: one pass
+        await log.scans.create_scan(new_scan())  # one commit wakes the checkpointer: one pass
         for _ in range(200):
-            if log._writer._checkpoint_due:
+            if log.db.writer._checkpoint_due:
                 break
             await asyncio.sleep(0.005)
-        assert log._writer._checkpoint_due
+        assert log.db.writer._checkpoint_due
         await finished_scan(log)
-        assert not log._writer._checkpoint_due  # done after the next commit
+        assert not log.db.writer._checkpoint_due  # done after the next commit
     finally:
         await log.close()
 
@@ -315,24 +317,24 @@ async def test_migrating_a_version_1_database_keeps_and_reshapes_its_data(
     _v1_database(path)
     log = await SQLiteAuditLog.open(path, clock=clock)
     try:
-        old = await log.case(GUILD_A, 1)
+        old = await log.cases.case(GUILD_A, 1)
         assert old is not None
         assert (old.filename, old.label, old.spoofed_probability) == (
             "old.ogg",
             Label.SPOOFED,
             0.97,
         )
-        assert (await log.guild_config(GUILD_A)).retention_days == 7
+        assert (await log.settings.guild_config(GUILD_A)).retention_days == 7
         # Version 2 backfilled retention_days from the JSON and case numbers from targets.
-        (event,) = await log.case_events(GUILD_A, 1)
+        (event,) = await log.cases.case_events(GUILD_A, 1)
         assert event.target == "case 1"
         # Version 3 backfilled the daily rollups that stats() reads.
-        stats = await log.stats(GUILD_A, since=T0 - timedelta(days=1))
+        stats = await log.cases.stats(GUILD_A, since=T0 - timedelta(days=1))
         assert (stats.total, stats.by_label) == (1, {"spoofed": 1})
         new = await finished_scan(log)
         assert new.case_number == 2
         clock.advance(days=8)
-        assert await log.purge_expired(clock.now) == {GUILD_A: 2}
+        assert await log.admin.purge_expired(clock.now) == {GUILD_A: 2}
     finally:
         await log.close()
     conn = sqlite3.connect(path)
@@ -361,6 +363,6 @@ async def test_reopening_does_not_migrate_twice(tmp_path: Path) -> None:
         await log.close()
     log = await SQLiteAuditLog.open(path)
     try:
-        assert await log.count_cases(GUILD_A) == 2
+        assert await log.cases.count_cases(GUILD_A) == 2
     finally:
         await log.close()

@@ -16,15 +16,26 @@ from bot.storage._models import (
     StoredVerdict,
     Trigger,
 )
-from bot.storage._protocol import AuditLog, ScanNotFound
+from bot.storage._protocol import (
+    AuditLog,
+    CaseAdmin,
+    CaseQueries,
+    GuildSettings,
+    ScanLifecycle,
+    ScanNotFound,
+)
 
 __all__ = [
     "NO_GUILD",
     "AuditEvent",
     "AuditLog",
     "AuditStats",
+    "CaseAdmin",
+    "CaseQueries",
+    "GuildSettings",
     "NewScan",
     "Review",
+    "ScanLifecycle",
     "ScanNotFound",
     "ScanRecord",
     "ScanStatus",

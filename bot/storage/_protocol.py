@@ -1,4 +1,12 @@
-"""The storage interface. SQLite implements it; a PostgreSQL backend can later, unchanged callers.
+"""The storage interface: one small repository per consumer, the same for every backend.
+
+- `ScanLifecycle` (`audit.scans`): what the scan service and the autoscan resume need;
+- `CaseQueries` (`audit.cases`): the moderators' reads (`/audit`, `python -m bot audit`);
+- `CaseAdmin` (`audit.admin`): reviews, moderator actions, events, deletion and retention;
+- `GuildSettings` (`audit.settings`): per-guild settings, with change notifications.
+
+`AuditLog` is the façade that hangs off the runtime: it holds one of each, built over one
+connection layer of a backend (SQLite: `sqlite.py`; PostgreSQL: `postgres.py`).
 
 Every query that reads cases takes a `guild_id` and never returns another guild's rows.
 Lifecycle updates (`set_media`, `mark_*`) raise `ScanNotFound` for an unknown scan id.
@@ -6,7 +14,8 @@ Lifecycle updates (`set_media`, `mark_*`) raise `ScanNotFound` for an unknown sc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -27,8 +36,8 @@ class ScanNotFound(LookupError):
     """A lifecycle update named a scan id that does not exist (e.g. forgotten mid-scan)."""
 
 
-class AuditLog(Protocol):
-    # --- lifecycle of one scan -----------------------------------------------------------
+class ScanLifecycle(Protocol):
+    """The life of one scan, as the scan service drives it."""
 
     async def create_scan(self, new: NewScan) -> tuple[ScanRecord, bool]:
         """Record an accepted scan (status `queued`) with the guild's next case number.
@@ -78,7 +87,15 @@ class AuditLog(Protocol):
         with `shard`, only those of the guilds this process's shards own."""
         ...
 
-    # --- moderators' queries (always scoped to one guild) ---------------------------------
+    async def count_scans(self, guild_id: int, *, since: datetime) -> int:
+        """Scans that cost a provider call (not reused, not refused before submission)."""
+        ...
+
+
+class CaseQueries(Protocol):
+    """Moderators' reads, always scoped to one guild."""
+
+    async def case(self, guild_id: int, case_number: int) -> ScanRecord | None: ...
 
     async def recent(self, guild_id: int, *, limit: int, offset: int = 0) -> list[ScanRecord]: ...
 
@@ -86,7 +103,9 @@ class AuditLog(Protocol):
         self, guild_id: int, author_id: int, *, limit: int, offset: int = 0
     ) -> list[ScanRecord]: ...
 
-    async def case(self, guild_id: int, case_number: int) -> ScanRecord | None: ...
+    async def count_cases(self, guild_id: int, *, author_id: int | None = None) -> int:
+        """How many cases `recent` (or `by_author` with `author_id`) can page through."""
+        ...
 
     async def flagged(
         self,
@@ -98,9 +117,25 @@ class AuditLog(Protocol):
         offset: int = 0,
     ) -> list[ScanRecord]: ...
 
+    async def count_flagged(self, guild_id: int, *, since: datetime, threshold: float) -> int:
+        """How many cases `flagged` can page through with the same arguments."""
+        ...
+
     async def stats(self, guild_id: int, *, since: datetime) -> AuditStats: ...
 
     def export(self, guild_id: int, *, since: datetime) -> AsyncIterator[ScanRecord]: ...
+
+    async def case_events(self, guild_id: int, case_number: int) -> list[AuditEvent]:
+        """The events about one case (reviews, moderator actions), oldest first."""
+        ...
+
+    async def events(self, guild_id: int, *, limit: int, offset: int = 0) -> list[AuditEvent]:
+        """The guild's administrative events, newest first."""
+        ...
+
+
+class CaseAdmin(Protocol):
+    """Moderators' and admins' writes: reviews, actions, events, deletion and retention."""
 
     async def review(
         self,
@@ -112,37 +147,11 @@ class AuditLog(Protocol):
         note: str | None = None,
     ) -> ScanRecord | None: ...
 
-    async def count_scans(self, guild_id: int, *, since: datetime) -> int:
-        """Scans that cost a provider call (not reused, not refused before submission)."""
-        ...
-
-    async def count_cases(self, guild_id: int, *, author_id: int | None = None) -> int:
-        """How many cases `recent` (or `by_author` with `author_id`) can page through."""
-        ...
-
-    async def count_flagged(self, guild_id: int, *, since: datetime, threshold: float) -> int:
-        """How many cases `flagged` can page through with the same arguments."""
-        ...
-
     async def record_action(
         self, guild_id: int, case_number: int, *, action: str, actor_id: int, outcome: str
     ) -> None:
         """Record a moderator's action on a case (delete, time out...) once it has happened."""
         ...
-
-    async def case_events(self, guild_id: int, case_number: int) -> list[AuditEvent]:
-        """The events about one case (reviews, moderator actions), oldest first."""
-        ...
-
-    async def events(self, guild_id: int, *, limit: int, offset: int = 0) -> list[AuditEvent]:
-        """The guild's administrative events, newest first."""
-        ...
-
-    # --- retention and deletion -----------------------------------------------------------
-
-    async def forget_author(self, guild_id: int, author_id: int, *, actor_id: int) -> int: ...
-
-    async def purge_before(self, guild_id: int, before: datetime, *, actor: str) -> int: ...
 
     async def log_event(
         self, guild_id: int, *, actor: str, action: str, target: str, reason: str
@@ -150,7 +159,21 @@ class AuditLog(Protocol):
         """Record an administrative event (purge, forget, settings change)."""
         ...
 
-    # --- per-guild settings -------------------------------------------------------------
+    async def forget_author(self, guild_id: int, author_id: int, *, actor_id: int) -> int: ...
+
+    async def purge_before(self, guild_id: int, before: datetime, *, actor: str) -> int: ...
+
+    async def purge_expired(self, now: datetime) -> dict[int, int]:
+        """Delete cases older than each guild's retention (default 90 days); guild → count."""
+        ...
+
+
+#: Called with a guild id whose settings changed (in this process or, on PostgreSQL, another).
+SettingsListener = Callable[[int], None]
+
+
+class GuildSettings(Protocol):
+    """Per-guild settings."""
 
     async def guild_config(self, guild_id: int) -> GuildConfig:
         """The guild's settings, or the defaults when it never changed any."""
@@ -158,8 +181,19 @@ class AuditLog(Protocol):
 
     async def save_guild_config(self, guild_id: int, config: GuildConfig) -> None: ...
 
-    async def purge_expired(self, now: datetime) -> dict[int, int]:
-        """Delete cases older than each guild's retention (default 90 days); guild → count."""
+    def subscribe(self, listener: SettingsListener) -> None:
+        """Call `listener(guild_id)` whenever a guild's settings change, wherever saved."""
         ...
 
-    async def close(self) -> None: ...
+
+class AuditLog(ABC):
+    """The audit log of one backend: its repositories, over one connection layer."""
+
+    scans: ScanLifecycle
+    cases: CaseQueries
+    admin: CaseAdmin
+    settings: GuildSettings
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Finish what is queued and close the connections."""

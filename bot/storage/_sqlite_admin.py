@@ -1,5 +1,5 @@
-"""Moderators' and admins' writes to the SQLite audit log: reviews, moderator actions,
-events, deletion (forget, purge, retention) and per-guild settings.
+"""Moderators' and admins' writes on SQLite (`CaseAdmin`): reviews, moderator actions,
+events, deletion (forget, purge, retention).
 
 Each deletion runs as one transaction in the writer thread (`Writer.unit`), together with the
 event that records it: a purge is never without its trace, nor a trace without its purge.
@@ -19,8 +19,7 @@ from typing import Any
 from bot.guild_config import GuildConfig
 from bot.storage import _sqlite_rows as rows
 from bot.storage._models import Review, ScanRecord
-from bot.storage._sqlite_base import INSERT_EVENT
-from bot.storage._sqlite_queries import ModeratorQueries
+from bot.storage._sqlite_base import INSERT_EVENT, SQLiteDatabase
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +32,11 @@ RETURNING {rows.SELECT_SCAN}
 """
 
 
-class AdminWrites(ModeratorQueries):
-    """The administrative half of `SQLiteAuditLog`'s writes."""
+class SQLiteCaseAdmin:
+    """`CaseAdmin` over SQLite."""
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
 
     async def review(
         self,
@@ -48,12 +50,12 @@ class AdminWrites(ModeratorQueries):
         update = (
             rows.REVIEW_CODES[decision],
             moderator_id,
-            self._now(),
+            self._db.now(),
             rows.snippet(note, rows.REVIEW_NOTE_CHARS),
             guild_id,
             case_number,
         )
-        event = self._event(
+        event = self._db.event(
             guild_id,
             actor=str(moderator_id),
             action="review",
@@ -68,7 +70,7 @@ class AdminWrites(ModeratorQueries):
                 conn.execute(INSERT_EVENT, event)
             return found
 
-        row = await self._writer.unit(work)
+        row = await self._db.unit(work)
         if row is None:
             return None
         log.info(
@@ -83,9 +85,9 @@ class AdminWrites(ModeratorQueries):
     async def record_action(
         self, guild_id: int, case_number: int, *, action: str, actor_id: int, outcome: str
     ) -> None:
-        await self._write_one(
+        await self._db.write_one(
             INSERT_EVENT,
-            self._event(
+            self._db.event(
                 guild_id,
                 actor=str(actor_id),
                 action=action,
@@ -109,9 +111,9 @@ class AdminWrites(ModeratorQueries):
         # Same convention as migration 2: a target "case <n>" links the event to the case.
         number = target.removeprefix("case ")
         case_number = int(number) if number != target and number.isdigit() else None
-        await self._write_one(
+        await self._db.write_one(
             INSERT_EVENT,
-            self._event(
+            self._db.event(
                 guild_id,
                 actor=actor,
                 action=action,
@@ -144,7 +146,7 @@ class AdminWrites(ModeratorQueries):
             )
             conn.execute(
                 INSERT_EVENT,
-                self._event(
+                self._db.event(
                     guild_id,
                     actor=str(actor_id),
                     action="forget",
@@ -154,7 +156,7 @@ class AdminWrites(ModeratorQueries):
             )
             return deleted
 
-        deleted = await self._writer.unit(work)
+        deleted = await self._db.unit(work)
         log.info(
             "member forgotten: actor=%d target=guild %d member %d reason=%d cases deleted",
             actor_id,
@@ -169,7 +171,7 @@ class AdminWrites(ModeratorQueries):
 
     async def purge_expired(self, now: datetime) -> dict[int, int]:
         # Every guild that ever had a case has a counter row; settings are optional.
-        retention = await self._reader.execute_fetchall(
+        retention = await self._db.fetch_all(
             "SELECT c.guild_id, coalesce(s.retention_days, ?) FROM guild_counters AS c "
             "LEFT JOIN guild_settings AS s ON s.guild_id = c.guild_id",
             (_DEFAULT_RETENTION_DAYS,),
@@ -181,18 +183,6 @@ class AdminWrites(ModeratorQueries):
             if count:
                 purged[guild_id] = count
         return purged
-
-    # --- per-guild settings -------------------------------------------------------------
-
-    async def save_guild_config(self, guild_id: int, config: GuildConfig) -> None:
-        await self._write_one(
-            "INSERT INTO guild_settings (guild_id, config, retention_days, updated_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET "
-            "config = excluded.config, retention_days = excluded.retention_days, "
-            "updated_at = excluded.updated_at",
-            (guild_id, config.model_dump_json(), config.retention_days, self._now()),
-        )
-        log.info("guild settings saved: actor=caller target=guild %d reason=update", guild_id)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -206,7 +196,7 @@ class AdminWrites(ModeratorQueries):
             if deleted:
                 conn.execute(
                     INSERT_EVENT,
-                    self._event(
+                    self._db.event(
                         guild_id,
                         actor=actor,
                         action="purge",
@@ -216,7 +206,7 @@ class AdminWrites(ModeratorQueries):
                 )
             return deleted
 
-        deleted = await self._writer.unit(work)
+        deleted = await self._db.unit(work)
         if deleted:
             log.info(
                 "cases purged: actor=%s target=guild %d reason=%s (%d cases)",

@@ -1,4 +1,4 @@
-"""The read side of the SQLite audit log: moderators' queries, always scoped to one guild.
+"""The moderators' queries on SQLite (`CaseQueries`), always scoped to one guild.
 
 Every statement here has `guild_id = ?` as its first condition (or reads by scan id, which
 only the scan service holds), so no arguments can reach another guild's rows. The index each
@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.guild_config import GuildConfig
 from bot.storage import _sqlite_rows as rows
-from bot.storage._models import AuditEvent, AuditStats, ScanRecord, ShardFilter
-from bot.storage._sqlite_base import SQLiteBase
+from bot.storage._models import AuditEvent, AuditStats, ScanRecord
+from bot.storage._sqlite_base import SQLiteDatabase
+from bot.storage._sqlite_settings import read_guild_config
 from bot.verdict import Label
 
 #: Rows fetched per round trip by `export`: large enough to amortize the thread hop, small
@@ -29,9 +29,6 @@ TOP_N = 5
 _SPOOFED = rows.LABEL_CODES[Label.SPOOFED]
 #: Label spoofed, or a probability at or above the guild's threshold (bound as `:threshold`).
 _FLAGGED = f"(label = {_SPOOFED} OR spoofed_probability >= :threshold)"
-#: Scans that reached the provider: submitted, done, or failed after submission. Reused and
-#: refused-before-submission scans cost nothing.
-_BILLED = "(status IN (1, 2) OR (status = 3 AND provider_job_id IS NOT NULL))"
 DAY = 86_400
 #: What a case counts as in the daily rollups; the same expression as migration 3's triggers.
 _OUTCOME = "coalesce(label, CASE status WHEN 3 THEN 10 ELSE 11 END)"
@@ -42,31 +39,16 @@ _OUTCOME_NAMES = {
 }
 
 
-class ModeratorQueries(SQLiteBase):
-    """Guild-scoped reads (the read half of `SQLiteAuditLog`)."""
+class SQLiteCaseQueries:
+    """`CaseQueries` over SQLite: guild-scoped reads on the reader connection."""
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
 
     # --- single cases -------------------------------------------------------------------
 
-    async def get_scan(self, scan_id: int) -> ScanRecord | None:
-        row = await self._fetch_one(
-            f"SELECT {rows.SELECT_SCAN} FROM scans WHERE id = ?", (scan_id,)
-        )
-        return None if row is None else rows.record_from_row(row)
-
-    async def unfinished_scans(self, shard: ShardFilter | None = None) -> list[ScanRecord]:
-        # Without statistics the planner would rather walk the whole table in id order than
-        # sort a handful of rows; INDEXED BY pins the partial index (and fails loudly if the
-        # condition ever stops matching the index's WHERE clause).
-        records = await self._records(
-            f"SELECT {rows.SELECT_SCAN} FROM scans INDEXED BY scans_unfinished "
-            "WHERE status < 2 ORDER BY id",
-            (),
-        )
-        # A handful of rows: filtered here rather than with an expression no index holds.
-        return records if shard is None else [r for r in records if shard.owns(r.guild_id)]
-
     async def case(self, guild_id: int, case_number: int) -> ScanRecord | None:
-        row = await self._fetch_one(  # index scans_case
+        row = await self._db.fetch_one(  # index scans_case
             f"SELECT {rows.SELECT_SCAN} FROM scans WHERE guild_id = ? AND case_number = ?",
             (guild_id, case_number),
         )
@@ -75,7 +57,7 @@ class ModeratorQueries(SQLiteBase):
     # --- lists (paginated) ----------------------------------------------------------------
 
     async def recent(self, guild_id: int, *, limit: int, offset: int = 0) -> list[ScanRecord]:
-        return await self._records(  # index scans_case, walked backwards
+        return await self._db.records(  # index scans_case, walked backwards
             f"SELECT {rows.SELECT_SCAN} FROM scans WHERE guild_id = ? "
             "ORDER BY case_number DESC LIMIT ? OFFSET ?",
             (guild_id, limit, offset),
@@ -84,7 +66,7 @@ class ModeratorQueries(SQLiteBase):
     async def by_author(
         self, guild_id: int, author_id: int, *, limit: int, offset: int = 0
     ) -> list[ScanRecord]:
-        return await self._records(  # index scans_author
+        return await self._db.records(  # index scans_author
             f"SELECT {rows.SELECT_SCAN} FROM scans WHERE guild_id = ? AND author_id = ? "
             "ORDER BY case_number DESC LIMIT ? OFFSET ?",
             (guild_id, author_id, limit, offset),
@@ -92,8 +74,10 @@ class ModeratorQueries(SQLiteBase):
 
     async def count_cases(self, guild_id: int, *, author_id: int | None = None) -> int:
         if author_id is None:
-            return await self._count("SELECT count(*) FROM scans WHERE guild_id = ?", (guild_id,))
-        return await self._count(
+            return await self._db.count(
+                "SELECT count(*) FROM scans WHERE guild_id = ?", (guild_id,)
+            )
+        return await self._db.count(
             "SELECT count(*) FROM scans WHERE guild_id = ? AND author_id = ?",
             (guild_id, author_id),
         )
@@ -109,7 +93,7 @@ class ModeratorQueries(SQLiteBase):
     ) -> list[ScanRecord]:
         # Index scans_time: the window is a range, the flag is tested on index columns, and
         # the table is read only for the rows returned.
-        return await self._records(
+        return await self._db.records(
             f"SELECT {rows.SELECT_SCAN} FROM scans "
             f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED} "
             "ORDER BY created_at DESC, case_number DESC LIMIT :limit OFFSET :offset",
@@ -123,17 +107,10 @@ class ModeratorQueries(SQLiteBase):
         )
 
     async def count_flagged(self, guild_id: int, *, since: datetime, threshold: float) -> int:
-        return await self._count(
+        return await self._db.count(
             f"SELECT count(*) FROM scans "
             f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED}",
             {"guild": guild_id, "since": rows.to_epoch(since), "threshold": threshold},
-        )
-
-    async def count_scans(self, guild_id: int, *, since: datetime) -> int:
-        # Index scans_time; provider_job_id is read from the table only for failed rows.
-        return await self._count(
-            f"SELECT count(*) FROM scans WHERE guild_id = ? AND created_at >= ? AND {_BILLED}",
-            (guild_id, rows.to_epoch(since)),
         )
 
     # --- aggregates and bulk -----------------------------------------------------------------
@@ -151,10 +128,10 @@ class ModeratorQueries(SQLiteBase):
             "since": since_s,
             "first_day": first_day,
             "boundary": first_day * DAY,
-            "threshold": (await self.guild_config(guild_id)).alert_threshold,
+            "threshold": (await read_guild_config(self._db, guild_id)).alert_threshold,
             "top": TOP_N,
         }
-        per_day = await self._reader.execute_fetchall(
+        per_day = await self._db.fetch_all(
             "SELECT day, outcome, sum(cases) FROM ("
             "  SELECT day, outcome, cases FROM daily_outcomes"
             "  WHERE guild_id = :guild AND day >= :first_day AND cases > 0"
@@ -164,7 +141,7 @@ class ModeratorQueries(SQLiteBase):
             ") GROUP BY day, outcome",
             window,
         )
-        channels = await self._reader.execute_fetchall(
+        channels = await self._db.fetch_all(
             "SELECT channel_id, sum(cases) AS n FROM ("
             "  SELECT channel_id, cases FROM daily_channels"
             "  WHERE guild_id = :guild AND day >= :first_day AND cases > 0"
@@ -176,13 +153,13 @@ class ModeratorQueries(SQLiteBase):
             window,
         )
         # Index scans_time holds everything this reads: no table lookups.
-        authors = await self._reader.execute_fetchall(
+        authors = await self._db.fetch_all(
             "SELECT author_id, count(*) AS n FROM scans "
             f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED} "
             "AND author_id IS NOT NULL GROUP BY author_id ORDER BY n DESC, author_id LIMIT :top",
             window,
         )
-        errors = await self._reader.execute_fetchall(  # index scans_errors (failures only)
+        errors = await self._db.fetch_all(  # index scans_errors (failures only)
             "SELECT error_kind, count(*) AS n FROM scans "
             "WHERE guild_id = :guild AND created_at >= :since AND error_kind IS NOT NULL "
             "GROUP BY error_kind ORDER BY n DESC, error_kind",
@@ -210,7 +187,7 @@ class ModeratorQueries(SQLiteBase):
         # each batch starts where the last stopped instead of re-skipping an OFFSET.
         after: tuple[int, int] = (rows.to_epoch(since), -1)
         while True:
-            batch = await self._reader.execute_fetchall(
+            batch = await self._db.fetch_all(
                 f"SELECT {rows.SELECT_SCAN} FROM scans "
                 "WHERE guild_id = ? AND (created_at, case_number) > (?, ?) "
                 "ORDER BY created_at, case_number LIMIT ?",
@@ -224,7 +201,7 @@ class ModeratorQueries(SQLiteBase):
             last = records[-1]
             after = (rows.to_epoch(last.created_at), last.case_number)
 
-    # --- events and settings ----------------------------------------------------------------
+    # --- events -----------------------------------------------------------------------------
 
     async def case_events(self, guild_id: int, case_number: int) -> list[AuditEvent]:
         return await self._events(
@@ -239,12 +216,6 @@ class ModeratorQueries(SQLiteBase):
             "WHERE guild_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
             (guild_id, limit, offset),
         )
-
-    async def guild_config(self, guild_id: int) -> GuildConfig:
-        row = await self._fetch_one(
-            "SELECT config FROM guild_settings WHERE guild_id = ?", (guild_id,)
-        )
-        return GuildConfig() if row is None else GuildConfig.model_validate_json(row[0])
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -261,6 +232,6 @@ class ModeratorQueries(SQLiteBase):
                 case_number=case_number,
             )
             for id_, guild_id, at, actor, action, target, reason, case_number in (
-                await self._reader.execute_fetchall(sql, params)
+                await self._db.fetch_all(sql, params)
             )
         ]

@@ -37,11 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.storage._sqlite_base import Params, configure
-
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Params = dict[str, Any] | tuple[Any, ...]
+
+_BUSY_TIMEOUT_MS = 5000
+#: Page cache per connection (negative = KiB): keeps the upper levels of every index and the
+#: pages each guild is appending to resident at a million cases.
+_CACHE_KIB = 32768
 
 #: Statements per group commit: bounds the wait of a unit (forget, purge) queued behind them.
 _MAX_BATCH = 256
@@ -59,6 +63,18 @@ _CHECKPOINT_INTERVAL_S = 0.1
 _WAL_RESTART_PAGES = 15_000
 _WAL_AUTOCHECKPOINT_PAGES = 2 * _WAL_RESTART_PAGES
 _WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+def configure(conn: sqlite3.Connection) -> None:
+    """Per-connection settings (journal_mode=WAL is persistent, set once by the writer)."""
+    # In WAL mode NORMAL can lose the last commits on power loss, never consistency;
+    # FULL would fsync at every scan step.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+    conn.execute("PRAGMA temp_store = MEMORY")
+
 
 #: fdatasync where the platform has one (macOS has not); it flushes the file's size too.
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)

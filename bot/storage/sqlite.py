@@ -1,12 +1,12 @@
 """The audit log in SQLite: WAL, one writer thread, an aiosqlite reader, versioned migrations.
 
-The class is assembled in layers, one concern per module:
+One repository per consumer, each over the one `SQLiteDatabase` (`_sqlite_base`; its writer
+group-commits queued statements, `_sqlite_writer`):
 
-- `_sqlite_base`: the connections; `_sqlite_writer`: the writer that group-commits queued
-  statements;
+- here: the scan lifecycle the scan service drives (`SQLiteScans`), and opening;
 - `_sqlite_queries`: the moderators' reads, each scoped to one guild;
-- `_sqlite_admin`: reviews, moderator actions, events, forget/purge/retention, settings;
-- here: opening, and the scan lifecycle the scan service drives.
+- `_sqlite_admin`: reviews, moderator actions, events, forget/purge/retention;
+- `_sqlite_settings`: per-guild settings.
 
 Each lifecycle step is ONE statement, so concurrent scans share a commit: the case number is
 computed inside the INSERT, and a trigger (migration 1) advances the guild's counter within
@@ -21,29 +21,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bot.guild_config import GuildConfig
 from bot.storage import _sqlite_rows as rows
-from bot.storage._migrations import migrate
 from bot.storage._models import (
     NewScan,
     ScanRecord,
     ScanStatus,
+    ShardFilter,
     StoredVerdict,
 )
-from bot.storage._protocol import ScanNotFound
-from bot.storage._sqlite_admin import AdminWrites
-from bot.storage._sqlite_base import open_reader
-from bot.storage._sqlite_writer import Writer
+from bot.storage._protocol import AuditLog, ScanNotFound
+from bot.storage._sqlite_admin import SQLiteCaseAdmin
+from bot.storage._sqlite_base import SQLiteDatabase, utc_now
+from bot.storage._sqlite_queries import SQLiteCaseQueries
+from bot.storage._sqlite_settings import SQLiteGuildSettings
 from bot.verdict import ProviderName, Verdict
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_RETENTION_DAYS: int = GuildConfig.model_fields["retention_days"].default
+#: Scans that reached the provider: submitted, done, or failed after submission. Reused and
+#: refused-before-submission scans cost nothing.
+_BILLED = "(status IN (1, 2) OR (status = 3 AND provider_job_id IS NOT NULL))"
 
 #: The columns `create_scan` binds, in parameter order (?1 is the guild id).
 _INSERT_COLUMNS: tuple[str, ...] = (
@@ -121,40 +123,11 @@ def _queued_row(scan_id: int, case_number: int, params: tuple[Any, ...]) -> list
     return row
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+class SQLiteScans:
+    """`ScanLifecycle` over SQLite: one statement per step, group-committed by the writer."""
 
-
-class SQLiteAuditLog(AdminWrites):
-    """`AuditLog` over SQLite. Build it with `await SQLiteAuditLog.open(path)`."""
-
-    @classmethod
-    async def open(cls, path: Path, *, clock: Callable[[], datetime] = _utc_now) -> SQLiteAuditLog:
-        """Open (creating if needed) the database at `path` and bring its schema up to date.
-
-        `clock` supplies "now" for every timestamp; tests and the benchmark move it.
-        """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The writer first: it sets WAL mode and migrates before anything reads.
-        writer = await Writer.open(path, setup=migrate)
-        try:
-            reader = await open_reader(path)
-        except BaseException:
-            await writer.close()
-            raise
-        return cls(reader, writer, clock)
-
-    async def close(self) -> None:
-        """Finish the queued writes, then close both connections."""
-        try:
-            await self._writer.close()
-        finally:
-            await self._reader.close()
-
-    async def checkpoint(self) -> None:
-        """Fold the write-ahead log back into the database file (benchmarks, backups)."""
-        await self._writer.call(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
 
     # --- lifecycle of one scan -----------------------------------------------------------
 
@@ -165,7 +138,7 @@ class SQLiteAuditLog(AdminWrites):
             new.guild_id,
             trigger,
             rows.PROVIDER_CODES[new.provider],
-            self._now(),
+            self._db.now(),
             new.channel_id,
             new.message_id,
             new.author_id,
@@ -177,7 +150,7 @@ class SQLiteAuditLog(AdminWrites):
             new.size,
             new.source_url,
         )
-        record = await self._write_record(_INSERT_SCAN, params, partial(_queued_record, params))
+        record = await self._db.write_record(_INSERT_SCAN, params, partial(_queued_record, params))
         if record is not None:
             log.debug(
                 "case opened: actor=%s target=guild %d case %d reason=%s scan of %r",
@@ -188,7 +161,7 @@ class SQLiteAuditLog(AdminWrites):
                 new.filename,
             )
             return record, True
-        existing = await self._fetch_one(
+        existing = await self._db.fetch_one(
             f"SELECT {rows.SELECT_SCAN} FROM scans WHERE guild_id = ? AND message_id = ? "
             "AND attachment_id = ? AND scan_trigger = ?",
             (new.guild_id, new.message_id, new.attachment_id, trigger),
@@ -222,7 +195,7 @@ class SQLiteAuditLog(AdminWrites):
         # the full digest is compared in the row. Both conditions are spelled exactly as in
         # the index so that SQLite matches it: the expression, and `status = 2` unbound.
         packed = rows.pack_sha256(sha256)
-        row = await self._fetch_one(
+        row = await self._db.fetch_one(
             f"SELECT id, {rows.VERDICT_COLUMNS} FROM scans "
             "WHERE substr(sha256, 1, 8) = ? AND provider = ? AND status = 2 AND sha256 = ? "
             "ORDER BY id DESC LIMIT 1",
@@ -239,7 +212,7 @@ class SQLiteAuditLog(AdminWrites):
             (
                 rows.STATUS_CODES[ScanStatus.SUBMITTED],
                 rows.pack_job_id(provider_job_id),
-                self._now(),
+                self._db.now(),
             ),
         )
 
@@ -253,11 +226,11 @@ class SQLiteAuditLog(AdminWrites):
     ) -> ScanRecord:
         """Finish the scan with `verdict`; with `store_transcript` off no transcript is kept."""
         status = ScanStatus.DONE if reused_from is None else ScanStatus.REUSED
-        record = await self._write_record(
+        record = await self._db.write_record(
             _MARK_DONE,
             (  # in the order of the placeholders in `_MARK_DONE`
                 rows.STATUS_CODES[status],
-                self._now(),
+                self._db.now(),
                 rows.LABEL_CODES[verdict.label],
                 verdict.spoofed_probability,
                 verdict.language,
@@ -289,12 +262,12 @@ class SQLiteAuditLog(AdminWrites):
         return record
 
     async def mark_failed(self, scan_id: int, error_kind: str, error_message: str) -> ScanRecord:
-        record = await self._write_record(
+        record = await self._db.write_record(
             f"UPDATE scans SET status = ?, finished_at = ?, error_kind = ?, error_message = ?, "
             f"source_url = NULL WHERE id = ? RETURNING {rows.SELECT_SCAN}",
             (
                 rows.STATUS_CODES[ScanStatus.FAILED],
-                self._now(),
+                self._db.now(),
                 error_kind,
                 rows.snippet(error_message, rows.ERROR_MESSAGE_CHARS),
                 scan_id,
@@ -314,12 +287,64 @@ class SQLiteAuditLog(AdminWrites):
     async def mark_replied(self, scan_id: int, reply_message_id: int) -> None:
         await self._update_scan(scan_id, "reply_message_id = ?", (reply_message_id,))
 
+    async def get_scan(self, scan_id: int) -> ScanRecord | None:
+        row = await self._db.fetch_one(
+            f"SELECT {rows.SELECT_SCAN} FROM scans WHERE id = ?", (scan_id,)
+        )
+        return None if row is None else rows.record_from_row(row)
+
+    async def unfinished_scans(self, shard: ShardFilter | None = None) -> list[ScanRecord]:
+        # Without statistics the planner would rather walk the whole table in id order than
+        # sort a handful of rows; INDEXED BY pins the partial index (and fails loudly if the
+        # condition ever stops matching the index's WHERE clause).
+        records = await self._db.records(
+            f"SELECT {rows.SELECT_SCAN} FROM scans INDEXED BY scans_unfinished "
+            "WHERE status < 2 ORDER BY id",
+            (),
+        )
+        # A handful of rows: filtered here rather than with an expression no index holds.
+        return records if shard is None else [r for r in records if shard.owns(r.guild_id)]
+
+    async def count_scans(self, guild_id: int, *, since: datetime) -> int:
+        # Index scans_time; provider_job_id is read from the table only for failed rows.
+        return await self._db.count(
+            f"SELECT count(*) FROM scans WHERE guild_id = ? AND created_at >= ? AND {_BILLED}",
+            (guild_id, rows.to_epoch(since)),
+        )
+
     # --- helpers ------------------------------------------------------------------------
 
     async def _update_scan(self, scan_id: int, assignments: str, params: Iterable[Any]) -> None:
         # `assignments` is always a literal from this module; values travel as parameters.
-        row = await self._write_one(
+        row = await self._db.write_one(
             f"UPDATE scans SET {assignments} WHERE id = ? RETURNING id", (*params, scan_id)
         )
         if row is None:
             raise ScanNotFound(f"scan {scan_id} does not exist")
+
+
+class SQLiteAuditLog(AuditLog):
+    """`AuditLog` over SQLite. Build it with `await SQLiteAuditLog.open(path)`."""
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self.db = db
+        self.scans = SQLiteScans(db)
+        self.cases = SQLiteCaseQueries(db)
+        self.admin = SQLiteCaseAdmin(db)
+        self.settings = SQLiteGuildSettings(db)
+
+    @classmethod
+    async def open(cls, path: Path, *, clock: Callable[[], datetime] = utc_now) -> SQLiteAuditLog:
+        """Open (creating if needed) the database at `path` and bring its schema up to date.
+
+        `clock` supplies "now" for every timestamp; tests and the benchmark move it.
+        """
+        return cls(await SQLiteDatabase.open(path, clock))
+
+    async def close(self) -> None:
+        """Finish the queued writes, then close both connections."""
+        await self.db.close()
+
+    async def checkpoint(self) -> None:
+        """Fold the write-ahead log back into the database file (benchmarks, backups)."""
+        await self.db.writer.call(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))

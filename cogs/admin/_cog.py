@@ -45,7 +45,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         # the words the settings embed uses.
         described = ", ".join(f"{k}={_show(v)}" for k, v in changes.items())
         spoken = "; ".join(f"{_LABELS.get(k, k)}: {_show_for(k, v)}" for k, v in changes.items())
-        await self.bot.audit.log_event(
+        await self.bot.audit.admin.log_event(
             guild_id,
             actor=str(interaction.user.id),
             action="settings",
@@ -257,7 +257,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
     ) -> None:
         """Delete every case of a member in this server."""
         assert interaction.guild_id is not None
-        count = await self.bot.audit.forget_author(
+        count = await self.bot.audit.admin.forget_author(
             interaction.guild_id, member.id, actor_id=interaction.user.id
         )
         log.info(

@@ -52,7 +52,7 @@ class Alerts(commands.Cog):
                 # An automatic deletion is a moderation action like a moderator's: the case
                 # keeps who did it (the bot), when and why.
                 for outcome in suspicious:
-                    await self.bot.audit.record_action(
+                    await self.bot.audit.admin.record_action(
                         message.guild.id,
                         outcome.record.case_number,
                         action="delete",

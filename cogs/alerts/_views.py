@@ -108,13 +108,13 @@ class AlertButton(
     ) -> tuple[bool, str]:
         """Do the action and record it on the case; (whether it happened, what to show)."""
         audit = interaction.client.audit
-        record = await audit.case(guild_id, self.case_number)
+        record = await audit.cases.case(guild_id, self.case_number)
         if record is None:
             return False, f"Case #{self.case_number} no longer exists (deleted or expired)."
         decision = REVIEWS.get(self.action)
         if decision is not None:
             # The review is the record: the audit log logs it as an event of the case.
-            reviewed = await audit.review(
+            reviewed = await audit.admin.review(
                 guild_id, self.case_number, decision, moderator_id=interaction.user.id
             )
             shown = decision.value.replace("_", " ")
@@ -128,7 +128,7 @@ class AlertButton(
         # Only actions that happened are recorded on the case (a failed one is not a fact
         # about the member); failures stay visible on the alert and in the log.
         if done:
-            await audit.record_action(
+            await audit.admin.record_action(
                 guild_id,
                 self.case_number,
                 action=kind,

@@ -38,7 +38,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
     @tasks.loop(hours=1)
     async def purge(self) -> None:
         """Delete cases past each guild's retention (the audit log records each purge)."""
-        purged = await self.bot.audit.purge_expired(self.bot.clock())
+        purged = await self.bot.audit.admin.purge_expired(self.bot.clock())
         for guild_id, count in purged.items():
             log.info("retention: purged %d old case(s) of guild %s", count, guild_id)
 
@@ -68,7 +68,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         guild_id = _guild_id(interaction)
 
         async def fetch(offset: int, n: int) -> list[ScanRecord]:
-            return await self.bot.audit.recent(guild_id, limit=n, offset=offset)
+            return await self.bot.audit.cases.recent(guild_id, limit=n, offset=offset)
 
         title = "Latest cases"
         await self._pager(interaction, Pager(interaction.user.id, title, fetch, page_size=limit))
@@ -82,7 +82,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         guild_id = _guild_id(interaction)
 
         async def fetch(offset: int, n: int) -> list[ScanRecord]:
-            return await self.bot.audit.by_author(guild_id, member.id, limit=n, offset=offset)
+            return await self.bot.audit.cases.by_author(guild_id, member.id, limit=n, offset=offset)
 
         title = f"Cases of {sanitize(member.display_name, limit=80)}"
         await self._pager(interaction, Pager(interaction.user.id, title, fetch))
@@ -93,7 +93,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         self, interaction: discord.Interaction[Spoofwatch], number: app_commands.Range[int, 1]
     ) -> None:
         """One case in full, with a link to the message."""
-        record = await self.bot.audit.case(_guild_id(interaction), number)
+        record = await self.bot.audit.cases.case(_guild_id(interaction), number)
         if record is None:
             await interaction.response.send_message(
                 f"There is no case #{number} here.", ephemeral=True
@@ -114,7 +114,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         since = since_days(self.bot.clock(), days)
 
         async def fetch(offset: int, n: int) -> list[ScanRecord]:
-            return await self.bot.audit.flagged(
+            return await self.bot.audit.cases.flagged(
                 guild_id, since=since, threshold=config.alert_threshold, limit=n, offset=offset
             )
 
@@ -129,7 +129,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         days: app_commands.Range[int, 1, 3650] = 30,
     ) -> None:
         """Counts by label and by day, top channels, top flagged members, provider errors."""
-        stats = await self.bot.audit.stats(
+        stats = await self.bot.audit.cases.stats(
             _guild_id(interaction), since=since_days(self.bot.clock(), days)
         )
         embed = discord.Embed(
@@ -173,7 +173,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         guild_id = _guild_id(interaction)
         now = self.bot.clock()
         data = await export_bytes(
-            self.bot.audit.export(guild_id, since=since_days(now, days)), format
+            self.bot.audit.cases.export(guild_id, since=since_days(now, days)), format
         )
         if len(data) > interaction.filesize_limit:
             # Discord would refuse the upload with a bare 413; say what to do instead.
@@ -210,7 +210,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         note: app_commands.Range[str, 1, 500] | None = None,
     ) -> None:
         """Record a moderator's judgement of a verdict."""
-        record = await self.bot.audit.review(
+        record = await self.bot.audit.admin.review(
             _guild_id(interaction),
             number,
             Review(decision),

@@ -70,7 +70,7 @@ class AutoScan(commands.Cog):
     async def cog_load(self) -> None:
         # Read before the gateway connects: every unfinished scan now was left by an earlier
         # run, so no task of this process is running it and resuming cannot run it twice.
-        unfinished = await self.bot.audit.unfinished_scans()
+        unfinished = await self.bot.audit.scans.unfinished_scans()
         self._resumer = asyncio.create_task(self.resume_unfinished(unfinished), name="resume-scans")
 
     async def cog_unload(self) -> None:
@@ -349,7 +349,7 @@ class AutoScan(commands.Cog):
                     )
                 if reply_id is not None:
                     for outcome in shown:
-                        await self.bot.audit.mark_replied(outcome.record.id, reply_id)
+                        await self.bot.audit.scans.mark_replied(outcome.record.id, reply_id)
         # A replayed outcome was announced by the run that finished it.
         finished_now = [o for o in current if not o.replayed]
         if finished_now:
@@ -361,7 +361,7 @@ class AutoScan(commands.Cog):
         for outcome in outcomes:
             if isinstance(outcome.error, ScanInProgress):
                 continue
-            record = await self.bot.audit.get_scan(outcome.record.id)
+            record = await self.bot.audit.scans.get_scan(outcome.record.id)
             if record is not None:  # else forgotten meanwhile (/spoofwatch forget)
                 current.append(replace(outcome, record=record))
         return current
