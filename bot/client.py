@@ -45,6 +45,12 @@ class GuildConfigs:
     def __init__(self, runtime: Runtime) -> None:
         self._audit = runtime.audit
         self._cache: dict[int, GuildConfig] = {}
+        # Saved by another process (PostgreSQL) or by this one: read afresh next time.
+        runtime.audit.settings.subscribe(self.forget)
+
+    def forget(self, guild_id: int) -> None:
+        """Drop the cached settings of a guild whose settings changed."""
+        self._cache.pop(guild_id, None)
 
     async def get(self, guild_id: int) -> GuildConfig:
         config = self._cache.get(guild_id)

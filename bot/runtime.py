@@ -46,7 +46,7 @@ async def open_runtime(
     async with aiohttp.ClientSession(
         connector=connector, headers={"User-Agent": USER_AGENT}
     ) as http_session:
-        audit = await open_audit_log(settings.db_path, clock=clock)
+        audit = await open_audit_log(settings.audit_log_location, clock=clock)
         decoders = OpusDecoders(settings.decoder_processes)
         try:
             # Only Behavioral Signals needs voice messages as WAV: with Resemble alone the
@@ -68,7 +68,7 @@ async def open_runtime(
             log.info(
                 "runtime ready: providers %s, database %s",
                 ", ".join(p.value for p in chosen) or "none",
-                settings.db_path,
+                "PostgreSQL" if settings.database_url else settings.db_path,
             )
             yield Runtime(
                 settings=settings,

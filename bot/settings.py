@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         default=Path("data/spoofwatch.db"),
         validation_alias=AliasChoices("SPOOFWATCH_DB", "db_path"),
     )
+    #: postgresql://user:password@host/db: the audit log in PostgreSQL, shared by every
+    #: process of a sharded deployment. Unset: SQLite at `db_path`. (A secret: it may hold
+    #: the password.)
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SPOOFWATCH_DATABASE_URL", "database_url"),
+    )
     allowed_media_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_MEDIA_HOSTS,
         validation_alias=AliasChoices("SPOOFWATCH_ALLOWED_MEDIA_HOSTS", "allowed_media_hosts"),
@@ -178,10 +185,27 @@ class Settings(BaseSettings):
             raise ValueError("must name at least one host")
         return value
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _postgres_only(cls, value: object) -> object:
+        if value == "":
+            return None  # an empty line in .env means "not set"
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def audit_log_location(self) -> Path | str:
+        """Where the audit log lives: the PostgreSQL URL when set, else the SQLite file."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return self.db_path
 
     @property
     def max_file_bytes(self) -> int:

@@ -6,12 +6,15 @@ import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bot.storage import NewScan, ScanRecord, Trigger
+from bot.storage import AuditLog, NewScan, ScanRecord, Trigger
+from bot.storage.postgres import PostgresAuditLog
 from bot.storage.sqlite import SQLiteAuditLog
 from bot.verdict import Label, ProviderName, Segment, Verdict
+from tests.postgres_server import drop_schema, fresh_schema
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 GUILD_A = 880_000_000_000_000_001
@@ -94,7 +97,7 @@ def verdict(
 
 
 async def finished_scan(
-    log: SQLiteAuditLog,
+    log: AuditLog,
     new: NewScan | None = None,
     result: Verdict | None = None,
     *,
@@ -116,7 +119,7 @@ async def finished_scan(
 
 
 async def failed_scan(
-    log: SQLiteAuditLog, new: NewScan | None = None, *, kind: str = "provider_timeout"
+    log: AuditLog, new: NewScan | None = None, *, kind: str = "provider_timeout"
 ) -> ScanRecord:
     record, _ = await log.scans.create_scan(new or new_scan())
     await log.scans.mark_submitted(record.id, "job-that-timed-out")
@@ -131,9 +134,33 @@ def clock() -> Clock:
     return Clock()
 
 
+#: The backends every contract test of the audit log runs against.
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def log(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[Any]:
+    """A fresh audit log on the test's clock, once per backend (real migrations, real
+    servers): SQLite in tmp_path, PostgreSQL in a schema of its own."""
+    if request.param == "sqlite":
+        audit: AuditLog = await SQLiteAuditLog.open(tmp_path / "audit.db", clock=clock)
+        yield audit
+        await audit.close()
+        return
+    url = await fresh_schema(request.getfixturevalue("postgres_server"))
+    try:
+        audit = await PostgresAuditLog.open(url, clock=clock)
+        try:
+            yield audit
+        finally:
+            await audit.close()
+    finally:
+        await drop_schema(url)
+
+
 @pytest.fixture
-async def log(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteAuditLog]:
-    """A fresh SQLite audit log in tmp_path (real migrations) on the test's clock."""
+async def sqlite_log(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteAuditLog]:
+    """A fresh SQLite audit log in tmp_path, for what only SQLite has (its writer thread)."""
     audit = await SQLiteAuditLog.open(tmp_path / "audit.db", clock=clock)
     yield audit
     await audit.close()

@@ -118,11 +118,12 @@ def make_wav_upload(tmp_path: Path) -> Callable[..., Upload]:
 # --- Discord emulator (tests/discord_emulator) ----------------------------------------------
 
 # --- the SQLite audit log on a test clock (tests/_audit_helpers.py) -------------------------
-from tests._audit_helpers import clock, log  # noqa: E402, F401
+from tests._audit_helpers import clock, log, sqlite_log  # noqa: E402, F401
 from tests.discord_emulator.fixtures import bare_emulator, emulator  # noqa: E402, F401
 
 # --- the whole bot, end to end (tests/e2e.py) -----------------------------------------------
 from tests.e2e import make_spoofwatch, spoofwatch  # noqa: E402, F401
+from tests.postgres_server import postgres_server, postgres_url  # noqa: E402, F401
 
 # --- the scan service without Discord (tests/scan_support.py) -----------------------------
 from tests.scan_support import audit  # noqa: E402, F401

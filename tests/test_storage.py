@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ from bot.storage import (
     open_audit_log,
 )
 from bot.storage._migrations import LATEST_VERSION
-from bot.storage.sqlite import SQLiteAuditLog
 from bot.verdict import Label, ProviderName
 from tests._audit_helpers import (
     GUILD_A,
@@ -40,18 +39,6 @@ from tests._audit_helpers import (
     next_id,
     verdict,
 )
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def log(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteAuditLog]:
-    audit = await SQLiteAuditLog.open(tmp_path / "data" / "audit.db", clock=clock)
-    yield audit
-    await audit.close()
 
 
 async def test_open_creates_a_wal_database_at_the_latest_schema(tmp_path: Path) -> None:
@@ -93,7 +80,7 @@ async def test_each_repository_has_every_method_of_its_protocol(
 
 
 async def test_lifecycle_queued_submitted_done_records_each_step(
-    log: SQLiteAuditLog, clock: Clock
+    log: AuditLog, clock: Clock
 ) -> None:
     """Fails if a step of queued → submitted → done loses its status, timestamp or data."""
     created, is_new = await log.scans.create_scan(new_scan())
@@ -151,7 +138,7 @@ async def test_lifecycle_queued_submitted_done_records_each_step(
     ],
     ids=["auto", "requested", "other-jump-url", "sparse", "cli"],
 )
-async def test_create_scan_returns_the_row_as_stored(log: SQLiteAuditLog, new: NewScan) -> None:
+async def test_create_scan_returns_the_row_as_stored(log: AuditLog, new: NewScan) -> None:
     """Fails if the record create_scan builds from its parameters differs from a fresh read."""
     created, is_new = await log.scans.create_scan(new)
     assert is_new
@@ -164,7 +151,7 @@ async def test_create_scan_returns_the_row_as_stored(log: SQLiteAuditLog, new: N
 @pytest.mark.parametrize("reused", [False, True], ids=["done", "reused"])
 @pytest.mark.parametrize("store_transcript", [True, False], ids=["transcript", "no-transcript"])
 async def test_mark_done_returns_the_row_as_stored(
-    log: SQLiteAuditLog, clock: Clock, reused: bool, store_transcript: bool
+    log: AuditLog, clock: Clock, reused: bool, store_transcript: bool
 ) -> None:
     """Fails if the record mark_done returns differs from a fresh read of the case."""
     earlier = await finished_scan(log)
@@ -180,7 +167,7 @@ async def test_mark_done_returns_the_row_as_stored(
     assert done.status is (ScanStatus.REUSED if reused else ScanStatus.DONE)
 
 
-async def test_mark_failed_returns_the_row_as_stored(log: SQLiteAuditLog, clock: Clock) -> None:
+async def test_mark_failed_returns_the_row_as_stored(log: AuditLog, clock: Clock) -> None:
     """Fails if the record mark_failed returns differs from a fresh read of the case."""
     created, _ = await log.scans.create_scan(new_scan())
     clock.advance(seconds=5)
@@ -188,9 +175,7 @@ async def test_mark_failed_returns_the_row_as_stored(log: SQLiteAuditLog, clock:
     assert await log.scans.get_scan(created.id) == failed
 
 
-async def test_failed_scan_keeps_the_error_and_finish_time(
-    log: SQLiteAuditLog, clock: Clock
-) -> None:
+async def test_failed_scan_keeps_the_error_and_finish_time(log: AuditLog, clock: Clock) -> None:
     """Fails if mark_failed does not record status, error kind, message and finish time."""
     created, _ = await log.scans.create_scan(new_scan())
     finished_at = clock.advance(seconds=5)
@@ -204,7 +189,7 @@ async def test_failed_scan_keeps_the_error_and_finish_time(
     assert failed.label is None
 
 
-async def test_reused_verdict_marks_the_scan_reused(log: SQLiteAuditLog) -> None:
+async def test_reused_verdict_marks_the_scan_reused(log: AuditLog) -> None:
     """Fails if mark_done with reused_from does not give status reused and the source id."""
     original = await finished_scan(log, sha256="cd" * 32)
     stored = await log.scans.find_verdict("cd" * 32, ProviderName.RESEMBLE)
@@ -219,7 +204,7 @@ async def test_reused_verdict_marks_the_scan_reused(log: SQLiteAuditLog) -> None
     assert reused.label is original.label
 
 
-async def test_mark_replied_stores_the_reply(log: SQLiteAuditLog) -> None:
+async def test_mark_replied_stores_the_reply(log: AuditLog) -> None:
     """Fails if the verdict reply's message id is not stored on the case."""
     record = await finished_scan(log)
     await log.scans.mark_replied(record.id, 42)
@@ -240,14 +225,14 @@ async def test_mark_replied_stores_the_reply(log: SQLiteAuditLog) -> None:
     ids=["submitted", "done", "failed", "replied", "media"],
 )
 async def test_updating_an_unknown_scan_raises_scan_not_found(
-    log: SQLiteAuditLog, update: Callable[[SQLiteAuditLog], Awaitable[Any]]
+    log: AuditLog, update: Callable[[AuditLog], Awaitable[Any]]
 ) -> None:
     """Fails if a lifecycle update of a missing scan (e.g. forgotten mid-scan) passes silently."""
     with pytest.raises(ScanNotFound):
         await update(log)
 
 
-async def test_unfinished_scans_are_the_queued_and_submitted_ones(log: SQLiteAuditLog) -> None:
+async def test_unfinished_scans_are_the_queued_and_submitted_ones(log: AuditLog) -> None:
     """Fails if unfinished_scans misses a queued/submitted scan or returns a finished one."""
     queued, _ = await log.scans.create_scan(new_scan())
     submitted, _ = await log.scans.create_scan(new_scan(GUILD_B))
@@ -258,7 +243,7 @@ async def test_unfinished_scans_are_the_queued_and_submitted_ones(log: SQLiteAud
 
 
 async def test_unfinished_scans_of_a_shard_are_its_guilds_and_shard_0_has_no_guild(
-    log: SQLiteAuditLog,
+    log: AuditLog,
 ) -> None:
     """Fails if the shard filter keeps another shard's guild or drops a guildless (CLI) scan."""
     # (guild_id >> 22) % 2: GUILD_SHARD_0 lands on shard 0, GUILD_SHARD_1 on shard 1.
@@ -280,7 +265,7 @@ async def test_unfinished_scans_of_a_shard_are_its_guilds_and_shard_0_has_no_gui
 
 
 async def test_create_scan_is_idempotent_per_message_attachment_and_trigger(
-    log: SQLiteAuditLog,
+    log: AuditLog,
 ) -> None:
     """Fails if the same attachment and trigger get a second case, or another trigger none."""
     first, created = await log.scans.create_scan(new_scan(message_id=10, attachment_id=20))
@@ -293,7 +278,7 @@ async def test_create_scan_is_idempotent_per_message_attachment_and_trigger(
     assert checked.case_number == first.case_number + 1
 
 
-async def test_scans_without_message_ids_are_never_merged(log: SQLiteAuditLog) -> None:
+async def test_scans_without_message_ids_are_never_merged(log: AuditLog) -> None:
     """Fails if CLI-style scans (no message or attachment id) are deduplicated."""
     cli = NewScan(filename="a.wav", trigger=Trigger.CLI, provider=ProviderName.RESEMBLE)
     first, _ = await log.scans.create_scan(cli)
@@ -302,7 +287,7 @@ async def test_scans_without_message_ids_are_never_merged(log: SQLiteAuditLog) -
     assert (first.guild_id, second.case_number) == (NO_GUILD, 2)
 
 
-async def test_case_numbers_stay_unique_under_200_concurrent_scans(log: SQLiteAuditLog) -> None:
+async def test_case_numbers_stay_unique_under_200_concurrent_scans(log: AuditLog) -> None:
     """Fails if concurrent create_scan calls ever share or skip a guild's case number."""
     results = await asyncio.gather(
         *(log.scans.create_scan(new_scan(GUILD_A if i % 2 else GUILD_B)) for i in range(200))
@@ -312,7 +297,7 @@ async def test_case_numbers_stay_unique_under_200_concurrent_scans(log: SQLiteAu
         assert numbers == list(range(1, 101))
 
 
-async def test_case_numbers_are_never_reused_after_deletion(log: SQLiteAuditLog) -> None:
+async def test_case_numbers_are_never_reused_after_deletion(log: AuditLog) -> None:
     """Fails if a number freed by forget or purge is handed out again."""
     await finished_scan(log, new_scan(author_id=1))
     await finished_scan(log, new_scan(author_id=2))
@@ -328,7 +313,7 @@ async def test_case_numbers_are_never_reused_after_deletion(log: SQLiteAuditLog)
 
 
 async def test_find_verdict_returns_the_newest_successful_verdict_exactly(
-    log: SQLiteAuditLog, clock: Clock
+    log: AuditLog, clock: Clock
 ) -> None:
     """Fails if the stored verdict is not the newest done one, or does not round-trip."""
     sha = "ef" * 32
@@ -347,7 +332,7 @@ async def test_find_verdict_returns_the_newest_successful_verdict_exactly(
     assert stored.verdict == newest_verdict
 
 
-async def test_find_verdict_is_per_provider_and_per_file(log: SQLiteAuditLog) -> None:
+async def test_find_verdict_is_per_provider_and_per_file(log: AuditLog) -> None:
     """Fails if a verdict is reused for another provider or for different bytes."""
     await finished_scan(log, sha256="01" * 32)
     assert await log.scans.find_verdict("01" * 32, ProviderName.BEHAVIORAL_SIGNALS) is None
@@ -356,7 +341,7 @@ async def test_find_verdict_is_per_provider_and_per_file(log: SQLiteAuditLog) ->
     assert await log.scans.find_verdict("01" * 16 + "ff" * 16, ProviderName.RESEMBLE) is None
 
 
-async def test_find_verdict_ignores_unfinished_scans(log: SQLiteAuditLog) -> None:
+async def test_find_verdict_ignores_unfinished_scans(log: AuditLog) -> None:
     """Fails if a scan that has not finished is offered for reuse."""
     record, _ = await log.scans.create_scan(new_scan())
     await log.scans.set_media(
@@ -378,9 +363,7 @@ async def test_find_verdict_ignores_unfinished_scans(log: SQLiteAuditLog) -> Non
     ],
     ids=["canonical", "other-host", "none", "direct-message"],
 )
-async def test_jump_url_round_trips(
-    log: SQLiteAuditLog, guild_id: int, jump_url: str | None
-) -> None:
+async def test_jump_url_round_trips(log: AuditLog, guild_id: int, jump_url: str | None) -> None:
     """Fails if the compact storage of jump URLs changes any URL (or invents one)."""
     base = new_scan(guild_id, message_id=77)
     url = base.jump_url if jump_url == "canonical" else jump_url
@@ -392,7 +375,7 @@ async def test_jump_url_round_trips(
     "job_id",
     ["3f0c8a4e-9a55-4c0e-8d6a-2b1e4f1c9d77", "3F0C8A4E-9A55-4C0E-8D6A-2B1E4F1C9D77", "412"],
 )
-async def test_provider_job_ids_round_trip(log: SQLiteAuditLog, job_id: str) -> None:
+async def test_provider_job_ids_round_trip(log: AuditLog, job_id: str) -> None:
     """Fails if packing UUID job ids alters any job id's text."""
     record, _ = await log.scans.create_scan(new_scan())
     await log.scans.mark_submitted(record.id, job_id)
@@ -400,7 +383,7 @@ async def test_provider_job_ids_round_trip(log: SQLiteAuditLog, job_id: str) -> 
 
 
 @pytest.mark.parametrize("sha256", ["9f" * 32, "not-a-digest", "AB" * 32])
-async def test_sha256_round_trips(log: SQLiteAuditLog, sha256: str) -> None:
+async def test_sha256_round_trips(log: AuditLog, sha256: str) -> None:
     """Fails if a digest (or a value that is not one) comes back different."""
     record = await finished_scan(log, sha256=sha256)
     expected = sha256.lower() if len(sha256) == 64 else sha256
@@ -408,7 +391,7 @@ async def test_sha256_round_trips(log: SQLiteAuditLog, sha256: str) -> None:
     assert await log.scans.find_verdict(sha256, ProviderName.RESEMBLE) is not None
 
 
-async def test_long_segment_lists_round_trip(log: SQLiteAuditLog) -> None:
+async def test_long_segment_lists_round_trip(log: AuditLog) -> None:
     """Fails if the compressed, column-wise segment storage alters a long verdict."""
     from bot.verdict import Segment
 

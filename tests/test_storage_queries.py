@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from bot.guild_config import GuildConfig
-from bot.storage import Review, ScanStatus, Trigger, _sqlite_queries
-from bot.storage.sqlite import SQLiteAuditLog
+from bot.storage import AuditLog, Review, ScanStatus, Trigger, _sqlite_queries
 from bot.verdict import Label
 from tests._audit_helpers import (
     GUILD_A,
@@ -24,7 +23,7 @@ from tests._audit_helpers import (
 )
 
 
-async def test_recent_is_newest_first_and_pages(log: SQLiteAuditLog) -> None:
+async def test_recent_is_newest_first_and_pages(log: AuditLog) -> None:
     """Fails if recent() is not ordered newest first or its pages overlap or skip."""
     for _ in range(7):
         await finished_scan(log)
@@ -35,7 +34,7 @@ async def test_recent_is_newest_first_and_pages(log: SQLiteAuditLog) -> None:
     assert await log.cases.count_cases(GUILD_A) == 7
 
 
-async def test_by_author_returns_only_that_members_cases(log: SQLiteAuditLog) -> None:
+async def test_by_author_returns_only_that_members_cases(log: AuditLog) -> None:
     """Fails if by_author() includes another member's cases or loses the order."""
     for author in (1, 2, 1, 3, 1):
         await finished_scan(log, new_scan(author_id=author))
@@ -45,7 +44,7 @@ async def test_by_author_returns_only_that_members_cases(log: SQLiteAuditLog) ->
     assert await log.cases.count_cases(GUILD_A, author_id=1) == 3
 
 
-async def test_case_finds_one_case_by_number(log: SQLiteAuditLog) -> None:
+async def test_case_finds_one_case_by_number(log: AuditLog) -> None:
     """Fails if case() misses an existing number or invents a missing one."""
     record = await finished_scan(log)
     assert await log.cases.case(GUILD_A, record.case_number) == record
@@ -53,7 +52,7 @@ async def test_case_finds_one_case_by_number(log: SQLiteAuditLog) -> None:
 
 
 async def test_flagged_is_spoofed_or_at_threshold_within_the_window(
-    log: SQLiteAuditLog, clock: Clock
+    log: AuditLog, clock: Clock
 ) -> None:
     """Fails if flagged() includes a clean or too-old case, or misses a flagged one."""
     old_spoof = await finished_scan(log, result=verdict(Label.SPOOFED, 0.99))
@@ -72,7 +71,7 @@ async def test_flagged_is_spoofed_or_at_threshold_within_the_window(
 
 
 async def test_stats_counts_labels_days_channels_authors_and_errors(
-    log: SQLiteAuditLog, clock: Clock
+    log: AuditLog, clock: Clock
 ) -> None:
     """Fails if any part of stats() miscounts or counts a case outside the window."""
     await finished_scan(log, new_scan(channel_id=1, author_id=10), verdict(Label.SPOOFED, 0.9))
@@ -97,7 +96,7 @@ async def test_stats_counts_labels_days_channels_authors_and_errors(
     assert stats.errors_by_kind == {"provider_timeout": 1}
 
 
-async def test_stats_window_starts_exactly_at_since(log: SQLiteAuditLog, clock: Clock) -> None:
+async def test_stats_window_starts_exactly_at_since(log: AuditLog, clock: Clock) -> None:
     """Fails if stats() counts a case from the first day's hours before `since`, or drops one
     after it (whole days come from rollups, the first partial day from the cases)."""
     await finished_scan(log)  # T0 = 12:00, before the window
@@ -112,7 +111,7 @@ async def test_stats_window_starts_exactly_at_since(log: SQLiteAuditLog, clock: 
     assert stats.top_channels == [(601, 2)]
 
 
-async def test_stats_follow_deletions_and_status_changes(log: SQLiteAuditLog, clock: Clock) -> None:
+async def test_stats_follow_deletions_and_status_changes(log: AuditLog, clock: Clock) -> None:
     """Fails if the daily counts behind stats() drift from the cases after forget or purge."""
     pending, _ = await log.scans.create_scan(new_scan(author_id=1))
     await finished_scan(log, new_scan(author_id=2), verdict(Label.SPOOFED, 0.9))
@@ -128,7 +127,7 @@ async def test_stats_follow_deletions_and_status_changes(log: SQLiteAuditLog, cl
     assert (after.total, after.by_day, after.top_channels) == (0, [], [])
 
 
-async def test_stats_top_flagged_authors_follow_the_guild_threshold(log: SQLiteAuditLog) -> None:
+async def test_stats_top_flagged_authors_follow_the_guild_threshold(log: AuditLog) -> None:
     """Fails if stats() ignores the guild's saved alert threshold."""
     await log.settings.save_guild_config(GUILD_A, GuildConfig(alert_threshold=0.95))
     await finished_scan(log, new_scan(author_id=11), verdict(Label.BONAFIDE, 0.9))
@@ -137,7 +136,7 @@ async def test_stats_top_flagged_authors_follow_the_guild_threshold(log: SQLiteA
 
 
 async def test_export_streams_every_case_in_the_window_in_batches(
-    log: SQLiteAuditLog, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    log: AuditLog, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fails if export() drops, repeats or misorders cases across batch boundaries."""
     monkeypatch.setattr(_sqlite_queries, "EXPORT_BATCH", 3)
@@ -153,7 +152,7 @@ async def test_export_streams_every_case_in_the_window_in_batches(
     assert exported == expected
 
 
-async def test_review_records_the_decision_and_an_event(log: SQLiteAuditLog, clock: Clock) -> None:
+async def test_review_records_the_decision_and_an_event(log: AuditLog, clock: Clock) -> None:
     """Fails if review() does not store decision, moderator, time and note, and log it."""
     record = await finished_scan(log, result=verdict(Label.SPOOFED, 0.9))
     reviewed_at = clock.advance(hours=1)
@@ -171,13 +170,13 @@ async def test_review_records_the_decision_and_an_event(log: SQLiteAuditLog, clo
     assert [(e.action, e.actor, e.reason) for e in events] == [("review", "77", "false_positive")]
 
 
-async def test_review_of_a_missing_case_is_none(log: SQLiteAuditLog) -> None:
+async def test_review_of_a_missing_case_is_none(log: AuditLog) -> None:
     """Fails if reviewing a case number that does not exist reports success."""
     assert await log.admin.review(GUILD_A, 5, Review.CONFIRMED, moderator_id=1) is None
     assert await log.cases.events(GUILD_A, limit=10) == []
 
 
-async def test_record_action_is_listed_with_the_case(log: SQLiteAuditLog) -> None:
+async def test_record_action_is_listed_with_the_case(log: AuditLog) -> None:
     """Fails if a moderator action is not retrievable with its case and in the event list."""
     record = await finished_scan(log)
     await log.admin.record_action(
@@ -193,9 +192,7 @@ async def test_record_action_is_listed_with_the_case(log: SQLiteAuditLog) -> Non
     assert await log.cases.events(GUILD_A, limit=5) == [event]
 
 
-async def test_count_scans_counts_only_provider_calls_since(
-    log: SQLiteAuditLog, clock: Clock
-) -> None:
+async def test_count_scans_counts_only_provider_calls_since(log: AuditLog, clock: Clock) -> None:
     """Fails if count_scans counts a reused, refused, queued, old or other-guild scan."""
     await finished_scan(log)  # yesterday: outside
     clock.advance(days=1)
@@ -216,7 +213,7 @@ async def test_count_scans_counts_only_provider_calls_since(
 
 # --- guild isolation -------------------------------------------------------------------------
 
-Query = Callable[[SQLiteAuditLog, int, int], Awaitable[Any]]
+Query = Callable[[AuditLog, int, int], Awaitable[Any]]
 
 _QUERIES: dict[str, Query] = {
     "recent": lambda log, g, n: log.cases.recent(g, limit=100),
@@ -238,7 +235,7 @@ async def _collect(records: AsyncIterator[Any]) -> list[Any]:
 
 
 @pytest.mark.parametrize("query", list(_QUERIES), ids=list(_QUERIES))
-async def test_no_query_of_guild_a_sees_guild_b(log: SQLiteAuditLog, query: str) -> None:
+async def test_no_query_of_guild_a_sees_guild_b(log: AuditLog, query: str) -> None:
     """Fails if a query scoped to guild A returns or counts anything of guild B's."""
     b_case = await finished_scan(log, new_scan(GUILD_B, author_id=500), verdict(Label.SPOOFED, 0.9))
     await log.admin.record_action(
@@ -256,7 +253,7 @@ async def test_no_query_of_guild_a_sees_guild_b(log: SQLiteAuditLog, query: str)
     assert await _QUERIES[query](log, GUILD_B, b_case.case_number) not in (None, 0, [])
 
 
-async def test_guild_a_cannot_change_guild_b(log: SQLiteAuditLog) -> None:
+async def test_guild_a_cannot_change_guild_b(log: AuditLog) -> None:
     """Fails if review, forget or purge given guild A touch a case of guild B."""
     b_case = await finished_scan(log, new_scan(GUILD_B, author_id=500))
     assert (
@@ -268,7 +265,7 @@ async def test_guild_a_cannot_change_guild_b(log: SQLiteAuditLog) -> None:
     assert await log.cases.case(GUILD_B, b_case.case_number) == b_case
 
 
-async def test_guild_config_defaults_and_round_trip(log: SQLiteAuditLog) -> None:
+async def test_guild_config_defaults_and_round_trip(log: AuditLog) -> None:
     """Fails if an unconfigured guild does not get defaults, or saved settings change."""
     assert await log.settings.guild_config(GUILD_A) == GuildConfig()
     custom = GuildConfig(
@@ -282,7 +279,7 @@ async def test_guild_config_defaults_and_round_trip(log: SQLiteAuditLog) -> None
     assert await log.settings.guild_config(GUILD_B) == GuildConfig()
 
 
-async def test_statuses_reported_by_recent_match_the_lifecycle(log: SQLiteAuditLog) -> None:
+async def test_statuses_reported_by_recent_match_the_lifecycle(log: AuditLog) -> None:
     """Fails if a list query reports a status different from the scan's lifecycle state."""
     await log.scans.create_scan(new_scan(trigger=Trigger.CHECK))
     await finished_scan(log)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.guild_config import GuildConfig
-from bot.storage import Review
+from bot.storage import AuditLog, Review
 from bot.storage._migrations import LATEST_VERSION, SchemaTooNew, migrate
 from bot.storage.sqlite import SQLiteAuditLog
 from bot.verdict import Label, ProviderName
@@ -27,7 +27,7 @@ from tests._audit_helpers import (
 # --- forget and purge ------------------------------------------------------------------------
 
 
-async def test_forget_author_deletes_their_cases_in_that_guild_only(log: SQLiteAuditLog) -> None:
+async def test_forget_author_deletes_their_cases_in_that_guild_only(log: AuditLog) -> None:
     """Fails if forget leaves one of the member's cases, or deletes anyone else's."""
     await finished_scan(log, new_scan(author_id=500))
     await finished_scan(log, new_scan(author_id=500))
@@ -42,7 +42,7 @@ async def test_forget_author_deletes_their_cases_in_that_guild_only(log: SQLiteA
     assert await log.cases.case(GUILD_B, elsewhere.case_number) == elsewhere
 
 
-async def test_forget_author_is_logged(log: SQLiteAuditLog) -> None:
+async def test_forget_author_is_logged(log: AuditLog) -> None:
     """Fails if a forget leaves no event naming who, whom and how many."""
     await finished_scan(log, new_scan(author_id=500))
     await log.admin.forget_author(GUILD_A, 500, actor_id=9)
@@ -56,7 +56,7 @@ async def test_forget_author_is_logged(log: SQLiteAuditLog) -> None:
 
 
 async def test_purge_before_deletes_only_older_cases_and_is_logged(
-    log: SQLiteAuditLog, clock: Clock
+    log: AuditLog, clock: Clock
 ) -> None:
     """Fails if purge_before deletes a case at or after the cut-off, or is not logged."""
     await finished_scan(log)
@@ -69,9 +69,7 @@ async def test_purge_before_deletes_only_older_cases_and_is_logged(
     assert (event.actor, event.action, event.target) == ("operator", "purge", "1 cases")
 
 
-async def test_purge_expired_applies_each_guilds_retention(
-    log: SQLiteAuditLog, clock: Clock
-) -> None:
+async def test_purge_expired_applies_each_guilds_retention(log: AuditLog, clock: Clock) -> None:
     """Fails if retention purges a case younger than its guild's retention, or keeps an older."""
     await log.settings.save_guild_config(GUILD_A, GuildConfig(retention_days=7))
     await finished_scan(log, new_scan(GUILD_A))  # T0
@@ -86,7 +84,7 @@ async def test_purge_expired_applies_each_guilds_retention(
     assert [e.actor for e in await log.cases.events(GUILD_B, limit=10)] == ["retention"]
 
 
-async def test_purge_expired_with_nothing_old_deletes_nothing(log: SQLiteAuditLog) -> None:
+async def test_purge_expired_with_nothing_old_deletes_nothing(log: AuditLog) -> None:
     """Fails if a retention run with no expired cases deletes or logs anything."""
     await finished_scan(log)
     assert await log.admin.purge_expired(T0 + timedelta(days=89)) == {}
@@ -120,7 +118,7 @@ async def test_transcript_is_not_stored_when_the_guild_disallows_it(
             assert secret.encode() not in file.read_bytes()
 
 
-async def test_transcript_is_kept_as_a_snippet(log: SQLiteAuditLog) -> None:
+async def test_transcript_is_kept_as_a_snippet(log: AuditLog) -> None:
     """Fails if a stored transcript exceeds 1000 characters or loses its beginning."""
     record = await finished_scan(log, result=verdict(transcript="word " * 1000))
     assert record.transcript is not None
@@ -128,7 +126,7 @@ async def test_transcript_is_kept_as_a_snippet(log: SQLiteAuditLog) -> None:
     assert record.transcript.startswith("word word")
 
 
-async def test_sql_injection_attempts_are_stored_as_text(log: SQLiteAuditLog) -> None:
+async def test_sql_injection_attempts_are_stored_as_text(log: AuditLog) -> None:
     """Fails if a value shaped like SQL is executed instead of stored verbatim."""
     evil = "x'); DROP TABLE scans; --"
     record = await finished_scan(log, new_scan(filename=evil))
@@ -148,8 +146,9 @@ async def test_sql_injection_attempts_are_stored_as_text(log: SQLiteAuditLog) ->
 # --- write path ------------------------------------------------------------------------------
 
 
-async def test_a_failing_statement_does_not_undo_its_batch(log: SQLiteAuditLog) -> None:
+async def test_a_failing_statement_does_not_undo_its_batch(sqlite_log: SQLiteAuditLog) -> None:
     """Fails if one bad statement in a group commit loses the other statements' writes."""
+    log = sqlite_log
     writer = log.db.writer
     bad = writer.statement("INSERT INTO guild_counters (guild_id, last_case) VALUES (1, NULL)", ())
     good = [log.scans.create_scan(new_scan()) for _ in range(5)]
@@ -159,9 +158,10 @@ async def test_a_failing_statement_does_not_undo_its_batch(log: SQLiteAuditLog) 
     assert await log.cases.count_cases(GUILD_A) == 5
 
 
-async def test_a_failing_decode_reaches_its_caller_alone(log: SQLiteAuditLog) -> None:
+async def test_a_failing_decode_reaches_its_caller_alone(sqlite_log: SQLiteAuditLog) -> None:
     """Fails if an error while decoding one statement's rows (done as the batch commits) is
     lost, or spoils the results of the other statements in the batch."""
+    log = sqlite_log
 
     def broken(rows: list[object]) -> object:
         raise ValueError(f"cannot decode {rows}")
@@ -203,9 +203,10 @@ async def test_writes_after_close_raise(tmp_path: Path) -> None:
 
 
 async def test_units_and_statements_run_in_the_order_they_were_queued(
-    log: SQLiteAuditLog,
+    sqlite_log: SQLiteAuditLog,
 ) -> None:
     """Fails if a unit is merged into a batch of statements or overtakes one queued before."""
+    log = sqlite_log
     writer = log.db.writer
 
     def count(conn: sqlite3.Connection) -> int:

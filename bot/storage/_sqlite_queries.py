@@ -11,7 +11,7 @@ query relies on is named next to it; `bench/audit_bench.py` times them at a mill
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,21 +165,7 @@ class SQLiteCaseQueries:
             "GROUP BY error_kind ORDER BY n DESC, error_kind",
             window,
         )
-        by_label: dict[str, int] = {}
-        by_day: dict[str, int] = {}
-        for day, outcome, count in per_day:
-            name = _OUTCOME_NAMES[outcome]
-            by_label[name] = by_label.get(name, 0) + count
-            date = datetime.fromtimestamp(day * DAY, UTC).date().isoformat()
-            by_day[date] = by_day.get(date, 0) + count
-        return AuditStats(
-            total=sum(by_label.values()),
-            by_label={name: n for name, n in by_label.items() if n},
-            by_day=sorted((date, n) for date, n in by_day.items() if n),
-            top_channels=[(channel, n) for channel, n in channels],
-            top_flagged_authors=[(author, n) for author, n in authors],
-            errors_by_kind={kind: n for kind, n in errors},
-        )
+        return stats_from_rows(per_day, channels, authors, errors)
 
     async def export(self, guild_id: int, *, since: datetime) -> AsyncIterator[ScanRecord]:
         """Every case since `since`, oldest first, fetched `EXPORT_BATCH` rows at a time."""
@@ -235,3 +221,27 @@ class SQLiteCaseQueries:
                 await self._db.fetch_all(sql, params)
             )
         ]
+
+
+def stats_from_rows(
+    per_day: Iterable[Sequence[Any]],
+    channels: Iterable[Sequence[Any]],
+    authors: Iterable[Sequence[Any]],
+    errors: Iterable[Sequence[Any]],
+) -> AuditStats:
+    """`AuditStats` from the four queries of `stats` (the same in both backends)."""
+    by_label: dict[str, int] = {}
+    by_day: dict[str, int] = {}
+    for day, outcome, count in per_day:
+        name = _OUTCOME_NAMES[outcome]
+        by_label[name] = by_label.get(name, 0) + count
+        date = datetime.fromtimestamp(day * DAY, UTC).date().isoformat()
+        by_day[date] = by_day.get(date, 0) + count
+    return AuditStats(
+        total=sum(by_label.values()),
+        by_label={name: n for name, n in by_label.items() if n},
+        by_day=sorted((date, n) for date, n in by_day.items() if n),
+        top_channels=[(channel, n) for channel, n in channels],
+        top_flagged_authors=[(author, n) for author, n in authors],
+        errors_by_kind={kind: n for kind, n in errors},
+    )
