@@ -139,7 +139,7 @@ class Spoofwatch(commands.Bot):
         self.clock = clock
         self.scan_pool = WorkerPool(runtime.settings.workers)
         self.guild_configs = GuildConfigs(runtime)
-        self.check_cooldown = Cooldown(rate=5, per_s=600, clock=clock)
+        self.check_cooldown = Cooldown(runtime.audit.cooldowns, bucket="check", rate=5, per_s=600)
         self.shutdown_grace_s = SHUTDOWN_GRACE_S
         #: Sync slash commands at start-up when they changed (off for `python -m bot sync`).
         self.auto_sync = True

@@ -31,12 +31,18 @@ from bot.errors import (
     error_for_kind,
 )
 from bot.scan_types import MediaSource, ScanLimits, ScanOutcome, ScanRequest, provider_meta
-from bot.storage import NewScan, ScanLifecycle, ScanRecord, ScanStatus
+from bot.storage import NewScan, ScanLifecycle, ScanRecord, ScanStatus, StoredVerdict
 from bot.verdict import MediaKind, ProviderName
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+#: How often a scan waiting for another scan of the same file checks for its verdict, and
+#: how long it waits before submitting after all (a holder whose process died stays
+#: unfinished until its shard resumes it).
+CLAIM_POLL_S = 0.5
+CLAIM_WAIT_S = 600.0
 
 
 def utc_now() -> datetime:
@@ -274,7 +280,7 @@ class ScanService:
         )
         media.check_duration(probe, max_duration_s=limits.max_duration_s)
 
-        reusable = await self._audit.find_verdict(sha256, record.provider)
+        reusable = await self._reusable_verdict(record, sha256)
         if reusable is not None:
             done = await self._audit.mark_done(
                 record.id,
@@ -322,6 +328,36 @@ class ScanService:
         submission = await detector.submit(upload, options)
         await self._audit.mark_submitted(record.id, submission.job_id)
         return detector, submission
+
+    async def _reusable_verdict(self, record: ScanRecord, sha256: str) -> StoredVerdict | None:
+        """An earlier verdict on these bytes, or None once this scan may submit them.
+
+        Another scan of the same bytes for the same provider, here or in another process,
+        may be with the provider right now: this scan then waits for its verdict instead of
+        sending the file a second time (the claim is the database's, `claim_submission`).
+        """
+        waited_s = 0.0
+        while True:
+            stored = await self._audit.find_verdict(sha256, record.provider)
+            if stored is not None:
+                return stored
+            holder = await self._audit.claim_submission(record.id, sha256, record.provider)
+            if holder is None:
+                # Claimed: but the holder before may have finished just now.
+                return await self._audit.find_verdict(sha256, record.provider)
+            if waited_s >= CLAIM_WAIT_S:
+                log.warning(
+                    "case #%s: scan %s still holds the file after %.0f s; submitting anyway",
+                    record.case_number,
+                    holder,
+                    waited_s,
+                )
+                return None
+            if waited_s == 0:
+                log.info("case #%s waits for scan %s of the same file", record.case_number, holder)
+                worker_pool.hand_off()  # waiting on a provider, as the holder is
+            await asyncio.sleep(CLAIM_POLL_S)
+            waited_s += CLAIM_POLL_S
 
     async def _finish(
         self,

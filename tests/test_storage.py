@@ -412,3 +412,37 @@ async def test_long_segment_lists_round_trip(log: AuditLog) -> None:
         stored = await log.scans.find_verdict(sha, ProviderName.RESEMBLE)
         assert stored is not None
         assert stored.verdict == result
+
+
+# --- cooldowns and submission claims ----------------------------------------------------------
+
+
+async def test_cooldown_allows_rate_uses_per_window_then_says_when(
+    log: AuditLog, clock: Clock
+) -> None:
+    """Fails if a cooldown allows more than `rate` uses in `per_s`, names the wrong time of
+    the next allowed use, or never lets the key in again."""
+    start = clock.now.timestamp()
+    for _ in range(3):
+        assert await log.cooldowns.hit("check", 7, rate=3, per_s=60) is None
+        clock.advance(seconds=1)
+    assert await log.cooldowns.hit("check", 7, rate=3, per_s=60) == start + 60
+    assert await log.cooldowns.hit("check", 8, rate=3, per_s=60) is None  # another member
+    assert await log.cooldowns.hit("menu", 7, rate=3, per_s=60) is None  # another bucket
+    clock.advance(seconds=58)  # the first use is now a minute old
+    assert await log.cooldowns.hit("check", 7, rate=3, per_s=60) is None
+
+
+async def test_a_file_is_claimed_by_one_unfinished_scan_at_a_time(log: AuditLog) -> None:
+    """Fails if a second scan may claim a file held by an unfinished scan, the holder loses
+    its own claim, or a finished holder keeps the file from being submitted again."""
+    sha = "ab" * 32
+    first, _ = await log.scans.create_scan(new_scan())
+    second, _ = await log.scans.create_scan(new_scan())
+    provider = ProviderName.RESEMBLE
+    assert await log.scans.claim_submission(first.id, sha, provider) is None
+    assert await log.scans.claim_submission(second.id, sha, provider) == first.id
+    assert await log.scans.claim_submission(first.id, sha, provider) is None  # resumed
+    assert await log.scans.claim_submission(second.id, sha, ProviderName.BEHAVIORAL_SIGNALS) is None
+    await log.scans.mark_failed(first.id, "provider_timeout", "gave up")
+    assert await log.scans.claim_submission(second.id, sha, provider) is None

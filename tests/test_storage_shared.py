@@ -89,3 +89,12 @@ async def test_the_guild_config_cache_follows_another_processs_change(
             break
         await asyncio.sleep(0.05)
     assert (await configs.get(GUILD_A)).alert_threshold == 0.9
+
+
+async def test_a_cooldown_counts_the_uses_of_every_process(two: list[PostgresAuditLog]) -> None:
+    """Fails if each process keeps its own count, letting a member past the limit by
+    reaching another shard."""
+    results = await asyncio.gather(
+        *(two[i % 2].cooldowns.hit("check", 7, rate=5, per_s=600) for i in range(12))
+    )
+    assert sum(r is None for r in results) == 5

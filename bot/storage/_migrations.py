@@ -267,10 +267,38 @@ _V3_DAILY_ROLLUPS = Migration(
     ),
 )
 
+_V4_CLAIMS_AND_COOLDOWNS = Migration(
+    4,
+    "submission claims (one provider submission per file) and cooldowns in the database",
+    (
+        # The scan that inserts (or takes over from a finished scan) the row for a file and
+        # provider submits it; other scans of the same bytes wait for its verdict.
+        """
+        CREATE TABLE submission_claims (
+            sha256     BLOB NOT NULL,
+            provider   INTEGER NOT NULL,
+            scan_id    INTEGER NOT NULL,
+            claimed_at INTEGER NOT NULL,
+            PRIMARY KEY (sha256, provider)
+        ) WITHOUT ROWID
+        """,
+        # Uses of rate-limited commands, per bucket and key, pruned as they age out.
+        """
+        CREATE TABLE cooldown_uses (
+            bucket TEXT NOT NULL,
+            key    INTEGER NOT NULL,
+            at     REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX cooldown_uses_key ON cooldown_uses (bucket, key, at)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_RETENTION_AND_CASE_EVENTS,
     _V3_DAILY_ROLLUPS,
+    _V4_CLAIMS_AND_COOLDOWNS,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

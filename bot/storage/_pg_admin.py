@@ -1,4 +1,4 @@
-"""Moderators' and admins' writes on PostgreSQL (`CaseAdmin`), and guild settings.
+"""Moderators' and admins' writes on PostgreSQL (`CaseAdmin`), guild settings, cooldowns.
 
 As in SQLite, each deletion is one transaction together with the event that records it.
 A settings change is announced (NOTIFY, delivered at commit) to every process listening on
@@ -241,6 +241,40 @@ class PostgresGuildSettings:
 
     def subscribe(self, listener: SettingsListener) -> None:
         self._db.subscribe_settings(listener)
+
+
+class PostgresCooldowns:
+    """`Cooldowns` over PostgreSQL: the uses of one key are counted and appended under an
+    advisory lock on that key, so two processes never both take the last allowed use."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+
+    async def hit(self, bucket: str, key: int, *, rate: int, per_s: float) -> float | None:
+        now = self._db.clock().timestamp()
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2::bigint::text, 0))",
+                bucket,
+                key,
+            )
+            await conn.execute(
+                "DELETE FROM cooldown_uses WHERE bucket = $1 AND key = $2 AND at <= $3",
+                bucket,
+                key,
+                now - per_s,
+            )
+            count, first = await conn.fetchrow(
+                "SELECT count(*), min(at) FROM cooldown_uses WHERE bucket = $1 AND key = $2",
+                bucket,
+                key,
+            )
+            if count >= rate:
+                return float(first) + per_s
+            await conn.execute(
+                "INSERT INTO cooldown_uses (bucket, key, at) VALUES ($1, $2, $3)", bucket, key, now
+            )
+            return None
 
 
 def _rowcount(status: str) -> int:

@@ -3,7 +3,8 @@
 - `ScanLifecycle` (`audit.scans`): what the scan service and the autoscan resume need;
 - `CaseQueries` (`audit.cases`): the moderators' reads (`/audit`, `python -m bot audit`);
 - `CaseAdmin` (`audit.admin`): reviews, moderator actions, events, deletion and retention;
-- `GuildSettings` (`audit.settings`): per-guild settings, with change notifications.
+- `GuildSettings` (`audit.settings`): per-guild settings, with change notifications;
+- `Cooldowns` (`audit.cooldowns`): per-member rate limits on commands.
 
 `AuditLog` is the façade that hangs off the runtime: it holds one of each, built over one
 connection layer of a backend (SQLite: `sqlite.py`; PostgreSQL: `postgres.py`).
@@ -59,6 +60,14 @@ class ScanLifecycle(Protocol):
 
     async def find_verdict(self, sha256: str, provider: ProviderName) -> StoredVerdict | None:
         """The verdict of an earlier successful scan of the same bytes by the same provider."""
+        ...
+
+    async def claim_submission(
+        self, scan_id: int, sha256: str, provider: ProviderName
+    ) -> int | None:
+        """Claim the right to send these bytes to `provider`: None if `scan_id` holds it (it
+        was free, held by a scan that has finished since, or already this scan's); else the
+        id of the unfinished scan, in any process, that holds it and will have the verdict."""
         ...
 
     async def mark_submitted(self, scan_id: int, provider_job_id: str) -> None: ...
@@ -186,6 +195,16 @@ class GuildSettings(Protocol):
         ...
 
 
+class Cooldowns(Protocol):
+    """Sliding-window limits on how often one key (a member) may do something, shared by
+    every process on the database."""
+
+    async def hit(self, bucket: str, key: int, *, rate: int, per_s: float) -> float | None:
+        """Count one use of `bucket` by `key`, or refuse it: None if counted, else the unix
+        time at which the next use will be allowed (at most `rate` uses per `per_s`)."""
+        ...
+
+
 class AuditLog(ABC):
     """The audit log of one backend: its repositories, over one connection layer."""
 
@@ -193,6 +212,7 @@ class AuditLog(ABC):
     cases: CaseQueries
     admin: CaseAdmin
     settings: GuildSettings
+    cooldowns: Cooldowns
 
     @abstractmethod
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Per-guild settings on SQLite (`GuildSettings`).
+"""Per-guild settings (`GuildSettings`) and cooldowns (`Cooldowns`) on SQLite.
 
 One process owns a SQLite file, so the listeners hear of every change as it is saved here.
 """
@@ -6,6 +6,7 @@ One process owns a SQLite file, so the listeners hear of every change as it is s
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from bot.guild_config import GuildConfig
 from bot.storage._protocol import SettingsListener
@@ -44,3 +45,31 @@ class SQLiteGuildSettings:
 
     def subscribe(self, listener: SettingsListener) -> None:
         self._listeners.append(listener)
+
+
+class SQLiteCooldowns:
+    """`Cooldowns` over SQLite: each hit is one transaction in the writer thread."""
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+
+    async def hit(self, bucket: str, key: int, *, rate: int, per_s: float) -> float | None:
+        now = self._db.clock().timestamp()
+
+        def work(conn: sqlite3.Connection) -> float | None:
+            conn.execute(
+                "DELETE FROM cooldown_uses WHERE bucket = ? AND key = ? AND at <= ?",
+                (bucket, key, now - per_s),
+            )
+            count, first = conn.execute(
+                "SELECT count(*), min(at) FROM cooldown_uses WHERE bucket = ? AND key = ?",
+                (bucket, key),
+            ).fetchone()
+            if count >= rate:
+                return float(first) + per_s
+            conn.execute(
+                "INSERT INTO cooldown_uses (bucket, key, at) VALUES (?, ?, ?)", (bucket, key, now)
+            )
+            return None
+
+        return await self._db.unit(work)

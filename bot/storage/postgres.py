@@ -10,7 +10,8 @@ What must hold across processes is decided by the database:
   allocations) and inserts the case; if the insert fails (the same attachment accepted
   twice) the whole statement is undone, counter included, so numbers never skip;
 - one provider submission per file: `claim_submission` inserts a unique (sha256, provider)
-  row; the scan whose insert wins submits.
+  row; the scan whose insert wins submits;
+- cooldowns: each hit holds a transaction-scoped advisory lock on its key (`_pg_admin`).
 """
 
 # S608: the only text interpolated into SQL here is module constants (column lists, enum
@@ -29,7 +30,7 @@ import asyncpg
 from bot.storage import _pg_rows as pg_rows
 from bot.storage import _sqlite_rows as rows
 from bot.storage._models import NewScan, ScanRecord, ScanStatus, ShardFilter, StoredVerdict
-from bot.storage._pg_admin import PostgresCaseAdmin, PostgresGuildSettings
+from bot.storage._pg_admin import PostgresCaseAdmin, PostgresCooldowns, PostgresGuildSettings
 from bot.storage._pg_base import PostgresDatabase, utc_now
 from bot.storage._pg_queries import PostgresCaseQueries
 from bot.storage._protocol import AuditLog, ScanNotFound
@@ -77,6 +78,17 @@ _EXISTING_SCAN = (
     f"SELECT {rows.SELECT_SCAN} FROM scans WHERE guild_id = $1 AND message_id = $2 "
     "AND attachment_id = $3 AND scan_trigger = $4"
 )
+# Taken when free, or over from a scan that is no longer queued or submitted; concurrent
+# claims of one file queue on the row, so exactly one of them wins.
+_CLAIM = """
+INSERT INTO submission_claims AS c (sha256, provider, scan_id, claimed_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (sha256, provider) DO UPDATE
+    SET scan_id = excluded.scan_id, claimed_at = excluded.claimed_at
+    WHERE NOT EXISTS (SELECT 1 FROM scans WHERE scans.id = c.scan_id AND scans.status < 2)
+RETURNING scan_id
+"""
+
 _MARK_DONE = f"""
 UPDATE scans SET
     status = $1, finished_at = $2, label = $3, spoofed_probability = $4, language = $5,
@@ -170,6 +182,17 @@ class PostgresScans:
         if row is None:
             return None
         return StoredVerdict(verdict=pg_rows.verdict_from_row(list(row)[1:]), scan_id=row[0])
+
+    async def claim_submission(
+        self, scan_id: int, sha256: str, provider: ProviderName
+    ) -> int | None:
+        key = (pg_rows.pack(rows.pack_sha256(sha256)), rows.PROVIDER_CODES[provider])
+        if await self._db.fetch_one(_CLAIM, *key, scan_id, self._db.now()) is not None:
+            return None
+        holder = await self._db.fetch_one(
+            "SELECT scan_id FROM submission_claims WHERE sha256 = $1 AND provider = $2", *key
+        )
+        return None if holder is None or holder[0] == scan_id else int(holder[0])
 
     async def mark_submitted(self, scan_id: int, provider_job_id: str) -> None:
         await self._update(
@@ -284,6 +307,7 @@ class PostgresAuditLog(AuditLog):
         self.cases = PostgresCaseQueries(db)
         self.admin = PostgresCaseAdmin(db)
         self.settings = PostgresGuildSettings(db)
+        self.cooldowns = PostgresCooldowns(db)
 
     @classmethod
     async def open(

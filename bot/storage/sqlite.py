@@ -38,7 +38,7 @@ from bot.storage._protocol import AuditLog, ScanNotFound
 from bot.storage._sqlite_admin import SQLiteCaseAdmin
 from bot.storage._sqlite_base import SQLiteDatabase, utc_now
 from bot.storage._sqlite_queries import SQLiteCaseQueries
-from bot.storage._sqlite_settings import SQLiteGuildSettings
+from bot.storage._sqlite_settings import SQLiteCooldowns, SQLiteGuildSettings
 from bot.verdict import ProviderName, Verdict
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,18 @@ RETURNING id, case_number
 """
 _INSERT_POSITIONS = tuple(rows.SCAN_COLUMNS.index(column) for column in _INSERT_COLUMNS)
 _ID, _CASE_NUMBER, _STATUS = (rows.SCAN_COLUMNS.index(c) for c in ("id", "case_number", "status"))
+
+# Taken when free, or over from a scan that is no longer queued or submitted (finished,
+# failed, or deleted): a dead claim never blocks a file for good.
+_CLAIM = """
+INSERT INTO submission_claims (sha256, provider, scan_id, claimed_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (sha256, provider) DO UPDATE
+    SET scan_id = excluded.scan_id, claimed_at = excluded.claimed_at
+    WHERE NOT EXISTS (
+        SELECT 1 FROM scans WHERE scans.id = submission_claims.scan_id AND scans.status < 2
+    )
+RETURNING scan_id
+"""
 
 _MARK_DONE = f"""
 UPDATE scans SET
@@ -204,6 +216,17 @@ class SQLiteScans:
         if row is None:
             return None
         return StoredVerdict(verdict=rows.verdict_from_row(row[1:]), scan_id=row[0])
+
+    async def claim_submission(
+        self, scan_id: int, sha256: str, provider: ProviderName
+    ) -> int | None:
+        key = (rows.pack_sha256(sha256), rows.PROVIDER_CODES[provider])
+        if await self._db.write_one(_CLAIM, (*key, scan_id, self._db.now())) is not None:
+            return None
+        holder = await self._db.fetch_one(
+            "SELECT scan_id FROM submission_claims WHERE sha256 = ? AND provider = ?", key
+        )
+        return None if holder is None or holder[0] == scan_id else int(holder[0])
 
     async def mark_submitted(self, scan_id: int, provider_job_id: str) -> None:
         await self._update_scan(
@@ -332,6 +355,7 @@ class SQLiteAuditLog(AuditLog):
         self.cases = SQLiteCaseQueries(db)
         self.admin = SQLiteCaseAdmin(db)
         self.settings = SQLiteGuildSettings(db)
+        self.cooldowns = SQLiteCooldowns(db)
 
     @classmethod
     async def open(cls, path: Path, *, clock: Callable[[], datetime] = utc_now) -> SQLiteAuditLog:

@@ -71,7 +71,7 @@ class Check(commands.Cog):
     ) -> None:
         """Check a file or a message for deepfaked speech."""
         await interaction.response.defer(ephemeral=not public, thinking=True)
-        self._cooldown(interaction)
+        await self._cooldown(interaction)
         if (file is None) == (message is None):
             raise BadTarget("Give either a file or a message to check (one of the two).")
         if file is not None:
@@ -93,18 +93,18 @@ class Check(commands.Cog):
     ) -> None:
         # Context menus cannot live inside a class, so the cog builds one from this method.
         await interaction.response.defer(ephemeral=True, thinking=True)
-        self._cooldown(interaction)
+        await self._cooldown(interaction)
         candidates = media_candidates(message)
         if not candidates:
             raise NotMedia(NO_MEDIA)
         outcomes = await self._scan(interaction, candidates, message, Trigger.CONTEXT_MENU)
         await self._answer(interaction, outcomes, ephemeral=True)
 
-    def _cooldown(self, interaction: discord.Interaction[Spoofwatch]) -> None:
+    async def _cooldown(self, interaction: discord.Interaction[Spoofwatch]) -> None:
         # Moderators are trusted with the service's cost; members share a per-user budget.
         if interaction.guild is not None and interaction.permissions.manage_messages:
             return
-        self.bot.check_cooldown.hit(interaction.user.id)
+        await self.bot.check_cooldown.hit(interaction.user.id)
 
     async def _resolve(
         self, interaction: discord.Interaction[Spoofwatch], text: str
