@@ -1,4 +1,4 @@
-"""`python -m bot` runs the bot; `scan`, `audit` and `sync` are the operators' commands."""
+"""`python -m bot` runs the bot; `scan`, `audit`, `db` and `sync` are the operators' commands."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from bot import audit_cli, cli
+from bot import audit_cli, cli, db_cli
 from bot.errors import SettingsError
 from bot.logging_setup import setup_logging
 from bot.settings import load_settings
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sync", help="register the slash commands with Discord, then exit")
     cli.add_parser(sub)
     audit_cli.add_parser(sub)
+    db_cli.add_parser(sub)
     return parser
 
 
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == "audit":
             setup_logging("WARNING")
             return asyncio.run(audit_cli.run(args))
+        if command == "db":
+            setup_logging("WARNING")
+            return db_cli.run(args)
         settings = load_settings()
         setup_logging(settings.log_level if command != "scan" else "WARNING")
         if command == "scan":

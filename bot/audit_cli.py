@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import SettingsError
-from bot.storage import AuditLog, AuditStats, ScanRecord
+from bot.storage import AuditLog, AuditStats, ScanRecord, open_audit_log
 from bot.storage.export import ExportFormat, write_export
-from bot.storage.sqlite import SQLiteAuditLog
 
 EXIT_OK = 0
 EXIT_MISSING = 2
@@ -83,14 +82,14 @@ async def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_MISSING
-    if not db.is_file():
+    if isinstance(db, Path) and not db.is_file():
         # Opening would create an empty database and report "no cases" for a typo.
         print(
             f"error: no audit database at {db} (set SPOOFWATCH_DB or pass --db)",
             file=sys.stderr,
         )
         return EXIT_MISSING
-    log = await SQLiteAuditLog.open(db)
+    log = await open_audit_log(db)
     try:
         return await _QUERIES[args.audit_command](log, args)
     finally:
@@ -251,12 +250,12 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _default_db() -> Path:
+def _default_db() -> Path | str:
     # Imported here: only this path needs the settings; it reads .env like the bot does,
     # and provider keys are optional there.
     from bot.settings import load_settings  # noqa: PLC0415
 
-    return load_settings().db_path
+    return load_settings().audit_log_location  # SPOOFWATCH_DATABASE_URL when set
 
 
 def _positive_int(text: str) -> int:
