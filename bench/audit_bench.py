@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/audit_bench.py                  # the full run (~15 minutes)
     .venv/bin/python bench/audit_bench.py --rows 20000     # a quick look
+    .venv/bin/python bench/audit_bench.py --database-url postgresql://postgres@127.0.0.1/test
+        # the same on PostgreSQL, in a schema `audit_bench` (dropped and re-created)
 
 1. Fill: every case goes through the real `SQLiteAuditLog` write path, 16 scans in flight,
    as the scan service drives it: create_scan → set_media → (find_verdict) → mark_submitted
    → mark_done / mark_failed → mark_replied, plus a moderator review for some flagged cases.
    A simulated clock spreads the cases over 120 days. Guild sizes follow Zipf's law (the
    biggest guild holds ~19% of all cases), members and channels within a guild too.
-2. Size: WAL checkpointed, then file size / cases, and per table and index (dbstat).
+2. Size: WAL checkpointed, then file size / cases, and per table and index (dbstat). On
+   PostgreSQL: every relation of the schema (heap, TOAST, indexes) / cases, as the fill
+   left them (autovacuum running as it would), and again after a plain VACUUM.
 3. Queries: each /audit query 200 times against guilds picked in proportion to their
    activity (busy servers are queried more, and the biggest is picked ~1 time in 5, so p99 is
    the worst guild); median and p99 of the awaited call, pydantic rows included.
@@ -40,7 +44,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.storage import NewScan, Review, Trigger
+from bot.storage import AuditLog, NewScan, Review, Trigger
+from bot.storage.postgres import PostgresAuditLog
 from bot.storage.sqlite import SQLiteAuditLog
 from bot.verdict import Label, ProviderName, Segment, Verdict
 
@@ -187,7 +192,7 @@ def pick(rng: random.Random, items: list[int], cum: list[float]) -> int:
 
 
 async def one_scan(
-    log: SQLiteAuditLog, clock: SimClock, rng: random.Random, guild: Guild, at: float
+    log: AuditLog, clock: SimClock, rng: random.Random, guild: Guild, at: float
 ) -> None:
     """One scan's whole lifecycle through the real write path, at simulated time `at`."""
     clock.now = datetime.fromtimestamp(at, UTC)
@@ -280,7 +285,7 @@ async def one_scan(
 
 
 async def fill(
-    log: SQLiteAuditLog,
+    log: AuditLog,
     clock: SimClock,
     rng: random.Random,
     guilds: list[Guild],
@@ -328,7 +333,7 @@ async def timed(runs: int, call: Callable[[], Awaitable[Any]]) -> dict[str, floa
 
 
 async def queries(
-    log: SQLiteAuditLog, rng: random.Random, guilds: list[Guild], runs: int
+    log: AuditLog, rng: random.Random, guilds: list[Guild], runs: int
 ) -> dict[str, dict[str, float]]:
     now = datetime.now(UTC)
     weights = [g.cases for g in guilds]
@@ -381,7 +386,7 @@ async def queries(
         "review": review,
         "count_scans (today, quota)": lambda: log.scans.count_scans(guild().id, since=today),
         "find_verdict": find_verdict,
-        "unfinished_scans": log.unfinished_scans,
+        "unfinished_scans": log.scans.unfinished_scans,
     }
     results = {}
     for name, call in cases.items():
@@ -390,16 +395,16 @@ async def queries(
     return results
 
 
-async def _by_author(log: SQLiteAuditLog, rng: random.Random, g: Guild) -> None:
+async def _by_author(log: AuditLog, rng: random.Random, g: Guild) -> None:
     await log.cases.by_author(g.id, pick(rng, g.authors, g.author_cum), limit=25)
 
 
-async def _case(log: SQLiteAuditLog, rng: random.Random, g: Guild) -> None:
+async def _case(log: AuditLog, rng: random.Random, g: Guild) -> None:
     await log.cases.case(g.id, rng.randint(1, g.cases))
 
 
 async def insert_rate(
-    log: SQLiteAuditLog,
+    log: AuditLog,
     clock: SimClock,
     rng: random.Random,
     guilds: list[Guild],
@@ -506,6 +511,55 @@ def sizes(path: Path, rows: int) -> dict[str, Any]:
     }
 
 
+async def fresh_schema(url: str, schema: str) -> str:
+    """`url` with its connections in `schema`, dropped and re-created empty."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    finally:
+        await conn.close()
+    return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
+
+
+async def postgres_sizes(url: str, schema: str, rows: int) -> dict[str, Any]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        cases = await conn.fetchval("SELECT count(*) FROM scans")
+        query = (
+            # Tables with their TOAST and free-space/visibility maps; indexes by themselves.
+            "SELECT c.relname, CASE c.relkind WHEN 'r' THEN pg_table_size(c.oid)"
+            " ELSE pg_relation_size(c.oid) END"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relkind IN ('r', 'i') ORDER BY 2 DESC"
+        )
+        as_filled = await conn.fetch(query, schema)
+        await conn.execute("VACUUM (ANALYZE)")
+        vacuumed = await conn.fetch(query, schema)
+        version = await conn.fetchval("SHOW server_version")
+    finally:
+        await conn.close()
+
+    def per_case(found: list[Any]) -> dict[str, float]:
+        return {name: round(size / cases, 1) for name, size in found}
+
+    total = sum(size for _, size in as_filled)
+    return {
+        "server_version": version,
+        "cases": cases,
+        "total_bytes": total,
+        "bytes_per_case": round(total / cases, 1),
+        "per_object_bytes_per_case": per_case(as_filled),
+        "after_vacuum_bytes_per_case": round(sum(size for _, size in vacuumed) / cases, 1),
+        "after_vacuum_per_object": per_case(vacuumed),
+        "requested_rows": rows,
+    }
+
+
 def fresh_database(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
@@ -522,13 +576,22 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--workers", type=int, default=16, help="scans in flight while filling")
     parser.add_argument("--db", type=Path, default=OUT / "audit_bench.db")
+    parser.add_argument(
+        "--database-url", default=None, help="postgresql://...: run on PostgreSQL instead"
+    )
+    parser.add_argument("--schema", default="audit_bench", help="PostgreSQL schema to use")
     args = parser.parse_args(argv)
 
-    fresh_database(args.db)
     rng = random.Random(args.seed)
     clock = SimClock()
     guilds = make_guilds(rng, args.guilds, args.rows)
-    log = await SQLiteAuditLog.open(args.db, clock=clock)
+    log: AuditLog
+    if args.database_url:
+        url = await fresh_schema(args.database_url, args.schema)
+        log = await PostgresAuditLog.open(url, clock=clock)
+    else:
+        fresh_database(args.db)
+        log = await SQLiteAuditLog.open(args.db, clock=clock)
     report: dict[str, Any] = {
         "command": "bench/audit_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -545,8 +608,11 @@ async def main(argv: list[str] | None = None) -> int:
             "median": sizes_by_guild[len(sizes_by_guild) // 2],
             "smallest": sizes_by_guild[-1],
         }
-        await log.checkpoint()
-        report["size"] = sizes(args.db, args.rows)
+        if isinstance(log, SQLiteAuditLog):
+            await log.checkpoint()
+            report["size"] = sizes(args.db, args.rows)
+        else:
+            report["size"] = await postgres_sizes(url, args.schema, args.rows)
         print(json.dumps(report["size"], indent=2), flush=True)
         print(f"queries ({args.runs} runs each) …", flush=True)
         report["load_average"]["before_queries"] = os.getloadavg()
@@ -561,7 +627,8 @@ async def main(argv: list[str] | None = None) -> int:
     finally:
         await log.close()
     OUT.mkdir(exist_ok=True)
-    (OUT / "audit_bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    name = "audit_bench_postgres.json" if args.database_url else "audit_bench.json"
+    (OUT / name).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=2))
     return 0
 

@@ -27,6 +27,14 @@ SETTINGS_CHANNEL = "spoofwatch_guild_settings"
 #: Connections per process: scans in flight hold one for a statement at a time.
 POOL_MIN, POOL_MAX = 2, 16
 
+#: The same durability as the SQLite backend (WAL with synchronous=NORMAL): a crash of the
+#: database server or the machine may lose the last fraction of a second of commits, never
+#: consistency; a crash of a Spoofwatch process loses nothing. Waiting for the WAL flush at
+#: every scan step instead cut the rate at which scans are recorded several times over
+#: (BENCHMARKS.md). An operator who wants every commit flushed adds
+#: `?synchronous_commit=on` to SPOOFWATCH_DATABASE_URL, which then decides.
+SERVER_SETTINGS = {"synchronous_commit": "off"}
+
 INSERT_EVENT = (
     "INSERT INTO events (guild_id, at, actor, action, target, reason, case_number) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7)"
@@ -35,6 +43,17 @@ INSERT_EVENT = (
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """No reset between two uses of a pool connection.
+
+    asyncpg's default sends a reset query (unlock, close cursors, unlisten, reset settings)
+    on every release: a second round trip for every statement, half the cost of each scan
+    step. Spoofwatch leaves no session state on a pool connection to reset: transactions
+    end with their `async with`, advisory locks are transaction-scoped, LISTEN has its own
+    connection, and the settings are the ones every pool connection starts with.
+    """
 
 
 class PostgresDatabase:
@@ -63,7 +82,13 @@ class PostgresDatabase:
             await migrate(conn)
         finally:
             await conn.close()
-        pool = await asyncpg.create_pool(url, min_size=min(POOL_MIN, pool_max), max_size=pool_max)
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=min(POOL_MIN, pool_max),
+            max_size=pool_max,
+            server_settings=None if "synchronous_commit=" in url else SERVER_SETTINGS,
+            reset=_keep_session,
+        )
         try:
             listener = await asyncpg.connect(url)
         except BaseException:
