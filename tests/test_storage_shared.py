@@ -98,3 +98,34 @@ async def test_a_cooldown_counts_the_uses_of_every_process(two: list[PostgresAud
         *(two[i % 2].cooldowns.hit("check", 7, rate=5, per_s=600) for i in range(12))
     )
     assert sum(r is None for r in results) == 5
+
+
+@pytest.mark.parametrize(("query", "expected"), [("", "off"), ("&synchronous_commit=on", "on")])
+async def test_commits_are_as_durable_as_sqlite_unless_the_url_asks_for_more(
+    postgres_url: str, query: str, expected: str
+) -> None:
+    """Fails if the pool waits for a WAL flush at every commit by default (SQLite's
+    synchronous=NORMAL does not), or overrides an operator's synchronous_commit in the URL."""
+    log = await PostgresAuditLog.open(postgres_url + query)
+    try:
+        async with log.db.pool.acquire() as conn:
+            assert await conn.fetchval("SHOW synchronous_commit") == expected
+    finally:
+        await log.close()
+
+
+async def test_a_pooled_connection_is_reused_without_a_reset_round_trip(
+    postgres_url: str,
+) -> None:
+    """Fails if releasing a pool connection sends asyncpg's reset query (a second round
+    trip for every statement of every scan step)."""
+    log = await PostgresAuditLog.open(postgres_url, pool_max=1)
+    try:
+        await log.scans.get_scan(1)
+        async with log.db.pool.acquire() as conn:
+            await conn.execute("SET application_name = 'left by the last user'")
+        await log.scans.get_scan(1)
+        async with log.db.pool.acquire() as conn:
+            assert await conn.fetchval("SHOW application_name") == "left by the last user"
+    finally:
+        await log.close()
