@@ -11,8 +11,10 @@ import asyncpg
 import pytest
 
 from bot import db_cli
+from bot.errors import SettingsError
 from bot.guild_config import GuildConfig
-from bot.storage import Review
+from bot.settings import load_settings
+from bot.storage import Review, open_audit_log
 from bot.storage.postgres import PostgresAuditLog
 from bot.storage.sqlite import SQLiteAuditLog
 from bot.verdict import Label
@@ -102,3 +104,43 @@ def test_the_command_needs_a_postgres_url(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path)  # no .env here
     args = argparse.Namespace(db=tmp_path / "audit.db", url=None)
     assert db_cli.run(args) == db_cli.EXIT_USAGE
+
+
+async def test_a_postgresql_url_selects_postgresql_and_a_path_sqlite(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Fails if open_audit_log picks the wrong backend for a URL or a file path."""
+    pg = await open_audit_log(postgres_url)
+    lite = await open_audit_log(tmp_path / "audit.db")
+    try:
+        assert (type(pg), type(lite)) == (PostgresAuditLog, SQLiteAuditLog)
+    finally:
+        await pg.close()
+        await lite.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "location"),
+    [
+        ("", Path("data/spoofwatch.db")),
+        ("postgresql://u:p@db/spoofwatch", "postgresql://u:p@db/spoofwatch"),
+    ],
+)
+def test_spoofwatch_database_url_chooses_where_the_log_lives(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, location: object
+) -> None:
+    """Fails if an empty SPOOFWATCH_DATABASE_URL does not leave SQLite the default, or a set
+    one is not where the bot opens its audit log."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SPOOFWATCH_DB", raising=False)
+    monkeypatch.setenv("SPOOFWATCH_DATABASE_URL", value)
+    assert load_settings(env_file=None).audit_log_location == location
+
+
+def test_a_database_url_that_is_not_postgresql_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fails if a URL of another database is accepted (and then treated as a file path)."""
+    monkeypatch.setenv("SPOOFWATCH_DATABASE_URL", "mysql://u:p@db/spoofwatch")
+    with pytest.raises(SettingsError, match="SPOOFWATCH_DATABASE_URL"):
+        load_settings(env_file=None)
