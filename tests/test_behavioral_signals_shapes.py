@@ -21,7 +21,7 @@ from tests.standins.behavioral_signals import SDK_ALLOWED_ITEMS, SDK_ALLOWED_PRO
 
 
 def results(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"pid": 7, "cid": 10000001, "code": 2, "message": "Processing Complete", "results": items}
+    return {"pid": 7, "cid": 10000001, "code": 2, "message": "Complete", "results": items}
 
 
 # --- normalization -----------------------------------------------------------------------
@@ -48,8 +48,8 @@ def test_finished_job_without_results_is_inconclusive(payload: dict[str, Any]) -
 @pytest.mark.parametrize("name", sorted(SDK_ALLOWED_ITEMS))
 @pytest.mark.parametrize("spoofed", [0.97, 0.03], ids=["spoofed", "bonafide"])
 def test_an_sdk_allowed_odd_item_never_costs_the_verdict(name: str, spoofed: float) -> None:
-    """Fails if one SDK-allowed odd item beside a deepfake utterance changes or loses the verdict."""
-    items = utterance(0, 0.5, 2.0, spoofed=spoofed) + [SDK_ALLOWED_ITEMS[name]]
+    """Fails if one SDK-allowed odd item beside a deepfake utterance changes the verdict."""
+    items = [*utterance(0, 0.5, 2.0, spoofed=spoofed), SDK_ALLOWED_ITEMS[name]]
     verdict = normalize_results(results(items), "7")
     expected = Label.SPOOFED if spoofed > 0.5 else Label.BONAFIDE
     assert verdict.label is expected
@@ -60,7 +60,7 @@ def test_an_sdk_allowed_odd_item_never_costs_the_verdict(name: str, spoofed: flo
 def test_a_deepfake_item_with_empty_times_still_decides() -> None:
     """Fails if a spoofed utterance with startTime/endTime "" (SDK tests) is dropped or fails."""
     item = {**utterance(0, 0.0, 1.0, spoofed=0.9)[-1], "startTime": "", "endTime": ""}
-    verdict = normalize_results(results(utterance(1, 1.0, 2.0, spoofed=0.1) + [item]), "7")
+    verdict = normalize_results(results([*utterance(1, 1.0, 2.0, spoofed=0.1), item]), "7")
     assert verdict.label is Label.SPOOFED
     assert verdict.spoofed_probability == pytest.approx(0.9)
     # No place on the timeline for it: only the timed utterance has a segment.
@@ -89,14 +89,14 @@ def test_an_unreadable_deepfake_item_makes_the_file_inconclusive_not_bonafide() 
     """Fails if a deepfake item that cannot be read is dropped (leaving a bona fide verdict) or
     fails the whole answer."""
     broken = {"id": "1", "task": "deepfake", "prediction": "not a list", "finalLabel": "spoofed"}
-    verdict = normalize_results(results(utterance(0, 0.0, 1.0, spoofed=0.1) + [broken]), "7")
+    verdict = normalize_results(results([*utterance(0, 0.0, 1.0, spoofed=0.1), broken]), "7")
     assert verdict.label is Label.INCONCLUSIVE
 
 
 def test_an_unreadable_item_of_another_task_is_ignored() -> None:
     """Fails if an unreadable row in a task the bot does not use costs the verdict."""
     broken = {"id": "1", "task": "emotion", "prediction": 5, "startTime": {"x": 1}}
-    verdict = normalize_results(results(utterance(0, 0.0, 1.0, spoofed=0.1) + [broken, 7]), "7")
+    verdict = normalize_results(results([*utterance(0, 0.0, 1.0, spoofed=0.1), broken, 7]), "7")
     assert verdict.label is Label.BONAFIDE
 
 
@@ -123,7 +123,7 @@ async def test_odd_items_served_by_the_service_keep_the_verdict(
     """Fails if an SDK-allowed odd item in a real answer costs the scan its verdict."""
     upload = make_wav_upload(seconds=1.0)
     bs_standin.script_result(
-        upload.path, utterance(0, 0.1, 0.9, spoofed=0.92) + [SDK_ALLOWED_ITEMS[name]]
+        upload.path, [*utterance(0, 0.1, 0.9, spoofed=0.92), SDK_ALLOWED_ITEMS[name]]
     )
     submission = await bs_client.submit(upload, SubmitOptions())
     verdict = await bs_client.wait(submission.job_id)

@@ -340,8 +340,7 @@ class BehavioralSignalsStandIn(StandIn):
             return fault
         # A bare JSON array, as the SDK's list call expects.
         return web.json_response(
-            [self._process(job, *self._state(job)) for job in self.jobs.values()]
-            + self.list_extras
+            [self._process(job, *self._state(job)) for job in self.jobs.values()] + self.list_extras
         )
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
