@@ -493,16 +493,21 @@ class BehavioralSignalsClient:
         """`GET /auth` as the SDK does when it starts: cheap, and refused for a bad key/cid.
 
         Raises ProviderAuthError for a refused key or project id, other ProviderErrors when
-        the service cannot be asked. The answer's body is not documented and not read.
+        the service cannot be asked. The answer's body is not documented and not read: like
+        the SDK, only the status counts.
         """
-        await self._http.request(
-            "GET",
-            self._auth_url,
-            _AnyBody,
-            what="credential check",
-            retry_safe=True,
-            headers={"X-Auth-Client": self._cid},
-        )
+        try:
+            await self._http.request(
+                "GET",
+                self._auth_url,
+                _AnyBody,
+                what="credential check",
+                retry_safe=True,
+                headers={"X-Auth-Client": self._cid},
+            )
+        except ProviderProtocolError as exc:
+            if exc.status is None or not 200 <= exc.status < 300:
+                raise
 
     @property
     def finds_jobs(self) -> bool:
