@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any, BinaryIO
+from unittest.mock import ANY
 
 import pytest
 from aiohttp import web
@@ -264,7 +265,8 @@ async def test_submit_sends_the_documented_form(bs_standin, bs_client, make_wav_
     job = bs_standin.jobs[int(submission.job_id)]
     assert job.name == "clip.wav"
     assert job.upload.filename == "clip.wav"
-    assert json.loads(job.meta or "") == {"guild": "1", "msg": "2"}
+    # The caller's ids, and a key of this upload to find it by if the answer is lost.
+    assert json.loads(job.meta or "") == {"guild": "1", "msg": "2", "upload": ANY}
 
 
 class _ReadSizes:

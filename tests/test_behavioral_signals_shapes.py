@@ -159,8 +159,13 @@ async def test_odd_rows_in_the_process_list_do_not_break_recovery(
 # --- an upload whose answer is lost ------------------------------------------------------
 
 
+@pytest.mark.parametrize("meta", [{"attachment": "42"}, None], ids=["scan-ids", "no-ids"])
 async def test_an_unanswered_upload_follows_the_process_it_created(
-    bs_standin, make_bs_client, make_wav_upload, caplog: pytest.LogCaptureFixture
+    bs_standin,
+    make_bs_client,
+    make_wav_upload,
+    caplog: pytest.LogCaptureFixture,
+    meta: dict[str, str] | None,
 ) -> None:
     """Fails if an upload that timed out after creating a process fails (or is sent again)
     instead of following that process."""
@@ -168,7 +173,7 @@ async def test_an_unanswered_upload_follows_the_process_it_created(
     bs_standin.hang("submitted", seconds=5.0)
     upload = make_wav_upload(seconds=1.0)
     with caplog.at_level(logging.WARNING):
-        submission = await client.submit(upload, SubmitOptions(meta={"attachment": "42"}))
+        submission = await client.submit(upload, SubmitOptions(meta=meta))
     (job,) = bs_standin.jobs.values()
     assert submission.job_id == str(job.pid)
     assert bs_standin.submissions == 1
@@ -180,15 +185,16 @@ async def test_an_unanswered_upload_follows_the_process_it_created(
 async def test_an_unanswered_upload_without_a_process_still_fails(
     bs_standin, make_bs_client, make_wav_upload
 ) -> None:
-    """Fails if an unanswered upload that created no process is reported as a job, or is
-    retried."""
+    """Fails if an unanswered upload that created no process is retried, or adopts the job
+    of an earlier scan of the same file."""
     client = make_bs_client(upload_read_timeout_s=0.2)
-    bs_standin.hang("submit", seconds=5.0)  # before any process is made
     upload = make_wav_upload(seconds=1.0)
+    earlier = await client.submit(upload, SubmitOptions(meta={"attachment": "42"}))
+    bs_standin.hang("submit", seconds=5.0)  # before any process is made
     with pytest.raises(ProviderTimeout):
         await client.submit(upload, SubmitOptions(meta={"attachment": "42"}))
-    assert bs_standin.jobs == {}
-    assert bs_standin.submissions == 1
+    assert list(bs_standin.jobs) == [int(earlier.job_id)]
+    assert bs_standin.submissions == 2
     assert bs_standin.received["list"] == 3
 
 

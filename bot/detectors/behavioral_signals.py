@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -403,9 +404,11 @@ class BehavioralSignalsClient:
             "embeddings": "false",
             "enable_generator_detection": "false",
         }
-        if options.meta:
-            # Echoed back in `meta`, so a lost answer can be reconciled from the list call.
-            fields["meta"] = json.dumps(options.meta, separators=(",", ":"))
+        # Echoed back in `meta`, so a lost answer can be reconciled from the list call: the
+        # caller's ids (found again after a restart) and a key of this one upload (found
+        # again after a timeout, and never confused with an earlier scan of the same file).
+        attempt = {"upload": uuid.uuid4().hex}
+        fields["meta"] = json.dumps({**(options.meta or {}), **attempt}, separators=(",", ":"))
         sent = False
 
         def on_sent() -> None:
@@ -429,9 +432,9 @@ class BehavioralSignalsClient:
         except (ProviderTimeout, ProviderUnavailable) as exc:
             # No HTTP status: no answer came. Only a file that went out whole can have
             # become a process.
-            if exc.status is not None or not sent or not options.meta:
+            if exc.status is not None or not sent:
                 raise
-            job_id = await self._find_after_lost_answer(options.meta, asked_at, exc)
+            job_id = await self._find_after_lost_answer(attempt, asked_at, exc)
             self._clock.started(job_id, JobTiming(time.monotonic(), upload.duration_s))
             return Submission(job_id=job_id)
         log.info(
