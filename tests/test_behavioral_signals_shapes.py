@@ -148,7 +148,7 @@ async def test_odd_rows_in_the_process_list_do_not_break_recovery(
     """Fails if one SDK-allowed odd row in the process list stops a lost job being found."""
     upload = make_wav_upload(seconds=1.0)
     submission = await bs_client.submit(upload, SubmitOptions(meta={"attachment": "42"}))
-    # The odd rows come first and last, and one that is not a process at all.
+    # The SDK-allowed row, and one that is not a process at all (no pid).
     bs_standin.list_extras = [SDK_ALLOWED_PROCESSES[name], {"name": "no pid"}]
     found = await bs_client.find_job(
         {"attachment": "42"}, submitted_after=datetime.now(UTC).replace(microsecond=0)

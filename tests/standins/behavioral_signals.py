@@ -142,6 +142,19 @@ SDK_ALLOWED_ITEMS: dict[str, dict[str, Any]] = {
     "no-id": {"task": "gender", "finalLabel": "female"},
     # models.py ResultItem: no field is required, so an empty object reads.
     "empty-object": {},
+    # Docs (embeddings page, as summarised in the reference notes §4.3/4.4): with
+    # embeddings=true a `features` item per utterance, label/posterior/finalLabel null and the
+    # 768-d embedding as a string.
+    "docs-features": {
+        "id": "9",
+        "startTime": "0.031",
+        "endTime": "1.200",
+        "task": "features",
+        "prediction": [{"label": None, "posterior": None, "dominantInSegments": []}],
+        "finalLabel": None,
+        "level": "utterance",
+        "embedding": "[18.23, 4.84, -5.54]",
+    },
 }
 
 #: Process-list rows the SDK's `ProcessItem` accepts (models.py: only `pid` is required;
@@ -149,6 +162,18 @@ SDK_ALLOWED_ITEMS: dict[str, dict[str, Any]] = {
 SDK_ALLOWED_PROCESSES: dict[str, dict[str, Any]] = {
     "null-status": {"pid": 40001, "cid": None, "name": None, "status": None, "meta": None},
     "pid-only": {"pid": 40002},
+    # Docs (check-the-processing-progress, behavioral docs' example, per the reference notes
+    # §3.1): `cid` quoted, `meta` "", a "Z" datetime with milliseconds.
+    "docs-quoted-cid-empty-meta": {
+        "pid": 40003,
+        "cid": "10000001",
+        "name": None,
+        "status": 2,
+        "statusmsg": "Processing Complete.",
+        "duration": 3.2,
+        "datetime": "2024-07-19T11:54:37.900Z",
+        "meta": "",
+    },
 }
 
 
