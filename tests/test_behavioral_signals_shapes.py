@@ -182,6 +182,19 @@ async def test_an_unanswered_upload_follows_the_process_it_created(
     assert "following it instead of sending the file again" in caplog.text
 
 
+async def test_an_upload_whose_connection_drops_follows_the_process_it_created(
+    bs_standin, bs_client, make_wav_upload
+) -> None:
+    """Fails if an upload whose connection closed after its process was made fails instead of
+    following that process."""
+    bs_standin.drop_upload_answers = 1
+    upload = make_wav_upload(seconds=1.0)
+    submission = await bs_client.submit(upload, SubmitOptions(meta={"attachment": "42"}))
+    (job,) = bs_standin.jobs.values()
+    assert submission.job_id == str(job.pid)
+    assert bs_standin.submissions == 1
+
+
 async def test_an_unanswered_upload_without_a_process_still_fails(
     bs_standin, make_bs_client, make_wav_upload
 ) -> None:

@@ -242,6 +242,8 @@ class BehavioralSignalsStandIn(StandIn):
         #: Status polls of each job answered with `"status": null` first (the SDK's
         #: `ProcessItem.status` is `int | None`; get-process answers a ProcessItem).
         self.null_status_polls = 0
+        #: Uploads whose connection is closed once their process exists, without an answer.
+        self.drop_upload_answers = 0
         #: Results for any upload nobody scripted (e.g. transcoded files); None = one bona
         #: fide utterance spanning the audio.
         self.default_results: list[dict[str, Any]] | None = None
@@ -356,6 +358,12 @@ class BehavioralSignalsStandIn(StandIn):
         self.jobs[job.pid] = job
         if fault := await self.injected("submitted"):
             return fault
+        if self.drop_upload_answers > 0:
+            # The SDK README's case again: the process exists, the answer never arrives.
+            self.drop_upload_answers -= 1
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         return web.json_response(self._process(job, 0, "Pending"))
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
