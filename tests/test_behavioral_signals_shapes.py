@@ -195,6 +195,20 @@ async def test_an_upload_whose_connection_drops_follows_the_process_it_created(
     assert bs_standin.submissions == 1
 
 
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_gateway_error_after_the_process_exists_follows_it(
+    bs_standin, bs_client, make_wav_upload, status: int
+) -> None:
+    """Fails if a gateway's 502/504 standing in for an upload's answer loses the process
+    the upload created."""
+    bs_standin.fail_next("submitted", status)
+    upload = make_wav_upload(seconds=1.0)
+    submission = await bs_client.submit(upload, SubmitOptions(meta={"attachment": "42"}))
+    (job,) = bs_standin.jobs.values()
+    assert submission.job_id == str(job.pid)
+    assert bs_standin.submissions == 1
+
+
 async def test_an_unanswered_upload_without_a_process_still_fails(
     bs_standin, make_bs_client, make_wav_upload
 ) -> None:

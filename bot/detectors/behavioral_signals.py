@@ -430,9 +430,11 @@ class BehavioralSignalsClient:
                 client_timeout=self._upload_timeout(),
             )
         except (ProviderTimeout, ProviderUnavailable) as exc:
-            # No HTTP status: no answer came. Only a file that went out whole can have
-            # become a process.
-            if exc.status is not None or not sent:
+            # No answer came, or a gateway's 5xx (502/504) stood in for it; a 503 says the
+            # request was refused before anything was made. Only a file that went out whole
+            # can have become a process.
+            answered = exc.status is not None and (exc.status < 500 or exc.status == 503)
+            if answered or not sent:
                 raise
             job_id = await self._find_after_lost_answer(attempt, asked_at, exc)
             self._clock.started(job_id, JobTiming(time.monotonic(), upload.duration_s))
