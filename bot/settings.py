@@ -56,6 +56,14 @@ class Settings(BaseSettings):
         default="https://api.behavioralsignals.com/v5",
         validation_alias=AliasChoices("BEHAVIORALSIGNALS_API_URL", "behavioralsignals_api_url"),
     )
+    behavioralsignals_upload_timeout_s: float = Field(
+        # How long an upload's answer may take once the file is sent: the SDK's 300 s.
+        default=300.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "BEHAVIORALSIGNALS_UPLOAD_TIMEOUT_S", "behavioralsignals_upload_timeout_s"
+        ),
+    )
 
     resemble_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("RESEMBLE_API_KEY", "resemble_api_key")

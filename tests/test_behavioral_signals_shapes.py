@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
-from bot.detectors import SubmitOptions
-from bot.detectors.behavioral_signals import normalize_results
+from bot.detectors import SubmitOptions, build_detector
+from bot.detectors.behavioral_signals import BehavioralSignalsClient, normalize_results
 from bot.errors import ProviderTimeout
-from bot.verdict import Label
+from bot.settings import Settings
+from bot.verdict import Label, ProviderName
 from tests.standins import utterance
 from tests.standins.behavioral_signals import SDK_ALLOWED_ITEMS, SDK_ALLOWED_PROCESSES
 
@@ -228,3 +230,18 @@ async def test_an_unanswered_upload_without_a_process_still_fails(
 def test_the_upload_waits_as_long_as_the_sdk(bs_client) -> None:
     """Fails if the upload's answer is given less time than the SDK's 300 s."""
     assert bs_client._upload_timeout().sock_read == 300.0
+
+
+def test_the_upload_timeout_setting_reaches_the_client() -> None:
+    """Fails if BEHAVIORALSIGNALS_UPLOAD_TIMEOUT_S does not set how long an upload's answer
+    may take."""
+    settings = Settings(
+        _env_file=None,
+        provider=ProviderName.BEHAVIORAL_SIGNALS,
+        behavioralsignals_cid="10000001",
+        behavioralsignals_api_key=SecretStr("k"),
+        behavioralsignals_upload_timeout_s=42.0,
+    )
+    detector = build_detector(settings, http_session=None)  # type: ignore[arg-type]
+    assert isinstance(detector, BehavioralSignalsClient)
+    assert detector._upload_timeout().sock_read == 42.0
