@@ -182,7 +182,9 @@ def normalize_results(
 
     Utterance label = the vendor's thresholded `finalLabel` (never recomputed); utterance
     probability = the `spoofed` posterior. The file is spoofed if any utterance is, bona fide
-    if every deepfake item is, otherwise inconclusive.
+    if every deepfake item is, otherwise inconclusive: also when `results` is null or missing
+    (nothing to judge) or a deepfake item could not be read. Times are only for the timeline:
+    an utterance without usable ones still counts.
     """
     if not isinstance(result, ProcessResult):
         try:
