@@ -8,8 +8,9 @@ import discord
 from discord.ext import commands
 
 from bot.client import Spoofwatch
-from bot.embeds import probability_bar, sanitize
+from bot.embeds import fit_embed, probability_bar, sanitize
 from bot.guild_config import ActionPolicy, GuildConfig
+from bot.replies import describe_http_error
 from bot.scanning import ScanOutcome
 from bot.verdict import Label
 from cogs.alerts._views import alert_view
@@ -107,22 +108,64 @@ class Alerts(commands.Cog):
                 "mod-log channel %s of guild %s is gone", config.modlog_channel_id, message.guild.id
             )
             return
-        embed = alert_embed(message, outcome, deleted)
+        case_number = outcome.record.case_number
         try:
             await channel.send(
-                embed=embed,
-                view=alert_view(outcome.record.case_number),
+                embed=alert_embed(message, outcome, deleted),
+                view=alert_view(case_number),
                 allowed_mentions=discord.AllowedMentions.none(),
             )
+            return
         except discord.HTTPException as exc:
-            # Best effort: the case is recorded whatever happens to the alert.
-            log.warning(
-                "could not post alert for case %s/#%s in %s: %s",
-                message.guild.id,
-                outcome.record.case_number,
-                channel.id,
-                exc,
+            # discord.py has already retried 429s and 5xx; what is left is a refusal.
+            first = describe_http_error(exc)
+        log.error(
+            "alert for case %s/#%s refused by Discord in %s (%s); posting a plain alert",
+            message.guild.id,
+            case_number,
+            channel.id,
+            first,
+        )
+        # A lost alert is lost moderation: a second, plain-text try carries what a moderator
+        # needs (case, link, score) with nothing that could be refused but the channel itself.
+        try:
+            await channel.send(
+                plain_alert(message, outcome, deleted),
+                allowed_mentions=discord.AllowedMentions.none(),
             )
+            return
+        except discord.HTTPException as exc:
+            second = describe_http_error(exc)
+        log.error(
+            "alert for case %s/#%s could not be posted in %s: %s; then %s",
+            message.guild.id,
+            case_number,
+            channel.id,
+            first,
+            second,
+        )
+        if self.bot.user is not None:
+            # On the case, so `/audit case` readers and the audit log know it was never seen.
+            await self.bot.audit.record_action(
+                message.guild.id,
+                case_number,
+                action="alert_not_posted",
+                actor_id=self.bot.user.id,
+                outcome=f"mod-log {channel.id}: {second}",
+            )
+
+
+def plain_alert(message: discord.Message, outcome: ScanOutcome, deleted: str | None) -> str:
+    """The alert as one short text (no embed, no buttons), for when the embed is refused."""
+    verdict = outcome.verdict
+    p = verdict.spoofed_probability if verdict is not None else None
+    score = "—" if p is None else f"{p:.0%}"
+    text = (
+        f"⚠️ Possible deepfake — case #{outcome.record.case_number}, {score} spoofed, "
+        f"by <@{message.author.id}> in <#{message.channel.id}>: {message.jump_url}\n"
+        "-# The full alert could not be posted; `/audit case` shows the case."
+    )
+    return text + (f"\n{deleted}" if deleted else "")
 
 
 def alert_embed(
@@ -153,4 +196,5 @@ def alert_embed(
     if deleted:
         embed.add_field(name="Actions", value=deleted, inline=False)
     embed.set_footer(text=f"Case #{record.case_number} · {verdict.provider.value}")
-    return embed
+    # Whatever the file name or label sanitized to (possibly nothing), the embed is sendable.
+    return fit_embed(embed)
