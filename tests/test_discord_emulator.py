@@ -131,6 +131,30 @@ async def test_reply_with_embed_and_no_mentions_is_recorded(emulator: DiscordEmu
     assert reply.type == 19 and reply.author.id == emulator.bot_user.id
 
 
+@pytest.mark.parametrize("delete_first", [False, True])
+async def test_first_followup_after_a_public_defer_ignores_the_ephemeral_flag(
+    emulator: DiscordEmulator, delete_first: bool
+) -> None:
+    """Fails if the first follow-up after a public defer can turn private (Discord ignores it)."""
+    bot = make_bot()
+
+    @bot.tree.command(name="ask", description="Ask")
+    async def ask(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        if delete_first:
+            await interaction.delete_original_response()
+        await interaction.followup.send("private?", ephemeral=True)
+
+    async with emulator.run(bot):
+        await bot.tree.sync()
+        ix = await emulator.invoke_slash(emulator.text_channel, emulator.member, "ask", {})
+        reply = await ix.wait_for_reply()
+
+    # Filling in the public "thinking…" message keeps it public; a new message may be private.
+    assert reply.ephemeral is delete_first
+    assert (reply.id == ix.original_id) is not delete_first
+
+
 async def test_slash_command_with_attachment_defers_then_follows_up_ephemerally(
     emulator: DiscordEmulator,
 ) -> None:

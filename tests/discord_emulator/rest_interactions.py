@@ -96,8 +96,18 @@ class InteractionRoutes:
         if error is not None:
             raise ApiError.body_error(400, error)
         original = handle.original
-        if handle.callback_type == DEFERRED_MESSAGE and original is not None and original.loading:
-            # The first follow-up after a defer replaces the "thinking…" message.
+        if (
+            handle.callback_type == DEFERRED_MESSAGE
+            and original is not None
+            and original.loading
+            and not original.deleted
+        ):
+            # The first follow-up after a defer replaces the "thinking…" message, and "the
+            # ephemeral flag will be ignored, and the value you provided in the initial defer
+            # response will be preserved" (docs: interactions/receiving-and-responding.mdx,
+            # "Create Followup Message"). Once that message is deleted there is nothing to
+            # fill in: the follow-up is a new message with its own flags (an assumption: the
+            # docs say nothing of this order).
             keep = original.flags & MESSAGE_FLAG_EPHEMERAL
             flags = (
                 int(body.get("flags") or 0) & ~(MESSAGE_FLAG_EPHEMERAL | MESSAGE_FLAG_LOADING)
