@@ -508,3 +508,48 @@ async def test_cdn_answers_plain_and_ranged_downloads_alike(emulator: DiscordEmu
     assert plain_headers["ETag"] == ranged_headers["ETag"]
     assert plain_headers["Last-Modified"] == ranged_headers["Last-Modified"]
     assert emulator.downloads(voice) == 2
+
+
+async def test_a_late_first_response_is_refused_by_default(emulator: DiscordEmulator) -> None:
+    """Fails if the emulator accepts a first response after Discord's 3 s (10062), by default."""
+    bot = make_bot()
+    errors: list[discord.HTTPException] = []
+    assert emulator.interaction_ack_deadline == 3.0
+    emulator.interaction_ack_deadline = 0.2  # the same rule, without waiting 3 s
+
+    @bot.tree.command(name="slow", description="Answers late")
+    async def slow(interaction: discord.Interaction) -> None:
+        await asyncio.sleep(0.3)
+        try:
+            await interaction.response.send_message("late")
+        except discord.HTTPException as exc:
+            errors.append(exc)
+
+    async with emulator.run(bot):
+        await bot.tree.sync()
+        await emulator.invoke_slash(emulator.text_channel, emulator.member, "slow", {})
+        await emulator.wait_for(lambda: errors)
+    assert errors[0].code == 10062
+
+
+async def test_the_token_expires_after_its_lifetime(emulator: DiscordEmulator) -> None:
+    """Fails if follow-ups still work after the token's life (Discord: 15 min, then 50027)."""
+    bot = make_bot()
+    errors: list[discord.HTTPException] = []
+    assert emulator.interaction_token_lifetime == 15 * 60
+    emulator.interaction_token_lifetime = 0.2
+
+    @bot.tree.command(name="slow", description="Follows up late")
+    async def slow(interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        await asyncio.sleep(0.3)
+        try:
+            await interaction.followup.send("late")
+        except discord.HTTPException as exc:
+            errors.append(exc)
+
+    async with emulator.run(bot):
+        await bot.tree.sync()
+        await emulator.invoke_slash(emulator.text_channel, emulator.member, "slow", {})
+        await emulator.wait_for(lambda: errors)
+    assert (errors[0].status, errors[0].code) == (401, 50027)

@@ -275,12 +275,27 @@ class DiscordEmulator(UserActionsMixin, ObservationMixin):
 
     @property
     def interaction_ack_deadline(self) -> float | None:
-        """Seconds an interaction stays answerable (Discord: 3). None (default) = no deadline."""
+        """Seconds an interaction stays answerable (Discord's 3 by default). None = no deadline.
+
+        Past it the callback is refused (10062 Unknown interaction) and the token is dead.
+        """
         return self.backend.interaction_ack_deadline
 
     @interaction_ack_deadline.setter
     def interaction_ack_deadline(self, seconds: float | None) -> None:
         self.backend.interaction_ack_deadline = seconds
+
+    @property
+    def interaction_token_lifetime(self) -> float:
+        """Seconds the interaction webhook (follow-ups, @original) works: Discord's 15 minutes.
+
+        Past it every webhook call answers 401 50027 "Invalid Webhook Token".
+        """
+        return self.backend.interaction_token_lifetime
+
+    @interaction_token_lifetime.setter
+    def interaction_token_lifetime(self, seconds: float) -> None:
+        self.backend.interaction_token_lifetime = seconds
 
     # ------------------------------------------------------------ faults, gateway
 

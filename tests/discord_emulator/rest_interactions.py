@@ -234,6 +234,11 @@ class InteractionRoutes:
             raise unknown("Webhook")
         if not handle.acknowledged:
             raise unknown("Webhook")
+        # "Interaction tokens are valid for 15 minutes" (docs: interactions/
+        # receiving-and-responding.mdx); Discord then answers 50027 "Invalid Webhook Token"
+        # (docs: topics/opcodes-and-status-codes.mdx, with the 401 of an invalid token).
+        if time.monotonic() - handle.created_at > self.b.interaction_token_lifetime:
+            raise ApiError(401, 50027, "Invalid Webhook Token")
         return handle
 
     def _target(self, request: web.Request, handle: InteractionHandle) -> Message:
