@@ -86,6 +86,9 @@ class DiscordEmulator(UserActionsMixin, ObservationMixin):
         self.gateway_url = ""
         self._runner: web.AppRunner | None = None
         self._patch: DiscordPatch | None = None
+        #: Set by a test that sends Discord a bad body on purpose; otherwise the fixture fails
+        #: any test during which the emulator refused a body (see ``refusals``).
+        self.refusals_expected = False
         # Handles the default fixture fills in (see fixtures.py).
         self.guild: Guild
         self.text_channel: Channel
@@ -284,6 +287,11 @@ class DiscordEmulator(UserActionsMixin, ObservationMixin):
     @interaction_ack_deadline.setter
     def interaction_ack_deadline(self, seconds: float | None) -> None:
         self.backend.interaction_ack_deadline = seconds
+
+    @property
+    def refusals(self) -> list[dict[str, Any]]:
+        """Every body refused as Discord would (400 50035 and the like), with its route."""
+        return self.backend.refusals
 
     @property
     def interaction_token_lifetime(self) -> float:

@@ -285,6 +285,8 @@ class Backend:
     #: interactions/receiving-and-responding.mdx, "Responding to an Interaction").
     interaction_ack_deadline: float | None = 3.0
     interaction_token_lifetime: float = 15 * 60
+    #: Bodies refused by validation.py (each Discord's 400 body plus the route).
+    refusals: list[JSON] = field(default_factory=list)
     closed_dms: set[int] = field(default_factory=set)
 
     def body(self, request: web.Request) -> JSON:

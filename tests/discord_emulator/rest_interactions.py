@@ -26,7 +26,7 @@ from .interactions import (
 from .models import Message
 from .rest_app import ApiError, Backend, json_response, no_content, unknown
 from .rest_messages import MessageRoutes
-from .validation import validate_message
+from .validation import enforce, validate_message
 
 JSON = dict[str, Any]
 CHAT_INPUT_COMMAND_MESSAGE, CONTEXT_MENU_COMMAND_MESSAGE = 20, 23
@@ -65,9 +65,11 @@ class InteractionRoutes:
         data: JSON = body.get("data") or {}
         files = self.b.files(request)
         if kind in (CHANNEL_MESSAGE, UPDATE_MESSAGE):
-            error = validate_message(data, has_files=bool(files), partial=kind == UPDATE_MESSAGE)
-            if error is not None:
-                raise ApiError.body_error(400, error)
+            enforce(
+                self.b.refusals,
+                request.path,
+                validate_message(data, has_files=bool(files), partial=kind == UPDATE_MESSAGE),
+            )
         if kind in (DEFERRED_UPDATE, UPDATE_MESSAGE) and handle.source_message_id is None:
             raise ApiError(400, 40004, "Interaction response type not valid for this interaction")
         handle.callback_type, handle.callback_data = kind, data
@@ -92,9 +94,7 @@ class InteractionRoutes:
     async def create_followup(self, request: web.Request) -> web.Response:
         handle = self._handle(request)
         body, files = self.b.body(request), self.b.files(request)
-        error = validate_message(body, has_files=bool(files))
-        if error is not None:
-            raise ApiError.body_error(400, error)
+        enforce(self.b.refusals, request.path, validate_message(body, has_files=bool(files)))
         original = handle.original
         if (
             handle.callback_type == DEFERRED_MESSAGE
@@ -137,9 +137,11 @@ class InteractionRoutes:
         handle = self._handle(request)
         message = self._target(request, handle)
         body, files = self.b.body(request), self.b.files(request)
-        error = validate_message(body, has_files=bool(files), partial=True)
-        if error is not None:
-            raise ApiError.body_error(400, error)
+        enforce(
+            self.b.refusals,
+            request.path,
+            validate_message(body, has_files=bool(files), partial=True),
+        )
         message.flags &= ~MESSAGE_FLAG_LOADING
         messaging.edit_message(self.world, message, body, files=files)
         message.attachments.extend(
