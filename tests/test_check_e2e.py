@@ -5,6 +5,7 @@ The real bot against the Discord emulator and the Resemble stand-in, real ffmpeg
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,22 @@ async def test_context_menu_answer_after_the_token_expired_is_a_dm(
 
 def _delivered(followups: list[Message], dm: Channel, emu: DiscordEmulator) -> int:
     return sum(len(m.embeds) for m in [*followups, *emu.bot_messages(dm)])
+
+
+async def test_answer_skips_the_token_once_it_is_about_to_expire(
+    spoofwatch: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if the bot keeps using a token it knows is expiring (a follow-up that may be lost)."""
+    emu = spoofwatch.emu
+    # The module the running bot loaded (discord.py re-imports an extension's modules).
+    delivery = importlib.import_module("cogs.check._delivery")
+    monkeypatch.setattr(delivery, "TOKEN_LIFETIME_S", 0.5)
+    monkeypatch.setattr(delivery, "TOKEN_MARGIN_S", 0.0)
+    spoofwatch.resemble.processing_s = 1.0
+    upload = emu.attachment(wav(tmp_path, 1), "clip.wav", "audio/wav")
+    ix = await emu.invoke_slash(emu.text_channel, emu.member, "check", {"file": upload})
+    late = await emu.wait_for_message(
+        emu.dm_channel(emu.member), predicate=lambda m: bool(m.embeds)
+    )
+    assert _footers(late) == ["Case #1 · Resemble AI"]
+    assert emu.requests_to("POST", f"/webhooks/*/{ix.token}") == []

@@ -15,7 +15,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from tests.discord_emulator import DiscordEmulator
-from tests.discord_emulator.validation import validate_commands, validate_message
+from tests.discord_emulator.validation import (
+    validate_callback,
+    validate_commands,
+    validate_message,
+)
 
 JSON = dict[str, Any]
 
@@ -237,3 +241,27 @@ async def test_a_command_sync_discord_refuses_raises(emulator: DiscordEmulator) 
             await bot.http.bulk_upsert_global_commands(emulator.application_id, [payload])
     assert raised.value.code == 50035
     emulator.refusals_expected = True
+
+
+@pytest.mark.parametrize(
+    ("case", "body"),
+    [
+        ("unknown type", {"type": 3}),
+        ("defer with a flag besides ephemeral", {"type": 5, "data": {"flags": 64 | 4}}),
+        ("reply with a flag a bot cannot set", {"type": 4, "data": {"flags": 1 << 7}}),
+    ],
+)
+def test_a_callback_discord_refuses_is_refused(case: str, body: JSON) -> None:
+    """Fails if the emulator accepts an interaction callback type or flag Discord refuses."""
+    error = validate_callback(body)
+    assert error is not None and error["code"] == 50035, case
+
+
+def test_the_callbacks_a_bot_sends_are_accepted() -> None:
+    """Fails if a private defer, a private reply or a component update is refused."""
+    for body in (
+        {"type": 5, "data": {"flags": 64}},
+        {"type": 4, "data": {"flags": 64}},
+        {"type": 7},
+    ):
+        assert validate_callback(body) is None, body

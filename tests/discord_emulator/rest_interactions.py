@@ -26,7 +26,7 @@ from .interactions import (
 from .models import Message
 from .rest_app import ApiError, Backend, json_response, no_content, unknown
 from .rest_messages import MessageRoutes
-from .validation import enforce, validate_message
+from .validation import enforce, validate_callback, validate_message
 
 JSON = dict[str, Any]
 CHAT_INPUT_COMMAND_MESSAGE, CONTEXT_MENU_COMMAND_MESSAGE = 20, 23
@@ -61,6 +61,7 @@ class InteractionRoutes:
         if handle.acknowledged:
             raise ApiError(400, 40060, "Interaction has already been acknowledged.")
         body = self.b.body(request)
+        enforce(self.b.refusals, request.path, validate_callback(body))
         kind = int(body.get("type", 0))
         data: JSON = body.get("data") or {}
         files = self.b.files(request)

@@ -143,6 +143,32 @@ def _validate_embed(errors: FormErrors, path: list[str | int], embed: JSON) -> i
     return size
 
 
+#: docs: interactions/receiving-and-responding.mdx, "Interaction Callback Type".
+_CALLBACK_TYPES = frozenset({1, 4, 5, 6, 7, 8, 9, 10, 12})
+#: Same page, "Messages": only SUPPRESS_EMBEDS, EPHEMERAL, IS_COMPONENTS_V2, IS_VOICE_MESSAGE and
+#: SUPPRESS_NOTIFICATIONS can be set; after a DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE only EPHEMERAL.
+_RESPONSE_FLAGS = (1 << 2) | (1 << 6) | (1 << 15) | (1 << 13) | (1 << 12)
+_DEFER_FLAGS = 1 << 6
+
+
+def validate_callback(body: JSON) -> JSON | None:
+    """The callback's own rules (type, flags); its message data goes to ``validate_message``.
+
+    spec: schemas/CreateMessageInteractionCallbackRequest and its siblings.
+    """
+    errors = FormErrors()
+    kind = body.get("type")
+    if kind not in _CALLBACK_TYPES:
+        errors.add(
+            ["type"], "BASE_TYPE_CHOICES", f"Value must be one of {sorted(_CALLBACK_TYPES)}."
+        )
+    flags = int((body.get("data") or {}).get("flags") or 0)
+    allowed = _DEFER_FLAGS if kind == 5 else _RESPONSE_FLAGS
+    if flags & ~allowed:
+        errors.add(["data", "flags"], "MESSAGE_FLAGS_INVALID", "Invalid flags")
+    return errors.body() if errors.errors else None
+
+
 #: Select menus: string, user, role, mentionable, channel (docs: components/reference.mdx).
 _SELECTS = frozenset({3, 5, 6, 7, 8})
 _LINK, _PREMIUM = 5, 6
