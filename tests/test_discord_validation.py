@@ -15,11 +15,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from tests.discord_emulator import DiscordEmulator
-from tests.discord_emulator.validation import (
-    validate_callback,
-    validate_commands,
-    validate_message,
-)
+from tests.discord_emulator.validation import validate_callback, validate_message
+from tests.discord_emulator.validation_commands import validate_commands
 
 JSON = dict[str, Any]
 

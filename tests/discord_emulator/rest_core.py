@@ -12,7 +12,8 @@ from .bits import Permission
 from .models import CommandSync
 from .permissions import base_permissions, can_moderate
 from .rest_app import ApiError, Backend, json_response, missing_access, missing_permissions, unknown
-from .validation import enforce, validate_commands
+from .validation import enforce
+from .validation_commands import validate_commands
 
 JSON = dict[str, Any]
 MAX_TIMEOUT = timedelta(days=28)
