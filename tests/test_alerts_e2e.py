@@ -313,6 +313,8 @@ async def test_refused_alert_is_posted_again_as_plain_text(
     [alert] = emu.bot_messages(modlog)
     assert "case #1" in alert.content and str(message.id) in alert.content
     assert "embeds.0.fields.2.value: This field is required" in caplog.text
+    # Only the embed was refused: the moderators keep their buttons.
+    assert "Confirm" in str(alert.components)
 
 
 async def test_alert_that_cannot_be_posted_is_recorded_on_the_case(
@@ -329,3 +331,21 @@ async def test_alert_that_cannot_be_posted_is_recorded_on_the_case(
     events = await spoofwatch.bot.audit.case_events(emu.guild.id, 1)
     assert [e.action for e in events] == ["alert_not_posted"]
     assert "This field is required" in events[0].reason
+
+
+async def test_alert_for_a_vanished_modlog_is_recorded_on_the_case(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if an alert whose mod-log channel no longer exists leaves no trace on the case."""
+    emu = spoofwatch.emu
+    config = await spoofwatch.bot.guild_configs.get(emu.guild.id)
+    vanished = config.model_copy(update={"modlog_channel_id": 1_100_000_000_000_000_000})
+    await spoofwatch.bot.guild_configs.save(emu.guild.id, vanished)
+    path = wav(tmp_path, 1)
+    spoofwatch.resemble.script_result(path, metrics=FAKE)
+    await spoofwatch.reply_to(await spoofwatch.post(path))
+    await listeners_done(spoofwatch)
+    events = await spoofwatch.bot.audit.case_events(emu.guild.id, 1)
+    assert [(e.action, e.reason) for e in events] == [
+        ("alert_not_posted", "the mod-log channel is gone")
+    ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -103,39 +105,39 @@ class Alerts(commands.Cog):
         if config.modlog_channel_id is None:
             return
         channel = message.guild.get_channel(config.modlog_channel_id)
+        case_number = outcome.record.case_number
         if not isinstance(channel, discord.TextChannel | discord.Thread):
             log.warning(
                 "mod-log channel %s of guild %s is gone", config.modlog_channel_id, message.guild.id
             )
+            await self._not_posted(message.guild.id, case_number, "the mod-log channel is gone")
             return
-        case_number = outcome.record.case_number
-        try:
-            await channel.send(
-                embed=alert_embed(message, outcome, deleted),
-                view=alert_view(case_number),
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
+        view = alert_view(case_number)
+        first = await _post(
+            channel,
+            embed=alert_embed(message, outcome, deleted),
+            view=view,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        if first is None:
             return
-        except discord.HTTPException as exc:
-            # discord.py has already retried 429s and 5xx; what is left is a refusal.
-            first = describe_http_error(exc)
         log.error(
-            "alert for case %s/#%s refused by Discord in %s (%s); posting a plain alert",
+            "alert for case %s/#%s not posted in %s (%s); posting a plain alert",
             message.guild.id,
             case_number,
             channel.id,
             first,
         )
         # A lost alert is lost moderation: a second, plain-text try carries what a moderator
-        # needs (case, link, score) with nothing that could be refused but the channel itself.
-        try:
-            await channel.send(
-                plain_alert(message, outcome, deleted),
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
+        # needs (case, link, score), with the buttons unless they were what Discord refused.
+        second = await _post(
+            channel,
+            content=plain_alert(message, outcome, deleted),
+            view=discord.utils.MISSING if "components" in first else view,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        if second is None:
             return
-        except discord.HTTPException as exc:
-            second = describe_http_error(exc)
         log.error(
             "alert for case %s/#%s could not be posted in %s: %s; then %s",
             message.guild.id,
@@ -144,15 +146,30 @@ class Alerts(commands.Cog):
             first,
             second,
         )
+        await self._not_posted(message.guild.id, case_number, f"mod-log {channel.id}: {second}")
+
+    async def _not_posted(self, guild_id: int, case_number: int, why: str) -> None:
+        """Record on the case that its alert never reached the mod-log (`/audit` shows events)."""
         if self.bot.user is not None:
-            # On the case, so `/audit case` readers and the audit log know it was never seen.
             await self.bot.audit.record_action(
-                message.guild.id,
+                guild_id,
                 case_number,
                 action="alert_not_posted",
                 actor_id=self.bot.user.id,
-                outcome=f"mod-log {channel.id}: {second}",
+                outcome=why,
             )
+
+
+async def _post(channel: discord.TextChannel | discord.Thread, **message: Any) -> str | None:
+    """Send; None when it was posted, else what went wrong (for the log and the case)."""
+    try:
+        await channel.send(**message)
+    except discord.HTTPException as exc:
+        # discord.py has already retried 429s and 5xx; what is left is a refusal or an outage.
+        return describe_http_error(exc)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def plain_alert(message: discord.Message, outcome: ScanOutcome, deleted: str | None) -> str:
