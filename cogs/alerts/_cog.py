@@ -133,7 +133,7 @@ class Alerts(commands.Cog):
         second = await _post(
             channel,
             content=plain_alert(message, outcome, deleted),
-            view=discord.utils.MISSING if "components" in first else view,
+            view=None if "components" in first else view,
             allowed_mentions=discord.AllowedMentions.none(),
         )
         if second is None:
@@ -149,7 +149,7 @@ class Alerts(commands.Cog):
         await self._not_posted(message.guild.id, case_number, f"mod-log {channel.id}: {second}")
 
     async def _not_posted(self, guild_id: int, case_number: int, why: str) -> None:
-        """Record on the case that its alert never reached the mod-log (`/audit` shows events)."""
+        """Record among the case's events that its alert never reached the mod-log."""
         if self.bot.user is not None:
             await self.bot.audit.record_action(
                 guild_id,
@@ -173,7 +173,7 @@ async def _post(channel: discord.TextChannel | discord.Thread, **message: Any) -
 
 
 def plain_alert(message: discord.Message, outcome: ScanOutcome, deleted: str | None) -> str:
-    """The alert as one short text (no embed, no buttons), for when the embed is refused."""
+    """The alert as one short text, for when Discord refused the embed."""
     verdict = outcome.verdict
     p = verdict.spoofed_probability if verdict is not None else None
     score = "—" if p is None else f"{p:.0%}"
