@@ -349,3 +349,24 @@ async def test_alert_for_a_vanished_modlog_is_recorded_on_the_case(
     assert [(e.action, e.reason) for e in events] == [
         ("alert_not_posted", "the mod-log channel is gone")
     ]
+
+
+async def test_refused_buttons_are_left_out_of_the_retry(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if the plain retry resends the buttons Discord just refused (it would fail again)."""
+    emu = spoofwatch.emu
+    modlog = await _modlog(spoofwatch)
+    error = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 80 or fewer."}]}
+    body = {
+        "code": 50035,
+        "message": "Invalid Form Body",
+        "errors": {"components": {"0": {"components": {"0": {"label": error}}}}},
+    }
+    emu.fail_next("POST", f"/channels/{modlog.id}/messages", 400, json=body)
+    path = wav(tmp_path, 1)
+    spoofwatch.resemble.script_result(path, metrics=FAKE)
+    await spoofwatch.reply_to(await spoofwatch.post(path))
+    await listeners_done(spoofwatch)
+    [alert] = emu.bot_messages(modlog)
+    assert "case #1" in alert.content and alert.components == []
