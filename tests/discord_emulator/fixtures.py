@@ -6,6 +6,9 @@ Imported by ``tests/conftest.py``. The default scene, available as attributes of
   "general" and ``emu.voice_channel`` "Lounge"; ``emu.thread`` "general-thread" under general;
 - ``emu.member`` (plain), ``emu.moderator`` (Manage Messages, Moderate Members), ``emu.admin``
   (also Manage Guild, Manage Channels); ``emu.bot_user`` is the bot.
+
+A test during which the emulator refused a body as Discord would (``emu.refusals``, see
+validation.py) fails at teardown, unless it set ``emu.refusals_expected``.
 """
 
 from __future__ import annotations
