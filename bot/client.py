@@ -103,11 +103,29 @@ async def reply_privately(interaction: discord.Interaction[Spoofwatch], text: st
     """Answer an interaction ephemerally whether or not it was deferred."""
     try:
         if interaction.response.is_done():
+            await _clear_public_thinking(interaction)
             await interaction.followup.send(text, ephemeral=True)
         else:
             await interaction.response.send_message(text, ephemeral=True)
     except discord.HTTPException:
         log.warning("could not answer interaction %s", interaction.id, exc_info=True)
+
+
+async def _clear_public_thinking(interaction: discord.Interaction[Spoofwatch]) -> None:
+    """Delete a public defer's "thinking…" message, so that a private answer can follow.
+
+    The first follow-up after a public defer fills in that message and Discord ignores its
+    ephemeral flag (docs: interactions/receiving-and-responding.mdx, "Create Followup
+    Message"): without this an error meant for one member is shown to the whole channel.
+    """
+    if interaction.response.type is not discord.InteractionResponseType.deferred_channel_message:
+        return
+    try:
+        original = await interaction.original_response()
+        if original.flags.loading and not original.flags.ephemeral:
+            await interaction.delete_original_response()
+    except discord.HTTPException:
+        log.info("could not clear the deferred answer of interaction %s", interaction.id)
 
 
 class Spoofwatch(commands.Bot):

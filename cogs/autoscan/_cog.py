@@ -32,7 +32,7 @@ from bot.attachments import Candidate, guild_provider, media_candidates, scan_li
 from bot.client import Spoofwatch
 from bot.errors import ScanInProgress
 from bot.guild_config import GuildConfig
-from bot.replies import outcome_embeds
+from bot.replies import describe_http_error, outcome_embeds, reply_target_gone
 from bot.scanning import ScanLimits, ScanOutcome, ScanRequest
 from bot.storage import ScanRecord, Trigger
 from bot.verdict import Label, ProviderName
@@ -47,8 +47,6 @@ from cogs.autoscan._scope import channel_in_scope, configured, from_a_person
 
 log = logging.getLogger(__name__)
 
-#: Discord's "Unknown Message" / invalid reply target: the message was deleted meanwhile.
-_GONE_CODES = {10003, 10008, 50035}
 #: How far after a message a restarted bot looks for its own unrecorded reply (one request).
 _REPLY_SEARCH_LIMIT = 100
 #: Messages remembered as queued from the gateway, for the next catch-up to leave alone.
@@ -405,8 +403,9 @@ class AutoScan(commands.Cog):
                 [o.record.case_number for o in outcomes],
             )
         except discord.HTTPException as exc:
-            if exc.code in _GONE_CODES or exc.status == 404:
+            if reply_target_gone(exc):
                 log.info("message %s was deleted before its verdict; no reply", message.id)
             else:
-                log.warning("reply to message %s failed: %s", message.id, exc)
+                # Any other 400 is a body Discord refused: say which fields, it is a bug.
+                log.error("reply to message %s refused: %s", message.id, describe_http_error(exc))
         return None

@@ -86,6 +86,9 @@ class DiscordEmulator(UserActionsMixin, ObservationMixin):
         self.gateway_url = ""
         self._runner: web.AppRunner | None = None
         self._patch: DiscordPatch | None = None
+        #: Set by a test that sends Discord a bad body on purpose; otherwise the fixture fails
+        #: any test during which the emulator refused a body (see ``refusals``).
+        self.refusals_expected = False
         # Handles the default fixture fills in (see fixtures.py).
         self.guild: Guild
         self.text_channel: Channel
@@ -275,12 +278,32 @@ class DiscordEmulator(UserActionsMixin, ObservationMixin):
 
     @property
     def interaction_ack_deadline(self) -> float | None:
-        """Seconds an interaction stays answerable (Discord: 3). None (default) = no deadline."""
+        """Seconds an interaction stays answerable (Discord's 3 by default). None = no deadline.
+
+        Past it the callback is refused (10062 Unknown interaction) and the token is dead.
+        """
         return self.backend.interaction_ack_deadline
 
     @interaction_ack_deadline.setter
     def interaction_ack_deadline(self, seconds: float | None) -> None:
         self.backend.interaction_ack_deadline = seconds
+
+    @property
+    def refusals(self) -> list[dict[str, Any]]:
+        """Every body refused as Discord would (400 50035 and the like), with its route."""
+        return self.backend.refusals
+
+    @property
+    def interaction_token_lifetime(self) -> float:
+        """Seconds the interaction webhook (follow-ups, @original) works: Discord's 15 minutes.
+
+        Past it every webhook call answers 401 50027 "Invalid Webhook Token".
+        """
+        return self.backend.interaction_token_lifetime
+
+    @interaction_token_lifetime.setter
+    def interaction_token_lifetime(self, seconds: float) -> None:
+        self.backend.interaction_token_lifetime = seconds
 
     # ------------------------------------------------------------ faults, gateway
 
