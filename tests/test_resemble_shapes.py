@@ -10,20 +10,26 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from pydantic import SecretStr
 
 from bot.detectors import SubmitOptions
 from bot.detectors.resemble import (
     DetectItem,
     JobState,
     ReportState,
+    ResembleClient,
     job_state,
     normalize_item,
     report_state,
 )
 from bot.errors import ProviderAuthError
 from bot.verdict import Label
+from tests.conftest import FAST_POLL, FAST_RETRY
 from tests.standins import ResembleStandIn, metrics, video_metrics
+from tests.standins import resemble as resemble_module
 from tests.standins.resemble import VENDOR_SHAPES
 
 #: The docs' synchronous create example (/detect/create, "Audio File Response"): finished,
@@ -318,6 +324,37 @@ async def test_intelligence_that_never_arrives_does_not_hold_the_verdict(
     verdict = submission.verdict or await client.wait(submission.job_id)
     assert verdict.label is Label.BONAFIDE
     assert verdict.transcript is None
+
+
+class _FailsOnceDone(ResembleStandIn):
+    """Status reads fail (503) once a detect was seen finished: an outage while only the
+    transcript is still awaited."""
+
+    async def _status(self, request: web.Request) -> web.StreamResponse:
+        if any(job.done_polls for job in self.jobs.values()):
+            return self._error(503, "Service temporarily unavailable")
+        return await super()._status(request)
+
+
+async def test_an_outage_while_awaiting_intelligence_keeps_the_verdict(
+    http_session: aiohttp.ClientSession, make_wav_upload
+) -> None:
+    """Fails if failed status reads during the wait for a late transcript cost the verdict
+    that was already in hand."""
+    async with _FailsOnceDone(intelligence_polls=10**9) as standin:
+        client = ResembleClient(
+            http_session,
+            api_key=SecretStr(resemble_module.API_KEY),
+            base_url=standin.url,
+            retry=FAST_RETRY,
+            poll=FAST_POLL,
+            request_timeout_s=5.0,
+        )
+        submission = await client.submit(make_wav_upload(), SubmitOptions(transcript=True))
+        verdict = await client.wait(submission.job_id)
+    assert verdict.label is Label.BONAFIDE
+    assert verdict.transcript is None
+    assert standin.status_polls > 1
 
 
 async def test_prose_intelligence_is_not_a_transcript(

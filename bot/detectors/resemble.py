@@ -38,6 +38,7 @@ from bot.detectors._resemble_items import (
 from bot.detectors._upload import FilePart
 from bot.errors import (
     ProviderAuthError,
+    ProviderError,
     ProviderJobFailed,
     ProviderProtocolError,
     ProviderRejected,
@@ -332,6 +333,9 @@ class ResembleClient:
                     item = await self._get(url)
         except TimeoutError:
             pass
+        except ProviderError as exc:
+            # The detect's answer is already in hand; a failed read costs only the transcript.
+            log.warning("Resemble detect %s: gave up waiting for its transcript: %s", job_id, exc)
         if transcript_of(item.intelligence) is None:
             log.info(
                 "Resemble detect %s: no transcript available (intelligence %s)",
