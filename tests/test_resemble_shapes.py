@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from bot.detectors import SubmitOptions
 from bot.detectors.resemble import (
+    DetectEnvelope,
     DetectItem,
     JobState,
     ReportState,
@@ -133,6 +134,23 @@ def test_docs_asynchronous_example_is_running() -> None:
     item = DetectItem.model_validate(DOCS_ASYNC_CREATE)
     assert job_state(item) is JobState.RUNNING
     assert report_state(item.intelligence) is ReportState.PENDING
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"success": True, "item": DOCS_ASYNC_CREATE, "message": {"detail": "queued"}},
+        {"item": DOCS_ASYNC_CREATE},
+        {"success": True, "item": {**DOCS_ASYNC_CREATE, "status": None, "watermark": None}},
+    ],
+    ids=["object-message", "no-success", "null-status-and-extras"],
+)
+def test_envelopes_parse_leniently(envelope: dict[str, Any]) -> None:
+    """Fails if an envelope whose optional parts are missing, null or of another type is
+    refused instead of read for its item."""
+    parsed = DetectEnvelope.model_validate(envelope)
+    assert parsed.item is not None
+    assert parsed.item.uuid == "DETECTION_UUID"
 
 
 # --- which metrics count ------------------------------------------------------------------

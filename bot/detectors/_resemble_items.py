@@ -77,8 +77,8 @@ class DetectItem(_Wire):
 class DetectEnvelope(_Wire):
     success: bool | None = None
     item: DetectItem | None = None
-    message: str | None = None
-    #: Usually text; an object is tolerated (and then not quoted).
+    #: Usually text; anything else is tolerated (and then not quoted), like `error`.
+    message: Any = None
     error: Any = None
 
 

@@ -353,8 +353,9 @@ class ResembleClient:
     def _item(self, envelope: DetectEnvelope, *, what: str, rejected: bool) -> DetectItem:
         """The item of a 2xx answer, which may still say `success: false` (the SDK's habit)."""
         if envelope.success is False:
-            error = envelope.error if isinstance(envelope.error, str) else None
-            said = self._http.redact(envelope.message or error or "no reason given")
+            texts = (envelope.message, envelope.error)
+            said = next((text for text in texts if isinstance(text, str) and text), None)
+            said = self._http.redact(said or "no reason given")
             message = f"Resemble refused the {what}: {said}"
             if rejected:
                 raise ProviderRejected(PROVIDER, message)
