@@ -260,6 +260,7 @@ class AutoScan(commands.Cog):
                 message,
                 self.bot,
                 delay_s=max(0.0, self.bot.settings.search_mark_delay_s - waited),
+                busy=lambda: self.bot.pacing.channel_busy(message.channel.id),
             )
         try:
             outcomes = await self._scan_each(message, candidates, config)
@@ -399,11 +400,13 @@ class AutoScan(commands.Cog):
     ) -> discord.Message | None:
         embeds = outcome_embeds(outcomes, show_transcript=config.show_transcripts)
         try:
-            return await message.reply(
-                embeds=embeds,
-                mention_author=False,
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
+            # When replies queue on the channel's message bucket, the oldest message first.
+            with self.bot.pacing.priority(message.id):
+                return await message.reply(
+                    embeds=embeds,
+                    mention_author=False,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
         except discord.Forbidden:
             log.warning(
                 "cannot reply in channel %s of guild %s (missing permission); cases %s recorded",
