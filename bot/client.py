@@ -14,6 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 import cogs
+from bot.discord_pacing import DiscordPacing
 from bot.errors import LimitReached, SpoofwatchError
 from bot.guild_config import GuildConfig
 from bot.limits import Cooldown
@@ -135,7 +136,10 @@ class Spoofwatch(commands.Bot):
         # Spoofwatch never joins voice channels; discord.py's voice-library warnings are noise.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
+        #: Every request to Discord goes through it: no 429s from the bot's own traffic.
+        self.pacing = DiscordPacing()
         super().__init__(
+            http_trace=self.pacing.trace_config(),
             command_prefix=commands.when_mentioned,
             intents=intents(),
             help_command=None,
@@ -143,6 +147,7 @@ class Spoofwatch(commands.Bot):
             tree_cls=SpoofwatchTree,
             max_messages=1000,
         )
+        self.pacing.install(self.http)
         self.runtime = runtime
         self.settings = runtime.settings
         self.http_session = runtime.http_session

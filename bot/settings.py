@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         ge=0,
         validation_alias=AliasChoices("SPOOFWATCH_CATCH_UP_HOURS", "catch_up_hours"),
     )
+    search_mark_delay_s: float = Field(
+        default=1.5,
+        ge=0,
+        le=60,
+        validation_alias=AliasChoices("SPOOFWATCH_SEARCH_MARK_DELAY_S", "search_mark_delay_s"),
+    )
     temp_dir: Path | None = Field(
         default=None, validation_alias=AliasChoices("SPOOFWATCH_TEMP_DIR", "temp_dir")
     )

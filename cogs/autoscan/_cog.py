@@ -1,4 +1,4 @@
-"""Watch guild channels; scan media in a worker, react 🔍 meanwhile, reply once per message.
+"""Watch guild channels; scan media in a worker, 🔍 on slow scans, reply once per message.
 
 Durability across restarts (SIGKILL included), in three parts:
 
@@ -37,12 +37,7 @@ from bot.scanning import ScanLimits, ScanOutcome, ScanRequest
 from bot.storage import ScanRecord, Trigger
 from bot.verdict import Label, ProviderName
 from cogs.autoscan._catch_up import channels_to_catch_up, unanswered_messages
-from cogs.autoscan._marks import (
-    KeyedLocks,
-    clear_stale_reaction,
-    react,
-    unreact_once_on,
-)
+from cogs.autoscan._marks import KeyedLocks, SearchMark, clear_stale_reaction
 from cogs.autoscan._scope import channel_in_scope, configured, from_a_person
 
 log = logging.getLogger(__name__)
@@ -226,7 +221,10 @@ class AutoScan(commands.Cog):
             message.id,
             message.guild.id,
         )
-        self.bot.scan_pool.submit(lambda: self.scan_message(message, candidates, config))
+        received_at = asyncio.get_running_loop().time()
+        self.bot.scan_pool.submit(
+            lambda: self.scan_message(message, candidates, config, received_at=received_at)
+        )
         if self.bot.settings.catch_up_messages:
             self._remember_live(message.id)
 
@@ -243,24 +241,34 @@ class AutoScan(commands.Cog):
         config: GuildConfig,
         *,
         recovering: bool = False,
+        received_at: float | None = None,
     ) -> None:
         """Scan every candidate of one message and answer with one reply.
 
         `recovering` (catch-up after a restart): most such messages were scanned already,
         so no 🔍 flickers on them; a 🔍 the dead process left behind is removed.
         """
-        # The 🔍 goes on while the scan starts, and comes off while the reply is posted:
-        # neither request stands between the message and its verdict.
-        reaction = None if recovering else asyncio.create_task(react(message))
+        # A 🔍 only for a scan still unanswered after the delay (counted from the gateway
+        # event, so time queued behind other scans counts); it comes off while the reply is
+        # posted: neither request stands between the message and its verdict.
+        mark = None
+        if not recovering:
+            waited = 0.0 if received_at is None else asyncio.get_running_loop().time() - received_at
+            mark = SearchMark(
+                message,
+                self.bot,
+                delay_s=max(0.0, self.bot.settings.search_mark_delay_s - waited),
+                busy=lambda: self.bot.pacing.channel_busy(message.channel.id),
+            )
         try:
             outcomes = await self._scan_each(message, candidates, config)
         except BaseException:
-            if reaction is not None:
-                await unreact_once_on(reaction, message, self.bot)
+            if mark is not None:
+                await mark.take_off()
             raise
         cleanup = []
-        if reaction is not None:
-            cleanup.append(unreact_once_on(reaction, message, self.bot))
+        if mark is not None:
+            cleanup.append(mark.take_off())
         if recovering:
             cleanup.append(clear_stale_reaction(message, self.bot))
         if outcomes is None:
@@ -390,11 +398,13 @@ class AutoScan(commands.Cog):
     ) -> discord.Message | None:
         embeds = outcome_embeds(outcomes, show_transcript=config.show_transcripts)
         try:
-            return await message.reply(
-                embeds=embeds,
-                mention_author=False,
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
+            # When replies queue on the channel's message bucket, the oldest message first.
+            with self.bot.pacing.priority(message.id):
+                return await message.reply(
+                    embeds=embeds,
+                    mention_author=False,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
         except discord.Forbidden:
             log.warning(
                 "cannot reply in channel %s of guild %s (missing permission); cases %s recorded",

@@ -35,6 +35,7 @@ from .gateway import Gateway
 from .interactions import InteractionBuilder
 from .models import Channel, Guild, Member, Role, User
 from .observe import ObservationMixin
+from .ratelimits import RateLimits
 from .rest_app import Backend, FaultRule, RestRecorder, make_fault
 from .rest_core import CoreRoutes
 from .rest_interactions import InteractionRoutes
@@ -71,8 +72,12 @@ class DiscordPatch:
 class DiscordEmulator(UserActionsMixin, ObservationMixin):
     """The emulator façade: world building, user actions, faults, gateway control, observation."""
 
-    def __init__(self, *, app_name: str = "Spoofwatch", host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *, app_name: str = "Spoofwatch", host: str = "127.0.0.1", rate_limits: bool = False
+    ) -> None:
         self.host = host
+        #: Discord's rate limits (see ratelimits.py); ``ratelimits.sent_429s`` counts refusals.
+        self.ratelimits = RateLimits(enabled=rate_limits)
         self.world = World(app_name)
         self._waiter = Waiter()
         self.cdn = Cdn(self.world, self._waiter.notify)
@@ -118,7 +123,10 @@ class DiscordEmulator(UserActionsMixin, ObservationMixin):
 
     async def start(self) -> Self:
         """Listen on an ephemeral 127.0.0.1 port."""
-        app = web.Application(middlewares=[self.recorder.middleware], client_max_size=1024**3)
+        app = web.Application(
+            middlewares=[self.recorder.middleware, self.ratelimits.middleware],
+            client_max_size=1024**3,
+        )
         messages = MessageRoutes(self.backend)
         app.add_routes(CoreRoutes(self.backend).routes())
         app.add_routes(messages.routes())
