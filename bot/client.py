@@ -14,6 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 import cogs
+from bot.discord_pacing import DiscordPacing
 from bot.errors import LimitReached, SpoofwatchError
 from bot.guild_config import GuildConfig
 from bot.limits import Cooldown
@@ -109,11 +110,29 @@ async def reply_privately(interaction: discord.Interaction[Spoofwatch], text: st
     """Answer an interaction ephemerally whether or not it was deferred."""
     try:
         if interaction.response.is_done():
+            await _clear_public_thinking(interaction)
             await interaction.followup.send(text, ephemeral=True)
         else:
             await interaction.response.send_message(text, ephemeral=True)
     except discord.HTTPException:
         log.warning("could not answer interaction %s", interaction.id, exc_info=True)
+
+
+async def _clear_public_thinking(interaction: discord.Interaction[Spoofwatch]) -> None:
+    """Delete a public defer's "thinking…" message, so that a private answer can follow.
+
+    The first follow-up after a public defer fills in that message and Discord ignores its
+    ephemeral flag (docs: interactions/receiving-and-responding.mdx, "Create Followup
+    Message"): without this an error meant for one member is shown to the whole channel.
+    """
+    if interaction.response.type is not discord.InteractionResponseType.deferred_channel_message:
+        return
+    try:
+        original = await interaction.original_response()
+        if original.flags.loading and not original.flags.ephemeral:
+            await interaction.delete_original_response()
+    except discord.HTTPException:
+        log.info("could not clear the deferred answer of interaction %s", interaction.id)
 
 
 class Spoofwatch(commands.Bot):
@@ -123,7 +142,10 @@ class Spoofwatch(commands.Bot):
         # Spoofwatch never joins voice channels; discord.py's voice-library warnings are noise.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
+        #: Every request to Discord goes through it: no 429s from the bot's own traffic.
+        self.pacing = DiscordPacing()
         super().__init__(
+            http_trace=self.pacing.trace_config(),
             command_prefix=commands.when_mentioned,
             intents=intents(),
             help_command=None,
@@ -131,6 +153,7 @@ class Spoofwatch(commands.Bot):
             tree_cls=SpoofwatchTree,
             max_messages=1000,
         )
+        self.pacing.install(self.http)
         self.runtime = runtime
         self.settings = runtime.settings
         self.http_session = runtime.http_session

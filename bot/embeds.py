@@ -13,7 +13,7 @@ import functools
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 import discord
@@ -23,6 +23,8 @@ from bot.verdict import Label, ProviderName, Segment, Verdict
 
 __all__ = [
     "failure_embed",
+    "fit_embed",
+    "mention_list",
     "message_embeds",
     "per_embed_budget",
     "probability_bar",
@@ -205,6 +207,35 @@ def failure_embed(
     return embed
 
 
+def fit_embed(embed: discord.Embed, max_chars: int = MESSAGE_CHAR_LIMIT) -> discord.Embed:
+    """`embed` made sendable in place: every part within its limit, no empty field, ≤ `max_chars`.
+
+    Every embed the cogs build goes through this (or `message_embeds`) last, so a value that
+    sanitizes to nothing or an id of unexpected length can never get a message refused.
+    """
+    _fit(embed, max_chars)
+    return embed
+
+
+def mention_list(ids: Iterable[int], *, prefix: str = "#", limit: int) -> str:
+    """`<#1>, <#2>, … +N more` within `limit` characters; "none" when there are no ids.
+
+    Mentions are never cut in half: whole ones are kept while the "+N more" tail still fits.
+    """
+    mentions = [f"<{prefix}{i}>" for i in sorted(ids)]
+    if not mentions:
+        return "none"
+    text = ", ".join(mentions)
+    if len(text) <= limit:
+        return text
+    for shown in range(len(mentions) - 1, -1, -1):
+        tail = f"{ELLIPSIS} +{len(mentions) - shown} more"
+        text = ", ".join([*mentions[:shown], tail])
+        if len(text) <= limit:
+            return text
+    return _truncate(f"{len(mentions)} in all", limit)
+
+
 def message_embeds(embeds: Sequence[discord.Embed]) -> list[discord.Embed]:
     """Copies of `embeds` that one message can carry: ≤ 10 embeds, ≤ 6000 characters in all.
 
@@ -321,10 +352,13 @@ def _clamp_parts(embed: discord.Embed) -> None:
     for index in reversed(range(FIELD_COUNT_LIMIT, len(embed.fields))):
         embed.remove_field(index)
     # Each part is set again only when that changes it: an embed built here is within its
-    # limits already, and this runs three times for every reply.
+    # limits already, and this runs three times for every reply. Discord requires both name and
+    # value (OpenAPI spec, components/schemas/RichEmbedField) and trims whitespace before it
+    # checks them (docs: resources/message.mdx, "Embed Limits"), so an empty or blank one is
+    # refused with BASE_TYPE_REQUIRED (discord-platform.md, "Checked 2026-12"): "—" instead.
     for index, field in enumerate(embed.fields):
-        name = _truncate(field.name or "", FIELD_NAME_LIMIT)
-        value = _truncate(field.value or "", FIELD_VALUE_LIMIT)
+        name = _truncate(_non_empty(field.name), FIELD_NAME_LIMIT)
+        value = _truncate(_non_empty(field.value), FIELD_VALUE_LIMIT)
         inline = bool(field.inline)
         if name != field.name or value != field.value or inline is not field.inline:
             embed.set_field_at(index, name=name, value=value, inline=inline)
@@ -334,6 +368,10 @@ def _clamp_parts(embed: discord.Embed) -> None:
     author = embed.author
     if author.name and (name := _truncate(author.name, AUTHOR_LIMIT)) != author.name:
         embed.set_author(name=name, url=author.url, icon_url=author.icon_url)
+
+
+def _non_empty(text: str | None) -> str:
+    return text if text and text.strip() else NULL
 
 
 def _fit(embed: discord.Embed, limit: int) -> None:

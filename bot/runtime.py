@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
 
 from bot.detectors import Detector, build_detector
+from bot.detectors.behavioral_signals import BehavioralSignalsClient
+from bot.errors import ProviderAuthError, ProviderError, SettingsError
 from bot.media import OpusDecoders, Transcoder
 from bot.scanning import Clock, ScanService, utc_now
 from bot.settings import Settings
@@ -54,6 +56,7 @@ async def open_runtime(
             if ProviderName.BEHAVIORAL_SIGNALS in chosen:
                 await decoders.start()
             detectors = {p: build_detector(settings, http_session, p) for p in chosen}
+            await check_credentials(detectors)
             scans = ScanService(
                 audit=audit.scans,
                 detectors=detectors,
@@ -82,3 +85,26 @@ async def open_runtime(
                 await decoders.close()
             finally:
                 await audit.close()
+
+
+async def check_credentials(detectors: Mapping[ProviderName, Detector]) -> None:
+    """Ask Behavioral Signals, once at start-up, whether it takes the key and project id.
+
+    A refusal stops start-up with one line naming the settings (every scan would fail the
+    same way, and a member would be the first to find out); a service that cannot be asked
+    right now only warns, since it may be back before the first scan.
+    """
+    client = detectors.get(ProviderName.BEHAVIORAL_SIGNALS)
+    if not isinstance(client, BehavioralSignalsClient):
+        return
+    try:
+        await client.check_credentials()
+    except ProviderAuthError as exc:
+        raise SettingsError(
+            "Behavioral Signals refused BEHAVIORALSIGNALS_API_KEY / BEHAVIORALSIGNALS_CID "
+            f"at start-up ({exc})"
+        ) from exc
+    except ProviderError as exc:
+        log.warning("could not check the Behavioral Signals credentials at start-up: %s", exc)
+    else:
+        log.info("Behavioral Signals accepted the API key and project id")

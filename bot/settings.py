@@ -56,6 +56,14 @@ class Settings(BaseSettings):
         default="https://api.behavioralsignals.com/v5",
         validation_alias=AliasChoices("BEHAVIORALSIGNALS_API_URL", "behavioralsignals_api_url"),
     )
+    behavioralsignals_upload_timeout_s: float = Field(
+        # How long an upload's answer may take once the file is sent: the SDK's 300 s.
+        default=300.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "BEHAVIORALSIGNALS_UPLOAD_TIMEOUT_S", "behavioralsignals_upload_timeout_s"
+        ),
+    )
 
     resemble_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("RESEMBLE_API_KEY", "resemble_api_key")
@@ -163,6 +171,12 @@ class Settings(BaseSettings):
         default=24.0,
         ge=0,
         validation_alias=AliasChoices("SPOOFWATCH_CATCH_UP_HOURS", "catch_up_hours"),
+    )
+    search_mark_delay_s: float = Field(
+        default=1.5,
+        ge=0,
+        le=60,
+        validation_alias=AliasChoices("SPOOFWATCH_SEARCH_MARK_DELAY_S", "search_mark_delay_s"),
     )
     temp_dir: Path | None = Field(
         default=None, validation_alias=AliasChoices("SPOOFWATCH_TEMP_DIR", "temp_dir")

@@ -42,7 +42,7 @@ async def bs_standin() -> AsyncIterator[BehavioralSignalsStandIn]:
 
 @pytest.fixture
 async def resemble_standin() -> AsyncIterator[ResembleStandIn]:
-    """Resemble on 127.0.0.1: `Prefer: wait` returns the finished detect at once."""
+    """Resemble on 127.0.0.1: detects finish at once (the first status read finds them done)."""
     async with ResembleStandIn() as standin:
         yield standin
 

@@ -18,6 +18,7 @@ from tests.discord_emulator.bits import DEFAULT_BOT_PERMISSIONS, Permission
 from tests.discord_emulator.models import Channel, Message
 from tests.e2e import Harness, MakeSpoofwatch
 from tests.moderation import FAKE, configure, field, listeners_done, run, text_of, wav
+from tests.standins.resemble import metrics
 
 
 @dataclass
@@ -247,3 +248,125 @@ async def test_buttons_work_after_a_restart(alerted_then_restarted: Alerted, lab
     events = await a.sw.bot.audit.cases.case_events(emu.guild.id, 1)
     assert "⚠️" not in _actions(updated) and _actions(updated)
     assert [e.actor for e in events] == [str(emu.moderator.id)]
+
+
+# --- an alert is never lost ---------------------------------------------------------------------
+
+#: Bidi controls: visible to no one, removed by sanitizing, so the text becomes "".
+_INVISIBLE = "\u202e\u2066"
+
+
+@pytest.mark.parametrize("blank", ["file name", "provider label"])
+async def test_alert_with_a_blank_name_or_label_is_posted(
+    spoofwatch: Harness, tmp_path: Path, blank: str
+) -> None:
+    """Fails if a file name or provider label that sanitizes to "" leaves an empty field."""
+    emu = spoofwatch.emu
+    modlog = await _modlog(spoofwatch)
+    path = wav(tmp_path, 1)
+    label = _INVISIBLE if blank == "provider label" else "fake"
+    spoofwatch.resemble.script_result(path, metrics=metrics([0.9, 0.9], label=label))
+    name = _INVISIBLE if blank == "file name" else "clip.wav"
+    message = await emu.send_message(
+        emu.text_channel, emu.member, attachments=[emu.attachment(path, name, "audio/wav")]
+    )
+    await spoofwatch.reply_to(message)
+    await listeners_done(spoofwatch)
+    [alert] = emu.bot_messages(modlog)
+    shown = field(alert.embeds[0], "File" if blank == "file name" else "Provider label")
+    assert shown == "—"
+
+
+_REFUSED = {
+    "code": 50035,
+    "message": "Invalid Form Body",
+    "errors": {
+        "embeds": {
+            "0": {
+                "fields": {
+                    "2": {
+                        "value": {
+                            "_errors": [
+                                {"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}
+                            ]
+                        }
+                    }
+                }
+            }
+        }
+    },
+}
+
+
+async def test_refused_alert_is_posted_again_as_plain_text(
+    spoofwatch: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fails if an alert Discord refuses is only logged instead of reaching the mod-log."""
+    emu = spoofwatch.emu
+    modlog = await _modlog(spoofwatch)
+    emu.fail_next("POST", f"/channels/{modlog.id}/messages", 400, json=_REFUSED)
+    path = wav(tmp_path, 1)
+    spoofwatch.resemble.script_result(path, metrics=FAKE)
+    message = await spoofwatch.post(path)
+    await spoofwatch.reply_to(message)
+    await listeners_done(spoofwatch)
+    [alert] = emu.bot_messages(modlog)
+    assert "case #1" in alert.content and str(message.id) in alert.content
+    assert "embeds.0.fields.2.value: This field is required" in caplog.text
+    # Only the embed was refused: the moderators keep their buttons.
+    assert "Confirm" in str(alert.components)
+
+
+async def test_alert_that_cannot_be_posted_is_recorded_on_the_case(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if an alert refused twice leaves no trace on the case."""
+    emu = spoofwatch.emu
+    modlog = await _modlog(spoofwatch)
+    emu.fail_next("POST", f"/channels/{modlog.id}/messages", 400, json=_REFUSED, times=2)
+    path = wav(tmp_path, 1)
+    spoofwatch.resemble.script_result(path, metrics=FAKE)
+    await spoofwatch.reply_to(await spoofwatch.post(path))
+    await listeners_done(spoofwatch)
+    events = await spoofwatch.bot.audit.cases.case_events(emu.guild.id, 1)
+    assert [e.action for e in events] == ["alert_not_posted"]
+    assert "This field is required" in events[0].reason
+
+
+async def test_alert_for_a_vanished_modlog_is_recorded_on_the_case(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if an alert whose mod-log channel no longer exists leaves no trace on the case."""
+    emu = spoofwatch.emu
+    config = await spoofwatch.bot.guild_configs.get(emu.guild.id)
+    vanished = config.model_copy(update={"modlog_channel_id": 1_100_000_000_000_000_000})
+    await spoofwatch.bot.guild_configs.save(emu.guild.id, vanished)
+    path = wav(tmp_path, 1)
+    spoofwatch.resemble.script_result(path, metrics=FAKE)
+    await spoofwatch.reply_to(await spoofwatch.post(path))
+    await listeners_done(spoofwatch)
+    events = await spoofwatch.bot.audit.cases.case_events(emu.guild.id, 1)
+    assert [(e.action, e.reason) for e in events] == [
+        ("alert_not_posted", "the mod-log channel is gone")
+    ]
+
+
+async def test_refused_buttons_are_left_out_of_the_retry(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if the plain retry resends the buttons Discord just refused (it would fail again)."""
+    emu = spoofwatch.emu
+    modlog = await _modlog(spoofwatch)
+    error = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 80 or fewer."}]}
+    body = {
+        "code": 50035,
+        "message": "Invalid Form Body",
+        "errors": {"components": {"0": {"components": {"0": {"label": error}}}}},
+    }
+    emu.fail_next("POST", f"/channels/{modlog.id}/messages", 400, json=body)
+    path = wav(tmp_path, 1)
+    spoofwatch.resemble.script_result(path, metrics=FAKE)
+    await spoofwatch.reply_to(await spoofwatch.post(path))
+    await listeners_done(spoofwatch)
+    [alert] = emu.bot_messages(modlog)
+    assert "case #1" in alert.content and alert.components == []

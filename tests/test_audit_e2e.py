@@ -91,6 +91,27 @@ async def test_case_shows_one_case_with_its_jump_link(spoofwatch: Harness, tmp_p
     assert "spoofed" in text and "90%" in text
 
 
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("audit case", {"number": 1}),
+        ("audit review", {"number": 1, "decision": "confirmed"}),
+    ],
+)
+async def test_case_with_a_very_long_job_id_is_shown(
+    spoofwatch: Harness, tmp_path: Path, command: str, options: dict[str, Any]
+) -> None:
+    """Fails if a provider job id longer than a field's 1,024 characters gets the answer refused."""
+    emu = spoofwatch.emu
+    await scan(spoofwatch, wav(tmp_path, 1))
+    record = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
+    assert record is not None
+    await spoofwatch.bot.audit.scans.mark_submitted(record.id, "job-" + "7" * 2000)
+    answer = await run(spoofwatch, emu.moderator, command, options)
+    assert "Case #1" in text_of(answer)
+    assert "job-777" in text_of(answer)
+
+
 async def test_case_that_does_not_exist_is_answered(spoofwatch: Harness) -> None:
     """/audit case for an unknown number says so instead of staying silent."""
     answer = await run(spoofwatch, spoofwatch.emu.moderator, "audit case", {"number": 7})

@@ -131,6 +131,30 @@ async def test_reply_with_embed_and_no_mentions_is_recorded(emulator: DiscordEmu
     assert reply.type == 19 and reply.author.id == emulator.bot_user.id
 
 
+@pytest.mark.parametrize("delete_first", [False, True])
+async def test_first_followup_after_a_public_defer_ignores_the_ephemeral_flag(
+    emulator: DiscordEmulator, delete_first: bool
+) -> None:
+    """Fails if the first follow-up after a public defer can turn private (Discord ignores it)."""
+    bot = make_bot()
+
+    @bot.tree.command(name="ask", description="Ask")
+    async def ask(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        if delete_first:
+            await interaction.delete_original_response()
+        await interaction.followup.send("private?", ephemeral=True)
+
+    async with emulator.run(bot):
+        await bot.tree.sync()
+        ix = await emulator.invoke_slash(emulator.text_channel, emulator.member, "ask", {})
+        reply = await ix.wait_for_reply()
+
+    # Filling in the public "thinking…" message keeps it public; a new message may be private.
+    assert reply.ephemeral is delete_first
+    assert (reply.id == ix.original_id) is not delete_first
+
+
 async def test_slash_command_with_attachment_defers_then_follows_up_ephemerally(
     emulator: DiscordEmulator,
 ) -> None:
@@ -484,3 +508,48 @@ async def test_cdn_answers_plain_and_ranged_downloads_alike(emulator: DiscordEmu
     assert plain_headers["ETag"] == ranged_headers["ETag"]
     assert plain_headers["Last-Modified"] == ranged_headers["Last-Modified"]
     assert emulator.downloads(voice) == 2
+
+
+async def test_a_late_first_response_is_refused_by_default(emulator: DiscordEmulator) -> None:
+    """Fails if the emulator accepts a first response after Discord's 3 s (10062), by default."""
+    bot = make_bot()
+    errors: list[discord.HTTPException] = []
+    assert emulator.interaction_ack_deadline == 3.0
+    emulator.interaction_ack_deadline = 0.2  # the same rule, without waiting 3 s
+
+    @bot.tree.command(name="slow", description="Answers late")
+    async def slow(interaction: discord.Interaction) -> None:
+        await asyncio.sleep(0.3)
+        try:
+            await interaction.response.send_message("late")
+        except discord.HTTPException as exc:
+            errors.append(exc)
+
+    async with emulator.run(bot):
+        await bot.tree.sync()
+        await emulator.invoke_slash(emulator.text_channel, emulator.member, "slow", {})
+        await emulator.wait_for(lambda: errors)
+    assert errors[0].code == 10062
+
+
+async def test_the_token_expires_after_its_lifetime(emulator: DiscordEmulator) -> None:
+    """Fails if follow-ups still work after the token's life (Discord: 15 min, then 50027)."""
+    bot = make_bot()
+    errors: list[discord.HTTPException] = []
+    assert emulator.interaction_token_lifetime == 15 * 60
+    emulator.interaction_token_lifetime = 0.2
+
+    @bot.tree.command(name="slow", description="Follows up late")
+    async def slow(interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        await asyncio.sleep(0.3)
+        try:
+            await interaction.followup.send("late")
+        except discord.HTTPException as exc:
+            errors.append(exc)
+
+    async with emulator.run(bot):
+        await bot.tree.sync()
+        await emulator.invoke_slash(emulator.text_channel, emulator.member, "slow", {})
+        await emulator.wait_for(lambda: errors)
+    assert (errors[0].status, errors[0].code) == (401, 50027)

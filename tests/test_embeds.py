@@ -12,6 +12,8 @@ from bot.embeds import (
     FAILURE_COLOUR,
     LABEL_COLOURS,
     failure_embed,
+    fit_embed,
+    mention_list,
     message_embeds,
     per_embed_budget,
     probability_bar,
@@ -362,3 +364,28 @@ def test_failure_embed_sanitizes_provider_text() -> None:
     assert_within_limits(embed, 600)
     assert is_inert(embed.description or "")
     assert embed.footer.text == "Behavioral Signals"
+
+
+@pytest.mark.parametrize("value", ["", "   ", "\n"])
+def test_fit_embed_never_leaves_a_field_empty(value: str) -> None:
+    """Fails if a blank field value or name reaches Discord, which refuses it (50035)."""
+    embed = discord.Embed(title="t")
+    embed.add_field(name=value, value=value)
+    fitted = fit_embed(embed)
+    assert (fitted.fields[0].name, fitted.fields[0].value) == ("—", "—")
+
+
+def test_fit_embed_caps_a_value_of_any_length() -> None:
+    """Fails if an over-long field value (an id, say) is left over Discord's 1,024."""
+    embed = discord.Embed(title="t")
+    embed.add_field(name="Provider", value="x" * 5000)
+    assert len(fit_embed(embed).fields[0].value or "") <= 1024
+
+
+def test_mention_list_keeps_whole_mentions_and_counts_the_rest() -> None:
+    """Fails if a long list is cut inside a mention or loses count of what is left out."""
+    ids = list(range(10**17, 10**17 + 50))
+    text = mention_list(ids, limit=200)
+    assert len(text) <= 200
+    shown = text.count("<#")
+    assert text.endswith(f"+{50 - shown} more") and text.count(">") == shown

@@ -96,7 +96,7 @@ PROVIDER_FAULTS = {
         BS,
         lambda sw: sw.bs.hang("submit", None),
         "provider_timeout",
-        {"request_timeout_s": 0.5},
+        {"request_timeout_s": 0.5, "behavioralsignals_upload_timeout_s": 0.5},
     ),
     "resemble-poll-hangs": ProviderFault(
         RESEMBLE,

@@ -253,8 +253,7 @@ async def test_upload_timing_out_is_not_retried(
     resemble_standin, make_resemble_client, make_wav_upload
 ):
     """Fails if an upload whose answer never came (the job may exist) is sent again."""
-    resemble_standin.processing_polls = 10**9
-    resemble_standin.wait_hold_s = 30.0
+    resemble_standin.answer_delay_s = 30.0
     client = make_resemble_client(request_timeout_s=0.1)
     with pytest.raises(ProviderTimeout, match="did not answer the upload"):
         await client.submit(make_wav_upload(), SubmitOptions())

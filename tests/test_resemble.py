@@ -26,16 +26,18 @@ def item(**fields: Any) -> dict[str, Any]:
 # --- normalization -----------------------------------------------------------------------
 
 
-def test_seed_payload_normalizes_with_video_deciding() -> None:
-    """Fails if the vendor's GET example is misread (its frame score 0.9 beats audio 0.566)."""
+def test_seed_payload_is_judged_by_its_audio_metrics() -> None:
+    """Fails if the vendor's GET example is misread: an audio item is judged by `metrics`
+    (fake, 0.566), not by the frame score 0.9 it also carries, and its prose description is
+    no transcript."""
     seed = json.loads((FIXTURES / "resemble_detect_seed.json").read_text())
     verdict = normalize_item(seed["item"], "string", want_transcript=True)
     assert verdict.label is Label.SPOOFED
-    assert verdict.spoofed_probability == pytest.approx(0.9)
-    assert verdict.provider_label == "Fake"
+    assert verdict.spoofed_probability == pytest.approx(0.566)
+    assert verdict.provider_label == "fake"
     assert [s.spoofed_probability for s in verdict.segments] == pytest.approx([0.9, 0.8, 0.7])
     assert verdict.duration_s == pytest.approx(1.1)
-    assert verdict.transcript == "string"  # a prose description is taken as it is
+    assert verdict.transcript is None
     assert verdict.provider is ProviderName.RESEMBLE
 
 
@@ -135,7 +137,7 @@ def test_video_without_audio_metrics_uses_the_frames() -> None:
     ("intelligence", "want", "expected"),
     [
         ({"description": {"transcription": " Hi all ", "language": "English"}}, True, "Hi all"),
-        ({"description": "A calm adult voice."}, True, "A calm adult voice."),
+        ({"description": "A calm adult voice."}, True, None),
         ({"description": json.dumps({"transcription": "from text"})}, True, "from text"),
         ([{"description": {"transcription": "expert"}}], True, "expert"),
         ({"description": {"transcription": "secret plans"}}, False, None),
@@ -147,7 +149,8 @@ def test_video_without_audio_metrics_uses_the_frames() -> None:
 def test_transcript_comes_from_intelligence_only_when_asked(
     intelligence: Any, want: bool, expected: str | None
 ) -> None:
-    """Fails if the transcript is misread from intelligence or shown when nobody asked."""
+    """Fails if the transcript is misread from intelligence, prose about the speaker is
+    taken for one, or it is shown when nobody asked."""
     verdict = normalize_item(
         item(metrics=metrics([0.1]), intelligence=intelligence), "u-1", want_transcript=want
     )
@@ -231,29 +234,30 @@ def test_accepts_documented_containers_up_to_150_mb(
 # --- the client against the stand-in -----------------------------------------------------
 
 
-async def test_prefer_wait_returns_the_verdict_with_the_upload(
+async def test_upload_answers_the_job_id_and_the_verdict_is_polled(
     resemble_standin, resemble_client, make_wav_upload
 ) -> None:
-    """Fails if a detect finished under Prefer: wait is not returned by submit itself."""
+    """Fails if the upload does not hand back the detect's uuid at once, or its verdict is
+    not then polled for under that uuid."""
     upload = make_wav_upload(seconds=4.0)
     resemble_standin.script_result(upload.path, metrics=metrics([0.9, 0.7], label="fake"))
     submission = await resemble_client.submit(upload, SubmitOptions())
-    assert submission.verdict is not None
-    assert submission.verdict.label is Label.SPOOFED
-    assert submission.verdict.spoofed_probability == pytest.approx(0.8)
-    assert submission.verdict.provider_job_id == submission.job_id
-    assert submission.verdict.transcript is None
-    assert resemble_standin.status_polls == 0
+    assert submission.job_id in resemble_standin.jobs
+    verdict = submission.verdict or await resemble_client.wait(submission.job_id)
+    assert verdict.label is Label.SPOOFED
+    assert verdict.spoofed_probability == pytest.approx(0.8)
+    assert verdict.provider_job_id == submission.job_id
+    assert verdict.transcript is None
     assert resemble_standin.uploaded_sha256s == [sha256_of(upload.path)]
 
 
 async def test_upload_sends_the_documented_request(
     resemble_standin, resemble_client, make_wav_upload
 ) -> None:
-    """Fails if the upload lacks Prefer: wait, zero retention or frame_length, or asks for
-    (billed) intelligence unasked."""
+    """Fails if the upload holds its answer with Prefer: wait, lacks zero retention or
+    frame_length, or asks for (billed) intelligence unasked."""
     await resemble_client.submit(make_wav_upload(), SubmitOptions())
-    assert resemble_standin.last_headers["Prefer"] == "wait"
+    assert "Prefer" not in resemble_standin.last_headers
     assert resemble_standin.last_fields == {"zero_retention_mode": "true", "frame_length": "2"}
 
 
@@ -265,8 +269,8 @@ async def test_transcript_is_requested_and_returned(
     resemble_standin.script_result(upload.path, transcription="the words spoken")
     submission = await resemble_client.submit(upload, SubmitOptions(transcript=True))
     assert resemble_standin.last_fields["intelligence"] == "true"
-    assert submission.verdict is not None
-    assert submission.verdict.transcript == "the words spoken"
+    verdict = submission.verdict or await resemble_client.wait(submission.job_id)
+    assert verdict.transcript == "the words spoken"
 
 
 async def test_unfinished_upload_falls_back_to_polling(

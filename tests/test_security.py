@@ -467,7 +467,12 @@ async def test_hostile_text_is_stored_as_data(tmp_path: Path, payload: str) -> N
     [
         ("verdict", "voice_ogg", {}, None),
         ("not_media", "random_ogg", {}, None),
-        ("provider_timeout", "voice_ogg", {"request_timeout_s": 0.3}, "hang"),
+        (
+            "provider_timeout",
+            "voice_ogg",
+            {"request_timeout_s": 0.3, "behavioralsignals_upload_timeout_s": 0.3},
+            "hang",
+        ),
         ("media_timeout", "long_ogg", {"ffmpeg_timeout_s": 0.5, "max_duration_s": 20_000}, None),
     ],
 )

@@ -528,3 +528,24 @@ async def test_fresh_server_defaults(spoofwatch: Harness, tmp_path: Path) -> Non
     assert (field(embed, "Scope") or "").startswith("all\n")
     assert field(embed, "Reply to bona fide") == "yes"
     assert field(embed, "Mod-log") == "not set (no alerts)"
+
+
+# --- replies that fit Discord ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["channel-add", "channel-remove"])
+async def test_long_channel_list_still_gets_a_saved_reply(
+    spoofwatch: Harness, command: str
+) -> None:
+    """Fails if a scope list of 90 channels makes the reply too long for Discord (2,000)."""
+    emu = spoofwatch.emu
+    many = frozenset(1_100_000_000_000_000_000 + i for i in range(90))
+    config = await _config(spoofwatch)
+    await spoofwatch.bot.guild_configs.save(
+        emu.guild.id, config.model_copy(update={"scope_channels": many | {emu.text_channel.id}})
+    )
+    answer = await configure(spoofwatch, command, {"channel": emu.text_channel})
+    assert len(answer.content) <= 2000
+    assert f"<#{emu.text_channel.id}>;" in answer.content
+    saved = (await _config(spoofwatch)).scope_channels
+    assert (emu.text_channel.id in saved) is (command == "channel-add")

@@ -199,10 +199,9 @@ async def test_a_held_resemble_upload_hands_off_once_its_file_is_sent(
     resemble_standin: ResembleStandIn,
     tmp_path: Path,
 ) -> None:
-    """`Prefer: wait` keeps the upload's request open while Resemble analyses: the worker
-    moves on once the file's last byte is sent, not when the answer comes."""
-    resemble_standin.processing_polls = 1  # each upload is held for the whole hold time
-    resemble_standin.wait_hold_s = 3.0
+    """An upload whose answer is slow to come keeps its request open: the worker moves on
+    once the file's last byte is sent, not when the answer comes."""
+    resemble_standin.answer_delay_s = 3.0  # each upload's answer is held this long
     scans = make_service(audit, http_session, resemble_client)
     outcomes: list[ScanOutcome] = []
     pool = WorkerPool(1)

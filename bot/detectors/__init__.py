@@ -56,6 +56,7 @@ def build_detector(
             retry=retry,
             poll=poll,
             request_timeout_s=settings.request_timeout_s,
+            upload_read_timeout_s=settings.behavioralsignals_upload_timeout_s,
         )
     assert settings.resemble_api_key is not None
     return ResembleClient(

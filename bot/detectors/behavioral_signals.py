@@ -12,25 +12,36 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, RootModel, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from bot.detectors._base import PollPolicy, RetryPolicy, Submission, SubmitOptions, Upload
 from bot.detectors._http import ProviderHTTP, describe, first_line
 from bot.detectors._polling import JobClock, JobTiming
 from bot.detectors._upload import FilePart
 from bot.errors import (
+    ProviderError,
     ProviderJobFailed,
     ProviderNotFound,
     ProviderOutOfCredits,
     ProviderProtocolError,
     ProviderTimeout,
+    ProviderUnavailable,
 )
 from bot.verdict import Label, MediaKind, ProviderName, Segment, Verdict
 
@@ -50,6 +61,11 @@ _RUNNING = frozenset({STATUS_PENDING, STATUS_PROCESSING})
 #: Lost jobs are looked for among at most this many of the newest processes.
 _LIST_PAGE_SIZE = 1000
 _LIST_MAX_PAGES = 5
+#: How long an upload's answer may take once the file is sent: the SDK's upload read timeout
+#: (`DEFAULT_UPLOAD_TIMEOUT = (10, 300)` in behavioralsignals 0.7.1 `configuration.py`).
+UPLOAD_READ_TIMEOUT_S = 300.0
+#: Looks at the process list after an upload's answer was lost.
+_LOST_ANSWER_LOOKUPS = 3
 
 
 # --- wire models -----------------------------------------------------------------------
@@ -60,12 +76,16 @@ class _Wire(BaseModel):
 
 
 class Process(_Wire):
-    """A process object (returned by submit and by get-process)."""
+    """A process object (returned by submit, by get-process and in the list).
+
+    Only `pid` is required, as in the SDK's `ProcessItem`; a `status` of null (the SDK's model
+    allows it) reads as "not known yet".
+    """
 
     pid: int
     cid: int | str | None = None
     name: str | None = None
-    status: int
+    status: int | None = None
     statusmsg: str | None = None
     #: Seconds; 0 until the service has read the audio.
     duration: float | None = None
@@ -74,8 +94,31 @@ class Process(_Wire):
     meta: str | None = None
 
 
+def _readable(model: type[BaseModel], item: Any) -> bool:
+    try:
+        model.model_validate(item)
+    except ValidationError:
+        return False
+    return True
+
+
+class _AnyBody(RootModel[Any]):
+    """An answer whose body is not documented (the credential check)."""
+
+
 class ProcessList(RootModel[tuple[Process, ...]]):
-    """The list call's answer: a bare JSON array of process objects."""
+    """The list call's answer: a bare JSON array of process objects.
+
+    A row that is not a process (no usable `pid`) is skipped, so one odd row never breaks
+    the look-up of a lost job among the others.
+    """
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _skip_unreadable_rows(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [row for row in value if _readable(Process, row)]
 
 
 class Prediction(_Wire):
@@ -85,25 +128,48 @@ class Prediction(_Wire):
 
 
 class ResultItem(_Wire):
-    """One task's output for one utterance; all tasks of an utterance share `id`."""
+    """One task's output for one utterance; all tasks of an utterance share `id`.
 
-    id: str
-    start_time: str | float = Field(alias="startTime")
-    end_time: str | float = Field(alias="endTime")
-    task: str
-    prediction: tuple[Prediction, ...] = ()
+    Every field may be missing or null, as in the SDK's `ResultItem` (its tests send
+    `startTime: ""` and `prediction: null`). `unreadable` marks an item that could not be
+    read at all: it keeps its task, so an unreadable deepfake item can stop a bona fide
+    verdict instead of silently vanishing.
+    """
+
+    id: str | int | None = None
+    start_time: str | float | None = Field(default=None, alias="startTime")
+    end_time: str | float | None = Field(default=None, alias="endTime")
+    task: str | None = None
+    prediction: tuple[Prediction, ...] | None = None
     final_label: str | None = Field(default=None, alias="finalLabel")
     level: str | None = None
+    unreadable: bool = False
+
+
+def _neutralised(item: Any) -> Any:
+    """An item as it came when it reads, else a placeholder that keeps only its task."""
+    if _readable(ResultItem, item):
+        return item
+    task = item.get("task") if isinstance(item, dict) else None
+    return {"task": task if isinstance(task, str) else None, "unreadable": True}
 
 
 class ProcessResult(_Wire):
-    """The results object of a completed process."""
+    """The results object of a completed process; `results` may be null or missing (a file
+    with no speech), as the SDK's `ResultResponse` allows."""
 
     pid: int | None = None
     cid: int | str | None = None
     code: int | None = None
     message: str | None = None
-    results: tuple[ResultItem, ...]
+    results: tuple[ResultItem, ...] | None = None
+
+    @field_validator("results", mode="before")
+    @classmethod
+    def _neutralise_unreadable_items(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [_neutralised(item) for item in value]
 
 
 # --- normalization ---------------------------------------------------------------------
@@ -116,7 +182,9 @@ def normalize_results(
 
     Utterance label = the vendor's thresholded `finalLabel` (never recomputed); utterance
     probability = the `spoofed` posterior. The file is spoofed if any utterance is, bona fide
-    if every deepfake item is, otherwise inconclusive.
+    if every deepfake item is, otherwise inconclusive: also when `results` is null or missing
+    (nothing to judge) or a deepfake item could not be read. Times are only for the timeline:
+    an utterance without usable ones still counts.
     """
     if not isinstance(result, ProcessResult):
         try:
@@ -124,29 +192,37 @@ def normalize_results(
         except ValidationError as exc:
             raise _protocol(f"results in an unexpected shape: {describe(exc)}") from exc
 
+    items = result.results or ()  # null or missing: a finished job with nothing to judge
     timed = sorted(
-        ((_seconds(item.start_time), _seconds(item.end_time), item) for item in result.results),
-        key=lambda entry: (entry[0], entry[1]),
+        (
+            (_seconds(item.start_time), _seconds(item.end_time), index, item)
+            for index, item in enumerate(items)
+        ),
+        # Untimed items last, in the order they came.
+        key=lambda entry: (_order(entry[0]), _order(entry[1]), entry[2]),
     )
 
-    # One deepfake item per utterance id; a repeated id keeps its first item.
-    deepfake: dict[str, tuple[float, float, ResultItem]] = {}
+    # One deepfake item per utterance id (a repeated id keeps its first item); an item
+    # without an id is an utterance of its own.
+    deepfake: dict[str | int, tuple[float | None, float | None, ResultItem]] = {}
     transcript_parts: list[str] = []
     language_time: dict[str, float] = defaultdict(float)
     speakers: set[str] = set()
     saw_diarization = False
-    for start, end, item in timed:
-        task = item.task.strip().lower()
+    for start, end, index, item in timed:
+        task = (item.task or "").strip().lower()
+        predictions = item.prediction or ()
         if task == "deepfake":
-            deepfake.setdefault(item.id, (start, end, item))
+            key: str | int = f"#{index}" if item.id is None else item.id
+            deepfake.setdefault(key, (start, end, item))
         elif task == "asr":
             text = item.final_label
-            if text is None and item.prediction:
-                text = item.prediction[0].label
+            if text is None and predictions:
+                text = predictions[0].label
             if text and text.strip():
                 transcript_parts.append(text.strip())
         elif task == "language":
-            if item.final_label:
+            if item.final_label and start is not None and end is not None:
                 language_time[item.final_label.strip()] += max(0.0, end - start)
         elif task == "diarization":
             saw_diarization = True
@@ -155,14 +231,24 @@ def normalize_results(
         # Any other task (features, generator detection, future ones) is not ours to judge.
 
     segments: list[Segment] = []
+    probabilities: list[float] = []
     spoofed: list[tuple[float | None, str]] = []
     bonafide: list[tuple[float | None, str]] = []
     others: list[str] = []
     for start, end, item in deepfake.values():
-        probability = _spoofed_posterior(item)
+        probability = None if item.unreadable else _spoofed_posterior(item)
         raw = (item.final_label or "").strip()
-        label = _LABELS.get(raw.lower(), Label.INCONCLUSIVE)
-        segments.append(Segment(start=start, end=end, label=label, spoofed_probability=probability))
+        # An unreadable deepfake item says nothing, so it can only make the file inconclusive.
+        label = Label.INCONCLUSIVE if item.unreadable else _LABELS.get(raw.lower())
+        label = label or Label.INCONCLUSIVE
+        if probability is not None:
+            probabilities.append(probability)
+        if start is not None and end is not None:
+            # An utterance with no usable times still counts; it just has no place on the
+            # timeline.
+            segments.append(
+                Segment(start=start, end=end, label=label, spoofed_probability=probability)
+            )
         if label is Label.SPOOFED:
             spoofed.append((probability, raw))
         elif label is Label.BONAFIDE:
@@ -170,7 +256,6 @@ def normalize_results(
         else:
             others.append(raw)
 
-    probabilities = [p for p in (seg.spoofed_probability for seg in segments) if p is not None]
     provider_label: str | None
     if spoofed:
         file_label, provider_label = Label.SPOOFED, _deciding(spoofed)
@@ -180,7 +265,7 @@ def normalize_results(
         file_label = Label.INCONCLUSIVE
         provider_label = next((raw for raw in others if raw), None)
 
-    ends = [end for _, end, _ in timed]
+    ends = [end for _, end, _, _ in timed if end is not None]
     durations = [d for d in (max(ends, default=None), duration_s) if d is not None and d > 0]
     transcript = " ".join(transcript_parts).strip()
     return Verdict(
@@ -208,9 +293,9 @@ def _deciding(utterances: list[tuple[float | None, str]]) -> str:
 
 
 def _spoofed_posterior(item: ResultItem) -> float | None:
-    for prediction in item.prediction:
+    for prediction in item.prediction or ():
         if (prediction.label or "").strip().lower() == "spoofed":
-            if prediction.posterior is None:
+            if prediction.posterior is None or prediction.posterior == "":
                 return None
             value = _number(prediction.posterior, "posterior")
             if not 0.0 <= value <= 1.0:
@@ -219,11 +304,24 @@ def _spoofed_posterior(item: ResultItem) -> float | None:
     return None
 
 
-def _seconds(value: str | float) -> float:
-    seconds = _number(value, "time")
-    if seconds < 0:
-        raise _protocol(f"a negative time ({seconds!r})")
-    return seconds
+def _seconds(value: str | float | None) -> float | None:
+    """An item's time in seconds, or None when it is missing or unusable.
+
+    The SDK's models allow "" (its tests send it); a time is only a place on the timeline,
+    so one that is not a non-negative finite number is left out rather than costing the
+    verdict.
+    """
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _order(seconds: float | None) -> float:
+    return math.inf if seconds is None else seconds
 
 
 def _number(value: str | float, what: str) -> float:
@@ -267,8 +365,12 @@ class BehavioralSignalsClient:
         retry: RetryPolicy,
         poll: PollPolicy,
         request_timeout_s: float,
+        upload_read_timeout_s: float = UPLOAD_READ_TIMEOUT_S,
     ) -> None:
         self._base = f"{base_url.rstrip('/')}/detection/clients/{cid}/processes"
+        self._auth_url = f"{base_url.rstrip('/')}/auth"
+        self._cid = cid
+        self._upload_read_timeout_s = upload_read_timeout_s
         self._poll = poll
         self._clock = JobClock(poll)
         self._http = ProviderHTTP(
@@ -292,29 +394,55 @@ class BehavioralSignalsClient:
         return bool(formats & ACCEPTED_FORMATS)
 
     async def submit(self, upload: Upload, options: SubmitOptions) -> Submission:
-        """Upload the audio as a new process; never retried once it may have arrived."""
+        """Upload the audio as a new process; never sent twice.
+
+        When the answer is lost after the whole file went out (no answer in time, the
+        connection dropped), the service may still have created the process (the SDK's
+        README says so): it is looked up by its `meta` before anything else happens, so the
+        billed process is kept rather than lost and a re-scan does not bill a second one.
+        """
         fields = {
             "name": upload.filename,
             "embeddings": "false",
             "enable_generator_detection": "false",
         }
-        if options.meta:
-            # Echoed back in `meta`, so a lost answer can be reconciled from the list call.
-            fields["meta"] = json.dumps(options.meta, separators=(",", ":"))
-        process = await self._http.request(
-            "POST",
-            f"{self._base}/audio",
-            Process,
-            what="upload",
-            retry_safe=False,
-            fields=fields,
-            file=FilePart(
-                "file", upload.path, upload.filename, upload.content_type, options.on_sent
-            ),
-            client_timeout=self._http.upload_timeout(),
-        )
+        # Echoed back in `meta`, so a lost answer can be reconciled from the list call: the
+        # caller's ids (found again after a restart) and a key of this one upload (found
+        # again after a timeout, and never confused with an earlier scan of the same file).
+        attempt = {"upload": uuid.uuid4().hex}
+        fields["meta"] = json.dumps({**(options.meta or {}), **attempt}, separators=(",", ":"))
+        sent = False
+
+        def on_sent() -> None:
+            nonlocal sent
+            sent = True
+            if options.on_sent is not None:
+                options.on_sent()
+
+        asked_at = datetime.now(UTC)
+        try:
+            process = await self._http.request(
+                "POST",
+                f"{self._base}/audio",
+                Process,
+                what="upload",
+                retry_safe=False,
+                fields=fields,
+                file=FilePart("file", upload.path, upload.filename, upload.content_type, on_sent),
+                client_timeout=self._upload_timeout(),
+            )
+        except (ProviderTimeout, ProviderUnavailable) as exc:
+            # No answer came, or a gateway's 5xx (502/504) stood in for it; a 503 says the
+            # request was refused before anything was made. Only a file that went out whole
+            # can have become a process.
+            answered = exc.status is not None and (exc.status < 500 or exc.status == 503)
+            if answered or not sent:
+                raise
+            job_id = await self._find_after_lost_answer(attempt, asked_at, exc)
+            self._clock.started(job_id, JobTiming(time.monotonic(), upload.duration_s))
+            return Submission(job_id=job_id)
         log.info(
-            "Behavioral Signals accepted %s as process %d (status %d)",
+            "Behavioral Signals accepted %s as process %d (status %s)",
             upload.filename,
             process.pid,
             process.status,
@@ -322,6 +450,71 @@ class BehavioralSignalsClient:
         # Processing starts once the whole file has arrived, which is when this answer comes.
         self._clock.started(str(process.pid), JobTiming(time.monotonic(), upload.duration_s))
         return Submission(job_id=str(process.pid))
+
+    def _upload_timeout(self) -> aiohttp.ClientTimeout:
+        """The SDK's upload timeouts: the answer to an upload may take minutes to come."""
+        return aiohttp.ClientTimeout(
+            # A backstop only: an upload legitimately takes as long as the uplink needs.
+            total=max(self._http.request_timeout_s * 10, self._upload_read_timeout_s * 2),
+            sock_connect=self._http.request_timeout_s,
+            sock_read=self._upload_read_timeout_s,
+        )
+
+    async def _find_after_lost_answer(
+        self, meta: Mapping[str, str], asked_at: datetime, lost: ProviderError
+    ) -> str:
+        """The process an upload with a lost answer created, or `lost` re-raised if none.
+
+        Looks a few times, a poll interval apart, in case the process is listed a moment
+        after it was made.
+        """
+        log.warning(
+            "Behavioral Signals did not answer an upload that was sent whole (%s); "
+            "looking for the process it may have created",
+            lost,
+        )
+        for attempt in range(_LOST_ANSWER_LOOKUPS):
+            if attempt:
+                await asyncio.sleep(self._poll.max_interval_s)
+            try:
+                job_id = await self.find_job(meta, submitted_after=asked_at)
+            except ProviderError as exc:
+                log.error(
+                    "Behavioral Signals: could not look for the process of an unanswered "
+                    "upload (%s); it may exist (meta %s), so it is not sent again",
+                    exc,
+                    json.dumps(dict(meta), separators=(",", ":")),
+                )
+                raise lost from exc
+            if job_id is not None:
+                log.warning(
+                    "Behavioral Signals: the unanswered upload created process %s; "
+                    "following it instead of sending the file again",
+                    job_id,
+                )
+                return job_id
+        log.info("Behavioral Signals: the unanswered upload created no process")
+        raise lost
+
+    async def check_credentials(self) -> None:
+        """`GET /auth` as the SDK does when it starts: cheap, and refused for a bad key/cid.
+
+        Raises ProviderAuthError for a refused key or project id, other ProviderErrors when
+        the service cannot be asked. The answer's body is not documented and not read: like
+        the SDK, only the status counts.
+        """
+        try:
+            await self._http.request(
+                "GET",
+                self._auth_url,
+                _AnyBody,
+                what="credential check",
+                retry_safe=True,
+                headers={"X-Auth-Client": self._cid},
+            )
+        except ProviderProtocolError as exc:
+            if exc.status is None or not 200 <= exc.status < 300:
+                raise
 
     @property
     def finds_jobs(self) -> bool:
@@ -395,9 +588,10 @@ class BehavioralSignalsClient:
             process = await self._http.request(
                 "GET", url, Process, what="job status", retry_safe=True
             )
-            if process.status not in _RUNNING:
+            # A null status (the SDK's model allows it) says nothing yet: keep polling.
+            if process.status is not None and process.status not in _RUNNING:
                 if process.status == STATUS_COMPLETE:
                     checks.done()  # failures end early: they say nothing about speed
                 return process
             checks.still_running()
-            log.debug("Behavioral Signals process %s: status %d", job_id, process.status)
+            log.debug("Behavioral Signals process %s: status %s", job_id, process.status)

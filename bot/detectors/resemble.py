@@ -1,48 +1,76 @@
-"""Resemble AI Detect API v2: multipart upload with `Prefer: wait`, then poll if needed.
+"""Resemble AI Detect API v2: multipart upload, then poll the detect by its uuid.
 
-Contract: the design notes' reference/resemble-detect-api.md (§2 create, §3 get, §4 scores,
-§9 errors, §10 intelligence). Numbers arrive as strings or numbers and are coerced;
-`normalize_item` builds the verdict as DESIGN.md "The normalized verdict" prescribes.
+Contract: the design notes' reference/resemble-detect-api.md (§2 create, §3 get, §9 errors,
+§10 intelligence, §14 shapes in the vendor's own material). What a detect item says is
+decided in `bot.detectors._resemble_items` (re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import re
 import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import PurePath
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import SecretStr
 
 from bot.detectors._base import PollPolicy, RetryPolicy, Submission, SubmitOptions, Upload
-from bot.detectors._http import ProviderHTTP, describe, first_line
+from bot.detectors._http import ProviderHTTP, first_line
 from bot.detectors._polling import JobClock, JobTiming
+from bot.detectors._resemble_items import (
+    FRAME_LENGTH_S,
+    PROVIDER,
+    DetectEnvelope,
+    DetectItem,
+    JobState,
+    ReportState,
+    Scores,
+    job_state,
+    normalize_item,
+    report_state,
+    transcript_of,
+)
 from bot.detectors._upload import FilePart
 from bot.errors import (
+    ProviderAuthError,
+    ProviderError,
     ProviderJobFailed,
     ProviderProtocolError,
     ProviderRejected,
     ProviderTimeout,
 )
-from bot.verdict import Label, MediaKind, ProviderName, Segment, Verdict
+from bot.verdict import MediaKind, ProviderName, Verdict
+
+__all__ = [
+    "FRAME_LENGTH_S",
+    "DetectEnvelope",
+    "DetectItem",
+    "JobState",
+    "ReportState",
+    "ResembleClient",
+    "Scores",
+    "job_state",
+    "normalize_item",
+    "report_state",
+    "transcript_of",
+    "upload_name",
+]
 
 log = logging.getLogger(__name__)
-
-PROVIDER = ProviderName.RESEMBLE
 
 #: Direct uploads above this are refused with HTTP 400 (Secure Uploads would be needed).
 #: Decimal megabytes: the smaller reading of "150 MB", so we never upload a refused file.
 MAX_UPLOAD_BYTES = 150 * 1000 * 1000
-FRAME_LENGTH_S = 2
-_FAILED = frozenset({"failed", "error", "cancelled", "canceled"})
+#: How long a transcript that was asked for is waited for once the detect is done: the
+#: intelligence report runs apart and may finish later (the spec: "can still be processing
+#: after Detect reaches completed"). Resemble's callback waits up to 10 minutes for it; a
+#: member waiting on a verdict should not, and the verdict does not depend on it.
+INTELLIGENCE_WAIT_S = 20.0
 
 #: Extensions Resemble's direct upload allows (it validates them), with a matching type.
 CONTENT_TYPES = {
@@ -72,181 +100,6 @@ _FORMAT_EXTENSIONS = {
     "webm": (".webm", ".mkv"),
     "avi": (".avi",),
 }
-
-
-# --- wire models -----------------------------------------------------------------------
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-Number = str | float
-
-
-class Metrics(_Wire):
-    """Audio (or a video's audio track) results; `{}` while processing."""
-
-    label: str | None = None
-    #: One fake-probability per `frame_length` window; a trailing partial window is null.
-    score: tuple[Number | None, ...] | None = None
-    aggregated_score: Number | None = None
-    consistency: Number | None = None
-
-
-class VideoMetrics(_Wire):
-    label: str | None = None
-    score: Number | None = None
-    certainty: Number | None = None
-
-
-class Intelligence(_Wire):
-    status: str | None = None
-    #: Prose, or a structured object with `transcription` among many fields.
-    description: str | dict[str, Any] | None = None
-
-
-class DetectItem(_Wire):
-    """A detect object, as create and get return it."""
-
-    uuid: str
-    status: str | None = None
-    media_type: str | None = None
-    metrics: Metrics | None = None
-    video_metrics: VideoMetrics | None = None
-    #: An object, or a list of them when asked with `experts=true`.
-    intelligence: Intelligence | tuple[Intelligence, ...] | None = None
-    duration: Number | None = None
-    error_message: str | None = None
-
-
-class DetectEnvelope(_Wire):
-    success: bool | None = None
-    item: DetectItem | None = None
-    message: str | None = None
-    #: Usually text; an object is tolerated (and then not quoted).
-    error: Any = None
-
-
-# --- normalization ---------------------------------------------------------------------
-
-
-def normalize_item(
-    item: DetectItem | Mapping[str, Any],
-    job_id: str,
-    *,
-    frame_length: float = FRAME_LENGTH_S,
-    want_transcript: bool,
-) -> Verdict:
-    """Turn a completed detect item into a `Verdict` (pure).
-
-    For a video the higher of the audio score and the frames' score decides the label and
-    the probability, as Resemble's own UI does. The transcript, LLM-written and untrusted,
-    is taken only when it was asked for.
-    """
-    if not isinstance(item, DetectItem):
-        try:
-            item = DetectItem.model_validate(item)
-        except ValidationError as exc:
-            raise _protocol(f"a detect item in an unexpected shape: {describe(exc)}") from exc
-
-    metrics = item.metrics or Metrics()
-    duration = _number(item.duration, "duration")
-    probability = _probability(metrics.aggregated_score, "aggregated_score")
-    provider_label = metrics.label
-    label = _label(metrics.label)
-
-    if item.video_metrics is not None:
-        video_score = _probability(item.video_metrics.score, "video score")
-        if video_score is not None and (probability is None or video_score > probability):
-            probability, provider_label = video_score, item.video_metrics.label
-            label = _label(item.video_metrics.label)
-
-    segments = []
-    for index, raw in enumerate(metrics.score or ()):
-        score = _probability(raw, "score")
-        if score is None:
-            continue
-        start = index * frame_length
-        end = start + frame_length
-        if duration is not None and start < duration < end:
-            end = duration
-        segments.append(
-            Segment(
-                start=start,
-                end=end,
-                label=Label.SPOOFED if score >= 0.5 else Label.BONAFIDE,
-                spoofed_probability=score,
-            )
-        )
-
-    return Verdict(
-        label=label,
-        spoofed_probability=probability,
-        transcript=_transcript(item.intelligence) if want_transcript else None,
-        segments=tuple(segments),
-        provider=PROVIDER,
-        provider_job_id=job_id,
-        duration_s=duration,
-        provider_label=provider_label,
-    )
-
-
-def _label(raw: str | None) -> Label:
-    value = (raw or "").strip().lower()
-    if value == "fake":
-        return Label.SPOOFED
-    if value == "real":
-        return Label.BONAFIDE
-    # "Likely Fake" (intelligence escalation), empty, or anything new: not a verdict we know.
-    return Label.INCONCLUSIVE
-
-
-def _transcript(intelligence: Intelligence | tuple[Intelligence, ...] | None) -> str | None:
-    reports = intelligence if isinstance(intelligence, tuple) else (intelligence,)
-    for report in reports:
-        if report is None:
-            continue
-        description = report.description
-        if isinstance(description, str) and description.lstrip().startswith("{"):
-            # A structured report may arrive serialized; read it as one if it parses.
-            try:
-                parsed = json.loads(description)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, dict):
-                description = parsed
-        if isinstance(description, dict):
-            text = description.get("transcription")
-            text = text if isinstance(text, str) else None
-        else:
-            text = description
-        if text and text.strip():
-            return text.strip()
-    return None
-
-
-def _probability(value: Number | None, what: str) -> float | None:
-    number = _number(value, what)
-    if number is not None and not 0.0 <= number <= 1.0:
-        raise _protocol(f"a {what} outside 0..1 ({number!r})")
-    return number
-
-
-def _number(value: Number | None, what: str) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise _protocol(f"a {what} that is not a number ({str(value)[:40]!r})") from None
-    if not math.isfinite(number):
-        raise _protocol(f"a {what} that is not finite ({str(value)[:40]!r})")
-    return number
-
-
-def _protocol(detail: str) -> ProviderProtocolError:
-    return ProviderProtocolError(PROVIDER, f"Resemble sent {detail}.")
 
 
 # --- uploads ---------------------------------------------------------------------------
@@ -291,14 +144,19 @@ class ResembleClient:
         poll: PollPolicy,
         request_timeout_s: float,
         zero_retention: bool = True,
+        intelligence_wait_s: float = INTELLIGENCE_WAIT_S,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._poll = poll
         self._clock = JobClock(poll)
         self._zero_retention = zero_retention
+        self._intelligence_wait_s = intelligence_wait_s
         #: Jobs submitted in this process that asked for a transcript; a job resumed after a
         #: restart is reported without one rather than with one nobody asked for.
         self._want_transcript: set[str] = set()
+        #: Set once Resemble refused intelligence for this key (HTTP 403 for the product):
+        #: later scans do not ask for it (nor pay the refused round trip) until a restart.
+        self._intelligence_refused = False
         self._http = ProviderHTTP(
             http_session,
             provider=PROVIDER,
@@ -326,39 +184,77 @@ class ResembleClient:
             return False
 
     async def submit(self, upload: Upload, options: SubmitOptions) -> Submission:
-        """Upload with `Prefer: wait`; the verdict comes back at once if Resemble finished."""
+        """Upload the file; Resemble answers at once with the detect's uuid.
+
+        No `Prefer: wait`: that holds the answer, and with it the only copy of the uuid,
+        until the detect is done, for a time nobody documents. Held past the request
+        timeout (or through a restart), the detect is created and billed but the bot cannot
+        find it again, and the user's retry bills a second one. The asynchronous create
+        "responds immediately with a job UUID" (docs, /detect/create), which the scan
+        records before waiting; Resemble's own clients create this way and poll by uuid
+        (resemble-mcp `action_server.py` `detect_deepfake`; the SDKs' `detect_and_get`).
+        """
         filename, content_type = upload_name(upload) or (upload.filename, upload.content_type)
         fields = {
             "zero_retention_mode": "true" if self._zero_retention else "false",
             "frame_length": str(FRAME_LENGTH_S),
         }
-        if options.transcript:
+        want_transcript = options.transcript and not self._intelligence_refused
+        if want_transcript:
             fields["intelligence"] = "true"  # billed extra, so only when asked
         timing = JobTiming(time.monotonic(), upload.duration_s)
-        envelope = await self._http.request(
+        file = FilePart("file", upload.path, filename, content_type, options.on_sent)
+        try:
+            envelope = await self._create(fields, file)
+        except ProviderAuthError as exc:
+            if exc.status != 403 or not want_transcript:
+                raise
+            # A 403 is also the answer for a product the plan lacks (reference §9: "the key
+            # lacks access to a requested product"), given before any detect is created, so
+            # asking again without it bills nothing twice. Refused again: the key is bad.
+            del fields["intelligence"]
+            envelope = await self._create(fields, file)
+            want_transcript = False
+            self._refuse_intelligence()
+        item = self._item(envelope, what="upload", rejected=True)
+        state = job_state(item)
+        log.info("Resemble accepted %s as detect %s (%s)", filename, item.uuid, state)
+        if state is JobState.COMPLETED and (
+            not want_transcript or report_state(item.intelligence) is not ReportState.PENDING
+        ):
+            self._clock.finished_at_once(timing)
+            verdict = normalize_item(item, item.uuid, want_transcript=want_transcript)
+            return Submission(job_id=item.uuid, verdict=verdict)
+        if want_transcript:
+            self._want_transcript.add(item.uuid)
+        # The answer saw the detect running: it has been since at least then.
+        timing.running_at = time.monotonic() - timing.submitted_at
+        self._clock.started(item.uuid, timing)
+        return Submission(job_id=item.uuid)
+
+    async def _create(self, fields: dict[str, str], file: FilePart) -> DetectEnvelope:
+        return await self._http.request(
             "POST",
             f"{self._base}/detect",
             DetectEnvelope,
             what="upload",
             retry_safe=False,
             fields=fields,
-            file=FilePart("file", upload.path, filename, content_type, options.on_sent),
-            headers={"Prefer": "wait"},
+            file=file,
             client_timeout=self._http.upload_timeout(),
         )
-        item = self._item(envelope, what="upload", rejected=True)
-        status = (item.status or "processing").lower()
-        log.info("Resemble accepted %s as detect %s (%s)", filename, item.uuid, status)
-        if status == "completed":
-            self._clock.finished_at_once(timing)
-            verdict = normalize_item(item, item.uuid, want_transcript=options.transcript)
-            return Submission(job_id=item.uuid, verdict=verdict)
-        if options.transcript:
-            self._want_transcript.add(item.uuid)
-        # Prefer: wait held the answer until now: the detect ran all that time.
-        timing.running_at = time.monotonic() - timing.submitted_at
-        self._clock.started(item.uuid, timing)
-        return Submission(job_id=item.uuid)
+
+    def _refuse_intelligence(self) -> None:
+        """Tell the operator once; every later scan simply goes without a transcript."""
+        if self._intelligence_refused:
+            return
+        self._intelligence_refused = True
+        log.warning(
+            "Resemble answered HTTP 403 to an upload asking for intelligence and accepted the "
+            "same upload without it: this API key's plan lacks intelligence. Scans continue "
+            "without transcripts until Spoofwatch restarts; enable intelligence on the "
+            "Resemble plan, or set SPOOFWATCH_RESEMBLE_INTELLIGENCE=false."
+        )
 
     @property
     def finds_jobs(self) -> bool:
@@ -371,8 +267,13 @@ class ResembleClient:
         return None
 
     async def wait(self, job_id: str) -> Verdict:
-        """Poll the detect until it leaves `processing`, then normalize it."""
+        """Poll the detect until it is final (`job_state`), then normalize it.
+
+        A transcript that was asked for is waited for a little longer if the intelligence
+        report is still being written (`_await_report`).
+        """
         url = f"{self._base}/detect/{quote(job_id, safe='')}"
+        deadline = time.monotonic() + self._poll.deadline_s
         try:
             async with asyncio.timeout(self._poll.deadline_s):
                 item = await self._poll_until_done(url, job_id)
@@ -385,14 +286,16 @@ class ResembleClient:
         want_transcript = job_id in self._want_transcript
         self._want_transcript.discard(job_id)
 
-        status = (item.status or "").lower()
-        if status in _FAILED:
-            reason = first_line(self._http.redact(item.error_message or ""))
+        if job_state(item) is JobState.FAILED:
+            message = item.error_message if isinstance(item.error_message, str) else ""
+            reason = first_line(self._http.redact(message))
             raise ProviderJobFailed(
                 PROVIDER,
-                f"Resemble could not analyse the file (detect {job_id}, {status}): "
+                f"Resemble could not analyse the file (detect {job_id}, failed): "
                 f"{reason or 'no reason given'}",
             )
+        if want_transcript:
+            item = await self._await_report(url, job_id, item, deadline)
         verdict = normalize_item(item, job_id, want_transcript=want_transcript)
         log.info(
             "Resemble detect %s: %s (p=%s)", job_id, verdict.label, verdict.spoofed_probability
@@ -403,24 +306,56 @@ class ResembleClient:
         checks = self._clock.checks(job_id)
         while True:
             await checks.wait()
-            envelope = await self._http.request(
-                "GET", url, DetectEnvelope, what="job status", retry_safe=True
-            )
-            item = self._item(envelope, what="job status", rejected=False)
-            # The create example omits `status`; absent means still running.
-            status = (item.status or "processing").lower()
-            if status != "processing":
-                if status == "completed":
+            item = await self._get(url)
+            state = job_state(item)
+            if state is not JobState.RUNNING:
+                if state is JobState.COMPLETED:
                     checks.done()  # failures end early: they say nothing about speed
                 return item
             checks.still_running()
-            log.debug("Resemble detect %s: still processing", job_id)
+            log.debug("Resemble detect %s: still running (%s)", job_id, item.status)
+
+    async def _await_report(
+        self, url: str, job_id: str, item: DetectItem, deadline: float
+    ) -> DetectItem:
+        """The item once its intelligence report is there, or as it is when the wait ends.
+
+        Bounded by `intelligence_wait_s` and the scan's deadline: the verdict matters more
+        than the transcript, which is then reported as not available.
+        """
+        limit = min(self._intelligence_wait_s, deadline - time.monotonic())
+        interval = self._poll.initial_s
+        try:
+            async with asyncio.timeout(max(0.0, limit)):
+                while report_state(item.intelligence) is ReportState.PENDING:
+                    await asyncio.sleep(interval)
+                    interval = min(interval * self._poll.factor, self._poll.max_interval_s)
+                    item = await self._get(url)
+        except TimeoutError:
+            pass
+        except ProviderError as exc:
+            # The detect's answer is already in hand; a failed read costs only the transcript.
+            log.warning("Resemble detect %s: gave up waiting for its transcript: %s", job_id, exc)
+        if transcript_of(item.intelligence) is None:
+            log.info(
+                "Resemble detect %s: no transcript available (intelligence %s)",
+                job_id,
+                report_state(item.intelligence),
+            )
+        return item
+
+    async def _get(self, url: str) -> DetectItem:
+        envelope = await self._http.request(
+            "GET", url, DetectEnvelope, what="job status", retry_safe=True
+        )
+        return self._item(envelope, what="job status", rejected=False)
 
     def _item(self, envelope: DetectEnvelope, *, what: str, rejected: bool) -> DetectItem:
         """The item of a 2xx answer, which may still say `success: false` (the SDK's habit)."""
         if envelope.success is False:
-            error = envelope.error if isinstance(envelope.error, str) else None
-            said = self._http.redact(envelope.message or error or "no reason given")
+            texts = (envelope.message, envelope.error)
+            said = next((text for text in texts if isinstance(text, str) and text), None)
+            said = self._http.redact(said or "no reason given")
             message = f"Resemble refused the {what}: {said}"
             if rejected:
                 raise ProviderRejected(PROVIDER, message)

@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import Spoofwatch, permission_name
+from bot.embeds import fit_embed, mention_list
 from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig
 from bot.permissions import check_member
 from bot.verdict import MediaKind, ProviderName
@@ -18,6 +19,11 @@ log = logging.getLogger(__name__)
 
 Place = discord.TextChannel | discord.VoiceChannel | discord.CategoryChannel | discord.Thread
 _SENDS = ("view_channel", "send_messages", "embed_links")
+#: Discord refuses message content over 2,000 characters (discord-platform.md, "Checked
+#: 2026-12"); the scope list can hold hundreds of channels, so every echo is held to this.
+CONTENT_LIMIT = 2000
+#: What the echo of a changed channel list may take of the reply ("… +N more" beyond).
+_ECHO_LIST_CHARS = 600
 
 
 @app_commands.guild_only()
@@ -53,7 +59,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
             reason=described,
         )
         log.info("guild %s settings changed by %s: %s", guild_id, interaction.user.id, described)
-        text = f"Saved. {spoken}." + (f"\n{note}" if note else "")
+        text = _clip(f"Saved. {spoken}." + (f"\n{note}" if note else ""))
         await interaction.response.send_message(text, embed=settings_embed(updated), ephemeral=True)
 
     @settings.command(name="show")
@@ -87,7 +93,10 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         """Add a channel or category to the scope list."""
         assert interaction.guild_id is not None
         config = await self.bot.guild_configs.get(interaction.guild_id)
-        await self._update(interaction, scope_channels=config.scope_channels | {channel.id})
+        listed = config.scope_channels | {channel.id}
+        # The list echo may end in "+N more"; this line always names the channel just added.
+        note = f"Added {channel.mention}; {len(listed)} listed."
+        await self._update(interaction, note=note, scope_channels=listed)
 
     @settings.command(name="channel-remove")
     @app_commands.describe(channel="A channel, thread or category on the scope list")
@@ -97,7 +106,9 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         """Remove a channel or category from the scope list."""
         assert interaction.guild_id is not None
         config = await self.bot.guild_configs.get(interaction.guild_id)
-        await self._update(interaction, scope_channels=config.scope_channels - {channel.id})
+        listed = config.scope_channels - {channel.id}
+        note = f"Removed {channel.mention}; {len(listed)} listed."
+        await self._update(interaction, note=note, scope_channels=listed)
 
     @settings.command(name="kinds")
     @app_commands.describe(
@@ -274,9 +285,10 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
 
 def settings_embed(config: GuildConfig) -> discord.Embed:
     embed = discord.Embed(title="Spoofwatch settings", colour=discord.Colour.blurple())
-    listed = ", ".join(f"<#{c}>" for c in sorted(config.scope_channels)) or "none"
+    head = f"{config.scope.value}\nlisted: "
+    listed = mention_list(config.scope_channels, limit=1024 - len(head))
     embed.add_field(name="Automatic scans", value="on" if config.auto_scan else "off")
-    embed.add_field(name="Scope", value=f"{config.scope.value}\nlisted: {listed}"[:1024])
+    embed.add_field(name="Scope", value=head + listed)
     embed.add_field(name="Media", value=", ".join(sorted(k.value for k in config.kinds)) or "none")
     embed.add_field(name="Alert threshold", value=f"{config.alert_threshold:.0%}")
     embed.add_field(name="Action", value=config.action.value)
@@ -298,7 +310,15 @@ def settings_embed(config: GuildConfig) -> discord.Embed:
         name="Limits",
         value=f"{_show(config.max_file_mb)} MiB, {_show(config.max_duration_s)} s",
     )
-    return embed
+    return fit_embed(embed)
+
+
+def _clip(text: str) -> str:
+    """`text` within Discord's content limit, cut at a line break when there is one."""
+    if len(text) <= CONTENT_LIMIT:
+        return text
+    cut = text.rfind("\n", 0, CONTENT_LIMIT - 1)
+    return (text[:cut] if cut > CONTENT_LIMIT // 2 else text[: CONTENT_LIMIT - 1]) + "…"
 
 
 _LABELS = {
@@ -332,7 +352,7 @@ def _show_for(field: str, value: object) -> str:
     if field == "modlog_channel_id":
         return f"<#{value}>"
     if field == "scope_channels" and isinstance(value, frozenset | set):
-        return ", ".join(f"<#{c}>" for c in sorted(value)) or "none"
+        return mention_list(value, limit=_ECHO_LIST_CHARS)
     if field == "retention_days":
         return f"{value} days"
     if field == "max_file_mb":

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import aiohttp
 import discord
 from discord.ext import commands
 
 from bot.client import Spoofwatch
-from bot.embeds import probability_bar, sanitize
+from bot.embeds import fit_embed, probability_bar, sanitize
 from bot.guild_config import ActionPolicy, GuildConfig
+from bot.replies import describe_http_error
 from bot.scanning import ScanOutcome
 from bot.verdict import Label
 from cogs.alerts._views import alert_view
@@ -102,27 +105,84 @@ class Alerts(commands.Cog):
         if config.modlog_channel_id is None:
             return
         channel = message.guild.get_channel(config.modlog_channel_id)
+        case_number = outcome.record.case_number
         if not isinstance(channel, discord.TextChannel | discord.Thread):
             log.warning(
                 "mod-log channel %s of guild %s is gone", config.modlog_channel_id, message.guild.id
             )
+            await self._not_posted(message.guild.id, case_number, "the mod-log channel is gone")
             return
-        embed = alert_embed(message, outcome, deleted)
-        try:
-            await channel.send(
-                embed=embed,
-                view=alert_view(outcome.record.case_number),
-                allowed_mentions=discord.AllowedMentions.none(),
+        view = alert_view(case_number)
+        first = await _post(
+            channel,
+            embed=alert_embed(message, outcome, deleted),
+            view=view,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        if first is None:
+            return
+        log.error(
+            "alert for case %s/#%s not posted in %s (%s); posting a plain alert",
+            message.guild.id,
+            case_number,
+            channel.id,
+            first,
+        )
+        # A lost alert is lost moderation: a second, plain-text try carries what a moderator
+        # needs (case, link, score), with the buttons unless they were what Discord refused.
+        second = await _post(
+            channel,
+            content=plain_alert(message, outcome, deleted),
+            view=None if "components" in first else view,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        if second is None:
+            return
+        log.error(
+            "alert for case %s/#%s could not be posted in %s: %s; then %s",
+            message.guild.id,
+            case_number,
+            channel.id,
+            first,
+            second,
+        )
+        await self._not_posted(message.guild.id, case_number, f"mod-log {channel.id}: {second}")
+
+    async def _not_posted(self, guild_id: int, case_number: int, why: str) -> None:
+        """Record among the case's events that its alert never reached the mod-log."""
+        if self.bot.user is not None:
+            await self.bot.audit.admin.record_action(
+                guild_id,
+                case_number,
+                action="alert_not_posted",
+                actor_id=self.bot.user.id,
+                outcome=why,
             )
-        except discord.HTTPException as exc:
-            # Best effort: the case is recorded whatever happens to the alert.
-            log.warning(
-                "could not post alert for case %s/#%s in %s: %s",
-                message.guild.id,
-                outcome.record.case_number,
-                channel.id,
-                exc,
-            )
+
+
+async def _post(channel: discord.TextChannel | discord.Thread, **message: Any) -> str | None:
+    """Send; None when it was posted, else what went wrong (for the log and the case)."""
+    try:
+        await channel.send(**message)
+    except discord.HTTPException as exc:
+        # discord.py has already retried 429s and 5xx; what is left is a refusal or an outage.
+        return describe_http_error(exc)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def plain_alert(message: discord.Message, outcome: ScanOutcome, deleted: str | None) -> str:
+    """The alert as one short text, for when Discord refused the embed."""
+    verdict = outcome.verdict
+    p = verdict.spoofed_probability if verdict is not None else None
+    score = "—" if p is None else f"{p:.0%}"
+    text = (
+        f"⚠️ Possible deepfake — case #{outcome.record.case_number}, {score} spoofed, "
+        f"by <@{message.author.id}> in <#{message.channel.id}>: {message.jump_url}\n"
+        "-# The full alert could not be posted; `/audit case` shows the case."
+    )
+    return text + (f"\n{deleted}" if deleted else "")
 
 
 def alert_embed(
@@ -153,4 +213,5 @@ def alert_embed(
     if deleted:
         embed.add_field(name="Actions", value=deleted, inline=False)
     embed.set_footer(text=f"Case #{record.case_number} · {verdict.provider.value}")
-    return embed
+    # Whatever the file name or label sanitized to (possibly nothing), the embed is sendable.
+    return fit_embed(embed)

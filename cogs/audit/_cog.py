@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.client import Spoofwatch
-from bot.embeds import sanitize
+from bot.embeds import fit_embed, sanitize
 from bot.permissions import check_member
 from bot.settings import MIB
 from bot.storage import Review, ScanRecord
@@ -20,6 +20,9 @@ from bot.storage.export import export_bytes, export_filename
 from cogs.audit._views import Pager, case_line, since_days
 
 log = logging.getLogger(__name__)
+
+#: Enough for any job id seen so far (UUIDs, numeric pids); longer ones end in "…".
+JOB_ID_CHARS = 100
 
 
 @app_commands.guild_only()
@@ -237,9 +240,11 @@ def case_embed(record: ScanRecord) -> discord.Embed:
     embed = discord.Embed(title=f"Case #{record.case_number}", description=case_line(record))
     embed.add_field(name="Status", value=record.status.value)
     embed.add_field(name="Trigger", value=record.trigger.value)
-    embed.add_field(
-        name="Provider", value=f"{record.provider.value}\n`{record.provider_job_id or '—'}`"
-    )
+    # The job id is the provider's string: its length is theirs to choose, so it is capped.
+    job_id = (record.provider_job_id or "").replace("`", "'").strip() or "—"
+    if len(job_id) > JOB_ID_CHARS:
+        job_id = job_id[: JOB_ID_CHARS - 1] + "…"
+    embed.add_field(name="Provider", value=f"{record.provider.value}\n`{job_id}`")
     if record.channel_id:
         embed.add_field(name="Channel", value=f"<#{record.channel_id}>")
     if record.requested_by:
@@ -270,7 +275,7 @@ def case_embed(record: ScanRecord) -> discord.Embed:
             value=f"{record.review.value} by <@{record.reviewed_by}>{when}{note}",
             inline=False,
         )
-    return embed
+    return fit_embed(embed)
 
 
 def _guild_id(interaction: discord.Interaction[Spoofwatch]) -> int:

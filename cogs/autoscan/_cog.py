@@ -1,4 +1,4 @@
-"""Watch guild channels; scan media in a worker, react 🔍 meanwhile, reply once per message.
+"""Watch guild channels; scan media in a worker, 🔍 on slow scans, reply once per message.
 
 Durability across restarts (SIGKILL included), in three parts:
 
@@ -32,23 +32,16 @@ from bot.attachments import Candidate, guild_provider, media_candidates, scan_li
 from bot.client import Spoofwatch
 from bot.errors import ScanInProgress
 from bot.guild_config import GuildConfig
-from bot.replies import outcome_embeds
+from bot.replies import describe_http_error, outcome_embeds, reply_target_gone
 from bot.scanning import ScanLimits, ScanOutcome, ScanRequest
 from bot.storage import ScanRecord, Trigger
 from bot.verdict import Label, ProviderName
 from cogs.autoscan._catch_up import channels_to_catch_up, unanswered_messages
-from cogs.autoscan._marks import (
-    KeyedLocks,
-    clear_stale_reaction,
-    react,
-    unreact_once_on,
-)
+from cogs.autoscan._marks import KeyedLocks, SearchMark, clear_stale_reaction
 from cogs.autoscan._scope import channel_in_scope, configured, from_a_person
 
 log = logging.getLogger(__name__)
 
-#: Discord's "Unknown Message" / invalid reply target: the message was deleted meanwhile.
-_GONE_CODES = {10003, 10008, 50035}
 #: How far after a message a restarted bot looks for its own unrecorded reply (one request).
 _REPLY_SEARCH_LIMIT = 100
 #: Messages remembered as queued from the gateway, for the next catch-up to leave alone.
@@ -228,7 +221,10 @@ class AutoScan(commands.Cog):
             message.id,
             message.guild.id,
         )
-        self.bot.scan_pool.submit(lambda: self.scan_message(message, candidates, config))
+        received_at = asyncio.get_running_loop().time()
+        self.bot.scan_pool.submit(
+            lambda: self.scan_message(message, candidates, config, received_at=received_at)
+        )
         if self.bot.settings.catch_up_messages:
             self._remember_live(message.id)
 
@@ -245,24 +241,34 @@ class AutoScan(commands.Cog):
         config: GuildConfig,
         *,
         recovering: bool = False,
+        received_at: float | None = None,
     ) -> None:
         """Scan every candidate of one message and answer with one reply.
 
         `recovering` (catch-up after a restart): most such messages were scanned already,
         so no 🔍 flickers on them; a 🔍 the dead process left behind is removed.
         """
-        # The 🔍 goes on while the scan starts, and comes off while the reply is posted:
-        # neither request stands between the message and its verdict.
-        reaction = None if recovering else asyncio.create_task(react(message))
+        # A 🔍 only for a scan still unanswered after the delay (counted from the gateway
+        # event, so time queued behind other scans counts); it comes off while the reply is
+        # posted: neither request stands between the message and its verdict.
+        mark = None
+        if not recovering:
+            waited = 0.0 if received_at is None else asyncio.get_running_loop().time() - received_at
+            mark = SearchMark(
+                message,
+                self.bot,
+                delay_s=max(0.0, self.bot.settings.search_mark_delay_s - waited),
+                busy=lambda: self.bot.pacing.channel_busy(message.channel.id),
+            )
         try:
             outcomes = await self._scan_each(message, candidates, config)
         except BaseException:
-            if reaction is not None:
-                await unreact_once_on(reaction, message, self.bot)
+            if mark is not None:
+                await mark.take_off()
             raise
         cleanup = []
-        if reaction is not None:
-            cleanup.append(unreact_once_on(reaction, message, self.bot))
+        if mark is not None:
+            cleanup.append(mark.take_off())
         if recovering:
             cleanup.append(clear_stale_reaction(message, self.bot))
         if outcomes is None:
@@ -392,11 +398,13 @@ class AutoScan(commands.Cog):
     ) -> discord.Message | None:
         embeds = outcome_embeds(outcomes, show_transcript=config.show_transcripts)
         try:
-            return await message.reply(
-                embeds=embeds,
-                mention_author=False,
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
+            # When replies queue on the channel's message bucket, the oldest message first.
+            with self.bot.pacing.priority(message.id):
+                return await message.reply(
+                    embeds=embeds,
+                    mention_author=False,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
         except discord.Forbidden:
             log.warning(
                 "cannot reply in channel %s of guild %s (missing permission); cases %s recorded",
@@ -405,8 +413,9 @@ class AutoScan(commands.Cog):
                 [o.record.case_number for o in outcomes],
             )
         except discord.HTTPException as exc:
-            if exc.code in _GONE_CODES or exc.status == 404:
+            if reply_target_gone(exc):
                 log.info("message %s was deleted before its verdict; no reply", message.id)
             else:
-                log.warning("reply to message %s failed: %s", message.id, exc)
+                # Any other 400 is a body Discord refused: say which fields, it is a bug.
+                log.error("reply to message %s refused: %s", message.id, describe_http_error(exc))
         return None

@@ -1,11 +1,18 @@
-"""The 🔍 mark a message wears while it is scanned, and one lock per message for replies."""
+"""The 🔍 mark a message wears while a slow scan runs, and one lock per message for replies.
+
+On real Discord every request counts: one reaction call per 0.25 s per channel (adding and
+removing share it) and 50 requests/s for the whole bot. A verdict that arrives within a second
+or two needs no "still working" sign, so the mark goes on only when the scan is still
+unanswered after `SPOOFWATCH_SEARCH_MARK_DELAY_S`, and not at all in a channel whose Discord
+buckets are already busy (a raid): there it would only delay the replies.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import discord
 
@@ -55,12 +62,49 @@ async def unreact(message: discord.Message, bot: Spoofwatch) -> None:
         log.debug("could not remove the scanning reaction from %s", message.id)
 
 
-async def unreact_once_on(
-    reaction: asyncio.Task[bool], message: discord.Message, bot: Spoofwatch
-) -> None:
-    """Remove the 🔍 that `reaction` adds, once it is on (nothing if adding it failed)."""
-    if await reaction:
-        await unreact(message, bot)
+def _never_busy() -> bool:
+    return False
+
+
+class SearchMark:
+    """The 🔍 of one scan: on after `delay_s` unless answered or `busy()`; off once answered."""
+
+    def __init__(
+        self,
+        message: discord.Message,
+        bot: Spoofwatch,
+        *,
+        delay_s: float,
+        busy: Callable[[], bool] = _never_busy,
+    ) -> None:
+        self._message = message
+        self._bot = bot
+        self._busy = busy
+        #: Set once the add request is under way: from then on it must be undone.
+        self._placing = False
+        self._task = asyncio.create_task(self._put_on_later(delay_s), name="search-mark")
+
+    async def _put_on_later(self, delay_s: float) -> bool:
+        await asyncio.sleep(delay_s)
+        if self._busy():
+            log.debug("channel %s is busy: no 🔍 on %s", self._message.channel.id, self._message.id)
+            return False
+        self._placing = True
+        return await react(self._message)
+
+    @property
+    def placing(self) -> bool:
+        """Whether the mark was (or is being) put on."""
+        return self._placing
+
+    async def take_off(self) -> None:
+        """The scan is answered (or failed): no mark from now on, and none left behind."""
+        if not self._placing:
+            # Still waiting out the delay (or decided against it): nothing was sent.
+            self._task.cancel()
+            return
+        if await self._task:
+            await unreact(self._message, self._bot)
 
 
 async def clear_stale_reaction(message: discord.Message, bot: Spoofwatch) -> None:

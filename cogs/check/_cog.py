@@ -21,9 +21,9 @@ from bot.client import Spoofwatch
 from bot.errors import NotMedia, SpoofwatchError
 from bot.guild_config import GuildConfig
 from bot.replies import outcome_embeds
-from bot.scanning import ScanOutcome
 from bot.storage import Trigger
 from bot.verdict import MediaKind
+from cogs.check._delivery import CheckAnswers
 
 log = logging.getLogger(__name__)
 
@@ -71,34 +71,33 @@ class Check(commands.Cog):
     ) -> None:
         """Check a file or a message for deepfaked speech."""
         await interaction.response.defer(ephemeral=not public, thinking=True)
+        answers = CheckAnswers(interaction, public=public)
         await self._cooldown(interaction)
         if (file is None) == (message is None):
             raise BadTarget("Give either a file or a message to check (one of the two).")
         if file is not None:
             kind = guess_kind(file, voice_flag=False) or MediaKind.AUDIO
-            outcomes = await self._scan(
-                interaction, [Candidate(file, kind, file.is_voice_message())], None, Trigger.CHECK
-            )
+            candidate = Candidate(file, kind, file.is_voice_message())
+            await self._scan(interaction, [candidate], None, Trigger.CHECK, answers)
         else:
             assert message is not None
             target = await self._resolve(interaction, message)
             candidates = media_candidates(target)
             if not candidates:
                 raise NotMedia(NO_MEDIA)
-            outcomes = await self._scan(interaction, candidates, target, Trigger.CHECK)
-        await self._answer(interaction, outcomes, ephemeral=not public)
+            await self._scan(interaction, candidates, target, Trigger.CHECK, answers)
 
     async def check_menu(
         self, interaction: discord.Interaction[Spoofwatch], message: discord.Message
     ) -> None:
         # Context menus cannot live inside a class, so the cog builds one from this method.
         await interaction.response.defer(ephemeral=True, thinking=True)
+        answers = CheckAnswers(interaction, public=False)
         await self._cooldown(interaction)
         candidates = media_candidates(message)
         if not candidates:
             raise NotMedia(NO_MEDIA)
-        outcomes = await self._scan(interaction, candidates, message, Trigger.CONTEXT_MENU)
-        await self._answer(interaction, outcomes, ephemeral=True)
+        await self._scan(interaction, candidates, message, Trigger.CONTEXT_MENU, answers)
 
     async def _cooldown(self, interaction: discord.Interaction[Spoofwatch]) -> None:
         # Moderators are trusted with the service's cost; members share a per-user budget.
@@ -144,12 +143,17 @@ class Check(commands.Cog):
         candidates: list[Candidate],
         message: discord.Message | None,
         trigger: Trigger,
-    ) -> list[ScanOutcome]:
+        answers: CheckAnswers,
+    ) -> None:
+        """Scan each file in turn and answer it as soon as it is done (one message per file).
+
+        One answer for all would keep the member waiting for the slowest file, and could
+        outlast the interaction's token.
+        """
         guild_id = interaction.guild.id if interaction.guild else None
         config = await self._config(guild_id)
         provider = guild_provider(self.bot.settings, config, self.bot.scans.providers)
         limits = scan_limits(self.bot.settings, config)
-        outcomes = []
         for candidate in candidates[:10]:
             request = scan_request(
                 candidate,
@@ -163,21 +167,8 @@ class Check(commands.Cog):
                 config=config,
                 paid_transcripts=self.bot.settings.resemble_intelligence,
             )
-            outcomes.append(await self.bot.scans.scan(request))
-        return outcomes
+            outcome = await self.bot.scans.scan(request)
+            await answers.send(outcome_embeds([outcome], show_transcript=config.show_transcripts))
 
     async def _config(self, guild_id: int | None) -> GuildConfig:
         return await self.bot.guild_configs.get(guild_id) if guild_id else GuildConfig()
-
-    async def _answer(
-        self,
-        interaction: discord.Interaction[Spoofwatch],
-        outcomes: list[ScanOutcome],
-        *,
-        ephemeral: bool,
-    ) -> None:
-        config = await self._config(interaction.guild.id if interaction.guild else None)
-        embeds = outcome_embeds(outcomes, show_transcript=config.show_transcripts)
-        await interaction.followup.send(
-            embeds=embeds, ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none()
-        )

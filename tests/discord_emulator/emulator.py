@@ -35,6 +35,7 @@ from .gateway import Gateway
 from .interactions import InteractionBuilder
 from .models import Channel, Guild, Member, Role, User
 from .observe import ObservationMixin
+from .ratelimits import RateLimits
 from .rest_app import Backend, FaultRule, RestRecorder, make_fault
 from .rest_core import CoreRoutes
 from .rest_interactions import InteractionRoutes
@@ -71,8 +72,12 @@ class DiscordPatch:
 class DiscordEmulator(UserActionsMixin, ObservationMixin):
     """The emulator façade: world building, user actions, faults, gateway control, observation."""
 
-    def __init__(self, *, app_name: str = "Spoofwatch", host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *, app_name: str = "Spoofwatch", host: str = "127.0.0.1", rate_limits: bool = False
+    ) -> None:
         self.host = host
+        #: Discord's rate limits (see ratelimits.py); ``ratelimits.sent_429s`` counts refusals.
+        self.ratelimits = RateLimits(enabled=rate_limits)
         self.world = World(app_name)
         self._waiter = Waiter()
         self.cdn = Cdn(self.world, self._waiter.notify)
@@ -86,6 +91,9 @@ class DiscordEmulator(UserActionsMixin, ObservationMixin):
         self.gateway_url = ""
         self._runner: web.AppRunner | None = None
         self._patch: DiscordPatch | None = None
+        #: Set by a test that sends Discord a bad body on purpose; otherwise the fixture fails
+        #: any test during which the emulator refused a body (see ``refusals``).
+        self.refusals_expected = False
         # Handles the default fixture fills in (see fixtures.py).
         self.guild: Guild
         self.text_channel: Channel
@@ -115,7 +123,10 @@ class DiscordEmulator(UserActionsMixin, ObservationMixin):
 
     async def start(self) -> Self:
         """Listen on an ephemeral 127.0.0.1 port."""
-        app = web.Application(middlewares=[self.recorder.middleware], client_max_size=1024**3)
+        app = web.Application(
+            middlewares=[self.recorder.middleware, self.ratelimits.middleware],
+            client_max_size=1024**3,
+        )
         messages = MessageRoutes(self.backend)
         app.add_routes(CoreRoutes(self.backend).routes())
         app.add_routes(messages.routes())
@@ -275,12 +286,32 @@ class DiscordEmulator(UserActionsMixin, ObservationMixin):
 
     @property
     def interaction_ack_deadline(self) -> float | None:
-        """Seconds an interaction stays answerable (Discord: 3). None (default) = no deadline."""
+        """Seconds an interaction stays answerable (Discord's 3 by default). None = no deadline.
+
+        Past it the callback is refused (10062 Unknown interaction) and the token is dead.
+        """
         return self.backend.interaction_ack_deadline
 
     @interaction_ack_deadline.setter
     def interaction_ack_deadline(self, seconds: float | None) -> None:
         self.backend.interaction_ack_deadline = seconds
+
+    @property
+    def refusals(self) -> list[dict[str, Any]]:
+        """Every body refused as Discord would (400 50035 and the like), with its route."""
+        return self.backend.refusals
+
+    @property
+    def interaction_token_lifetime(self) -> float:
+        """Seconds the interaction webhook (follow-ups, @original) works: Discord's 15 minutes.
+
+        Past it every webhook call answers 401 50027 "Invalid Webhook Token".
+        """
+        return self.backend.interaction_token_lifetime
+
+    @interaction_token_lifetime.setter
+    def interaction_token_lifetime(self, seconds: float) -> None:
+        self.backend.interaction_token_lifetime = seconds
 
     # ------------------------------------------------------------ faults, gateway
 

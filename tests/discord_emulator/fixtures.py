@@ -6,13 +6,18 @@ Imported by ``tests/conftest.py``. The default scene, available as attributes of
   "general" and ``emu.voice_channel`` "Lounge"; ``emu.thread`` "general-thread" under general;
 - ``emu.member`` (plain), ``emu.moderator`` (Manage Messages, Moderate Members), ``emu.admin``
   (also Manage Guild, Manage Channels); ``emu.bot_user`` is the bot.
+
+A test during which the emulator refused a body as Discord would (``emu.refusals``, see
+validation.py) fails at teardown, unless it set ``emu.refusals_expected``.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 
 from .emulator import DiscordEmulator
@@ -41,6 +46,10 @@ async def bare_emulator() -> AsyncIterator[DiscordEmulator]:
             yield emu
     finally:
         await emu.close()
+    if emu.refusals and not emu.refusals_expected:
+        # A body Discord would refuse is a bug even when the bot copes with the 400.
+        shown = json.dumps(emu.refusals, indent=1)[:4000]
+        pytest.fail(f"Discord would have refused {len(emu.refusals)} request(s):\n{shown}")
     if emu.unhandled_requests:
         missing = sorted({f"{r.method} {r.path}" for r in emu.unhandled_requests})
         warnings.warn(f"discord emulator has no route for: {missing}", stacklevel=1)

@@ -281,7 +281,12 @@ class Backend:
     interactions: dict[int, InteractionHandle] = field(default_factory=dict)
     base_url: str = ""
     gateway_url: str = ""
-    interaction_ack_deadline: float | None = None
+    #: The first response is due within 3 s, the token then lives 15 minutes (docs:
+    #: interactions/receiving-and-responding.mdx, "Responding to an Interaction").
+    interaction_ack_deadline: float | None = 3.0
+    interaction_token_lifetime: float = 15 * 60
+    #: Bodies refused by validation.py (each Discord's 400 body plus the route).
+    refusals: list[JSON] = field(default_factory=list)
     closed_dms: set[int] = field(default_factory=set)
 
     def body(self, request: web.Request) -> JSON:

@@ -12,6 +12,8 @@ from .bits import Permission
 from .models import CommandSync
 from .permissions import base_permissions, can_moderate
 from .rest_app import ApiError, Backend, json_response, missing_access, missing_permissions, unknown
+from .validation import enforce
+from .validation_commands import validate_commands
 
 JSON = dict[str, Any]
 MAX_TIMEOUT = timedelta(days=28)
@@ -107,8 +109,7 @@ class CoreRoutes:
         """Bulk overwrite: ids are kept for unchanged (name, type) pairs, as Discord does."""
         scope = self._scope(request)
         body = self.b.raw_body(request)
-        if not isinstance(body, list):
-            raise ApiError(400, 50035, "Invalid Form Body")
+        enforce(self.b.refusals, request.path, validate_commands(body))
         previous = {(c["name"], c.get("type", 1)): c for c in self.world.commands.get(scope, [])}
         stored: list[JSON] = []
         for command in body:

@@ -26,7 +26,7 @@ from .interactions import (
 from .models import Message
 from .rest_app import ApiError, Backend, json_response, no_content, unknown
 from .rest_messages import MessageRoutes
-from .validation import validate_message
+from .validation import enforce, validate_callback, validate_message
 
 JSON = dict[str, Any]
 CHAT_INPUT_COMMAND_MESSAGE, CONTEXT_MENU_COMMAND_MESSAGE = 20, 23
@@ -61,13 +61,16 @@ class InteractionRoutes:
         if handle.acknowledged:
             raise ApiError(400, 40060, "Interaction has already been acknowledged.")
         body = self.b.body(request)
+        enforce(self.b.refusals, request.path, validate_callback(body))
         kind = int(body.get("type", 0))
         data: JSON = body.get("data") or {}
         files = self.b.files(request)
         if kind in (CHANNEL_MESSAGE, UPDATE_MESSAGE):
-            error = validate_message(data, has_files=bool(files), partial=kind == UPDATE_MESSAGE)
-            if error is not None:
-                raise ApiError.body_error(400, error)
+            enforce(
+                self.b.refusals,
+                request.path,
+                validate_message(data, has_files=bool(files), partial=kind == UPDATE_MESSAGE),
+            )
         if kind in (DEFERRED_UPDATE, UPDATE_MESSAGE) and handle.source_message_id is None:
             raise ApiError(400, 40004, "Interaction response type not valid for this interaction")
         handle.callback_type, handle.callback_data = kind, data
@@ -92,12 +95,20 @@ class InteractionRoutes:
     async def create_followup(self, request: web.Request) -> web.Response:
         handle = self._handle(request)
         body, files = self.b.body(request), self.b.files(request)
-        error = validate_message(body, has_files=bool(files))
-        if error is not None:
-            raise ApiError.body_error(400, error)
+        enforce(self.b.refusals, request.path, validate_message(body, has_files=bool(files)))
         original = handle.original
-        if handle.callback_type == DEFERRED_MESSAGE and original is not None and original.loading:
-            # The first follow-up after a defer replaces the "thinking…" message.
+        if (
+            handle.callback_type == DEFERRED_MESSAGE
+            and original is not None
+            and original.loading
+            and not original.deleted
+        ):
+            # The first follow-up after a defer replaces the "thinking…" message, and "the
+            # ephemeral flag will be ignored, and the value you provided in the initial defer
+            # response will be preserved" (docs: interactions/receiving-and-responding.mdx,
+            # "Create Followup Message"). Once that message is deleted there is nothing to
+            # fill in: the follow-up is a new message with its own flags (an assumption: the
+            # docs say nothing of this order).
             keep = original.flags & MESSAGE_FLAG_EPHEMERAL
             flags = (
                 int(body.get("flags") or 0) & ~(MESSAGE_FLAG_EPHEMERAL | MESSAGE_FLAG_LOADING)
@@ -127,9 +138,11 @@ class InteractionRoutes:
         handle = self._handle(request)
         message = self._target(request, handle)
         body, files = self.b.body(request), self.b.files(request)
-        error = validate_message(body, has_files=bool(files), partial=True)
-        if error is not None:
-            raise ApiError.body_error(400, error)
+        enforce(
+            self.b.refusals,
+            request.path,
+            validate_message(body, has_files=bool(files), partial=True),
+        )
         message.flags &= ~MESSAGE_FLAG_LOADING
         messaging.edit_message(self.world, message, body, files=files)
         message.attachments.extend(
@@ -224,6 +237,11 @@ class InteractionRoutes:
             raise unknown("Webhook")
         if not handle.acknowledged:
             raise unknown("Webhook")
+        # "Interaction tokens are valid for 15 minutes" (docs: interactions/
+        # receiving-and-responding.mdx); Discord then answers 50027 "Invalid Webhook Token"
+        # (docs: topics/opcodes-and-status-codes.mdx, with the 401 of an invalid token).
+        if time.monotonic() - handle.created_at > self.b.interaction_token_lifetime:
+            raise ApiError(401, 50027, "Invalid Webhook Token")
         return handle
 
     def _target(self, request: web.Request, handle: InteractionHandle) -> Message:

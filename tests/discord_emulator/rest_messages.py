@@ -20,7 +20,7 @@ from .rest_app import (
     no_content,
     unknown,
 )
-from .validation import validate_message
+from .validation import enforce, validate_message
 
 JSON = dict[str, Any]
 REPLY = 19
@@ -100,9 +100,7 @@ class MessageRoutes:
             needed |= Permission.READ_MESSAGE_HISTORY
         self._require(channel, needed)
         self._check_upload(channel, files)
-        error = validate_message(body, has_files=bool(files))
-        if error is not None:
-            raise ApiError.body_error(400, error)
+        enforce(self.b.refusals, request.path, validate_message(body, has_files=bool(files)))
         message = messaging.post_message(
             self.world,
             channel,
@@ -131,9 +129,11 @@ class MessageRoutes:
         if message.author.id != self.world.bot_user.id:
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
         body, files = self.b.body(request), self.b.files(request)
-        error = validate_message(body, has_files=bool(files), partial=True)
-        if error is not None:
-            raise ApiError.body_error(400, error)
+        enforce(
+            self.b.refusals,
+            request.path,
+            validate_message(body, has_files=bool(files), partial=True),
+        )
         if files:
             body = {**body, "attachments": body.get("attachments", [])}
         messaging.edit_message(self.world, message, body, files=files)

@@ -1,7 +1,14 @@
-"""Discord's message limits, enforced like the API does: a 400 "Invalid Form Body" (code 50035).
+"""Discord's request-body rules, enforced like the API does: a 400 "Invalid Form Body" (50035).
 
-Only limits a bot can realistically trip are checked: content length, embed limits (per field and
-6000 in total), URL schemes in embeds, and the shape of buttons.
+Every rule names its source: the official OpenAPI spec (discord/discord-api-spec,
+``openapi.json``, by ``components/schemas/<Name>``) or the developer docs (discord/discord-api-docs,
+by page). Checked here: message content, embeds (each part and 6000 in all), allowed_mentions,
+components (rows, buttons, selects) and interaction callbacks; application commands (names,
+descriptions, options, choices, their order and the 8,000-character total) in
+``validation_commands.py``, with the same error shape.
+
+Every refusal is also kept in ``refusals``: a body Discord would refuse is a bug in the bot, and
+the test fixture fails any test that produced one unless the test expects it.
 """
 
 from __future__ import annotations
@@ -10,8 +17,17 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .models import iter_components
+from .rest_app import ApiError
 
 JSON = dict[str, Any]
+
+
+def enforce(refusals: list[JSON], route: str, error: JSON | None) -> None:
+    """Raise Discord's 400 for ``error`` (from a ``validate_*``), and remember it."""
+    if error is not None:
+        refusals.append({"route": route, **error})
+        raise ApiError.body_error(400, error)
+
 
 EMBED_LIMITS = {"title": 256, "description": 4096}
 _URL_KEYS = (
@@ -52,6 +68,8 @@ def validate_message(
     """
     errors = FormErrors()
     content = payload.get("content") or ""
+    # docs: resources/message.mdx, "Create Message": content "up to 2000 characters" (the spec's
+    # MessageCreateRequest allows 4000, which only boosted users may send).
     if len(content) > 2000:
         errors.too_long(["content"], 2000)
     embeds = payload.get("embeds") or []
@@ -64,6 +82,7 @@ def validate_message(
         errors.add(["embeds"], "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000")
     if not payload.get("flags", 0) & COMPONENTS_V2_FLAG:
         _validate_components(errors, payload.get("components") or [])
+    _validate_allowed_mentions(errors, payload.get("allowed_mentions"))
     if errors.errors:
         return errors.body()
     empty = not (
@@ -80,6 +99,11 @@ def validate_message(
 
 
 def _validate_embed(errors: FormErrors, path: list[str | int], embed: JSON) -> int:
+    """Limits from docs: resources/message.mdx, "Embed Limits" (spec: schemas/RichEmbed*).
+
+    Whitespace at either end is not counted; a field's name and value are required
+    (RichEmbedField) and a blank one is refused with BASE_TYPE_REQUIRED.
+    """
     size = 0
     for key, limit in EMBED_LIMITS.items():
         text = embed.get(key) or ""
@@ -119,7 +143,43 @@ def _validate_embed(errors: FormErrors, path: list[str | int], embed: JSON) -> i
     return size
 
 
+#: docs: interactions/receiving-and-responding.mdx, "Interaction Callback Type".
+_CALLBACK_TYPES = frozenset({1, 4, 5, 6, 7, 8, 9, 10, 12})
+#: Same page, "Messages": only SUPPRESS_EMBEDS, EPHEMERAL, IS_COMPONENTS_V2, IS_VOICE_MESSAGE and
+#: SUPPRESS_NOTIFICATIONS can be set; after a DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE only EPHEMERAL.
+_RESPONSE_FLAGS = (1 << 2) | (1 << 6) | (1 << 15) | (1 << 13) | (1 << 12)
+_DEFER_FLAGS = 1 << 6
+
+
+def validate_callback(body: JSON) -> JSON | None:
+    """The callback's own rules (type, flags); its message data goes to ``validate_message``.
+
+    spec: schemas/CreateMessageInteractionCallbackRequest and its siblings.
+    """
+    errors = FormErrors()
+    kind = body.get("type")
+    if kind not in _CALLBACK_TYPES:
+        errors.add(
+            ["type"], "BASE_TYPE_CHOICES", f"Value must be one of {sorted(_CALLBACK_TYPES)}."
+        )
+    flags = int((body.get("data") or {}).get("flags") or 0)
+    allowed = _DEFER_FLAGS if kind == 5 else _RESPONSE_FLAGS
+    if flags & ~allowed:
+        errors.add(["data", "flags"], "MESSAGE_FLAGS_INVALID", "Invalid flags")
+    return errors.body() if errors.errors else None
+
+
+#: Select menus: string, user, role, mentionable, channel (docs: components/reference.mdx).
+_SELECTS = frozenset({3, 5, 6, 7, 8})
+_LINK, _PREMIUM = 5, 6
+
+
 def _validate_components(errors: FormErrors, rows: list[JSON]) -> None:
+    """Rows and their children (docs: components/reference.mdx, "Action Row", "Button",
+    "String Select"; spec: schemas/ActionRowComponentForMessageRequest and the
+    ButtonComponentForMessageRequest / StringSelectComponentForMessageRequest it holds).
+    """
+    # MessageCreateRequest.components: maxItems 5.
     if len(rows) > 5:
         errors.too_long(["components"], 5)
     for r, row in enumerate(rows):
@@ -129,28 +189,145 @@ def _validate_components(errors: FormErrors, rows: list[JSON]) -> None:
             )
             continue
         children = row.get("components") or []
-        if len(children) > 5:
+        # "Up to 5 interactive button components or a single select component".
+        if not children:
+            errors.add(
+                ["components", r, "components"],
+                "BASE_TYPE_MIN_LENGTH",
+                "Must be 1 or more in length.",
+            )
+        elif len(children) > 5:
             errors.too_long(["components", r, "components"], 5)
+        elif len(children) > 1 and any(c.get("type") in _SELECTS for c in children):
+            errors.add(
+                ["components", r, "components"],
+                "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                "The specified component exceeds the maximum width",
+            )
+        for c, child in enumerate(children):
+            path: list[str | int] = ["components", r, "components", c]
+            if child.get("type") == 2:
+                _validate_button(errors, path, child)
+            elif child.get("type") in _SELECTS:
+                _validate_select(errors, path, child)
     seen: set[str] = set()
     for component in iter_components(rows):
         custom_id = component.get("custom_id")
-        if custom_id is not None:
-            if len(custom_id) > 100:
-                errors.too_long(["components", "custom_id"], 100)
-            if custom_id in seen:
+        if custom_id is None:
+            continue
+        # custom_id: "1-100 characters", unique on the message (components/reference.mdx).
+        if not 1 <= len(str(custom_id)) <= 100:
+            errors.too_long(["components", "custom_id"], 100)
+        if custom_id in seen:
+            errors.add(
+                ["components", "custom_id"],
+                "COMPONENT_CUSTOM_ID_DUPLICATED",
+                "Component custom id cannot be duplicated",
+            )
+        seen.add(custom_id)
+
+
+def _validate_button(errors: FormErrors, path: list[str | int], button: JSON) -> None:
+    # ButtonStyleTypes: 1-6; label max 80; url max 512; link buttons have a url and no
+    # custom_id, premium buttons an sku_id, every other style a custom_id and no url.
+    style = button.get("style")
+    if style not in range(1, 7):
+        errors.add(
+            [*path, "style"], "BASE_TYPE_CHOICES", "Value must be one of (1, 2, 3, 4, 5, 6)."
+        )
+    if len(button.get("label") or "") > 80:
+        errors.too_long([*path, "label"], 80)
+    if len(button.get("url") or "") > 512:
+        errors.too_long([*path, "url"], 512)
+    if style == _LINK:
+        if not button.get("url"):
+            errors.add([*path, "url"], "BASE_TYPE_REQUIRED", "This field is required")
+        if button.get("custom_id"):
+            errors.add(
+                [*path, "custom_id"],
+                "BUTTON_COMPONENT_LINK_HAS_CUSTOM_ID",
+                "A link button cannot have a custom id",
+            )
+    elif style == _PREMIUM:
+        if not button.get("sku_id"):
+            errors.add([*path, "sku_id"], "BASE_TYPE_REQUIRED", "This field is required")
+    else:
+        if not button.get("custom_id"):
+            errors.add([*path, "custom_id"], "BASE_TYPE_REQUIRED", "This field is required")
+        if button.get("url"):
+            errors.add(
+                [*path, "url"], "BUTTON_COMPONENT_URL_NOT_ALLOWED", "Only link buttons have a url"
+            )
+
+
+def _validate_select(errors: FormErrors, path: list[str | int], select: JSON) -> None:
+    # custom_id required; placeholder max 150; min_values 0-25; max_values 1-25; a string select
+    # has 1-25 options, each with label and value of 1-100 and a description of at most 100.
+    if not select.get("custom_id"):
+        errors.add([*path, "custom_id"], "BASE_TYPE_REQUIRED", "This field is required")
+    if len(select.get("placeholder") or "") > 150:
+        errors.too_long([*path, "placeholder"], 150)
+    low, high = select.get("min_values"), select.get("max_values")
+    if low is not None and not 0 <= int(low) <= 25:
+        errors.add([*path, "min_values"], "NUMBER_TYPE_MAX", "int value should be <= 25.")
+    if high is not None and not 1 <= int(high) <= 25:
+        errors.add([*path, "max_values"], "NUMBER_TYPE_MAX", "int value should be <= 25.")
+    if select.get("type") != 3:
+        return
+    options = select.get("options") or []
+    if not options:
+        errors.add([*path, "options"], "BASE_TYPE_MIN_LENGTH", "Must be 1 or more in length.")
+    elif len(options) > 25:
+        errors.too_long([*path, "options"], 25)
+    for o, option in enumerate(options):
+        for key in ("label", "value"):
+            text = str(option.get(key) or "")
+            if not text:
                 errors.add(
-                    ["components", "custom_id"],
-                    "COMPONENT_CUSTOM_ID_DUPLICATED",
-                    "Component custom id cannot be duplicated",
+                    [*path, "options", o, key], "BASE_TYPE_REQUIRED", "This field is required"
                 )
-            seen.add(custom_id)
-        if component.get("type") == 2:
-            if len(component.get("label") or "") > 80:
-                errors.too_long(["components", "label"], 80)
-            link = component.get("style") == 5
-            if link and not component.get("url"):
-                errors.add(["components", "url"], "BASE_TYPE_REQUIRED", "This field is required")
-            if not link and component.get("style") != 6 and not custom_id:
-                errors.add(
-                    ["components", "custom_id"], "BASE_TYPE_REQUIRED", "This field is required"
-                )
+            elif len(text) > 100:
+                errors.too_long([*path, "options", o, key], 100)
+        if len(option.get("description") or "") > 100:
+            errors.too_long([*path, "options", o, "description"], 100)
+
+
+_MENTION_TYPES = frozenset({"users", "roles", "everyone"})
+
+
+def _validate_allowed_mentions(errors: FormErrors, mentions: Any) -> None:
+    """spec: schemas/MessageAllowedMentionsRequest (parse items AllowedMentionTypes, users and
+    roles at most 100 snowflakes, all unique); docs: resources/message.mdx, "Allowed Mentions
+    Object": ``parse`` is mutually exclusive with a non-empty ``users``/``roles`` of its kind.
+    """
+    if mentions is None:
+        return
+    if not isinstance(mentions, dict):
+        errors.add(["allowed_mentions"], "DICT_TYPE_CONVERT", "Only dictionaries may be used.")
+        return
+    parse = mentions.get("parse") or []
+    for i, kind in enumerate(parse):
+        if kind not in _MENTION_TYPES:
+            errors.add(
+                ["allowed_mentions", "parse", i],
+                "BASE_TYPE_CHOICES",
+                "Value must be one of ('everyone', 'roles', 'users').",
+            )
+    for key in ("users", "roles"):
+        ids = mentions.get(key) or []
+        if len(ids) > 100:
+            errors.too_long(["allowed_mentions", key], 100)
+        if len(set(map(str, ids))) != len(ids):
+            errors.add(
+                ["allowed_mentions", key],
+                "SET_TYPE_ALREADY_CONTAINS_VALUE",
+                "Values must be unique.",
+            )
+        if any(not str(i).isdigit() for i in ids):
+            errors.add(["allowed_mentions", key], "NUMBER_TYPE_COERCE", "Value is not snowflake.")
+        if ids and key in parse:
+            errors.add(
+                ["allowed_mentions"],
+                "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                f'parse:["{key}"] and {key}: [ids] are mutually exclusive.',
+            )

@@ -113,6 +113,70 @@ def utterance(
     return items
 
 
+#: Result items the vendor's SDK accepts that the documented example never shows, each named by
+#: its source. Any of them may sit among the items of a finished process.
+SDK_ALLOWED_ITEMS: dict[str, dict[str, Any]] = {
+    # behavioralsignals 0.7.1 tests/test_models.py::test_result_with_empty_times_can_be_dumped:
+    # an item whose startTime/endTime are "".
+    "empty-times": {
+        "id": "9",
+        "startTime": "",
+        "endTime": "",
+        "task": "asr",
+        "prediction": [{"label": " words", "posterior": None}],
+        "finalLabel": " words",
+        "level": "utterance",
+    },
+    # behavioralsignals 0.7.1 tests/test_utils.py (print_results given prediction=None) and
+    # models.py ResultItem (`prediction: list[ModelPredictions] | None = None`).
+    "null-prediction": {
+        "id": "9",
+        "startTime": "0.000",
+        "endTime": "0.500",
+        "task": "features",
+        "prediction": None,
+        "finalLabel": None,
+        "level": "utterance",
+    },
+    # models.py ResultItem: every field Optional, `id` included; only `task` given here.
+    "no-id": {"task": "gender", "finalLabel": "female"},
+    # models.py ResultItem: no field is required, so an empty object reads.
+    "empty-object": {},
+    # Docs (embeddings page, as summarised in the reference notes §4.3/4.4): with
+    # embeddings=true a `features` item per utterance, label/posterior/finalLabel null and the
+    # 768-d embedding as a string.
+    "docs-features": {
+        "id": "9",
+        "startTime": "0.031",
+        "endTime": "1.200",
+        "task": "features",
+        "prediction": [{"label": None, "posterior": None, "dominantInSegments": []}],
+        "finalLabel": None,
+        "level": "utterance",
+        "embedding": "[18.23, 4.84, -5.54]",
+    },
+}
+
+#: Process-list rows the SDK's `ProcessItem` accepts (models.py: only `pid` is required;
+#: `status` is `int | None`). Served by `list_extras`.
+SDK_ALLOWED_PROCESSES: dict[str, dict[str, Any]] = {
+    "null-status": {"pid": 40001, "cid": None, "name": None, "status": None, "meta": None},
+    "pid-only": {"pid": 40002},
+    # Docs (check-the-processing-progress, behavioral docs' example, per the reference notes
+    # §3.1): `cid` quoted, `meta` "", a "Z" datetime with milliseconds.
+    "docs-quoted-cid-empty-meta": {
+        "pid": 40003,
+        "cid": "10000001",
+        "name": None,
+        "status": 2,
+        "statusmsg": "Processing Complete.",
+        "duration": 3.2,
+        "datetime": "2024-07-19T11:54:37.900Z",
+        "meta": "",
+    },
+}
+
+
 def _as_float(value: float | str | None) -> float | None:
     try:
         return None if value is None else float(value)
@@ -132,7 +196,11 @@ class _Job:
     upload: ReceivedFile
     created: float
     duration: float
-    results: list[dict[str, Any]]
+    #: None serves `"results": null` (a file with no speech; the SDK's `ResultResponse` has
+    #: `results: list[ResultItem] | None`).
+    results: list[dict[str, Any]] | None
+    #: Leave `results` out of the answer altogether (same SDK model: the field is optional).
+    omit_results: bool = False
     #: A terminal failure (status, statusmsg) to report instead of completing.
     failure: tuple[int, str] | None = None
     polls: int = 0
@@ -144,10 +212,12 @@ class _Job:
 class BehavioralSignalsStandIn(StandIn):
     """The deepfake half of the Behavioral Signals API v5 on 127.0.0.1.
 
-    Routes for fault injection: "auth", "submit", "list", "status", "results".
+    Routes for fault injection: "auth", "submit", "list", "status", "results", and
+    "submitted": the upload's answer after the process exists (a `hang` there is the SDK
+    README's case of a timed-out upload that still created a process).
     """
 
-    routes = frozenset({"auth", "submit", "list", "status", "results"})
+    routes = frozenset({"auth", "submit", "submitted", "list", "status", "results"})
     prefix = "/v5"
 
     def __init__(
@@ -166,7 +236,14 @@ class BehavioralSignalsStandIn(StandIn):
         #: ...and seconds that must pass since the upload.
         self.processing_s = processing_s
         self.jobs: dict[int, _Job] = {}
-        self._scripted: dict[str, list[dict[str, Any]]] = {}
+        self._scripted: dict[str, tuple[list[dict[str, Any]] | None, bool]] = {}
+        #: Rows served in the process list besides the jobs (see SDK_ALLOWED_PROCESSES).
+        self.list_extras: list[dict[str, Any]] = []
+        #: Status polls of each job answered with `"status": null` first (the SDK's
+        #: `ProcessItem.status` is `int | None`; get-process answers a ProcessItem).
+        self.null_status_polls = 0
+        #: Uploads whose connection is closed once their process exists, without an answer.
+        self.drop_upload_answers = 0
         #: Results for any upload nobody scripted (e.g. transcoded files); None = one bona
         #: fide utterance spanning the audio.
         self.default_results: list[dict[str, Any]] | None = None
@@ -181,10 +258,17 @@ class BehavioralSignalsStandIn(StandIn):
 
     # -- scripting ---------------------------------------------------------------------
 
-    def script_result(self, key: bytes | str | Path, results: list[dict[str, Any]]) -> None:
+    def script_result(
+        self,
+        key: bytes | str | Path,
+        results: list[dict[str, Any]] | None,
+        *,
+        omit: bool = False,
+    ) -> None:
         """Results (a list of items, e.g. from `utterance()`) for the file with this
-        content (bytes, a path, or its sha256)."""
-        self._scripted[sha256_of(key)] = results
+        content (bytes, a path, or its sha256); None serves `"results": null` and
+        `omit=True` leaves the field out."""
+        self._scripted[sha256_of(key)] = (results, omit)
 
     def fail_jobs(self, status: int = -1, statusmsg: str = FFMPEG_FAILURE, times: int = 1) -> None:
         """The next `times` uploads end with this terminal status instead of results."""
@@ -226,6 +310,8 @@ class BehavioralSignalsStandIn(StandIn):
         return None
 
     async def _auth(self, request: web.Request) -> web.StreamResponse:
+        # behavioralsignals 0.7.1 base.py `_authenticate`: GET /auth with X-Auth-Token and
+        # X-Auth-Client (the cid); anything but 200 is a refusal. The body is not documented.
         if request.headers.get("X-Auth-Client") != self.cid:
             return self._error(401, "Unauthorized: unknown client")
         return self._denied(request) or await self.injected("auth") or web.json_response({})
@@ -255,8 +341,8 @@ class BehavioralSignalsStandIn(StandIn):
         if failure is None and (kind is None or upload.size == 0):
             failure = (-1, FFMPEG_FAILURE)  # the server decodes with ffmpeg, and that fails
         duration = (wav_duration(upload.head) if kind == "wav" else None) or 1.0
-        results = self._scripted.get(upload.sha256, self.default_results)
-        if results is None:
+        results, omit = self._scripted.get(upload.sha256, (self.default_results, False))
+        if results is None and upload.sha256 not in self._scripted:
             results = utterance(0, 0.031, round(max(duration - 0.05, 0.1), 3))
         job = _Job(
             pid=next(self._pids),
@@ -266,9 +352,18 @@ class BehavioralSignalsStandIn(StandIn):
             created=time.monotonic(),
             duration=duration,
             results=results,
+            omit_results=omit,
             failure=failure,
         )
         self.jobs[job.pid] = job
+        if fault := await self.injected("submitted"):
+            return fault
+        if self.drop_upload_answers > 0:
+            # The SDK README's case again: the process exists, the answer never arrives.
+            self.drop_upload_answers -= 1
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         return web.json_response(self._process(job, 0, "Pending"))
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
@@ -278,7 +373,7 @@ class BehavioralSignalsStandIn(StandIn):
             return fault
         # A bare JSON array, as the SDK's list call expects.
         return web.json_response(
-            [self._process(job, *self._state(job)) for job in self.jobs.values()]
+            [self._process(job, *self._state(job)) for job in self.jobs.values()] + self.list_extras
         )
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
@@ -291,6 +386,8 @@ class BehavioralSignalsStandIn(StandIn):
             return self._error(404, f"Process with id {request.match_info['pid']} not found!")
         status, message = self._state(job)
         job.polls += 1
+        if job.polls <= self.null_status_polls:
+            return web.json_response({**self._process(job, status, message), "status": None})
         return web.json_response(self._process(job, status, message))
 
     async def _results(self, request: web.Request) -> web.StreamResponse:
@@ -304,15 +401,16 @@ class BehavioralSignalsStandIn(StandIn):
         status, _ = self._state(job)
         if status != 2:
             return self._error(400, f"Process with id {job.pid} has no results (status {status})")
-        return web.json_response(
-            {
-                "pid": job.pid,
-                "cid": int(self.cid),
-                "code": 2,
-                "message": "Processing Complete",
-                "results": job.results,
-            }
-        )
+        answer: dict[str, Any] = {
+            "pid": job.pid,
+            "cid": int(self.cid),
+            "code": 2,
+            "message": "Processing Complete",
+            "results": job.results,
+        }
+        if job.omit_results:
+            del answer["results"]
+        return web.json_response(answer)
 
     def _state(self, job: _Job) -> tuple[int, str]:
         """Where the job stands now: pending on the first poll, then processing, then done."""

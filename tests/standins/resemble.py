@@ -6,6 +6,9 @@ JSON errors, `Prefer: wait` held until the detect finishes (up to a hold time), 
 /detect/{uuid}` progressing from processing to completed, and the documented 402 and 404
 bodies. Secure Uploads (`POST /secure_uploads`, then a JSON `POST /detect` with
 `media_token`), which the official SDK uses for every file, are answered too.
+
+`VENDOR_SHAPES` lists the other shapes Resemble's own material shows (each names its
+source), as stand-in settings, for tests to run over.
 """
 
 from __future__ import annotations
@@ -76,6 +79,29 @@ def video_metrics(score: float, *, label: str | None = None) -> dict[str, Any]:
     }
 
 
+#: Answers Resemble's own material allows besides the plain ones, as `ResembleStandIn`
+#: keyword arguments. A client must give the same verdict under each.
+VENDOR_SHAPES: dict[str, dict[str, Any]] = {
+    # The docs' asynchronous create example: no status while running, `metrics: {}`.
+    "no-status-while-running": {"omit_status_while_processing": True, "processing_polls": 1},
+    # The docs' synchronous create example and older GET examples: finished, no status.
+    "no-status-when-done": {"omit_status_when_done": True, "processing_polls": 1},
+    # Both at once: only the results tell running from finished.
+    "no-status-ever": {
+        "omit_status_while_processing": True,
+        "omit_status_when_done": True,
+        "processing_polls": 2,
+    },
+    # `pending`, the status the sibling watermark and Q&A objects use (reference §3, §10).
+    "pending-while-running": {"running_status": "pending", "processing_polls": 2},
+    # A running status nobody documented: still not final (the spec lists only
+    # completed/failed as outcomes).
+    "unknown-running-status": {"running_status": "queued", "processing_polls": 2},
+    # The docs' GET example: an audio item that also carries image and video metrics.
+    "foreign-metrics-on-audio": {"foreign_metrics": True},
+}
+
+
 @dataclass
 class _Job:
     uuid: str
@@ -87,6 +113,8 @@ class _Job:
     scripted: dict[str, Any]
     failure: str | None = None
     polls: int = 0
+    #: Status reads that found the detect finished (the intelligence report lags behind).
+    done_polls: int = 0
 
 
 class ResembleStandIn(StandIn):
@@ -107,6 +135,13 @@ class ResembleStandIn(StandIn):
         wait_hold_s: float = 5.0,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
         omit_status_while_processing: bool = False,
+        omit_status_when_done: bool = False,
+        running_status: str = "processing",
+        foreign_metrics: bool = False,
+        intelligence_refused: bool = False,
+        intelligence_polls: int = 0,
+        intelligence_prose: bool = False,
+        answer_delay_s: float = 0.0,
     ) -> None:
         super().__init__()
         self.api_key = api_key
@@ -119,6 +154,32 @@ class ResembleStandIn(StandIn):
         self.max_upload_bytes = max_upload_bytes
         #: The create example in the docs has no `status`; this reproduces it.
         self.omit_status_while_processing = omit_status_while_processing
+        #: A finished detect (and its intelligence report) without `status`: the docs'
+        #: synchronous create example (/detect/create, "Audio File Response") and older GET
+        #: examples show finished items so.
+        self.omit_status_when_done = omit_status_when_done
+        #: The status of a running detect. The spec's enum says `processing`; `pending` is
+        #: what the sibling objects use (watermark, detect-intelligence Q&A: reference §3,
+        #: §10), and a word nobody documented yet must be survivable too.
+        self.running_status = running_status
+        #: Audio items also carry `image_metrics` and `video_metrics` scoring "fake" at 0.9,
+        #: as the docs' GET example (/detect/get) does for an audio item.
+        self.foreign_metrics = foreign_metrics
+        #: Uploads asking for `intelligence=true` are refused with 403, which Resemble answers
+        #: when the key lacks a requested product (reference §9; its batch page quotes
+        #: "Intelligence detect limit reached (Default plan)").
+        self.intelligence_refused = intelligence_refused
+        #: The intelligence report stays `processing` (description null) for this many status
+        #: reads after the detect completed: it "can still be processing after Detect reaches
+        #: completed" (the spec's status notes, reference §3).
+        self.intelligence_polls = intelligence_polls
+        #: The report's `description` is prose about the speaker instead of the structured
+        #: object, as in every docs example of intelligence on a detect (/detect/create,
+        #: /detect/get); the spec allows a string or an object.
+        self.intelligence_prose = intelligence_prose
+        #: The create's answer comes this long after the detect exists (a slow network or a
+        #: loaded API: a fault, not a vendor shape).
+        self.answer_delay_s = answer_delay_s
         self.jobs: dict[str, _Job] = {}
         self.last_fields: dict[str, str] = {}
         self.last_headers: dict[str, str] = {}
@@ -197,6 +258,8 @@ class ResembleStandIn(StandIn):
         direct = content_type != "application/json"
         if problem := self._check(upload, fields, direct=direct):
             return self._error(400, problem)
+        if self.intelligence_refused and fields.get("intelligence", "").lower() == "true":
+            return self._error(403, "Intelligence detect limit reached (Default plan)")
 
         extension = PurePath(upload.filename or "").suffix.lower()
         job = _Job(
@@ -210,6 +273,8 @@ class ResembleStandIn(StandIn):
             failure=self._job_failures.pop(0) if self._job_failures else None,
         )
         self.jobs[job.uuid] = job
+        if self.answer_delay_s > 0:
+            await self.pause(self.answer_delay_s)
         if "wait" in request.headers.get("Prefer", "").lower():
             await self._hold(job)
             if self._ready(job):
@@ -303,6 +368,8 @@ class ResembleStandIn(StandIn):
             return self._error(404, "Detect not found")
         ready = self._ready(job)
         job.polls += 1
+        if ready:
+            job.done_polls += 1
         return web.json_response(
             {"success": True, "item": self._item(job) if ready else self._pending_item(job)}
         )
@@ -331,7 +398,12 @@ class ResembleStandIn(StandIn):
         }
 
     def _pending_item(self, job: _Job) -> dict[str, Any]:
-        item = {**self._common(job), "status": "processing", "metrics": {}, "intelligence": None}
+        item = {
+            **self._common(job),
+            "status": self.running_status,
+            "metrics": {},
+            "intelligence": None,
+        }
         if self.omit_status_while_processing:
             del item["status"]
         return item
@@ -356,6 +428,15 @@ class ResembleStandIn(StandIn):
         }
         if job.media_type == "video":
             item["video_metrics"] = video_metrics(0.04)
+        elif self.foreign_metrics:
+            # As in the docs' GET example: numbers as strings in the video tree.
+            item["image_metrics"] = {
+                "type": "FinalResult",
+                "label": "Fake",
+                "score": 1,
+                "children": [],
+            }
+            item["video_metrics"] = {**video_metrics(0.9), "score": "0.9", "certainty": "0.9"}
         transcription = scripted.pop("transcription", "hello there")
         description = scripted.pop(
             "description",
@@ -367,17 +448,24 @@ class ResembleStandIn(StandIn):
                 "fraud": {"type": "none", "confidence": 5, "reasoning": "…"},
             },
         )
+        if self.intelligence_prose:
+            description = "Adult speaker, calm and even tone, speaking English."
         if job.fields.get("intelligence", "false").lower() == "true":
+            late = self.intelligence_polls > 0 and job.done_polls <= self.intelligence_polls
             item["intelligence"] = {
                 "uuid": str(uuid.uuid4()),
-                "status": "completed",
-                "description": description,
+                "status": "processing" if late else "completed",
+                "description": None if late else description,
                 "created_at": common["created_at"],
                 "detect_uuid": job.uuid,
             }
+            if self.omit_status_when_done and not late:
+                del item["intelligence"]["status"]
         else:
             item["intelligence"] = None
         if common["zero_retention_mode"]:
             item["file_deleted_at"] = common["updated_at"]
+        if self.omit_status_when_done:
+            del item["status"]
         item.update(scripted)
         return item
