@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot import db_cli
+from bot import audit_cli, db_cli
 from bot.errors import SettingsError
 from bot.guild_config import GuildConfig
 from bot.settings import load_settings
@@ -144,3 +144,25 @@ def test_a_database_url_that_is_not_postgresql_is_refused(
     monkeypatch.setenv("SPOOFWATCH_DATABASE_URL", "mysql://u:p@db/spoofwatch")
     with pytest.raises(SettingsError, match="SPOOFWATCH_DATABASE_URL"):
         load_settings(env_file=None)
+
+
+async def test_audit_command_reads_the_postgresql_log_when_its_url_is_set(
+    tmp_path: Path,
+    postgres_url: str,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Fails if `python -m bot audit` keeps reading SQLite once SPOOFWATCH_DATABASE_URL is
+    set (an operator would see an empty or stale log after moving)."""
+    pg = await PostgresAuditLog.open(postgres_url, clock=clock)
+    try:
+        await finished_scan(pg, new_scan(filename="only-in-postgres.ogg"))
+    finally:
+        await pg.close()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SPOOFWATCH_DATABASE_URL", postgres_url)
+    parser = argparse.ArgumentParser(prog="python -m bot")
+    audit_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    status = await audit_cli.run(parser.parse_args(["audit", "recent", "--guild", str(GUILD_A)]))
+    assert (status, "only-in-postgres" in capsys.readouterr().out) == (0, True)
