@@ -217,6 +217,11 @@ class _Bucket:
                 self._extend(now + reset_after + RESET_MARGIN_S)
         elif status < 400 and not self.seeded:
             self.unlimited = True  # a route Discord does not limit on its own
+        else:
+            # A known limit (or an error) with no headers to say when its window ends (a proxy
+            # that strips them, an error page): the window is taken to run from this answer,
+            # else the bucket would wait for a reset that nobody will ever report.
+            self._extend(now + self.per_s)
         self.notify()
 
     def finish(self, ticket: _Ticket) -> None:

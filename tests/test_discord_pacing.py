@@ -141,3 +141,21 @@ async def test_channel_is_busy_once_its_message_window_is_full(
     assert not pacing.channel_busy(limited.voice_channel.id)
     await asyncio.sleep(5.0 / SPEED_UP + 0.1)
     assert not pacing.channel_busy(limited.text_channel.id)
+
+
+async def test_a_known_bucket_answered_without_headers_opens_again(
+    emulator: DiscordEmulator,
+) -> None:
+    """Fails if a seeded bucket whose answers carry no X-RateLimit-* headers (rate limits off
+    in the emulator, as behind a proxy that strips them) never starts a new window: the 🔍
+    removal after its add waited forever."""
+    pacing = DiscordPacing()
+    bot = discord.Client(intents=discord.Intents.none(), http_trace=pacing.trace_config())
+    pacing.install(bot.http)
+    async with emulator.run(bot):
+        sent = await channel(bot, emulator.text_channel).send("hello")
+        await asyncio.wait_for(sent.add_reaction("\N{LEFT-POINTING MAGNIFYING GLASS}"), 5)
+        await asyncio.wait_for(
+            sent.remove_reaction("\N{LEFT-POINTING MAGNIFYING GLASS}", bot.user), 5
+        )  # type: ignore[arg-type]
+    assert not emulator.ratelimits.enabled
