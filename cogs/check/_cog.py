@@ -168,7 +168,13 @@ class Check(commands.Cog):
                 paid_transcripts=self.bot.settings.resemble_intelligence,
             )
             outcome = await self.bot.scans.scan(request)
-            await answers.send(outcome_embeds([outcome], show_transcript=config.show_transcripts))
+            await answers.send(
+                outcome_embeds(
+                    [outcome],
+                    show_transcript=config.show_transcripts,
+                    threshold=config.alert_threshold,
+                )
+            )
 
     async def _config(self, guild_id: int | None) -> GuildConfig:
         return await self.bot.guild_configs.get(guild_id) if guild_id else GuildConfig()
