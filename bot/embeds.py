@@ -173,7 +173,8 @@ def verdict_embed(
             colour=FINDING_COLOURS[finding],
             description=f"{line}: {rated}." if rated else f"{line}.",
         )
-        embed.set_footer(text=_footer(case_number, "automated check, may be wrong"))
+        note = "reused an earlier scan's verdict · " if reused else ""
+        embed.set_footer(text=_footer(case_number, f"{note}automated check, may be wrong"))
         _fit(embed, max_chars)
         return embed
 
@@ -423,16 +424,19 @@ def _timeline(segments: Sequence[Segment], threshold: float, limit: int) -> str:
     if not wanted:
         line = "🟩 No stretch reaches this server's threshold."
         return line if len(line) <= limit else ""
-    share = (limit - len(wanted) + 1) // len(wanted)  # each line's part of the limit
+    spans = {
+        f: [f"{_duration(a) or '?'}–{_duration(b) or '?'}" for g, a, b in ranges if g is f]
+        for f in wanted
+    }
+    full = [f"{TIMELINE_WORDS[f]}: " + ", ".join(spans[f]) for f in wanted]
+    # Each line gets its fair share of the limit; a short line leaves the rest to the other.
+    share = _water_level([len(line) for line in full], limit - len(wanted) + 1)
     lines = []
     for finding in wanted:
-        spans = [
-            f"{_duration(a) or '?'}–{_duration(b) or '?'}" for f, a, b in ranges if f is finding
-        ]
-        head = f"{TIMELINE_WORDS[finding]}: "
-        for shown in range(len(spans), 0, -1):
-            rest = len(spans) - shown
-            line = head + ", ".join(spans[:shown]) + (f" {_more(rest)}" if rest else "")
+        head, listed = f"{TIMELINE_WORDS[finding]}: ", spans[finding]
+        for shown in range(len(listed), 0, -1):
+            rest = len(listed) - shown
+            line = head + ", ".join(listed[:shown]) + (f" {_more(rest)}" if rest else "")
             if len(line) <= share:
                 lines.append(line)
                 break
