@@ -11,7 +11,7 @@ from pathlib import Path
 from bot.storage import Trigger
 from tests.discord_emulator.models import Channel, Message
 from tests.e2e import Harness, MakeSpoofwatch
-from tests.moderation import FAKE, REAL, configure, field, listeners_done, scan, text_of, wav
+from tests.moderation import FAKE, REAL, configure, field, listeners_done, run, scan, text_of, wav
 from tests.standins.resemble import metrics
 
 #: Four stretches, two of them generated: a verdict with a timeline.
@@ -191,3 +191,38 @@ async def test_automatic_delete_keeps_the_evidence(spoofwatch: Harness, tmp_path
     assert "Open the message" not in alert.embeds[0]["description"]
     case = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
     assert case is not None and case.trigger is Trigger.AUTO
+
+
+# --- moderators' views -----------------------------------------------------------------------
+
+
+async def test_audit_case_shows_actions_in_words(spoofwatch: Harness, tmp_path: Path) -> None:
+    """Fails if /audit case leaves out the actions taken on a case, is not coloured by its
+    outcome, or reads in column values ("done", "auto", "false_positive")."""
+    emu = spoofwatch.emu
+    await _modlog(spoofwatch)
+    await configure(spoofwatch, "action", {"policy": "delete_and_alert"})
+    path = wav(tmp_path, 1)
+    spoofwatch.resemble.script_result(path, metrics=FAKE)
+    await spoofwatch.post(path)
+    await listeners_done(spoofwatch)
+    await run(spoofwatch, emu.moderator, "audit review",
+              {"number": 1, "decision": "false_positive"})  # fmt: skip
+    answer = await run(spoofwatch, emu.moderator, "audit case", {"number": 1})
+    [embed] = answer.embeds
+    text = text_of(answer)
+    assert embed["color"] == 0xE74C3C  # red: flagged at the threshold
+    assert "message deleted by" in (field(embed, "Actions") or "")
+    assert "not a deepfake by" in (field(embed, "Review") or "")
+    assert "automatic scan" in text and "finished" in text and "said **spoofed**" in text
+    assert "false_positive" not in text and "Status" not in text
+
+
+async def test_audit_recent_is_one_short_line_per_case(spoofwatch: Harness, tmp_path: Path) -> None:
+    """Fails if a case line in /audit recent carries the file name or a long date (which made
+    each case wrap to two lines)."""
+    await _verdict(spoofwatch, wav(tmp_path, 1), FAKE)
+    answer = await run(spoofwatch, spoofwatch.emu.moderator, "audit recent")
+    [line] = answer.embeds[0]["description"].splitlines()
+    assert line.startswith("**#1** <t:") and ":R>" in line
+    assert "clip-1.wav" not in line and "🟥 90% may be AI-generated" in line
