@@ -226,3 +226,15 @@ async def test_audit_recent_is_one_short_line_per_case(spoofwatch: Harness, tmp_
     [line] = answer.embeds[0]["description"].splitlines()
     assert line.startswith("**#1** <t:") and ":R>" in line
     assert "clip-1.wav" not in line and "🟥 90% may be AI-generated" in line
+
+
+async def test_check_answer_has_the_timeline_picture(spoofwatch: Harness, tmp_path: Path) -> None:
+    """Fails if a /check verdict with several stretches comes without its picture."""
+    emu = spoofwatch.emu
+    path = wav(tmp_path, 1)
+    spoofwatch.resemble.script_result(path, metrics=PARTLY)
+    attachment = emu.attachment(path, "clip.wav", "audio/wav")
+    answer = await run(spoofwatch, emu.member, "check", {"file": attachment})
+    [picture] = answer.files
+    assert picture.data.startswith(PNG)
+    assert answer.embeds[0]["image"]["url"] == f"attachment://{picture.filename}"
