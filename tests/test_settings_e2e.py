@@ -300,6 +300,15 @@ async def test_fewer_public_replies_without_a_modlog_prompts_for_one(spoofwatch:
     assert field(answer.embeds[0], "Public replies") == "none (moderators only)"
 
 
+async def test_no_public_replies_and_no_alerts_is_called_out(spoofwatch: Harness) -> None:
+    """Fails if an admin can silence the channel while the action only replies, without being
+    told that flagged files then reach nobody."""
+    await configure(spoofwatch, "action", {"policy": "reply"})
+    answer = await run(spoofwatch, spoofwatch.emu.admin, "spoofwatch settings replies",
+                       {"mode": "never"})  # fmt: skip
+    assert "reach nobody" in answer.content
+
+
 @pytest.mark.parametrize(("show", "store"), [(False, True), (True, False)])
 async def test_transcripts_shown_and_stored(
     make_spoofwatch: MakeSpoofwatch, tmp_path: Path, show: bool, store: bool

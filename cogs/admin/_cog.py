@@ -211,12 +211,18 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         """Choose which automatic scans get a public reply in the channel."""
         assert interaction.guild_id is not None
         config = await self.bot.guild_configs.get(interaction.guild_id)
-        note = ""
+        notes = []
         if mode != "all" and config.modlog_channel_id is None:
-            note = (
+            notes.append(
                 "⚠️ With fewer public replies, moderators learn of flagged files from the "
                 "mod-log: set one with `/spoofwatch settings modlog`."
             )
+        if mode == "never" and config.action is ActionPolicy.REPLY:
+            notes.append(
+                "⚠️ The action is `reply`, so flagged files now reach nobody: choose `alert` "
+                "with `/spoofwatch settings action`."
+            )
+        note = "\n".join(notes)
         await self._update(interaction, note=note, public_replies=PublicReplies(mode))
 
     @settings.command(name="transcripts")
