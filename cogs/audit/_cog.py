@@ -126,7 +126,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         interaction: discord.Interaction[Spoofwatch],
         days: app_commands.Range[int, 1, 3650] = 7,
     ) -> None:
-        """Cases labelled spoofed or at/above this server's alert threshold."""
+        """Cases flagged at this server's alert threshold (as replies and alerts are)."""
         guild_id = _guild_id(interaction)
         config = await self.bot.guild_configs.get(guild_id)
         since = since_days(self.bot.clock(), days)
