@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +35,10 @@ class GuildConfig(BaseModel):
     alert_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     action: ActionPolicy = ActionPolicy.ALERT
     modlog_channel_id: int | None = None
+    #: A role mentioned (pinged) by every alert; only that role, never anyone else.
+    alert_role_id: int | None = None
+    #: Members holding any of these roles are not scanned automatically (/check still works).
+    exempt_roles: frozenset[int] = frozenset()
     reply_bonafide: bool = True
     show_transcripts: bool = True
     store_transcripts: bool = True
@@ -42,6 +47,10 @@ class GuildConfig(BaseModel):
     daily_quota: int | None = Field(default=None, ge=1)
     max_file_mb: float | None = Field(default=None, gt=0)
     max_duration_s: float | None = Field(default=None, gt=0)
+
+    def exempts(self, role_ids: Iterable[int]) -> bool:
+        """Whether a member with these roles is left out of automatic scans."""
+        return not self.exempt_roles.isdisjoint(role_ids)
 
     def scans_channel(self, *place_ids: int | None) -> bool:
         """Whether automatic scans apply to a channel, given its id, parent and category ids."""

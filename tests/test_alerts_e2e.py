@@ -15,7 +15,8 @@ import pytest
 
 from bot.storage import Review
 from tests.discord_emulator.bits import DEFAULT_BOT_PERMISSIONS, Permission
-from tests.discord_emulator.models import Channel, Message
+from tests.discord_emulator.interactions import MODAL, InteractionHandle
+from tests.discord_emulator.models import Channel, Message, iter_components
 from tests.e2e import Harness, MakeSpoofwatch
 from tests.moderation import FAKE, configure, field, listeners_done, run, text_of, wav
 from tests.standins.resemble import metrics
@@ -53,14 +54,27 @@ async def alerted(spoofwatch: Harness, tmp_path: Path) -> Alerted:
     return await _post_fake(spoofwatch, await _modlog(spoofwatch), wav(tmp_path, 1))
 
 
-async def _click(a: Alerted, label: str, user: Any = None) -> Message:
-    """Click an alert button (as the moderator unless told) and return the updated alert."""
+async def _click(a: Alerted, label: str, user: Any = None, *, reason: str = "") -> Message:
+    """Click an alert button (as the moderator unless told), fill in the reason modal when
+    the button asks for one, and return the updated alert."""
     ix = await a.sw.emu.click_button(a.alert, user or a.sw.emu.moderator, label=label)
+    if await ix.wait_for_ack() == MODAL:
+        ix = await a.sw.emu.submit_modal(ix, {_reason_input(ix): reason} if reason else {})
     return await ix.wait_for_reply()
+
+
+def _reason_input(ix: InteractionHandle) -> str:
+    assert ix.modal is not None
+    [row] = ix.modal["components"]
+    return str(row["components"][0]["custom_id"])
 
 
 def _actions(alert: Message) -> str:
     return field(alert.embeds[0], "Actions") or ""
+
+
+def _buttons(alert: Message) -> list[dict[str, Any]]:
+    return [c for c in iter_components(alert.components) if c.get("type") == 2]
 
 
 # --- the alert itself -----------------------------------------------------------------------------
@@ -78,14 +92,14 @@ async def test_alert_names_the_verdict_author_channel_and_case(alerted: Alerted)
 
 
 async def test_alert_buttons_carry_the_case(alerted: Alerted) -> None:
-    """Six buttons (confirm, false positive, delete, three time-outs) name case 1 in their ids."""
+    """Six buttons (two reviews, delete, three time-outs) name case 1 in their ids."""
     ids = [alerted.alert.button(label=label)["custom_id"] for label in LABELS]
     assert all(i.startswith("sw:alert:") and i.endswith(":1") for i in ids)
     assert len(set(ids)) == 6
 
 
-LABELS = ["Confirm", "False positive", "Delete message", "Time out 10 min", "Time out 1 h",
-          "Time out 1 day"]  # fmt: skip
+LABELS = ["Confirm deepfake", "Not a deepfake", "Delete message", "Time out 10 min",
+          "Time out 1 h", "Time out 1 day"]  # fmt: skip
 
 
 # --- each button ----------------------------------------------------------------------------------
@@ -93,19 +107,20 @@ LABELS = ["Confirm", "False positive", "Delete message", "Time out 10 min", "Tim
 
 @pytest.mark.parametrize(
     ("label", "decision"),
-    [("Confirm", Review.CONFIRMED), ("False positive", Review.FALSE_POSITIVE)],
+    [("Confirm deepfake", Review.CONFIRMED), ("Not a deepfake", Review.FALSE_POSITIVE)],
 )
 async def test_review_buttons_record_the_review(
     alerted: Alerted, label: str, decision: Review
 ) -> None:
-    """Confirm / False positive record the moderator's review on the case and on the alert."""
+    """Confirm deepfake / Not a deepfake record the moderator's review on the case and alert."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     updated = await _click(alerted, label)
     record = await audit.cases.case(emu.guild.id, 1)
     events = await audit.cases.case_events(emu.guild.id, 1)
     assert record is not None
     assert (record.review, record.reviewed_by) == (decision, emu.moderator.id)
-    assert decision.value.replace("_", " ") in _actions(updated)
+    shown = "confirmed deepfake" if decision is Review.CONFIRMED else "not a deepfake"
+    assert shown in _actions(updated)
     assert [(e.action, e.actor) for e in events] == [("review", str(emu.moderator.id))]
 
 
@@ -207,8 +222,9 @@ async def test_buttons_of_a_forgotten_case_say_so(alerted: Alerted) -> None:
     """After /spoofwatch forget, the alert's buttons answer that the case no longer exists."""
     emu = alerted.sw.emu
     await run(alerted.sw, emu.admin, "spoofwatch forget", {"member": emu.member})
-    updated = await _click(alerted, "Confirm")
+    updated = await _click(alerted, "Confirm deepfake")
     assert "no longer exists" in _actions(updated)
+    assert all(b.get("disabled") for b in _buttons(updated))
 
 
 async def test_alert_post_failure_keeps_the_case(spoofwatch: Harness, tmp_path: Path) -> None:
@@ -239,7 +255,7 @@ async def alerted_then_restarted(
         yield Alerted(second, before.modlog, before.message, before.alert)
 
 
-@pytest.mark.parametrize("label", ["Confirm", "Delete message", "Time out 10 min"])
+@pytest.mark.parametrize("label", ["Confirm deepfake", "Delete message", "Time out 10 min"])
 async def test_buttons_work_after_a_restart(alerted_then_restarted: Alerted, label: str) -> None:
     """An alert posted before a restart still acts when clicked: the new process handles it."""
     a = alerted_then_restarted
@@ -314,7 +330,7 @@ async def test_refused_alert_is_posted_again_as_plain_text(
     assert "case #1" in alert.content and str(message.id) in alert.content
     assert "embeds.0.fields.2.value: This field is required" in caplog.text
     # Only the embed was refused: the moderators keep their buttons.
-    assert "Confirm" in str(alert.components)
+    assert "Confirm deepfake" in str(alert.components)
 
 
 async def test_alert_that_cannot_be_posted_is_recorded_on_the_case(

@@ -194,6 +194,48 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
                 return
         await self._update(interaction, modlog_channel_id=channel.id if channel else None)
 
+    @settings.command(name="alert-ping")
+    @app_commands.describe(role="A role every alert mentions (leave empty to ping nobody)")
+    async def alert_ping(
+        self, interaction: discord.Interaction[Spoofwatch], role: discord.Role | None = None
+    ) -> None:
+        """Choose a role to ping with every alert."""
+        note = ""
+        if role is not None and not role.mentionable:
+            guild = interaction.guild
+            assert guild is not None
+            perms = guild.me.guild_permissions
+            if not perms.mention_everyone:
+                note = (
+                    f"⚠️ {role.mention} is not mentionable and Spoofwatch lacks Mention "
+                    "@everyone, @here and All Roles: alerts will name it without pinging it."
+                )
+        await self._update(interaction, note=note, alert_role_id=role.id if role else None)
+
+    @settings.command(name="exempt-add")
+    @app_commands.describe(role="Members with this role are not scanned automatically")
+    async def exempt_add(
+        self, interaction: discord.Interaction[Spoofwatch], role: discord.Role
+    ) -> None:
+        """Exempt a role from automatic scans (trusted members; /check still works)."""
+        assert interaction.guild_id is not None
+        config = await self.bot.guild_configs.get(interaction.guild_id)
+        exempt = config.exempt_roles | {role.id}
+        note = f"Members with {role.mention} are no longer scanned automatically."
+        await self._update(interaction, note=note, exempt_roles=exempt)
+
+    @settings.command(name="exempt-remove")
+    @app_commands.describe(role="A role on the exemption list")
+    async def exempt_remove(
+        self, interaction: discord.Interaction[Spoofwatch], role: discord.Role
+    ) -> None:
+        """Scan members with this role automatically again."""
+        assert interaction.guild_id is not None
+        config = await self.bot.guild_configs.get(interaction.guild_id)
+        exempt = config.exempt_roles - {role.id}
+        note = f"Removed {role.mention}; {len(exempt)} exempt role(s)."
+        await self._update(interaction, note=note, exempt_roles=exempt)
+
     @settings.command(name="replies")
     @app_commands.describe(bonafide="Also reply when no deepfake is found")
     async def replies(self, interaction: discord.Interaction[Spoofwatch], bonafide: bool) -> None:
@@ -298,6 +340,14 @@ def settings_embed(config: GuildConfig) -> discord.Embed:
         if config.modlog_channel_id
         else "not set (no alerts)",
     )
+    embed.add_field(
+        name="Alert ping",
+        value=f"<@&{config.alert_role_id}>" if config.alert_role_id else "nobody",
+    )
+    embed.add_field(
+        name="Exempt roles",
+        value=mention_list(config.exempt_roles, prefix="@&", limit=1024) or "none",
+    )
     embed.add_field(name="Reply to bona fide", value="yes" if config.reply_bonafide else "no")
     embed.add_field(
         name="Transcripts",
@@ -329,6 +379,8 @@ _LABELS = {
     "alert_threshold": "Alert threshold",
     "action": "Action",
     "modlog_channel_id": "Mod-log",
+    "alert_role_id": "Alert ping",
+    "exempt_roles": "Exempt roles",
     "reply_bonafide": "Reply to bona fide",
     "show_transcripts": "Transcripts shown",
     "store_transcripts": "Transcripts stored",
@@ -346,11 +398,16 @@ def _show_for(field: str, value: object) -> str:
         return {
             "modlog_channel_id": "not set (no alerts)",
             "daily_quota": "unlimited",
+            "alert_role_id": "nobody",
         }.get(field, "default")
     if field == "alert_threshold" and isinstance(value, float):
         return f"{value:.0%}"
     if field == "modlog_channel_id":
         return f"<#{value}>"
+    if field == "alert_role_id":
+        return f"<@&{value}>"
+    if field == "exempt_roles" and isinstance(value, frozenset | set):
+        return mention_list(value, prefix="@&", limit=_ECHO_LIST_CHARS) or "none"
     if field == "scope_channels" and isinstance(value, frozenset | set):
         return mention_list(value, limit=_ECHO_LIST_CHARS)
     if field == "retention_days":

@@ -15,7 +15,8 @@ from bot.guild_config import ActionPolicy, GuildConfig
 from bot.replies import describe_http_error
 from bot.scanning import ScanOutcome
 from bot.verdict import Label
-from cogs.alerts._views import alert_view
+from cogs.alerts._public import remove_verdict_reply, tell_poster
+from cogs.alerts._views import AlertState, alert_view
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Alerts(commands.Cog):
         if not suspicious:
             return
         deleted: str | None = None
+        done = False
         if config.action is ActionPolicy.DELETE_AND_ALERT:
             done, deleted = await self._delete(message)
             if done and self.bot.user is not None:
@@ -62,8 +64,42 @@ class Alerts(commands.Cog):
                         actor_id=self.bot.user.id,
                         outcome=deleted,
                     )
+            if done:
+                deleted = (deleted or "") + await self._after_delete(message, outcomes, suspicious)
         for outcome in suspicious:
-            await self._alert(message, outcome, config, deleted)
+            await self._alert(message, outcome, config, deleted, message_gone=done)
+
+    async def _after_delete(
+        self,
+        message: discord.Message,
+        outcomes: list[ScanOutcome],
+        suspicious: list[ScanOutcome],
+    ) -> str:
+        """No verdict may reply to a deleted message, and the poster is told why by DM.
+
+        Returns what the alert should add about it.
+        """
+        assert message.guild is not None
+        notes = []
+        removed: set[int] = set()
+        for outcome in outcomes:
+            # Re-read: the reply's id was recorded after this outcome was made.
+            record = await self.bot.audit.cases.case(message.guild.id, outcome.record.case_number)
+            if record is None or record.reply_message_id in removed:
+                continue
+            if record.reply_message_id is not None and await remove_verdict_reply(
+                message.guild, record
+            ):
+                removed.add(record.reply_message_id)
+        if removed:
+            notes.append("Its verdict reply was removed.")
+        told = await tell_poster(message, suspicious[0].record)
+        notes.append(
+            "The poster was told by DM how to ask for a review."
+            if told
+            else "The poster could not be told (DMs closed)."
+        )
+        return "\n" + "\n".join(notes)
 
     async def _delete(self, message: discord.Message) -> tuple[bool, str]:
         """Delete per policy; (whether it was deleted, what the alert should say)."""
@@ -100,6 +136,8 @@ class Alerts(commands.Cog):
         outcome: ScanOutcome,
         config: GuildConfig,
         deleted: str | None,
+        *,
+        message_gone: bool = False,
     ) -> None:
         assert message.guild is not None
         if config.modlog_channel_id is None:
@@ -112,12 +150,14 @@ class Alerts(commands.Cog):
             )
             await self._not_posted(message.guild.id, case_number, "the mod-log channel is gone")
             return
-        view = alert_view(case_number)
+        view = alert_view(case_number, AlertState(message_gone=message_gone))
+        ping, mentions = _ping(config)
         first = await _post(
             channel,
+            content=ping,
             embed=alert_embed(message, outcome, deleted),
             view=view,
-            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_mentions=mentions,
         )
         if first is None:
             return
@@ -132,9 +172,9 @@ class Alerts(commands.Cog):
         # needs (case, link, score), with the buttons unless they were what Discord refused.
         second = await _post(
             channel,
-            content=plain_alert(message, outcome, deleted),
+            content=(f"{ping}\n" if ping else "") + plain_alert(message, outcome, deleted),
             view=None if "components" in first else view,
-            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_mentions=mentions,
         )
         if second is None:
             return
@@ -158,6 +198,16 @@ class Alerts(commands.Cog):
                 actor_id=self.bot.user.id,
                 outcome=why,
             )
+
+
+def _ping(config: GuildConfig) -> tuple[str | None, discord.AllowedMentions]:
+    """The alert's ping of the guild's chosen role, allowed to mention that role alone."""
+    if config.alert_role_id is None:
+        return None, discord.AllowedMentions.none()
+    role = discord.Object(id=config.alert_role_id)
+    return f"<@&{config.alert_role_id}>", discord.AllowedMentions(
+        everyone=False, users=False, roles=[role], replied_user=False
+    )
 
 
 async def _post(channel: discord.TextChannel | discord.Thread, **message: Any) -> str | None:

@@ -17,9 +17,16 @@ def configured(
     message: discord.Message, config: GuildConfig, found: list[Candidate]
 ) -> list[Candidate]:
     """Of a person's media attachments `found` in `message`, those the guild scans itself."""
-    if not config.auto_scan or not in_scope(message, config):
+    if not config.auto_scan or not in_scope(message, config) or exempt(message, config):
         return []
     return [c for c in found if c.kind in config.kinds]
+
+
+def exempt(message: discord.Message, config: GuildConfig) -> bool:
+    """Whether the author holds a role the guild exempts from automatic scans."""
+    if not config.exempt_roles or not isinstance(message.author, discord.Member):
+        return False
+    return config.exempts(role.id for role in message.author.roles)
 
 
 def in_scope(message: discord.Message, config: GuildConfig) -> bool:

@@ -27,6 +27,9 @@ WaitFn = Callable[..., Awaitable[Any]]
 APPLICATION_COMMAND, MESSAGE_COMPONENT, MODAL_SUBMIT = 2, 3, 5
 CHAT_INPUT, USER_COMMAND, MESSAGE_COMMAND = 1, 2, 3
 CHANNEL_MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE = 4, 5, 6, 7
+#: The MODAL callback (docs: interactions/receiving-and-responding.mdx, "Interaction
+#: Callback Type").
+MODAL = 9
 
 
 @dataclass(eq=False)
@@ -76,6 +79,15 @@ class InteractionHandle:
         return await self._wait_until(
             lambda: self.callback_type, timeout, "an interaction callback"
         )
+
+    @property
+    def modal(self) -> JSON | None:
+        """The modal the bot answered with (callback type 9), if it did."""
+        return self.callback_data if self.callback_type == MODAL else None
+
+    async def wait_for_modal(self, timeout: float = DEFAULT_TIMEOUT) -> JSON:
+        """Wait for the bot to answer with a modal; returns its data (title, components…)."""
+        return await self._wait_until(lambda: self.modal, timeout, "a modal")
 
     async def wait_for_reply(self, timeout: float = DEFAULT_TIMEOUT) -> Message:
         """Wait for the first message the user sees as the answer.
