@@ -6,75 +6,31 @@ The real bot against the Discord emulator, the Resemble stand-in and a real SQLi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bot.storage import Review
+from tests._alerts_helpers import (
+    Alerted,
+    actions,
+    buttons,
+    click,
+    make_alerted,
+    make_modlog,
+    post_fake,
+)
 from tests.discord_emulator.bits import DEFAULT_BOT_PERMISSIONS, Permission
-from tests.discord_emulator.interactions import MODAL, InteractionHandle
-from tests.discord_emulator.models import Channel, Message, iter_components
 from tests.e2e import Harness, MakeSpoofwatch
-from tests.moderation import FAKE, configure, field, listeners_done, run, text_of, wav
+from tests.moderation import FAKE, field, listeners_done, run, text_of, wav
 from tests.standins.resemble import metrics
-
-
-@dataclass
-class Alerted:
-    """A deepfake posted by the plain member, its verdict reply and its mod-log alert."""
-
-    sw: Harness
-    modlog: Channel
-    message: Message
-    alert: Message
-
-
-async def _modlog(sw: Harness) -> Channel:
-    channel = sw.emu.create_text_channel(sw.emu.guild, "mod-log")
-    await sw.emu.wait_for(lambda: sw.bot.get_channel(channel.id))
-    await configure(sw, "modlog", {"channel": channel})
-    return channel
-
-
-async def _post_fake(sw: Harness, modlog: Channel, path: Path) -> Alerted:
-    sw.resemble.script_result(path, metrics=FAKE)
-    message = await sw.post(path)
-    await sw.reply_to(message)
-    alert = await sw.emu.wait_for_message(modlog, predicate=lambda m: bool(m.embeds))
-    await listeners_done(sw)
-    return Alerted(sw, modlog, message, alert)
 
 
 @pytest.fixture
 async def alerted(spoofwatch: Harness, tmp_path: Path) -> Alerted:
     """Case #1: a deepfake by the plain member, alerted in #mod-log."""
-    return await _post_fake(spoofwatch, await _modlog(spoofwatch), wav(tmp_path, 1))
-
-
-async def _click(a: Alerted, label: str, user: Any = None, *, reason: str = "") -> Message:
-    """Click an alert button (as the moderator unless told), fill in the reason modal when
-    the button asks for one, and return the updated alert."""
-    ix = await a.sw.emu.click_button(a.alert, user or a.sw.emu.moderator, label=label)
-    if await ix.wait_for_ack() == MODAL:
-        ix = await a.sw.emu.submit_modal(ix, {_reason_input(ix): reason} if reason else {})
-    return await ix.wait_for_reply()
-
-
-def _reason_input(ix: InteractionHandle) -> str:
-    assert ix.modal is not None
-    [row] = ix.modal["components"]
-    return str(row["components"][0]["custom_id"])
-
-
-def _actions(alert: Message) -> str:
-    return field(alert.embeds[0], "Actions") or ""
-
-
-def _buttons(alert: Message) -> list[dict[str, Any]]:
-    return [c for c in iter_components(alert.components) if c.get("type") == 2]
+    return await make_alerted(spoofwatch, tmp_path)
 
 
 # --- the alert itself -----------------------------------------------------------------------------
@@ -114,23 +70,23 @@ async def test_review_buttons_record_the_review(
 ) -> None:
     """Confirm deepfake / Not a deepfake record the moderator's review on the case and alert."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
-    updated = await _click(alerted, label)
+    updated = await click(alerted, label)
     record = await audit.cases.case(emu.guild.id, 1)
     events = await audit.cases.case_events(emu.guild.id, 1)
     assert record is not None
     assert (record.review, record.reviewed_by) == (decision, emu.moderator.id)
     shown = "confirmed deepfake" if decision is Review.CONFIRMED else "not a deepfake"
-    assert shown in _actions(updated)
+    assert shown in actions(updated)
     assert [(e.action, e.actor) for e in events] == [("review", str(emu.moderator.id))]
 
 
 async def test_delete_button_deletes_the_message(alerted: Alerted) -> None:
     """Delete message removes the member's message and records who deleted it on the case."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
-    updated = await _click(alerted, "Delete message")
+    updated = await click(alerted, "Delete message")
     events = await audit.cases.case_events(emu.guild.id, 1)
     assert emu.message(alerted.message).deleted
-    assert "Message deleted" in _actions(updated)
+    assert "Message deleted" in actions(updated)
     assert [(e.action, e.actor) for e in events] == [("delete", str(emu.moderator.id))]
 
 
@@ -148,14 +104,14 @@ async def test_timeout_buttons_time_the_author_out(
     """Each time-out button times the author out for its length and records it on the case."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     before = datetime.now(UTC).replace(microsecond=0)
-    updated = await _click(alerted, label)
+    updated = await click(alerted, label)
     after = datetime.now(UTC)
     until = emu.member.communication_disabled_until
     [patch] = emu.requests_to("PATCH", f"/guilds/{emu.guild.id}/members/{emu.member.id}")
     events = await audit.cases.case_events(emu.guild.id, 1)
     assert until is not None and before + length <= until <= after + length
     assert str(emu.moderator.id) in (patch.audit_log_reason or "")
-    assert "timed out" in _actions(updated)
+    assert "timed out" in actions(updated)
     assert [(e.action, e.actor) for e in events] == [("timeout", str(emu.moderator.id))]
 
 
@@ -194,8 +150,8 @@ async def test_delete_without_manage_messages_is_shown_on_the_alert(alerted: Ale
     """When the bot may not delete there, the alert says so and no deletion is recorded."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     emu.deny_bot(emu.text_channel, "manage_messages")
-    updated = await _click(alerted, "Delete message")
-    assert "Manage Messages" in _actions(updated)
+    updated = await click(alerted, "Delete message")
+    assert "Manage Messages" in actions(updated)
     assert not emu.message(alerted.message).deleted
     assert await audit.cases.case_events(emu.guild.id, 1) == []
 
@@ -204,16 +160,16 @@ async def test_delete_of_a_message_already_gone_is_shown(alerted: Alerted) -> No
     """Deleting a message someone already deleted says so on the alert."""
     emu = alerted.sw.emu
     await emu.delete_message(alerted.message)
-    updated = await _click(alerted, "Delete message")
-    assert "already deleted" in _actions(updated)
+    updated = await click(alerted, "Delete message")
+    assert "already deleted" in actions(updated)
 
 
 async def test_timeout_without_moderate_members_is_shown(alerted: Alerted) -> None:
     """When the bot may not time members out, the alert says so and nothing is recorded."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     emu.set_bot_permissions(emu.guild, DEFAULT_BOT_PERMISSIONS & ~Permission.MODERATE_MEMBERS)
-    updated = await _click(alerted, "Time out 10 min")
-    assert "Could not time out" in _actions(updated)
+    updated = await click(alerted, "Time out 10 min")
+    assert "Could not time out" in actions(updated)
     assert emu.member.communication_disabled_until is None
     assert await audit.cases.case_events(emu.guild.id, 1) == []
 
@@ -222,15 +178,15 @@ async def test_buttons_of_a_forgotten_case_say_so(alerted: Alerted) -> None:
     """After /spoofwatch forget, the alert's buttons answer that the case no longer exists."""
     emu = alerted.sw.emu
     await run(alerted.sw, emu.admin, "spoofwatch forget", {"member": emu.member})
-    updated = await _click(alerted, "Confirm deepfake")
-    assert "no longer exists" in _actions(updated)
-    assert all(b.get("disabled") for b in _buttons(updated))
+    updated = await click(alerted, "Confirm deepfake")
+    assert "no longer exists" in actions(updated)
+    assert all(b.get("disabled") for b in buttons(updated))
 
 
 async def test_alert_post_failure_keeps_the_case(spoofwatch: Harness, tmp_path: Path) -> None:
     """If the mod-log stops accepting posts, the verdict reply and the case still stand."""
     emu = spoofwatch.emu
-    modlog = await _modlog(spoofwatch)
+    modlog = await make_modlog(spoofwatch)
     emu.deny_bot(modlog, "send_messages")
     path = wav(tmp_path, 1)
     spoofwatch.resemble.script_result(path, metrics=FAKE)
@@ -250,7 +206,7 @@ async def alerted_then_restarted(
 ) -> AsyncIterator[Alerted]:
     """An alert posted by one run of the bot; the fixture yields inside the next run."""
     async with make_spoofwatch() as first:
-        before = await _post_fake(first, await _modlog(first), wav(tmp_path, 1))
+        before = await post_fake(first, await make_modlog(first), wav(tmp_path, 1))
     async with make_spoofwatch() as second:
         yield Alerted(second, before.modlog, before.message, before.alert)
 
@@ -260,9 +216,9 @@ async def test_buttons_work_after_a_restart(alerted_then_restarted: Alerted, lab
     """An alert posted before a restart still acts when clicked: the new process handles it."""
     a = alerted_then_restarted
     emu = a.sw.emu
-    updated = await _click(a, label)
+    updated = await click(a, label)
     events = await a.sw.bot.audit.cases.case_events(emu.guild.id, 1)
-    assert "⚠️" not in _actions(updated) and _actions(updated)
+    assert "⚠️" not in actions(updated) and actions(updated)
     assert [e.actor for e in events] == [str(emu.moderator.id)]
 
 
@@ -278,7 +234,7 @@ async def test_alert_with_a_blank_name_or_label_is_posted(
 ) -> None:
     """Fails if a file name or provider label that sanitizes to "" leaves an empty field."""
     emu = spoofwatch.emu
-    modlog = await _modlog(spoofwatch)
+    modlog = await make_modlog(spoofwatch)
     path = wav(tmp_path, 1)
     label = _INVISIBLE if blank == "provider label" else "fake"
     spoofwatch.resemble.script_result(path, metrics=metrics([0.9, 0.9], label=label))
@@ -319,7 +275,7 @@ async def test_refused_alert_is_posted_again_as_plain_text(
 ) -> None:
     """Fails if an alert Discord refuses is only logged instead of reaching the mod-log."""
     emu = spoofwatch.emu
-    modlog = await _modlog(spoofwatch)
+    modlog = await make_modlog(spoofwatch)
     emu.fail_next("POST", f"/channels/{modlog.id}/messages", 400, json=_REFUSED)
     path = wav(tmp_path, 1)
     spoofwatch.resemble.script_result(path, metrics=FAKE)
@@ -338,7 +294,7 @@ async def test_alert_that_cannot_be_posted_is_recorded_on_the_case(
 ) -> None:
     """Fails if an alert refused twice leaves no trace on the case."""
     emu = spoofwatch.emu
-    modlog = await _modlog(spoofwatch)
+    modlog = await make_modlog(spoofwatch)
     emu.fail_next("POST", f"/channels/{modlog.id}/messages", 400, json=_REFUSED, times=2)
     path = wav(tmp_path, 1)
     spoofwatch.resemble.script_result(path, metrics=FAKE)
@@ -372,7 +328,7 @@ async def test_refused_buttons_are_left_out_of_the_retry(
 ) -> None:
     """Fails if the plain retry resends the buttons Discord just refused (it would fail again)."""
     emu = spoofwatch.emu
-    modlog = await _modlog(spoofwatch)
+    modlog = await make_modlog(spoofwatch)
     error = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 80 or fewer."}]}
     body = {
         "code": 50035,

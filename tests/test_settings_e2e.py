@@ -357,6 +357,9 @@ SETTINGS_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("settings provider", {"provider": "resemble"}),
     ("settings quota", {"per_day": 1}),
     ("settings limits", {"max_mb": 1.0}),
+    ("settings alert-ping", {"role": "role"}),
+    ("settings exempt-add", {"role": "role"}),
+    ("settings exempt-remove", {"role": "role"}),
     ("forget", {"member": "member"}),
 ]
 
@@ -376,7 +379,12 @@ async def test_settings_refuse_without_manage_server(
     emu = spoofwatch.emu
     before = await _config(spoofwatch)
     options = {
-        k: getattr(emu, v) if v in ("text_channel", "member") else v for k, v in options.items()
+        k: getattr(emu, v)
+        if v in ("text_channel", "member")
+        else emu.guild.everyone_role
+        if v == "role"
+        else v
+        for k, v in options.items()
     }
     answer = await run(spoofwatch, getattr(emu, who), f"spoofwatch {command}", options)
     assert answer.ephemeral

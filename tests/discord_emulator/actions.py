@@ -319,6 +319,7 @@ class UserActionsMixin:
         handle = InteractionHandle(
             id=int(payload["id"]), token=payload["token"], type=kind, name=name, payload=payload,
             channel_id=channel.id, user=who, source_message_id=source.id if source else None,
+            source_edits=len(source.edits) if source else 0,
             created_at=time.monotonic(), _world=self.world, _wait=self._waiter.wait_for,
         )  # fmt: skip
         self.backend.interactions[handle.id] = handle

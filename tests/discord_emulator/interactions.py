@@ -44,6 +44,9 @@ class InteractionHandle:
     channel_id: int
     user: User
     source_message_id: int | None = None
+    #: How many edits the source message had when the interaction started: a deferred
+    #: update is answered by an edit after those.
+    source_edits: int = 0
     callback_type: int | None = None
     callback_data: JSON | None = None
     original_id: int | None = None
@@ -104,7 +107,11 @@ class InteractionHandle:
             original = self.original
             if self.callback_type == DEFERRED_MESSAGE and original and not original.loading:
                 return original
-            if self.callback_type == DEFERRED_UPDATE and original and original.edits:
+            if (
+                self.callback_type == DEFERRED_UPDATE
+                and original
+                and (len(original.edits) > self.source_edits)
+            ):
                 return original
             return None
 
