@@ -25,7 +25,7 @@ from tests._alerts_helpers import (
 from tests.discord_emulator.bits import ChannelType
 from tests.discord_emulator.interactions import MODAL
 from tests.e2e import Harness
-from tests.moderation import FAKE, configure, listeners_done, text_of, wav
+from tests.moderation import FAKE, configure, field, listeners_done, run, text_of, wav
 
 
 @pytest.fixture
@@ -218,3 +218,15 @@ async def test_automatic_delete_with_closed_dms_is_no_error(
     assert "could not be told" in text_of(a.alert)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "50007" in caplog.text
+
+
+# --- review outcomes in /audit stats ------------------------------------------------------------
+
+
+async def test_audit_stats_show_review_outcomes_by_band(alerted: Alerted) -> None:
+    """Fails if /audit stats does not show a moderator's false positive in its band."""
+    emu = alerted.sw.emu
+    await click(alerted, "Not a deepfake")
+    answer = await run(alerted.sw, emu.moderator, "audit stats")
+    reviews = field(answer.embeds[0], "Moderators' reviews by probability")
+    assert reviews == "90–100%: 0 confirmed, 1 not a deepfake (100% false positives)"

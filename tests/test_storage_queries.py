@@ -286,3 +286,27 @@ async def test_statuses_reported_by_recent_match_the_lifecycle(log: AuditLog) ->
     await failed_scan(log)
     statuses = [r.status for r in await log.cases.recent(GUILD_A, limit=10)]
     assert statuses == [ScanStatus.FAILED, ScanStatus.DONE, ScanStatus.QUEUED]
+
+
+async def test_stats_count_review_outcomes_per_probability_band(log: AuditLog) -> None:
+    """Fails if reviews are counted in the wrong band or decision, unreviewed cases count,
+    or a probability of exactly 1 (or none) is lost."""
+    cases = [
+        (0.95, Review.CONFIRMED),
+        (1.0, Review.FALSE_POSITIVE),
+        (0.91, Review.CONFIRMED),
+        (0.55, Review.FALSE_POSITIVE),
+        (0.58, Review.FALSE_POSITIVE),
+        (None, Review.CONFIRMED),
+        (0.97, None),
+    ]
+    for p, decision in cases:
+        label = Label.INCONCLUSIVE if p is None else Label.SPOOFED
+        record = await finished_scan(log, result=verdict(label, p))
+        if decision is not None:
+            await log.admin.review(GUILD_A, record.case_number, decision, moderator_id=7)
+    stats = await log.cases.stats(GUILD_A, since=T0 - timedelta(days=1))
+    shown = [(b.name, b.confirmed, b.false_positive) for b in stats.reviews_by_band]
+    assert shown == [("50–60%", 0, 2), ("90–100%", 2, 1), ("no score", 1, 0)]
+    other = await log.cases.stats(GUILD_B, since=T0 - timedelta(days=1))
+    assert other.reviews_by_band == []

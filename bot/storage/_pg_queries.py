@@ -151,7 +151,14 @@ class PostgresCaseQueries:
             guild_id,
             since_s,
         )
-        return stats_from_rows(per_day, channels, authors, errors)
+        reviews = await self._db.fetch_all(  # index scans_reviewed (reviewed cases only)
+            "SELECT review, floor(spoofed_probability * 10)::int AS band, count(*) "
+            "FROM scans WHERE guild_id = $1 AND created_at >= $2 "
+            "AND review IS NOT NULL GROUP BY review, band",
+            guild_id,
+            since_s,
+        )
+        return stats_from_rows(per_day, channels, authors, errors, reviews)
 
     async def export(self, guild_id: int, *, since: datetime) -> AsyncIterator[ScanRecord]:
         """Every case since `since`, oldest first, `EXPORT_BATCH` rows at a time (keyset)."""

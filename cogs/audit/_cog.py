@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import discord
@@ -15,7 +15,7 @@ from bot.client import Spoofwatch
 from bot.embeds import fit_embed, sanitize
 from bot.permissions import check_member
 from bot.settings import MIB
-from bot.storage import Review, ScanRecord
+from bot.storage import Review, ReviewBand, ScanRecord
 from bot.storage.export import export_bytes, export_filename
 from cogs.audit._views import Pager, case_line, since_days
 
@@ -161,6 +161,11 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
             value=_lines(f"{k}: {v}" for k, v in sorted(stats.errors_by_kind.items())),
             inline=False,
         )
+        embed.add_field(
+            name="Moderators' reviews by probability",
+            value=review_lines(stats.reviews_by_band),
+            inline=False,
+        )
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="export")
@@ -281,6 +286,24 @@ def case_embed(record: ScanRecord) -> discord.Embed:
 def _guild_id(interaction: discord.Interaction[Spoofwatch]) -> int:
     assert interaction.guild_id is not None  # guild_only
     return interaction.guild_id
+
+
+def review_lines(bands: Sequence[ReviewBand]) -> str:
+    """One line per band: how many cases moderators confirmed, and how many they cleared.
+
+    The false-positive share per band is what a guild tunes its alert threshold with.
+    """
+    if not bands:
+        return "No reviews yet: Confirm deepfake / Not a deepfake on alerts count here."
+    lines = []
+    for band in bands:
+        reviewed = band.confirmed + band.false_positive
+        share = band.false_positive / reviewed
+        lines.append(
+            f"{band.name}: {band.confirmed} confirmed, {band.false_positive} not a deepfake "
+            f"({share:.0%} false positives)"
+        )
+    return "\n".join(lines)[:1024]
 
 
 def _lines(items: Iterable[str]) -> str:
