@@ -361,6 +361,7 @@ SETTINGS_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("settings exempt-add", {"role": "role"}),
     ("settings exempt-remove", {"role": "role"}),
     ("forget", {"member": "member"}),
+    ("setup", {}),
 ]
 
 

@@ -14,6 +14,7 @@ from bot.embeds import fit_embed, mention_list
 from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig
 from bot.permissions import check_member
 from bot.verdict import MediaKind, ProviderName
+from cogs.admin._checklist import checklist_embed, welcome
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,20 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         log.info("guild %s settings changed by %s: %s", guild_id, interaction.user.id, described)
         text = _clip(f"Saved. {spoken}." + (f"\n{note}" if note else ""))
         await interaction.response.send_message(text, embed=settings_embed(updated), ephemeral=True)
+
+    @app_commands.command(name="setup")
+    async def setup(self, interaction: discord.Interaction[Spoofwatch]) -> None:
+        """What is set up and what is left: mod-log, permissions, threshold, replies, cost."""
+        guild = interaction.guild
+        assert guild is not None
+        config = await self.bot.guild_configs.get(guild.id)
+        await interaction.response.send_message(
+            embed=checklist_embed(self.bot, guild, config), ephemeral=True
+        )
+
+    @commands.Cog.listener()
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await welcome(self.bot, guild)
 
     @settings.command(name="show")
     async def show(self, interaction: discord.Interaction[Spoofwatch]) -> None:
@@ -136,14 +151,17 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, kinds=frozenset(chosen))
 
     @settings.command(name="threshold")
-    @app_commands.describe(value="Spoofed probability (0–1) at which moderators are alerted")
+    @app_commands.describe(
+        value="Percent likely AI-generated at which moderators are alerted (80 = 80 %)"
+    )
     async def threshold(
         self,
         interaction: discord.Interaction[Spoofwatch],
-        value: app_commands.Range[float, 0.0, 1.0],
+        value: app_commands.Range[float, 0.0, 100.0],
     ) -> None:
-        """Set the alert threshold."""
-        await self._update(interaction, alert_threshold=value)
+        """Set the alert threshold, as a percentage (0–1 is read as a fraction)."""
+        # Lenient at the edge: "80" and "0.8" both mean 80 %; the setting is a fraction.
+        await self._update(interaction, alert_threshold=value / 100 if value > 1 else value)
 
     @settings.command(name="action")
     @app_commands.describe(policy="What happens when a scan reaches the threshold")

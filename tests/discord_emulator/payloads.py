@@ -141,7 +141,9 @@ def channel_payload(world: World, channel: Channel) -> JSON:
     return data
 
 
-def guild_payload(world: World, guild: Guild, *, gateway: bool = False) -> JSON:
+def guild_payload(
+    world: World, guild: Guild, *, gateway: bool = False, joined: bool = False
+) -> JSON:
     """A guild object; with ``gateway=True`` the GUILD_CREATE extras (channels, members…)."""
     data: JSON = {
         "id": str(guild.id),
@@ -162,7 +164,7 @@ def guild_payload(world: World, guild: Guild, *, gateway: bool = False) -> JSON:
         "features": [],
         "mfa_level": 0,
         "application_id": None,
-        "system_channel_id": None,
+        "system_channel_id": str(guild.system_channel_id) if guild.system_channel_id else None,
         "system_channel_flags": 0,
         "rules_channel_id": None,
         "public_updates_channel_id": None,
@@ -177,13 +179,18 @@ def guild_payload(world: World, guild: Guild, *, gateway: bool = False) -> JSON:
         "max_members": 500000,
         "max_video_channel_users": 25,
     }
+    if gateway and not joined:
+        # A guild that becomes available (after READY's unavailable stubs) says so; the
+        # GUILD_CREATE of a guild just joined carries no `unavailable` (docs: topics/
+        # gateway-events.mdx, "Guild Create": unavailable is optional), which is how
+        # discord.py tells on_guild_join from on_guild_available.
+        data["unavailable"] = False
     if gateway:
         channels = [c for c in guild.channels.values() if not c.is_thread]
         threads = [c for c in guild.channels.values() if c.is_thread and not c.archived]
         data.update(
             joined_at=iso(snowflake_time(guild.id)),
             large=False,
-            unavailable=False,
             member_count=len(guild.members),
             voice_states=[],
             members=[member_payload(m) for m in guild.members.values()],
