@@ -209,6 +209,24 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL")
         return value
 
+    @field_validator("behavioralsignals_cid", mode="before")
+    @classmethod
+    def _numeric_project_id(cls, value: object) -> object:
+        """The project id is a number (8 digits in every example: docs, "Create a project
+        and API token"); a project name or a pasted key would fail every scan later."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str):
+            value = value.strip()
+            if value == "":
+                return None
+            if not value.isascii() or not value.isdigit():
+                raise ValueError(
+                    "must be the numeric Project ID from the Behavioral Signals portal "
+                    "(digits only), not a project name or an API key"
+                )
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
