@@ -178,6 +178,13 @@ class Settings(BaseSettings):
         le=60,
         validation_alias=AliasChoices("SPOOFWATCH_SEARCH_MARK_DELAY_S", "search_mark_delay_s"),
     )
+    credential_check_s: float = Field(
+        # How often the providers are asked whether they still take the credentials; a
+        # refusal goes to the log and the mod-logs. 0 turns the periodic check off.
+        default=3600.0,
+        ge=0,
+        validation_alias=AliasChoices("SPOOFWATCH_CREDENTIAL_CHECK_S", "credential_check_s"),
+    )
     temp_dir: Path | None = Field(
         default=None, validation_alias=AliasChoices("SPOOFWATCH_TEMP_DIR", "temp_dir")
     )

@@ -32,6 +32,7 @@ from bot.attachments import Candidate, guild_provider, media_candidates, scan_li
 from bot.client import Spoofwatch
 from bot.errors import ScanInProgress
 from bot.guild_config import GuildConfig
+from bot.provider_health import account_problem
 from bot.replies import describe_http_error, outcome_embeds, reply_target_gone
 from bot.scanning import ScanLimits, ScanOutcome, ScanRequest
 from bot.storage import ScanRecord, Trigger
@@ -341,6 +342,9 @@ class AutoScan(commands.Cog):
                     or o.verdict is None
                     or o.verdict.label is not Label.BONAFIDE
                 )
+                # A refused key or an empty balance is the operator's to fix: the mod-log
+                # is told (cogs/health), the channel is not shown billing details.
+                and account_problem(o.error) is None
             ]
             if shown:
                 reply_id = await self._existing_reply(message) if check_existing else None
