@@ -310,3 +310,18 @@ async def test_stats_count_review_outcomes_per_probability_band(log: AuditLog) -
     assert shown == [("50–60%", 0, 2), ("90–100%", 2, 1), ("no score", 1, 0)]
     other = await log.cases.stats(GUILD_B, since=T0 - timedelta(days=1))
     assert other.reviews_by_band == []
+
+
+async def test_guilds_lists_every_guild_with_its_case_count(log: AuditLog, clock: Clock) -> None:
+    """Fails if guilds() misses a guild, miscounts, or orders them otherwise than most
+    cases first."""
+    assert await log.cases.guilds() == []
+    await finished_scan(log, new_scan(GUILD_B))
+    for _ in range(3):
+        await finished_scan(log)
+    clock.advance(days=1)
+    await finished_scan(log, new_scan(GUILD_B))
+    await finished_scan(log)
+    guilds = await log.cases.guilds()
+    assert [(g.guild_id, g.cases) for g in guilds] == [(GUILD_A, 4), (GUILD_B, 2)]
+    assert guilds[0].last_case_at == clock.now

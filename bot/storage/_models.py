@@ -116,6 +116,16 @@ class ScanRecord(BaseModel):
     reply_message_id: int | None = None
 
 
+class GuildCases(BaseModel):
+    """A guild in the audit log: how many cases it has and when the last was opened."""
+
+    model_config = ConfigDict(frozen=True)
+
+    guild_id: int
+    cases: int
+    last_case_at: datetime | None = None
+
+
 class ReviewBand(BaseModel):
     """Moderators' reviews of the cases whose probability fell in one band (say 80–90 %)."""
 

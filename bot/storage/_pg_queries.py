@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.storage import _sqlite_rows as rows
-from bot.storage._models import AuditEvent, AuditStats, ScanRecord
+from bot.storage._models import AuditEvent, AuditStats, GuildCases, ScanRecord
 from bot.storage._pg_admin import read_guild_config
 from bot.storage._pg_base import PostgresDatabase
 from bot.storage._sqlite_queries import DAY, EXPORT_BATCH, TOP_N, stats_from_rows
@@ -61,6 +61,15 @@ class PostgresCaseQueries:
             limit,
             offset,
         )
+
+    async def guilds(self) -> list[GuildCases]:
+        found = await self._db.fetch_all(
+            "SELECT guild_id, count(*) AS n, max(created_at) FROM scans "
+            "GROUP BY guild_id ORDER BY n DESC, guild_id"
+        )
+        return [
+            GuildCases(guild_id=g, cases=n, last_case_at=rows.from_epoch(at)) for g, n, at in found
+        ]
 
     async def count_cases(self, guild_id: int, *, author_id: int | None = None) -> int:
         if author_id is None:

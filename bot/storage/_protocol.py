@@ -24,6 +24,7 @@ from bot.guild_config import GuildConfig
 from bot.storage._models import (
     AuditEvent,
     AuditStats,
+    GuildCases,
     NewScan,
     Review,
     ScanRecord,
@@ -111,6 +112,11 @@ class CaseQueries(Protocol):
     async def by_author(
         self, guild_id: int, author_id: int, *, limit: int, offset: int = 0
     ) -> list[ScanRecord]: ...
+
+    async def guilds(self) -> list[GuildCases]:
+        """Every guild with cases in the log (most cases first): the one read across guilds,
+        for the operator's `python -m bot audit guilds`."""
+        ...
 
     async def count_cases(self, guild_id: int, *, author_id: int | None = None) -> int:
         """How many cases `recent` (or `by_author` with `author_id`) can page through."""

@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.storage import _sqlite_rows as rows
-from bot.storage._models import AuditEvent, AuditStats, Review, ReviewBand, ScanRecord
+from bot.storage._models import (
+    AuditEvent,
+    AuditStats,
+    GuildCases,
+    Review,
+    ReviewBand,
+    ScanRecord,
+)
 from bot.storage._sqlite_base import SQLiteDatabase
 from bot.storage._sqlite_rows import REVIEW_CODES
 from bot.storage._sqlite_settings import read_guild_config
@@ -72,6 +79,18 @@ class SQLiteCaseQueries:
             "ORDER BY case_number DESC LIMIT ? OFFSET ?",
             (guild_id, author_id, limit, offset),
         )
+
+    async def guilds(self) -> list[GuildCases]:
+        # The case counter table has a row per guild ever seen; the counts come from the
+        # cases themselves (index scans_case: guild_id first).
+        found = await self._db.fetch_all(
+            "SELECT guild_id, count(*) AS n, max(created_at) FROM scans "
+            "GROUP BY guild_id ORDER BY n DESC, guild_id",
+            (),
+        )
+        return [
+            GuildCases(guild_id=g, cases=n, last_case_at=rows.from_epoch(at)) for g, n, at in found
+        ]
 
     async def count_cases(self, guild_id: int, *, author_id: int | None = None) -> int:
         if author_id is None:
