@@ -286,7 +286,7 @@ def _json_line(path: Path, result: ScanOutcome | SpoofwatchError) -> str:
     if error is not None or isinstance(result, SpoofwatchError) or result.verdict is None:
         assert error is not None
         return ScanJsonError(
-            file=str(path), error=ScanErrorBody(kind=error.kind, message=error.message)
+            file=str(path), error=ScanErrorBody(kind=error.kind, message=str(error))
         ).model_dump_json()
     verdict = result.verdict
     return ScanJsonVerdict(
@@ -315,7 +315,9 @@ def _readable(path: Path, result: ScanOutcome | SpoofwatchError) -> str:
     if error is not None or isinstance(result, SpoofwatchError) or result.verdict is None:
         assert error is not None
         hint = f"\n  {error.hint}" if error.hint else ""
-        return f"{path}: error ({error.kind}): {error.message}{hint}"
+        # str(): the whole story for the operator (an account error's message is only its
+        # public part).
+        return f"{path}: error ({error.kind}): {error}{hint}"
     v = result.verdict
     p = "n/a" if v.spoofed_probability is None else f"{v.spoofed_probability:.1%}"
     lines = [

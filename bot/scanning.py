@@ -452,7 +452,8 @@ class ScanService:
             raise InternalError(f"provider {provider} is not configured") from None
 
     async def _fail(self, record: ScanRecord, error: SpoofwatchError) -> ScanOutcome:
-        failed = await self._audit.mark_failed(record.id, error.kind, error.message)
+        # str(): what happened in full (an account error's message is only its public part).
+        failed = await self._audit.mark_failed(record.id, error.kind, str(error))
         level = (
             logging.WARNING if isinstance(error, ProviderError | InternalError) else logging.INFO
         )

@@ -202,6 +202,31 @@ async def test_account_fault_goes_to_the_operator_and_the_modlog_not_the_member(
         assert "works again" in text_of(emu.bot_messages(modlog)[-1])
 
 
+async def test_check_hitting_an_empty_balance_shows_no_billing_details(
+    spoofwatch: Harness, media: MediaFiles
+) -> None:
+    """Fails if a member's /check shows what the provider said about the account (billing),
+    or the mod-log is not told."""
+    emu = spoofwatch.emu
+    modlog = emu.create_text_channel(emu.guild, "mod-log")
+    await emu.wait_for(lambda: spoofwatch.bot.get_channel(modlog.id))
+    await configure(spoofwatch, "modlog", {"channel": modlog})
+    spoofwatch.resemble.out_of_credits()
+    ix = await emu.invoke_slash(
+        emu.text_channel,
+        emu.member,
+        "check",
+        {"file": emu.attachment(media.tone_wav, "t.wav", "audio/wav")},
+    )
+    answer = text_of(await ix.wait_for_reply())
+    notice = await emu.wait_for_message(modlog, predicate=lambda m: bool(m.embeds))
+    assert "not available to this bot" in answer
+    assert "balance" not in answer.lower() and "funds" not in answer.lower()
+    assert "out of credits" in text_of(notice) and "balance is too low" in text_of(notice)
+    case = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
+    assert case is not None and "balance is too low" in (case.error_message or "")
+
+
 async def test_a_key_revoked_while_running_is_noticed_by_the_periodic_check(
     make_spoofwatch: MakeSpoofwatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -168,6 +168,8 @@ class Check(commands.Cog):
                 paid_transcripts=self.bot.settings.resemble_intelligence,
             )
             outcome = await self.bot.scans.scan(request)
+            # A refused key or an empty balance: the operator and the mod-log are told.
+            await self.bot.provider_health.observe(outcome.record.provider, outcome.error)
             await answers.send(outcome_embeds([outcome], show_transcript=config.show_transcripts))
 
     async def _config(self, guild_id: int | None) -> GuildConfig:
