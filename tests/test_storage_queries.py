@@ -325,3 +325,18 @@ async def test_guilds_lists_every_guild_with_its_case_count(log: AuditLog, clock
     guilds = await log.cases.guilds()
     assert [(g.guild_id, g.cases) for g in guilds] == [(GUILD_A, 4), (GUILD_B, 2)]
     assert guilds[0].last_case_at == clock.now
+
+
+async def test_a_first_review_is_not_overwritten(log: AuditLog) -> None:
+    """Fails if `first=True` replaces an earlier review (two moderators deciding at once) or
+    logs an event for the refused one; without it a review may still be changed."""
+    record = await finished_scan(log)
+    n = record.case_number
+    assert await log.admin.review(GUILD_A, n, Review.CONFIRMED, moderator_id=1, first=True)
+    refused = await log.admin.review(GUILD_A, n, Review.FALSE_POSITIVE, moderator_id=2, first=True)
+    assert refused is None
+    stored = await log.cases.case(GUILD_A, n)
+    assert stored is not None and (stored.review, stored.reviewed_by) == (Review.CONFIRMED, 1)
+    assert [e.actor for e in await log.cases.case_events(GUILD_A, n)] == ["1"]
+    changed = await log.admin.review(GUILD_A, n, Review.FALSE_POSITIVE, moderator_id=3)
+    assert changed is not None and changed.review is Review.FALSE_POSITIVE

@@ -160,7 +160,11 @@ class CaseAdmin(Protocol):
         *,
         moderator_id: int,
         note: str | None = None,
-    ) -> ScanRecord | None: ...
+        first: bool = False,
+    ) -> ScanRecord | None:
+        """Record a moderator's decision on a case; None if there is no such case or, with
+        `first`, if it was already reviewed (the first review stands)."""
+        ...
 
     async def record_action(
         self, guild_id: int, case_number: int, *, action: str, actor_id: int, outcome: str

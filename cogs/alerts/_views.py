@@ -205,9 +205,14 @@ class AlertButton(
                 decision,
                 moderator_id=interaction.user.id,
                 note=_clip(reason),
+                first=True,
             )
             if reviewed is None:
-                return False, f"Case #{self.case_number} no longer exists.", False
+                # Another moderator decided meanwhile, or the case was deleted.
+                now = await audit.cases.case(guild_id, self.case_number)
+                if now is None or now.review is None:
+                    return False, f"Case #{self.case_number} no longer exists.", False
+                return False, texts.already_reviewed(now.review, now.reviewed_by), False
             shown = texts.reviewed_line(decision, interaction.user.mention, reason)
             public = await mark_public_verdict(interaction.guild, reviewed, decision)
             return True, shown + (f"\n{public}" if public else ""), False
