@@ -39,7 +39,12 @@ from bot.storage import ScanRecord, Trigger
 from bot.verdict import Label, ProviderName
 from cogs.autoscan._catch_up import channels_to_catch_up, unanswered_messages
 from cogs.autoscan._marks import KeyedLocks, SearchMark, clear_stale_reaction
-from cogs.autoscan._scope import channel_in_scope, configured, from_a_person
+from cogs.autoscan._scope import (
+    channel_in_scope,
+    configured,
+    exempt_by_fetch,
+    from_a_person,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +191,8 @@ class AutoScan(commands.Cog):
                     if message.id in self._queued_live:
                         continue  # queued from the gateway; that scan answers it
                     candidates = self._wanted(message, config)
+                    if candidates and await exempt_by_fetch(message, config):
+                        continue
                     if candidates:
                         self.bot.scan_pool.submit(
                             functools.partial(
