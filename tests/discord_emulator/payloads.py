@@ -229,8 +229,15 @@ def attachment_payload(attachment: Attachment) -> JSON:
     return data
 
 
-def message_payload(world: World, message: Message, *, referenced: bool = True) -> JSON:
-    """A message object as in MESSAGE_CREATE and REST responses."""
+def message_payload(
+    world: World, message: Message, *, referenced: bool = True, gateway: bool = False
+) -> JSON:
+    """A message object as in REST responses; with ``gateway``, as in MESSAGE_CREATE/UPDATE.
+
+    Only the gateway events carry the author's ``member`` (docs: topics/gateway-events.mdx,
+    "Message Create" extra fields); the REST message object has none (spec:
+    schemas/MessageResponse), so a message read from history has an author without roles.
+    """
     data: JSON = {
         "id": str(message.id),
         "channel_id": str(message.channel_id),
@@ -252,7 +259,7 @@ def message_payload(world: World, message: Message, *, referenced: bool = True) 
     if message.guild_id is not None:
         data["guild_id"] = str(message.guild_id)
         member = world.member(message.guild_id, message.author.id)
-        if member is not None and message.webhook_id is None:
+        if gateway and member is not None and message.webhook_id is None:
             data["member"] = member_payload(member, with_user=False)
     reactions = message.current_reactions()
     if reactions:
