@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -233,6 +234,28 @@ class Settings(BaseSettings):
                     "(digits only), not a project name or an API key"
                 )
         return value
+
+    @field_validator("behavioralsignals_api_url", "resemble_api_url", "discord_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """A base URL with http(s) and a host: a bare host name or a typo would only show as
+        a failed connection at the first scan."""
+        if value is None:
+            return None
+        parsed = urlsplit(value.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+        return value.strip()
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlsplit(value.strip())
+        if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+            raise ValueError(f"must be a ws:// or wss:// URL, not {value!r}")
+        return value.strip()
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -224,3 +224,22 @@ async def test_invite_url_with_the_needed_permissions_is_logged(
     granted = discord.Permissions(int(query["permissions"][0]))
     assert granted == needed_permissions()
     assert granted.send_messages and granted.moderate_members and granted.manage_messages
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RESEMBLE_API_URL", "app.resemble.ai/api/v2"),
+        ("BEHAVIORALSIGNALS_API_URL", "ftp://api.behavioralsignals.com/v5"),
+        ("SPOOFWATCH_DISCORD_GATEWAY_URL", "https://gateway.discord.gg"),
+    ],
+)
+async def test_malformed_urls_are_named(tmp_path: Path, variable: str, value: str) -> None:
+    """Fails if a URL without scheme or host is accepted (it would fail at the first scan)."""
+    code, err = await _run_module(
+        env={"DISCORD_TOKEN": "x", "SPOOFWATCH_PROVIDER": "resemble", "RESEMBLE_API_KEY": "k",
+             variable: value},
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 2
+    assert variable in err and "URL" in err and "Traceback" not in err
