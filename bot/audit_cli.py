@@ -282,6 +282,15 @@ def _print_stats(stats: AuditStats, days: int) -> None:
             print("  (none)")
         for key, count in items:
             print(f"  {_clean(str(key)):<24} {count}")
+    print("\nmoderators' reviews by probability (to tune the alert threshold)")
+    if not stats.reviews_by_band:
+        print("  (none)")
+    for band in stats.reviews_by_band:
+        reviewed = band.confirmed + band.false_positive
+        print(
+            f"  {band.name:<24} {band.confirmed} confirmed, {band.false_positive} not a "
+            f"deepfake ({band.false_positive / reviewed:.0%} false positives)"
+        )
 
 
 def _when(moment: datetime) -> str:

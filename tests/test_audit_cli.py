@@ -155,6 +155,8 @@ async def test_stats_prints_each_section(db: Path, capsys: pytest.CaptureFixture
     assert out.startswith("3 cases in the last 30 days")
     assert "provider_timeout" in out
     assert "spoofed" in out
+    # Case 1 (97 %) was confirmed by a moderator.
+    assert "90–100%                  1 confirmed, 0 not a deepfake (0% false positives)" in out
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])

@@ -340,3 +340,12 @@ async def test_a_first_review_is_not_overwritten(log: AuditLog) -> None:
     assert [e.actor for e in await log.cases.case_events(GUILD_A, n)] == ["1"]
     changed = await log.admin.review(GUILD_A, n, Review.FALSE_POSITIVE, moderator_id=3)
     assert changed is not None and changed.review is Review.FALSE_POSITIVE
+
+
+async def test_role_exemptions_and_the_alert_ping_are_stored(log: AuditLog) -> None:
+    """Fails if a backend drops the exempt roles or the alert ping role of a guild."""
+    config = GuildConfig(exempt_roles=frozenset({11, 12}), alert_role_id=13)
+    await log.settings.save_guild_config(GUILD_A, config)
+    stored = await log.settings.guild_config(GUILD_A)
+    assert (stored.exempt_roles, stored.alert_role_id) == (frozenset({11, 12}), 13)
+    assert stored.exempts([5, 12]) and not stored.exempts([5])
