@@ -24,7 +24,7 @@ from tests._alerts_helpers import (
 )
 from tests.discord_emulator.bits import ChannelType
 from tests.discord_emulator.interactions import MODAL
-from tests.e2e import Harness
+from tests.e2e import Harness, MakeSpoofwatch
 from tests.moderation import FAKE, configure, field, listeners_done, run, text_of, wav
 
 
@@ -230,3 +230,39 @@ async def test_audit_stats_show_review_outcomes_by_band(alerted: Alerted) -> Non
     answer = await run(alerted.sw, emu.moderator, "audit stats")
     reviews = field(answer.embeds[0], "Moderators' reviews by probability")
     assert reviews == "90–100%: 0 confirmed, 1 not a deepfake (100% false positives)"
+
+
+# --- a restart between the form and its submission ----------------------------------------------
+
+
+async def test_a_reason_form_sent_after_a_restart_still_acts(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path
+) -> None:
+    """Fails if a reason form opened before a restart does nothing when sent after it."""
+    async with make_spoofwatch() as first:
+        a = await post_fake(first, await make_modlog(first), wav(tmp_path, 1))
+        opened = await first.emu.click_button(
+            a.alert, first.emu.moderator, label="Confirm deepfake"
+        )
+        await opened.wait_for_modal()
+    async with make_spoofwatch() as second:
+        emu = second.emu
+        ix = await emu.submit_modal(opened, {reason_input(opened): "known scam voice"})
+        updated = await ix.wait_for_reply()
+        record = await second.bot.audit.cases.case(emu.guild.id, 1)
+        assert record is not None and record.review is Review.CONFIRMED
+        assert record.review_note == "known scam voice"
+        assert "known scam voice" in actions(updated)
+
+
+async def test_a_reason_form_is_checked_again_on_submission(alerted: Alerted) -> None:
+    """Fails if a form sent by someone who lost the permission meanwhile still acts."""
+    emu, audit = alerted.sw.emu, alerted.sw.bot.audit
+    opened = await emu.click_button(alerted.alert, emu.moderator, label="Not a deepfake")
+    await opened.wait_for_modal()
+    [moderator_role] = [r for r in emu.guild.roles.values() if r.name == "Moderator"]
+    emu.world.set_role_permissions(moderator_role, 0)
+    refusal = await (await emu.submit_modal(opened)).wait_for_reply()
+    record = await audit.cases.case(emu.guild.id, 1)
+    assert refusal.ephemeral and "permission" in refusal.content
+    assert record is not None and record.review is None

@@ -16,7 +16,7 @@ from bot.replies import describe_http_error
 from bot.scanning import ScanOutcome
 from bot.verdict import Label
 from cogs.alerts._public import remove_verdict_reply, tell_poster
-from cogs.alerts._views import AlertState, alert_view
+from cogs.alerts._views import AlertState, alert_view, submit_reason
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ def is_suspicious(outcome: ScanOutcome, threshold: float) -> bool:
 class Alerts(commands.Cog):
     def __init__(self, bot: Spoofwatch) -> None:
         self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[Spoofwatch]) -> None:
+        # The reason modals of the alert buttons (see `ReasonModal`).
+        await submit_reason(interaction)
 
     @commands.Cog.listener()
     async def on_scan_finished(

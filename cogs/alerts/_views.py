@@ -242,8 +242,18 @@ class AlertButton(
         return done, outcome, gone
 
 
+#: A reason modal's custom id names the action and the case, like the buttons' ids.
+REASON_ID = re.compile(r"sw:reason:(?P<action>[a-z0-9]+):(?P<case>\d+)")
+REASON_INPUT = "reason"
+
+
 class ReasonModal(discord.ui.Modal):
-    """Asks the moderator for an optional reason before a review or a time-out."""
+    """Asks the moderator for an optional reason before a review or a time-out.
+
+    Only its form is used: the submission is handled by `submit_reason` (the alerts cog's
+    interaction listener) from the custom id alone, so a restart between opening the form
+    and sending it loses nothing, as with the buttons.
+    """
 
     reason: discord.ui.TextInput[ReasonModal] = discord.ui.TextInput(
         label=texts.REASON_LABEL,
@@ -251,18 +261,55 @@ class ReasonModal(discord.ui.Modal):
         required=False,
         max_length=texts.REASON_CHARS,
         placeholder=texts.REASON_PLACEHOLDER,
+        custom_id=REASON_INPUT,
     )
 
     def __init__(self, button: AlertButton) -> None:
-        # Held in memory for as long as the interaction token lives; after a restart the
-        # moderator clicks again.
         super().__init__(
-            title=texts.modal_title(LABELS[button.action][0], button.case_number), timeout=900
+            title=texts.modal_title(LABELS[button.action][0], button.case_number),
+            custom_id=f"sw:reason:{button.action.value}:{button.case_number}",
+            timeout=None,
         )
-        self.button = button
+        # A finished modal is not kept in discord.py's store; `submit_reason` answers it.
+        self.stop()
 
-    async def on_submit(self, interaction: discord.Interaction[Spoofwatch]) -> None:  # type: ignore[override]
-        await self.button.run(interaction, reason=self.reason.value.strip() or None)
+
+async def submit_reason(interaction: discord.Interaction[Spoofwatch]) -> bool:
+    """Act on a submitted reason modal; False if the interaction is not one of ours."""
+    data: dict[str, Any] = dict(interaction.data or {})
+    match = REASON_ID.fullmatch(str(data.get("custom_id", "")))
+    if interaction.type is not discord.InteractionType.modal_submit or match is None:
+        return False
+    try:
+        action = AlertAction(match["action"])
+    except ValueError:
+        return False
+    if action not in ASKS_REASON:
+        return False
+    button = AlertButton(action, int(match["case"]))
+    # The permission is checked again on the submission itself.
+    if not await button.interaction_check(interaction):
+        return True
+    reason = _typed(data.get("components") or [], REASON_INPUT)
+    await button.run(interaction, reason=(reason or "").strip() or None)
+    return True
+
+
+def _typed(components: list[Any], custom_id: str) -> str | None:
+    """The value of a modal's text input, in rows (or labels) as Discord sends them back."""
+    for component in components:
+        if not isinstance(component, dict):
+            continue
+        if component.get("custom_id") == custom_id:
+            value = component.get("value")
+            return value if isinstance(value, str) else None
+        nested = component.get("components") or (
+            [component["component"]] if isinstance(component.get("component"), dict) else []
+        )
+        found = _typed(nested, custom_id)
+        if found is not None:
+            return found
+    return None
 
 
 async def _delete(
