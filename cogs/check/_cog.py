@@ -168,9 +168,9 @@ class Check(commands.Cog):
                 paid_transcripts=self.bot.settings.resemble_intelligence,
             )
             outcome = await self.bot.scans.scan(request)
+            await answers.send(outcome_embeds([outcome], show_transcript=config.show_transcripts))
             # A refused key or an empty balance: the operator and the mod-log are told.
             await self.bot.provider_health.observe(outcome.record.provider, outcome.error)
-            await answers.send(outcome_embeds([outcome], show_transcript=config.show_transcripts))
 
     async def _config(self, guild_id: int | None) -> GuildConfig:
         return await self.bot.guild_configs.get(guild_id) if guild_id else GuildConfig()

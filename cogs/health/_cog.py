@@ -61,14 +61,24 @@ class Health(commands.Cog):
     def __init__(self, bot: Spoofwatch) -> None:
         self.bot = bot
         self._task: asyncio.Task[None] | None = None
-        bot.provider_health.subscribe(self.tell_modlogs)
+        #: Notices being posted: a change is told to every mod-log in the background, so
+        #: the scan or check that revealed it is not held up.
+        self._notices: set[asyncio.Task[None]] = set()
+        bot.provider_health.subscribe(self._notice_soon)
 
     async def cog_load(self) -> None:
         interval = self.bot.settings.credential_check_s
         if interval > 0:
             self._task = asyncio.create_task(self._check_every(interval))
 
+    async def _notice_soon(self, state: ProviderState) -> None:
+        task = asyncio.create_task(self.tell_modlogs(state), name="provider-notice")
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
     async def cog_unload(self) -> None:
+        for notice in list(self._notices):
+            notice.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
