@@ -234,7 +234,7 @@ async def test_saved_settings_are_echoed_in_the_embeds_words(spoofwatch: Harness
 
 def test_every_guild_setting_has_words_for_the_echo() -> None:
     """Fails if a new guild setting would be echoed under its internal field name."""
-    assert set(GuildConfig.model_fields) <= set(admin_cog._LABELS)
+    assert set(GuildConfig.model_fields) <= set(admin_cog.LABELS)
 
 
 def _buttons(message: Message) -> list[dict[str, Any]]:

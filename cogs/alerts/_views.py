@@ -19,6 +19,7 @@ import discord
 from bot.client import Spoofwatch, permission_name
 from bot.storage import AuditEvent, Review, ScanRecord
 from cogs.alerts import _texts as texts
+from cogs.alerts._actions import delete_message, time_out, undo_time_out
 from cogs.alerts._public import mark_public_verdict
 
 log = logging.getLogger(__name__)
@@ -218,16 +219,16 @@ class AlertButton(
             return True, shown + (f"\n{public}" if public else ""), False
         if self.action is AlertAction.DELETE:
             kind = "delete"
-            done, outcome = await _delete(interaction, record.channel_id, record.message_id)
+            done, outcome = await delete_message(interaction, record.channel_id, record.message_id)
             gone = done or "already deleted" in outcome
         else:
             kind = "timeout"
             if self.action is AlertAction.UNDO_TIMEOUT:
                 kind = "untimeout"
-                done, outcome = await _undo_timeout(interaction, record.author_id)
+                done, outcome = await undo_time_out(interaction, record.author_id)
             else:
                 length = TIMEOUTS[self.action]
-                done, outcome = await _timeout(interaction, record.author_id, length, reason)
+                done, outcome = await time_out(interaction, record.author_id, length, reason)
             gone = False
         # Only actions that happened are recorded on the case (a failed one is not a fact
         # about the member); failures stay visible on the alert and in the log.
@@ -312,70 +313,6 @@ def _typed(components: list[Any], custom_id: str) -> str | None:
     return None
 
 
-async def _delete(
-    interaction: discord.Interaction[Spoofwatch], channel_id: int | None, message_id: int | None
-) -> tuple[bool, str]:
-    """Delete the case's message; (whether it was deleted, what to show on the alert)."""
-    assert interaction.guild is not None
-    channel = interaction.guild.get_channel_or_thread(channel_id) if channel_id else None
-    if channel is None or message_id is None or not isinstance(channel, discord.abc.Messageable):
-        return False, "⚠️ Could not delete: the channel is gone."
-    try:
-        await channel.get_partial_message(message_id).delete()
-    except discord.NotFound:
-        return False, "⚠️ Could not delete: the message was already deleted."
-    except discord.Forbidden:
-        return False, "⚠️ Could not delete: Spoofwatch lacks the Manage Messages permission there."
-    except discord.HTTPException as exc:
-        return False, f"⚠️ Could not delete: Discord said {exc.status}."
-    return True, f"Message deleted by {interaction.user.mention}"
-
-
-async def _timeout(
-    interaction: discord.Interaction[Spoofwatch],
-    author_id: int | None,
-    length: timedelta,
-    reason: str | None,
-) -> tuple[bool, str]:
-    """Time the case's author out; (whether it happened, what to show on the alert)."""
-    assert interaction.guild is not None
-    if author_id is None:
-        return False, "⚠️ Could not time out: the case has no author."
-    why = f"Spoofwatch alert, by {interaction.user.id}" + (f": {reason}" if reason else "")
-    try:
-        member = await interaction.guild.fetch_member(author_id)
-        # Discord keeps at most 512 characters of an audit log reason.
-        await member.timeout(length, reason=why[:512])
-    except discord.NotFound:
-        return False, "⚠️ Could not time out: the member left the server."
-    except discord.Forbidden:
-        return False, "⚠️ Could not time out: Spoofwatch lacks Moderate Members or ranks below them."
-    except discord.HTTPException as exc:
-        return False, f"⚠️ Could not time out: Discord said {exc.status}."
-    return True, texts.timed_out_line(author_id, _human(length), interaction.user.mention, reason)
-
-
-async def _undo_timeout(
-    interaction: discord.Interaction[Spoofwatch], author_id: int | None
-) -> tuple[bool, str]:
-    """Lift the time-out of the case's author."""
-    assert interaction.guild is not None
-    if author_id is None:
-        return False, "⚠️ Could not lift the time-out: the case has no author."
-    try:
-        member = await interaction.guild.fetch_member(author_id)
-        await member.timeout(None, reason=f"Spoofwatch: time-out lifted by {interaction.user.id}")
-    except discord.NotFound:
-        return False, "⚠️ Could not lift the time-out: the member left the server."
-    except discord.Forbidden:
-        return False, (
-            "⚠️ Could not lift the time-out: Spoofwatch lacks Moderate Members or ranks below them."
-        )
-    except discord.HTTPException as exc:
-        return False, f"⚠️ Could not lift the time-out: Discord said {exc.status}."
-    return True, texts.timeout_undone_line(author_id, interaction.user.mention)
-
-
 async def _show_outcome(
     interaction: discord.Interaction[Spoofwatch],
     case_number: int,
@@ -409,15 +346,6 @@ async def _show_outcome(
     except discord.HTTPException:
         log.warning("could not update the alert of case #%s", case_number, exc_info=True)
         await interaction.followup.send(outcome, ephemeral=True)
-
-
-def _human(length: timedelta) -> str:
-    minutes = int(length.total_seconds() // 60)
-    if minutes % 1440 == 0:
-        return f"{minutes // 1440} day"
-    if minutes % 60 == 0:
-        return f"{minutes // 60} h"
-    return f"{minutes} min"
 
 
 def _clip(reason: str | None) -> str | None:
