@@ -168,3 +168,18 @@ async def test_exempt_roles_are_shown_in_settings(spoofwatch: Harness) -> None:
     await configure(spoofwatch, "exempt-add", {"role": role})
     shown = await run(spoofwatch, emu.admin, "spoofwatch settings show")
     assert field(shown.embeds[0], "Exempt roles") == f"<@&{role.id}>"
+
+
+async def test_a_system_channel_the_bot_cannot_post_in_falls_back_to_the_owner(
+    spoofwatch: Harness,
+) -> None:
+    """Fails if the bot tries (and fails) the system channel instead of telling the owner."""
+    emu = spoofwatch.emu
+    quiet = DEFAULT_BOT_PERMISSIONS & ~Permission.SEND_MESSAGES
+    guild = emu.create_guild(
+        "Read Only", system_channel="welcome", bot_permissions=quiet, everyone_permissions=0
+    )
+    await emu.wait_for(lambda: _dms_to(spoofwatch, guild.owner_id))
+    assert guild.system_channel_id is not None
+    assert emu.bot_messages(guild.system_channel_id) == []
+    assert emu.requests_to("POST", f"/channels/{guild.system_channel_id}/messages") == []
