@@ -266,3 +266,11 @@ async def test_a_reason_form_is_checked_again_on_submission(alerted: Alerted) ->
     record = await audit.cases.case(emu.guild.id, 1)
     assert refusal.ephemeral and "permission" in refusal.content
     assert record is not None and record.review is None
+
+
+async def test_confirm_updates_the_public_verdict_too(alerted: Alerted) -> None:
+    """Fails if a confirmation does not show on the public verdict."""
+    emu = alerted.sw.emu
+    [reply] = emu.replies_to(alerted.message)
+    await click(alerted, "Confirm deepfake")
+    assert emu.message(reply).embeds[0]["title"] == "Reviewed by a moderator: deepfake confirmed"
