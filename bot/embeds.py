@@ -18,7 +18,7 @@ from typing import Final
 
 import discord
 
-from bot.errors import InternalError, ProviderError, SpoofwatchError
+from bot.errors import InternalError, ProviderAccountError, ProviderError, SpoofwatchError
 from bot.verdict import (
     DEFAULT_THRESHOLD,
     Finding,
@@ -272,6 +272,12 @@ def failure_embed(
 
 def member_words(error: SpoofwatchError) -> tuple[str, str]:
     """(what happened, what to do) in words for a member; never a provider's own text."""
+    if isinstance(error, ProviderAccountError):
+        # A refused key or an empty balance: the operator's to fix, never billing details.
+        return (
+            error.public_message,
+            "The server's moderators have been told; try `/check` again later.",
+        )
     if isinstance(error, ProviderError):
         return (
             "The checking service did not answer properly, so this file has no verdict.",
