@@ -165,6 +165,12 @@ class Spoofwatch(commands.AutoShardedBot):
         )
         self.pacing.install(self.http)
         self.identify_gate = IdentifyGate(self._max_concurrency, lock=_identify_lock(runtime))
+        if runtime.settings.shard_filter is not None and runtime.settings.database_url is None:
+            log.warning(
+                "this process runs only shards %s but the audit log is a SQLite file: the "
+                "other processes need the same database (SPOOFWATCH_DATABASE_URL)",
+                ",".join(map(str, runtime.settings.shard_ids or ())),
+            )
         self.runtime = runtime
         self.settings = runtime.settings
         self.http_session = runtime.http_session
