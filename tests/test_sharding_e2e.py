@@ -21,6 +21,7 @@ import pytest
 
 from bot.client import Spoofwatch
 from bot.guild_config import GuildConfig
+from bot.runner import serve
 from bot.runtime import open_runtime
 from bot.settings import load_settings
 from bot.storage import ScanStatus
@@ -279,3 +280,22 @@ async def test_with_nothing_set_one_process_runs_every_recommended_shard(
         assert sw.bot.get_guild(second.id) is not None
         await sw.reply_to(await sw.post(media.voice_ogg, voice=True))
     assert (emulator.gateway.identifies, emulator.gateway.refused_identifies) == (2, 0)
+
+
+async def test_too_few_shards_stop_start_up_with_the_setting_named(
+    bare_emulator: DiscordEmulator,
+    resemble_standin: ResembleStandIn,
+    bs_standin: BehavioralSignalsStandIn,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Fails if Discord's 4011 (a shard over the guild limit) leaves the operator with a
+    traceback or a zero exit status instead of the setting to change."""
+    emu = bare_emulator
+    emu.create_guild("One")
+    emu.create_guild("Two")
+    emu.gateway.max_guilds_per_shard = 1
+    settings = e2e_settings(tmp_path, resemble_standin, bs_standin, shard_count=1)
+    async with open_runtime(settings) as runtime, Spoofwatch(runtime) as bot:
+        status = await asyncio.wait_for(serve(bot, emu.token), 30)
+    assert status == 4 and "SPOOFWATCH_SHARD_COUNT" in capsys.readouterr().err
