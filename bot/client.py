@@ -10,6 +10,7 @@ import pkgutil
 from pathlib import Path
 
 import discord
+import yarl
 from discord import app_commands
 from discord.ext import commands
 
@@ -197,6 +198,15 @@ class Spoofwatch(commands.AutoShardedBot):
         await self.scan_pool.stop(grace_s=self.shutdown_grace_s)
         await super().close()
         await self.identify_gate.close()
+
+    async def launch_shard(
+        self, gateway: yarl.URL, shard_id: int, *, initial: bool = False
+    ) -> None:
+        # discord.py retries a shard that failed to connect every 5 s, even once the bot is
+        # closing (a SIGTERM during start-up would never end): stop when closed.
+        if self.is_closed():
+            return
+        await super().launch_shard(gateway, shard_id, initial=initial)
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Wait for this shard's turn within Discord's max_concurrency (`bot.sharding`)."""

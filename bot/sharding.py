@@ -77,12 +77,15 @@ class IdentifyGate:
             async with self._lock(key):
                 granted.set_result(None)
                 await asyncio.sleep(self._hold_s)
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            if not granted.done():  # closing while waiting: no IDENTIFY now
+                granted.set_exception(ConnectionAbortedError("the bot is closing"))
+            raise
+        except Exception as exc:
             if not granted.done():
                 granted.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            log.warning("identify gate for key %d failed", key, exc_info=True)
+            else:
+                log.warning("identify gate for key %d failed", key, exc_info=True)
 
     async def close(self) -> None:
         for task in list(self._holding):
