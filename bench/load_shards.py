@@ -2,7 +2,8 @@
 PostgreSQL database.
 
     .venv/bin/python -m bench.load_shards --database-url postgresql://postgres@127.0.0.1/test
-                     [--messages 400] [--users 40] [--mode burst|paced|both] [--rate 20]
+                     [--messages 400] [--users 40] [--channels 20] [--mode burst|paced|both]
+                     [--rate 20]
                      [--layout one|two|both] [--provider resemble|behavioral_signals]
                      [--json load_shards.json]
 
@@ -56,7 +57,7 @@ WARMUP = 20
 class ShardScene:
     """One guild per shard, each with its channels and its share of the users."""
 
-    def __init__(self, emu: DiscordEmulator, users: int, channels: int = 4) -> None:
+    def __init__(self, emu: DiscordEmulator, users: int, channels: int) -> None:
         emu.gateway.shard_count = SHARDS
         emu.gateway.max_concurrency = SHARDS
         self.places: list[tuple[Any, Any]] = []  # (channel, member), guilds in turn
@@ -118,7 +119,7 @@ async def run_layout(
                 kwargs = {"bs": standin}
             await stack.enter_async_context(standin)
             emu = await stack.enter_async_context(DiscordEmulator())
-            scene = ShardScene(emu, args.users)
+            scene = ShardScene(emu, args.users, args.channels)
             tracker = ReplyTracker()
             tracker.install()
             stack.callback(tracker.uninstall)
@@ -250,6 +251,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--rate", type=float, default=20.0, help="paced mode: messages/s")
+    parser.add_argument(
+        "--channels",
+        type=int,
+        default=20,
+        help="channels per guild: Discord lets a bot post 5 messages per 5 s in each, so "
+        "replies/s can never exceed the number of channels",
+    )
     parser.add_argument("--workers", type=int, default=0, help="SPOOFWATCH_WORKERS per process")
     parser.add_argument(
         "--provider", choices=("resemble", "behavioral_signals"), default="resemble"
