@@ -294,11 +294,45 @@ _V4_CLAIMS_AND_COOLDOWNS = Migration(
     ),
 )
 
+_V5_PUBLIC_REPLIES = Migration(
+    5,
+    "guild settings: public replies all|flagged|never replace the bona fide reply switch",
+    (
+        # A guild that turned bona fide replies off keeps its quiet channel (`flagged`); every
+        # other guild keeps replying to every file (`all`). json_extract reads false as 0.
+        """
+        UPDATE guild_settings
+        SET config = json_set(
+            json_remove(config, '$.reply_bonafide'),
+            '$.public_replies',
+            CASE WHEN json_extract(config, '$.reply_bonafide') = 0 THEN 'flagged' ELSE 'all' END
+        )
+        WHERE json_extract(config, '$.public_replies') IS NULL
+        """,
+    ),
+)
+
+_V6_REVIEW_OUTCOMES = Migration(
+    6,
+    "index of reviewed cases for /audit stats review outcomes by probability band",
+    (
+        # Reviewed cases are a small share of all cases; `/audit stats` counts them per
+        # probability band and decision from this partial index alone.
+        """
+        CREATE INDEX scans_reviewed ON scans
+        (guild_id, created_at, review, spoofed_probability)
+        WHERE review IS NOT NULL
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_RETENTION_AND_CASE_EVENTS,
     _V3_DAILY_ROLLUPS,
     _V4_CLAIMS_AND_COOLDOWNS,
+    _V5_PUBLIC_REPLIES,
+    _V6_REVIEW_OUTCOMES,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -215,7 +215,40 @@ _V1_INITIAL = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL,)
+_V2_PUBLIC_REPLIES = Migration(
+    2,
+    "guild settings: public replies all|flagged|never replace the bona fide reply switch",
+    (
+        # As SQLite's migration 5: bona fide replies off → `flagged`, anything else → `all`.
+        """
+        UPDATE guild_settings
+        SET config = (
+            (config::jsonb - 'reply_bonafide')
+            || jsonb_build_object(
+                'public_replies',
+                CASE WHEN config::jsonb -> 'reply_bonafide' = 'false'::jsonb
+                     THEN 'flagged' ELSE 'all' END
+            )
+        )::text
+        WHERE NOT (config::jsonb ? 'public_replies')
+        """,
+    ),
+)
+
+_V3_REVIEW_OUTCOMES = Migration(
+    3,
+    "index of reviewed cases for /audit stats review outcomes by probability band",
+    (
+        # As SQLite's migration 6: reviewed cases counted per band and decision.
+        """
+        CREATE INDEX scans_reviewed ON scans
+        (guild_id, created_at, review, spoofed_probability)
+        WHERE review IS NOT NULL
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_PUBLIC_REPLIES, _V3_REVIEW_OUTCOMES)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

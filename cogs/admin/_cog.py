@@ -10,20 +10,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import Spoofwatch, permission_name
-from bot.embeds import fit_embed, mention_list
-from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig
+from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig, PublicReplies
 from bot.permissions import check_member
 from bot.verdict import MediaKind, ProviderName
+from cogs.admin._checklist import checklist_embed, welcome
+from cogs.admin._display import LABELS, clip, settings_embed, show, show_for
 
 log = logging.getLogger(__name__)
 
 Place = discord.TextChannel | discord.VoiceChannel | discord.CategoryChannel | discord.Thread
 _SENDS = ("view_channel", "send_messages", "embed_links")
-#: Discord refuses message content over 2,000 characters (discord-platform.md, "Checked
-#: 2026-12"); the scope list can hold hundreds of channels, so every echo is held to this.
-CONTENT_LIMIT = 2000
-#: What the echo of a changed channel list may take of the reply ("… +N more" beyond).
-_ECHO_LIST_CHARS = 600
 
 
 @app_commands.guild_only()
@@ -49,8 +45,8 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self.bot.guild_configs.save(guild_id, updated)
         # The audit event keeps the field names (stable, searchable); the moderator reads
         # the words the settings embed uses.
-        described = ", ".join(f"{k}={_show(v)}" for k, v in changes.items())
-        spoken = "; ".join(f"{_LABELS.get(k, k)}: {_show_for(k, v)}" for k, v in changes.items())
+        described = ", ".join(f"{k}={show(v)}" for k, v in changes.items())
+        spoken = "; ".join(f"{LABELS.get(k, k)}: {show_for(k, v)}" for k, v in changes.items())
         await self.bot.audit.admin.log_event(
             guild_id,
             actor=str(interaction.user.id),
@@ -59,15 +55,33 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
             reason=described,
         )
         log.info("guild %s settings changed by %s: %s", guild_id, interaction.user.id, described)
-        text = _clip(f"Saved. {spoken}." + (f"\n{note}" if note else ""))
-        await interaction.response.send_message(text, embed=settings_embed(updated), ephemeral=True)
+        text = clip(f"Saved. {spoken}." + (f"\n{note}" if note else ""))
+        await interaction.response.send_message(
+            text, embed=settings_embed(updated, self.bot.settings), ephemeral=True
+        )
+
+    @app_commands.command(name="setup")
+    async def setup(self, interaction: discord.Interaction[Spoofwatch]) -> None:
+        """What is set up and what is left: mod-log, permissions, threshold, replies, cost."""
+        guild = interaction.guild
+        assert guild is not None
+        config = await self.bot.guild_configs.get(guild.id)
+        await interaction.response.send_message(
+            embed=checklist_embed(self.bot, guild, config), ephemeral=True
+        )
+
+    @commands.Cog.listener()
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await welcome(self.bot, guild)
 
     @settings.command(name="show")
     async def show(self, interaction: discord.Interaction[Spoofwatch]) -> None:
         """Show this server's Spoofwatch settings."""
         assert interaction.guild_id is not None
         config = await self.bot.guild_configs.get(interaction.guild_id)
-        await interaction.response.send_message(embed=settings_embed(config), ephemeral=True)
+        await interaction.response.send_message(
+            embed=settings_embed(config, self.bot.settings), ephemeral=True
+        )
 
     @settings.command(name="autoscan")
     @app_commands.describe(enabled="Scan new voice messages, audio files and videos by itself")
@@ -136,14 +150,17 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, kinds=frozenset(chosen))
 
     @settings.command(name="threshold")
-    @app_commands.describe(value="Spoofed probability (0–1) at which moderators are alerted")
+    @app_commands.describe(
+        value="Percent likely AI-generated at which moderators are alerted (80 = 80 %)"
+    )
     async def threshold(
         self,
         interaction: discord.Interaction[Spoofwatch],
-        value: app_commands.Range[float, 0.0, 1.0],
+        value: app_commands.Range[float, 0.0, 100.0],
     ) -> None:
-        """Set the alert threshold."""
-        await self._update(interaction, alert_threshold=value)
+        """Set the alert threshold, as a percentage (0–1 is read as a fraction)."""
+        # Lenient at the edge: "80" and "0.8" both mean 80 %; the setting is a fraction.
+        await self._update(interaction, alert_threshold=value / 100 if value > 1 else value)
 
     @settings.command(name="action")
     @app_commands.describe(policy="What happens when a scan reaches the threshold")
@@ -194,11 +211,73 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
                 return
         await self._update(interaction, modlog_channel_id=channel.id if channel else None)
 
+    @settings.command(name="alert-ping")
+    @app_commands.describe(role="A role every alert mentions (leave empty to ping nobody)")
+    async def alert_ping(
+        self, interaction: discord.Interaction[Spoofwatch], role: discord.Role | None = None
+    ) -> None:
+        """Choose a role to ping with every alert."""
+        note = ""
+        if role is not None and not role.mentionable:
+            guild = interaction.guild
+            assert guild is not None
+            perms = guild.me.guild_permissions
+            if not perms.mention_everyone:
+                note = (
+                    f"⚠️ {role.mention} is not mentionable and Spoofwatch lacks Mention "
+                    "@everyone, @here and All Roles: alerts will name it without pinging it."
+                )
+        await self._update(interaction, note=note, alert_role_id=role.id if role else None)
+
+    @settings.command(name="exempt-add")
+    @app_commands.describe(role="Members with this role are not scanned automatically")
+    async def exempt_add(
+        self, interaction: discord.Interaction[Spoofwatch], role: discord.Role
+    ) -> None:
+        """Exempt a role from automatic scans (trusted members; /check still works)."""
+        assert interaction.guild_id is not None
+        config = await self.bot.guild_configs.get(interaction.guild_id)
+        exempt = config.exempt_roles | {role.id}
+        note = f"Members with {role.mention} are no longer scanned automatically."
+        await self._update(interaction, note=note, exempt_roles=exempt)
+
+    @settings.command(name="exempt-remove")
+    @app_commands.describe(role="A role on the exemption list")
+    async def exempt_remove(
+        self, interaction: discord.Interaction[Spoofwatch], role: discord.Role
+    ) -> None:
+        """Scan members with this role automatically again."""
+        assert interaction.guild_id is not None
+        config = await self.bot.guild_configs.get(interaction.guild_id)
+        exempt = config.exempt_roles - {role.id}
+        note = f"Removed {role.mention}; {len(exempt)} exempt role(s)."
+        await self._update(interaction, note=note, exempt_roles=exempt)
+
     @settings.command(name="replies")
-    @app_commands.describe(bonafide="Also reply when no deepfake is found")
-    async def replies(self, interaction: discord.Interaction[Spoofwatch], bonafide: bool) -> None:
-        """Choose whether automatic scans reply to bona fide results too."""
-        await self._update(interaction, reply_bonafide=bonafide)
+    @app_commands.describe(
+        mode="all: every file (genuine in one line); flagged: only flagged files; never: none"
+    )
+    async def replies(
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        mode: Literal["all", "flagged", "never"],
+    ) -> None:
+        """Choose which automatic scans get a public reply in the channel."""
+        assert interaction.guild_id is not None
+        config = await self.bot.guild_configs.get(interaction.guild_id)
+        notes = []
+        if mode != "all" and config.modlog_channel_id is None:
+            notes.append(
+                "⚠️ With fewer public replies, moderators learn of flagged files from the "
+                "mod-log: set one with `/spoofwatch settings modlog`."
+            )
+        if mode == "never" and config.action is ActionPolicy.REPLY:
+            notes.append(
+                "⚠️ The action is `reply`, so flagged files now reach nobody: choose `alert` "
+                "with `/spoofwatch settings action`."
+            )
+        note = "\n".join(notes)
+        await self._update(interaction, note=note, public_replies=PublicReplies(mode))
 
     @settings.command(name="transcripts")
     @app_commands.describe(
@@ -281,94 +360,3 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await interaction.response.send_message(
             f"Deleted {count} case{'s' if count != 1 else ''} of {member.mention}.", ephemeral=True
         )
-
-
-def settings_embed(config: GuildConfig) -> discord.Embed:
-    embed = discord.Embed(title="Spoofwatch settings", colour=discord.Colour.blurple())
-    head = f"{config.scope.value}\nlisted: "
-    listed = mention_list(config.scope_channels, limit=1024 - len(head))
-    embed.add_field(name="Automatic scans", value="on" if config.auto_scan else "off")
-    embed.add_field(name="Scope", value=head + listed)
-    embed.add_field(name="Media", value=", ".join(sorted(k.value for k in config.kinds)) or "none")
-    embed.add_field(name="Alert threshold", value=f"{config.alert_threshold:.0%}")
-    embed.add_field(name="Action", value=config.action.value)
-    embed.add_field(
-        name="Mod-log",
-        value=f"<#{config.modlog_channel_id}>"
-        if config.modlog_channel_id
-        else "not set (no alerts)",
-    )
-    embed.add_field(name="Reply to bona fide", value="yes" if config.reply_bonafide else "no")
-    embed.add_field(
-        name="Transcripts",
-        value=f"shown: {_show(config.show_transcripts)}, stored: {_show(config.store_transcripts)}",
-    )
-    embed.add_field(name="Retention", value=f"{config.retention_days} days")
-    embed.add_field(name="Provider", value=config.provider.value if config.provider else "default")
-    embed.add_field(name="Daily quota", value=str(config.daily_quota or "unlimited"))
-    embed.add_field(
-        name="Limits",
-        value=f"{_show(config.max_file_mb)} MiB, {_show(config.max_duration_s)} s",
-    )
-    return fit_embed(embed)
-
-
-def _clip(text: str) -> str:
-    """`text` within Discord's content limit, cut at a line break when there is one."""
-    if len(text) <= CONTENT_LIMIT:
-        return text
-    cut = text.rfind("\n", 0, CONTENT_LIMIT - 1)
-    return (text[:cut] if cut > CONTENT_LIMIT // 2 else text[: CONTENT_LIMIT - 1]) + "…"
-
-
-_LABELS = {
-    "auto_scan": "Automatic scans",
-    "scope": "Scope",
-    "scope_channels": "Listed channels",
-    "kinds": "Media",
-    "alert_threshold": "Alert threshold",
-    "action": "Action",
-    "modlog_channel_id": "Mod-log",
-    "reply_bonafide": "Reply to bona fide",
-    "show_transcripts": "Transcripts shown",
-    "store_transcripts": "Transcripts stored",
-    "retention_days": "Retention",
-    "provider": "Provider",
-    "daily_quota": "Daily quota",
-    "max_file_mb": "Largest file",
-    "max_duration_s": "Longest recording",
-}
-
-
-def _show_for(field: str, value: object) -> str:
-    """A changed setting's value as the settings embed would word it."""
-    if value is None:
-        return {
-            "modlog_channel_id": "not set (no alerts)",
-            "daily_quota": "unlimited",
-        }.get(field, "default")
-    if field == "alert_threshold" and isinstance(value, float):
-        return f"{value:.0%}"
-    if field == "modlog_channel_id":
-        return f"<#{value}>"
-    if field == "scope_channels" and isinstance(value, frozenset | set):
-        return mention_list(value, limit=_ECHO_LIST_CHARS)
-    if field == "retention_days":
-        return f"{value} days"
-    if field == "max_file_mb":
-        return f"{value} MiB"
-    if field == "max_duration_s":
-        return f"{value} s"
-    if field == "auto_scan" and isinstance(value, bool):
-        return "on" if value else "off"
-    return _show(value)
-
-
-def _show(value: object) -> str:
-    if value is None:
-        return "default"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, frozenset | set):
-        return ", ".join(sorted(str(getattr(v, "value", v)) for v in value)) or "none"
-    return str(getattr(value, "value", value))
