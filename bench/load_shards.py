@@ -160,6 +160,7 @@ async def run_layout(
                 await bot.wait_log("catch-up: ")
 
             tracker.expect(len(warm_ids) + len(files))
+            rest_before = len(emu.requests)
             cpu_before = [bot.cpu() for bot in bots]
             pg_before = await _backend_cpu(url)
             bench_before = self_cpu()
@@ -181,6 +182,7 @@ async def run_layout(
                     ids.append(await post_voice(emu, tracker, channel, member, item))
             finished = await tracker.wait(max(120.0, len(files) / 2))
             ended = time.monotonic()
+            rest_calls = len(emu.requests) - rest_before
             cpu_after = [bot.cpu() for bot in bots]
             pg_after = await _backend_cpu(url)
             pg_cpu = sum(cpu - pg_before.get(pid, 0.0) for pid, cpu in pg_after.items())
@@ -206,6 +208,9 @@ async def run_layout(
         "failed_replies": len(tracker.failed & set(ids)),
         "throughput_per_s": scans / (last - first) if last > first else None,
         "latency_s": summary(tracker.latencies(ids)),
+        # Discord's global limit is 50 requests/s per bot, whichever process sends them.
+        "discord_rest_per_scan": rest_calls / max(scans, 1),
+        "discord_rest_per_s": rest_calls / (last - first) if last > first else None,
         "bots_cpu_per_scan_ms": bots_cpu / max(scans, 1) * 1000,
         "postgres_cpu_per_scan_ms": pg_cpu / max(scans, 1) * 1000,
         "other_processes_cores": (system_cpu - bench_cpu - bots_cpu - pg_cpu) / (ended - started),
@@ -222,6 +227,10 @@ def _print(r: dict[str, Any]) -> None:
     )
     if lat.get("n"):
         print(f"  dispatch->reply: median {fmt_ms(lat['median'])}, p99 {fmt_ms(lat['p99'])}")
+    print(
+        f"  Discord REST: {r['discord_rest_per_scan']:.2f} per scan, "
+        f"{r['discord_rest_per_s'] or 0:.1f}/s over the run (Discord allows 50/s per bot)"
+    )
     print(
         f"  CPU per scan: bots {r['bots_cpu_per_scan_ms']:.1f} ms, PostgreSQL "
         f"{r['postgres_cpu_per_scan_ms']:.1f} ms; other programs "
