@@ -55,12 +55,15 @@ class IdentifyGate:
         self._lock = lock or MemoryKeyLock()
         self._hold_s = hold_s
         self._holding: set[asyncio.Task[None]] = set()
+        self._asking = asyncio.Lock()
 
     async def concurrency(self) -> int:
-        if self._known is None:
-            source = self._max_concurrency
-            assert not isinstance(source, int)
-            self._known = max(1, await source())
+        """Discord's max_concurrency, asked once (shards identifying together share it)."""
+        async with self._asking:
+            if self._known is None:
+                source = self._max_concurrency
+                assert not isinstance(source, int)
+                self._known = max(1, await source())
         return self._known
 
     async def wait(self, shard_id: int | None) -> None:
