@@ -202,6 +202,9 @@ async def test_ctrl_c_records_the_case_as_interrupted(
         sys.executable, "-m", "bot", "scan", str(media.speech_wav),
         cwd=tmp_path, env={**base, "PYTHONPATH": str(REPO), **bs_env(bs_standin, tmp_path)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        # A shell runs background jobs with SIGINT ignored, and a child inherits that (POSIX);
+        # Python then installs no Ctrl-C handler. A terminal's foreground job has the default.
+        preexec_fn=_default_sigint,
     )  # fmt: skip
     seen: list[str] = []
     try:
@@ -257,3 +260,7 @@ async def test_help_documents_environment_and_exit_codes(
     code, out, _ = await run_cli(*command, "--help", env={}, cwd=tmp_path)
     assert code == 0
     assert "exit status" in out and "environment" in out
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -22,6 +22,7 @@ from bot.errors import (
     SpoofwatchError,
 )
 from bot.guild_config import GuildConfig
+from bot.provider_health import account_problem
 from bot.scanning import ScanOutcome
 from bot.verdict import ProviderName
 
@@ -38,6 +39,10 @@ def is_outage(error: SpoofwatchError | None) -> bool:
     """Whether a failure says the service (or Spoofwatch) is failing, not the file."""
     if isinstance(error, InternalError):
         return True
+    if account_problem(error) is not None:
+        # A refused key or an empty balance has its own notice (cogs/health), once per change
+        # for the whole bot: not a second one here.
+        return False
     return isinstance(error, ProviderError) and not isinstance(error, _PER_FILE)
 
 
