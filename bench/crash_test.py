@@ -3,6 +3,13 @@
     .venv/bin/python bench/crash_test.py                          # 50 messages, 6 kills
     .venv/bin/python bench/crash_test.py --kills 6 --seed 7       # reproduce one run
     .venv/bin/python bench/crash_test.py --provider resemble
+    .venv/bin/python bench/crash_test.py --shards 2 \
+        --database-url postgresql://postgres@127.0.0.1/test     # two processes, one killed
+
+With `--shards 2` two bot processes (shard 0 and shard 1 of 2, SPOOFWATCH_SHARD_COUNT/IDS)
+share one PostgreSQL database (a fresh schema, dropped afterwards) and the emulator has a
+guild on each shard; messages go to both guilds, and each kill picks one of the two
+processes at random while the other goes on serving its guild.
 
 The bot runs as a real subprocess, `python -m bot`, pointed at the Discord emulator
 (SPOOFWATCH_DISCORD_API_URL / _GATEWAY_URL) and at a provider stand-in whose jobs take about
@@ -52,7 +59,8 @@ sys.path.insert(0, str(REPO))
 from bot.storage import open_audit_log  # noqa: E402
 from tests.discord_emulator.emulator import DiscordEmulator  # noqa: E402
 from tests.discord_emulator.fixtures import build_default_scene  # noqa: E402
-from tests.discord_emulator.models import Message  # noqa: E402
+from tests.discord_emulator.models import Channel, Guild, Member, Message  # noqa: E402
+from tests.postgres_server import drop_schema, fresh_schema  # noqa: E402
 from tests.standins import BehavioralSignalsStandIn, ResembleStandIn  # noqa: E402
 from tests.standins import behavioral_signals as bs_module  # noqa: E402
 from tests.standins import resemble as resemble_module  # noqa: E402
@@ -72,6 +80,8 @@ LOG_COUNTERS = {
 @dataclass
 class Kill:
     kind: str
+    #: Which process was killed (its shard; 0 with one process).
+    shard: int
     #: Seconds between the process's gateway IDENTIFY and its SIGKILL.
     uptime_s: float
     #: Seconds the bot then stayed down.
@@ -83,6 +93,7 @@ class Kill:
 class CrashReport:
     seed: int
     provider: str
+    processes: int
     messages: int
     kills: list[Kill]
     starts: int
@@ -192,7 +203,14 @@ class BotProcess:
 
 
 def bot_env(
-    emu: DiscordEmulator, provider: str, standin_url: str, db: Path, temp: Path
+    emu: DiscordEmulator,
+    provider: str,
+    standin_url: str,
+    db: Path,
+    temp: Path,
+    *,
+    database_url: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> dict[str, str]:
     base = {
         k: v
@@ -224,7 +242,40 @@ def bot_env(
         }
     else:
         env |= {"RESEMBLE_API_KEY": resemble_module.API_KEY, "RESEMBLE_API_URL": standin_url}
+    if database_url is not None:
+        env["SPOOFWATCH_DATABASE_URL"] = database_url
+    if shard is not None:
+        env["SPOOFWATCH_SHARD_IDS"], env["SPOOFWATCH_SHARD_COUNT"] = map(str, shard)
     return env
+
+
+@dataclass
+class Place:
+    """Where a member posts: one guild, owned by one shard (one process)."""
+
+    guild: Guild
+    channel: Channel
+    member: Member
+
+
+def build_places(emu: DiscordEmulator, shards: int) -> list[Place]:
+    """The default scene, plus with several shards one more guild on each other shard."""
+    build_default_scene(emu)
+    emu.gateway.shard_count = shards
+    places = [Place(emu.guild, emu.text_channel, emu.member)]
+    first = (emu.guild.id >> 22) % shards
+    for shard in range(shards):
+        if shard == first:
+            continue
+        guild = emu.create_guild(f"Shard {shard}", shard=(shard, shards))
+        places.append(
+            Place(
+                guild,
+                emu.create_text_channel(guild, "general"),
+                emu.add_member(guild, f"member-{shard}"),
+            )
+        )
+    return places
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -239,8 +290,12 @@ async def run_crash_test(
     workdir: Path | None = None,
     grace_s: float = 3.0,
     settle_timeout_s: float = 180.0,
+    shards: int = 1,
+    database_url: str | None = None,
 ) -> CrashReport:
     """Run the whole scenario once and report what happened (see the module docstring)."""
+    if shards > 1 and database_url is None:
+        raise ValueError("several processes share one PostgreSQL database: give --database-url")
     seed = random.randrange(1 << 32) if seed is None else seed
     rng = random.Random(seed)
     started = time.perf_counter()
@@ -260,29 +315,41 @@ async def run_crash_test(
         else:
             standin = ResembleStandIn(processing_polls=2, wait_hold_s=0.5)
         await standin.start()
-        bot = BotProcess(
-            bot_env(emu, provider, standin.url, workdir / "spoofwatch.db", temp_dir),
-            cwd=workdir,
-            log_dir=log_dir,
-        )
+        url = await fresh_schema(database_url) if database_url else None
+        db: Path | str = url or workdir / "spoofwatch.db"
+        bots = []
+        for shard in range(shards):
+            (log_dir / f"shard-{shard}").mkdir(exist_ok=True)
+            env = bot_env(
+                emu,
+                provider,
+                standin.url,
+                workdir / "spoofwatch.db",
+                temp_dir,
+                database_url=url,
+                shard=(shard, shards) if shards > 1 else None,
+            )
+            bots.append(BotProcess(env, cwd=workdir, log_dir=log_dir / f"shard-{shard}"))
         try:
-            build_default_scene(emu)
+            places = build_places(emu, shards)
             sent: list[Message] = []
             report_kills: list[Kill] = []
-            await bot.start()
-            sender = asyncio.create_task(_send_all(emu, voices, sent, rng))
+            for bot in bots:
+                await bot.start()
+            sender = asyncio.create_task(_send_all(emu, voices, sent, rng, places))
             await _chaos(
                 emu=emu,
                 standin=standin,
-                bot=bot,
+                bots=bots,
                 kills=kills,
                 rng=rng,
                 sent=sent,
                 report=report_kills,
             )
             await sender
-            if not bot.running:
-                await bot.start()
+            for bot in bots:
+                if not bot.running:
+                    await bot.start()
             with contextlib.suppress(TimeoutError):
                 await emu.wait_for(
                     lambda: all(_bot_replies(emu, m) for m in sent),
@@ -291,25 +358,29 @@ async def run_crash_test(
                 )
             # Late duplicates (a resumed job answering twice) would show up now.
             await asyncio.sleep(grace_s)
-            exit_code = await bot.stop()
+            exit_codes = [await bot.stop() for bot in bots]
             report = await _report(
                 emu=emu,
                 standin=standin,
-                bot=bot,
+                bots=bots,
+                places=places,
                 sent=sent,
                 kills=report_kills,
                 seed=seed,
                 provider=provider,
-                db=workdir / "spoofwatch.db",
+                db=db,
                 temp_dir=temp_dir,
-                exit_code=exit_code,
+                exit_code=next((c for c in exit_codes if c != 0), 0),
                 started=started,
             )
         finally:
-            if bot.running:
-                await bot.kill()
+            for bot in bots:
+                if bot.running:
+                    await bot.kill()
             await standin.close()
             await emu.close()
+            if url is not None:
+                await drop_schema(url)
     return report
 
 
@@ -318,11 +389,13 @@ async def _send_all(
     voices: Sequence[tuple[Path, float]],
     sent: list[Message],
     rng: random.Random,
+    places: Sequence[Place],
 ) -> None:
-    """A member posts every voice message, up or down, at random intervals."""
-    for path, seconds in voices:
+    """Members post every voice message, up or down, at random intervals (guilds in turn)."""
+    for i, (path, seconds) in enumerate(voices):
+        place = places[i % len(places)]
         attachment = emu.attachment(path, voice=True, duration_secs=seconds)
-        sent.append(await emu.send_message(emu.text_channel, emu.member, attachments=[attachment]))
+        sent.append(await emu.send_message(place.channel, place.member, attachments=[attachment]))
         await asyncio.sleep(rng.uniform(0.05, 0.5))
 
 
@@ -330,7 +403,7 @@ async def _chaos(
     *,
     emu: DiscordEmulator,
     standin: BehavioralSignalsStandIn | ResembleStandIn,
-    bot: BotProcess,
+    bots: Sequence[BotProcess],
     kills: int,
     rng: random.Random,
     sent: list[Message],
@@ -338,10 +411,19 @@ async def _chaos(
 ) -> None:
     kinds = [KILL_KINDS[i % len(KILL_KINDS)] for i in range(kills)]
     rng.shuffle(kinds)
+    # Before the first kill: every process has identified its shard.
+    await emu.wait_for(
+        lambda: all(emu.gateway.sessions_of(i) for i in range(len(bots))),
+        timeout=60,
+        describe="every process to identify",
+    )
+    sessions = [len(emu.gateway.sessions_of(i)) for i in range(len(bots))]
     for kind in kinds:
-        identified = emu.gateway.identifies
+        shard = rng.randrange(len(bots))
+        bot = bots[shard]
+        # The victim's shard has a session newer than its last kill (it is back).
         await emu.wait_for(
-            lambda: emu.gateway.identifies > identified,  # noqa: B023
+            lambda: len(emu.gateway.sessions_of(shard)) >= sessions[shard],  # noqa: B023
             timeout=60,
             describe="the bot to identify",
         )
@@ -354,16 +436,17 @@ async def _chaos(
             jobs = len(standin.jobs)
             await _poll(lambda: len(standin.jobs) > jobs, within_s=20)  # noqa: B023
         else:
-            replies = len(emu.bot_messages(emu.text_channel))
+            replies = len(emu.bot_messages())
             with contextlib.suppress(TimeoutError):
                 await emu.wait_for(
-                    lambda: len(emu.bot_messages(emu.text_channel)) > replies,  # noqa: B023
+                    lambda: len(emu.bot_messages()) > replies,  # noqa: B023
                     timeout=20,
                 )
         uptime = time.perf_counter() - up_since
         await bot.kill()
         downtime = rng.uniform(0.0, 1.5)
-        report.append(Kill(kind, round(uptime, 3), round(downtime, 3), len(sent)))
+        report.append(Kill(kind, shard, round(uptime, 3), round(downtime, 3), len(sent)))
+        sessions[shard] = len(emu.gateway.sessions_of(shard)) + 1
         await asyncio.sleep(downtime)
         await bot.start()
 
@@ -395,12 +478,13 @@ async def _report(
     *,
     emu: DiscordEmulator,
     standin: BehavioralSignalsStandIn | ResembleStandIn,
-    bot: BotProcess,
+    bots: Sequence[BotProcess],
+    places: Sequence[Place],
     sent: list[Message],
     kills: list[Kill],
     seed: int,
     provider: str,
-    db: Path,
+    db: Path | str,
     temp_dir: Path,
     exit_code: int | None,
     started: float,
@@ -418,10 +502,12 @@ async def _report(
 
     audit = await open_audit_log(db)
     try:
-        guild_id = emu.guild.id
-        cases = await audit.cases.count_cases(guild_id)
+        cases, records = 0, []
+        for place in places:
+            count = await audit.cases.count_cases(place.guild.id)
+            cases += count
+            records += await audit.cases.recent(place.guild.id, limit=max(count, 1))
         unfinished = len(await audit.scans.unfinished_scans())
-        records = await audit.cases.recent(guild_id, limit=max(cases, 1))
     finally:
         await audit.close()
     # A kill between posting a reply and recording it leaves the case without its reply
@@ -430,7 +516,7 @@ async def _report(
         1 for rec in records if rec.reply_message_id is None and replies.get(rec.message_id or 0)
     )
 
-    logs = bot.logs()
+    logs = "\n".join(bot.logs() for bot in bots)
     recovery = {}
     for name, pattern in LOG_COUNTERS.items():
         matches = pattern.findall(logs)
@@ -439,9 +525,10 @@ async def _report(
     report = CrashReport(
         seed=seed,
         provider=provider,
+        processes=len(bots),
         messages=len(sent),
         kills=kills,
-        starts=bot.starts,
+        starts=sum(bot.starts for bot in bots),
         replies=sum(len(r) for r in replies.values()),
         verdict_replies=sum(1 for what, _ in kinds if what == "verdict"),
         failure_replies=sum(1 for what, _ in kinds if what == "failure"),
@@ -504,9 +591,14 @@ def machine() -> dict[str, str]:
 
 
 def summary(r: CrashReport) -> str:
-    kills = ", ".join(f"{k.kind}@{k.uptime_s:.1f}s(down {k.downtime_s:.1f}s)" for k in r.kills)
+    kills = ", ".join(
+        f"{k.kind}@{k.uptime_s:.1f}s(down {k.downtime_s:.1f}s"
+        + (f", shard {k.shard})" if r.processes > 1 else ")")
+        for k in r.kills
+    )
     lines = [
-        f"crash test: {'PASS' if r.passed else 'FAIL'}  (seed {r.seed}, {r.provider})",
+        f"crash test: {'PASS' if r.passed else 'FAIL'}  (seed {r.seed}, {r.provider}, "
+        f"{r.processes} process{'es' if r.processes > 1 else ''})",
         f"  messages {r.messages}, SIGKILLs {len(r.kills)} [{kills}], starts {r.starts}",
         f"  replies {r.replies}: {r.verdict_replies} verdicts, {r.failure_replies} failures "
         f"{r.failure_kinds or ''}; unanswered {r.messages_without_reply}, "
@@ -535,6 +627,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and DB here")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--shards", type=int, default=1, help="bot processes, one shard each (2+: PostgreSQL)"
+    )
+    parser.add_argument(
+        "--database-url", default=None, help="postgresql://...: the audit log (a fresh schema)"
+    )
     args = parser.parse_args(argv)
     report = asyncio.run(
         run_crash_test(
@@ -543,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             provider=args.provider,
             workdir=args.workdir,
+            shards=args.shards,
+            database_url=args.database_url,
         )
     )
     if args.json:

@@ -10,6 +10,7 @@ import pkgutil
 from pathlib import Path
 
 import discord
+import yarl
 from discord import app_commands
 from discord.ext import commands
 
@@ -21,6 +22,8 @@ from bot.limits import Cooldown
 from bot.provider_health import ProviderHealth
 from bot.runtime import Runtime
 from bot.scanning import Clock, utc_now
+from bot.sharding import IdentifyGate, KeyLock, MemoryKeyLock, PostgresKeyLock
+from bot.storage.postgres import PostgresAuditLog
 from bot.worker_pool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -136,8 +139,13 @@ async def _clear_public_thinking(interaction: discord.Interaction[Spoofwatch]) -
         log.info("could not clear the deferred answer of interaction %s", interaction.id)
 
 
-class Spoofwatch(commands.Bot):
-    """Spoofwatch's Discord client. Built once with the shared runtime; cogs find services here."""
+class Spoofwatch(commands.AutoShardedBot):
+    """Spoofwatch's Discord client. Built once with the shared runtime; cogs find services here.
+
+    Always sharded (Discord refuses an unsharded bot in 2,500 guilds or more): with nothing
+    set one process runs every shard Discord recommends; SPOOFWATCH_SHARD_COUNT and
+    SPOOFWATCH_SHARD_IDS give this process its part of a deployment.
+    """
 
     def __init__(self, runtime: Runtime, *, clock: Clock = utc_now) -> None:
         # Spoofwatch never joins voice channels; discord.py's voice-library warnings are noise.
@@ -153,8 +161,18 @@ class Spoofwatch(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=SpoofwatchTree,
             max_messages=1000,
+            shard_count=runtime.settings.shard_count,
+            # None (every shard) is what discord.py defaults to; its stub only spells the list.
+            shard_ids=list(ids) if (ids := runtime.settings.shard_ids) else None,  # type: ignore[arg-type]
         )
         self.pacing.install(self.http)
+        self.identify_gate = IdentifyGate(self._max_concurrency, lock=_identify_lock(runtime))
+        if runtime.settings.shard_filter is not None and runtime.settings.database_url is None:
+            log.warning(
+                "this process runs only shards %s but the audit log is a SQLite file: the "
+                "other processes need the same database (SPOOFWATCH_DATABASE_URL)",
+                ",".join(map(str, runtime.settings.shard_ids or ())),
+            )
         self.runtime = runtime
         self.settings = runtime.settings
         self.http_session = runtime.http_session
@@ -182,6 +200,47 @@ class Spoofwatch(commands.Bot):
         log.info("shutting down: stopping scan workers")
         await self.scan_pool.stop(grace_s=self.shutdown_grace_s)
         await super().close()
+        await self.identify_gate.close()
+
+    async def launch_shard(
+        self, gateway: yarl.URL, shard_id: int, *, initial: bool = False
+    ) -> None:
+        # discord.py retries a shard that failed to connect every 5 s, even once the bot is
+        # closing (a SIGTERM during start-up would never end): stop when closed.
+        if self.is_closed():
+            return
+        await super().launch_shard(gateway, shard_id, initial=initial)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Wait for this shard's turn within Discord's max_concurrency (`bot.sharding`)."""
+        await self.identify_gate.wait(shard_id)
+
+    async def _max_concurrency(self) -> int:
+        """`session_start_limit.max_concurrency` from GET /gateway/bot (1 if it cannot be read)."""
+        try:
+            recommended, _url, limit = await self.http.get_bot_gateway()
+        except (discord.GatewayNotFound, discord.HTTPException):
+            log.warning("could not read max_concurrency from Discord; identifying one at a time")
+            return 1
+        if self.shard_count is not None and recommended > self.shard_count:
+            log.warning(
+                "Discord recommends %d shards and SPOOFWATCH_SHARD_COUNT is %d: a shard over "
+                "2,500 guilds is refused (close code 4011)",
+                recommended,
+                self.shard_count,
+            )
+        if limit["remaining"] == 0:
+            log.warning(
+                "no session starts left today; Discord allows more in %.0f s",
+                limit["reset_after"] / 1000,
+            )
+        log.info(
+            "shards %s of %s; identifying up to %d at a time",
+            ",".join(map(str, self.shard_ids)) if self.shard_ids else "all",
+            self.shard_count if self.shard_count is not None else recommended,
+            limit["max_concurrency"],
+        )
+        return int(limit["max_concurrency"])
 
     async def sync_commands(self, *, force: bool) -> bool:
         """Sync slash commands when their definitions changed (or `force`); True if synced."""
@@ -208,6 +267,13 @@ class Spoofwatch(commands.Bot):
         log.info(
             "connected as %s (%s) to %d guilds", user, user.id if user else "?", len(self.guilds)
         )
+
+
+def _identify_lock(runtime: Runtime) -> KeyLock:
+    """Processes sharing a PostgreSQL database take turns there; alone, memory is enough."""
+    if isinstance(runtime.audit, PostgresAuditLog):
+        return PostgresKeyLock(runtime.audit.db.pool)
+    return MemoryKeyLock()
 
 
 def extension_names() -> list[str]:

@@ -29,6 +29,13 @@ INTENT_HELP = (
     "then start Spoofwatch again."
 )
 
+SHARDING_HELP = (
+    "Discord refused a shard with too many guilds (gateway close code 4011, Sharding Required).\n"
+    "Raise SPOOFWATCH_SHARD_COUNT (in every process, keeping each process's SPOOFWATCH_SHARD_IDS "
+    "in range), or unset SPOOFWATCH_SHARD_COUNT and SPOOFWATCH_SHARD_IDS to let one process "
+    "run the shards Discord recommends."
+)
+
 
 def run_bot(settings: Settings, *, sync_only: bool = False) -> int:
     """Run until stopped; the exit status says how it ended."""
@@ -80,6 +87,11 @@ async def serve(bot: Spoofwatch, token: str) -> int:
     except discord.PrivilegedIntentsRequired:
         print(INTENT_HELP, file=sys.stderr)
         return 3
+    except discord.ConnectionClosed as exc:
+        if exc.code != 4011:
+            raise
+        print(SHARDING_HELP, file=sys.stderr)
+        return 4
     except discord.LoginFailure:
         print(
             "Discord refused DISCORD_TOKEN. Copy a fresh token from the Developer Portal "

@@ -15,10 +15,12 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import SettingsError
+from bot.storage._models import ShardFilter
 from bot.verdict import ProviderName
 
 DEFAULT_MEDIA_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
@@ -101,6 +103,18 @@ class Settings(BaseSettings):
     )
     dev_guild: int | None = Field(
         default=None, validation_alias=AliasChoices("SPOOFWATCH_DEV_GUILD", "dev_guild")
+    )
+
+    #: Shards across processes: every process of a deployment sets the same count, and
+    #: each its own ids. Unset: one process runs every shard Discord recommends.
+    shard_count: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias=AliasChoices("SPOOFWATCH_SHARD_COUNT", "shard_count"),
+    )
+    shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = Field(
+        default=None,
+        validation_alias=AliasChoices("SPOOFWATCH_SHARD_IDS", "shard_ids"),
     )
 
     discord_api_url: str | None = Field(
@@ -207,6 +221,40 @@ class Settings(BaseSettings):
             raise ValueError("must name at least one host")
         return value
 
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _split_shard_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            if not parts:
+                return None  # an empty line in .env means "not set"
+            try:
+                return tuple(int(p) for p in parts)
+            except ValueError:
+                raise ValueError("must be shard numbers separated by commas, e.g. 0,1") from None
+        return value
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Settings:
+        ids = self.shard_ids
+        if ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError(
+                "SPOOFWATCH_SHARD_IDS needs SPOOFWATCH_SHARD_COUNT (the shards of the whole "
+                "deployment, the same in every process)"
+            )
+        wrong = [i for i in ids if not 0 <= i < self.shard_count]
+        if wrong:
+            raise ValueError(
+                f"SPOOFWATCH_SHARD_IDS: shard {wrong[0]} does not exist with "
+                f"SPOOFWATCH_SHARD_COUNT={self.shard_count} (shards are 0 to "
+                f"{self.shard_count - 1})"
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError("SPOOFWATCH_SHARD_IDS: a shard is named twice")
+        return self
+
     @field_validator("database_url", mode="before")
     @classmethod
     def _postgres_only(cls, value: object) -> object:
@@ -268,6 +316,15 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return self.db_path
+
+    @property
+    def shard_filter(self) -> ShardFilter | None:
+        """The guilds this process owns; None when it runs every shard (owns them all)."""
+        if self.shard_ids is None or self.shard_count is None:
+            return None
+        if len(self.shard_ids) == self.shard_count:
+            return None
+        return ShardFilter(count=self.shard_count, ids=frozenset(self.shard_ids))
 
     @property
     def max_file_bytes(self) -> int:

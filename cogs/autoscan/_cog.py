@@ -72,7 +72,8 @@ class AutoScan(commands.Cog):
     async def cog_load(self) -> None:
         # Read before the gateway connects: every unfinished scan now was left by an earlier
         # run, so no task of this process is running it and resuming cannot run it twice.
-        unfinished = await self.bot.audit.scans.unfinished_scans()
+        # Only this process's shards' guilds: the other processes resume their own.
+        unfinished = await self.bot.audit.scans.unfinished_scans(self.bot.settings.shard_filter)
         self._resumer = asyncio.create_task(self.resume_unfinished(unfinished), name="resume-scans")
 
     async def cog_unload(self) -> None:

@@ -28,6 +28,8 @@ JSON = dict[str, Any]
 
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_RESUME = 0, 1, 2, 6
 OP_RECONNECT, OP_REQUEST_MEMBERS, OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 7, 8, 9, 10, 11
+#: max_concurrency counts IDENTIFYs per this many seconds (docs: gateway.mdx, "Max Concurrency").
+IDENTIFY_WINDOW_S = 5.0
 
 
 @dataclass(eq=False)
@@ -73,6 +75,18 @@ class Gateway:
         self.connections: list[ConnectionRecord] = []
         self.heartbeat_interval_ms = 41250
         self.shard_count = 1
+        #: GET /gateway/bot `session_start_limit.max_concurrency`: IDENTIFYs per 5 s per
+        #: rate-limit key `shard_id % max_concurrency` (docs: gateway.mdx, "Max Concurrency").
+        self.max_concurrency = 1
+        #: Refuse an IDENTIFY that comes sooner than that with op 9 Invalid Session (docs:
+        #: gateway.mdx, "Identifying"). Off unless a test asks: a test that restarts its bot
+        #: would otherwise wait 5 s at each restart, as against Discord.
+        self.enforce_identify_limit = False
+        self.refused_identifies = 0
+        #: Discord closes with 4011 Sharding Required when one session would hold more
+        #: guilds than this (docs: gateway.mdx "Sharding"; opcodes-and-status-codes.mdx 4011).
+        self.max_guilds_per_shard = 2500
+        self._last_identify: dict[int, float] = {}
         self.allowed_privileged_intents = int(PRIVILEGED_INTENTS)
         self.identifies = 0
         self.resumes = 0
@@ -207,13 +221,20 @@ class Gateway:
         if shard_count != self.shard_count or not 0 <= shard_id < shard_count:
             await self._close(ws, 4010, b"Invalid shard.")
             return None
+        if not self._identify_allowed(shard_id):
+            self.refused_identifies += 1
+            await self._send(ws, {"op": OP_INVALID_SESSION, "d": False})
+            return None
+        guilds = [g for g in self.world.guilds.values() if self._shard_of(g.id) == shard_id]
+        if len(guilds) > self.max_guilds_per_shard:
+            await self._close(ws, 4011, b"Sharding required.")
+            return None
         for old in self.sessions:
             if old.shard == (shard_id, shard_count):
                 old.live = False
         self.identifies += 1
         session = GatewaySession(secrets.token_hex(16), intents, (shard_id, shard_count), data)
         self.sessions.append(session)
-        guilds = [g for g in self.world.guilds.values() if self._shard_of(g.id) == shard_id]
         ready: JSON = {
             "v": 10,
             "user": payloads.user_payload(self.world.bot_user)
@@ -245,6 +266,20 @@ class Gateway:
         session.ws = ws
         self.notify()
         return session
+
+    def _identify_allowed(self, shard_id: int) -> bool:
+        """At most one IDENTIFY per rate-limit key per 5 s (a refused one does not count)."""
+        key = shard_id % self.max_concurrency
+        now = asyncio.get_running_loop().time()
+        last = self._last_identify.get(key)
+        if self.enforce_identify_limit and last is not None and now - last < IDENTIFY_WINDOW_S:
+            return False
+        self._last_identify[key] = now
+        return True
+
+    def sessions_of(self, shard_id: int) -> list[GatewaySession]:
+        """The sessions ever IDENTIFY'd for one shard, oldest first."""
+        return [s for s in self.sessions if s.shard[0] == shard_id]
 
     async def _resume(self, ws: web.WebSocketResponse, data: JSON) -> GatewaySession | None:
         session = next((s for s in self.sessions if s.session_id == data.get("session_id")), None)

@@ -96,8 +96,15 @@ class CoreRoutes:
         return json_response({"url": self.b.gateway_url})
 
     async def get_gateway_bot(self, request: web.Request) -> web.Response:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}
-        shards = self.b.gateway.shard_count
+        # Shape: docs gateway.mdx "Get Gateway Bot" (url, shards, session_start_limit object).
+        gateway = self.b.gateway
+        limit = {
+            "total": 1000,
+            "remaining": 1000 - gateway.identifies,
+            "reset_after": 86_400_000,
+            "max_concurrency": gateway.max_concurrency,
+        }
+        shards = gateway.shard_count
         return json_response(
             {"url": self.b.gateway_url, "shards": shards, "session_start_limit": limit}
         )
