@@ -157,19 +157,15 @@ class World:
         """A guild the bot is in: @everyone, the bot's managed role, its owner and the bot.
 
         ``shard=(id, count)`` picks an id that shard owns: ``(guild_id >> 22) % count == id``
-        (docs: gateway.mdx, "Sharding"), by moving its timestamp back by under ``count`` ms.
+        (docs: gateway.mdx, "Sharding"), drawing snowflakes until one falls to that shard.
         ``system_channel`` names a text channel that exists from the start and is the guild's
         system channel (where Discord posts join notices).
         """
         owner = owner or self.create_user(f"{name.lower().replace(' ', '-')}-owner")
         guild_id = self.snowflakes.next()
-        if shard is not None:
-            shard_id, count = shard
-            stamp = guild_id >> 22
-            stamp -= (stamp - shard_id) % count
-            guild_id = stamp << 22 | guild_id & ((1 << 22) - 1)
-            if guild_id in self.guilds:
-                raise RuntimeError("guild id taken; create the guild again")
+        # Drawn until the shard owns it (a few ms at most): still unique, as every snowflake.
+        while shard is not None and (guild_id >> 22) % shard[1] != shard[0]:
+            guild_id = self.snowflakes.next()
         guild = Guild(id=guild_id, name=name, owner_id=owner.id, premium_tier=premium_tier)
         guild.roles[guild_id] = Role(
             guild_id, guild_id, "@everyone", Permission.of(everyone_permissions)
