@@ -286,6 +286,36 @@ class DiscordPacing:
         finally:
             self._priority.reset(token)
 
+    def message_room(self, channel_id: int) -> int:
+        """How many messages the bot may post in this channel now without waiting (its
+        message bucket's room in this window, less the sends already queued on it)."""
+        bucket = self._channel_messages(channel_id)
+        now = self.clock()
+        if bucket.unlimited:
+            room = bucket.limit
+        elif bucket.used < bucket.limit:
+            room = bucket.limit - bucket.used
+        else:
+            room = bucket.limit if bucket._may_renew(now) else 0
+        return max(0, room - bucket.waiting)
+
+    async def wait_for_message_room(self, channel_id: int) -> None:
+        """Return once `message_room(channel_id)` is at least one."""
+        bucket = self._channel_messages(channel_id)
+        while self.message_room(channel_id) == 0:
+            changed = bucket._changed
+            timeout = None if bucket.waiting else bucket._wait_s(self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout)
+
+    def _channel_messages(self, channel_id: int) -> _Bucket:
+        key = (_MESSAGES.group, str(channel_id))
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._forget_idle()  # before: a bucket just made is idle too
+            bucket = self._buckets[key] = _Bucket(self, key[1], _MESSAGES)
+        return bucket
+
     def channel_busy(self, channel_id: int) -> bool:
         """Whether anything the bot sends to this channel would have to wait now."""
         now = self.clock()
@@ -321,8 +351,8 @@ class DiscordPacing:
         if bucket is None:
             # A route that just learned its Discord bucket keeps its account so far.
             bucket = self._buckets.pop((route.key, major), None) or _Bucket(self, major, known)
+            self._forget_idle()  # before: the bucket about to be used is idle too
             self._buckets[key] = bucket
-            self._forget_idle()
         return bucket
 
     def _forget_idle(self) -> None:

@@ -178,6 +178,10 @@ class Settings(BaseSettings):
         le=60,
         validation_alias=AliasChoices("SPOOFWATCH_SEARCH_MARK_DELAY_S", "search_mark_delay_s"),
     )
+    combine_replies: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("SPOOFWATCH_COMBINE_REPLIES", "combine_replies"),
+    )
     temp_dir: Path | None = Field(
         default=None, validation_alias=AliasChoices("SPOOFWATCH_TEMP_DIR", "temp_dir")
     )

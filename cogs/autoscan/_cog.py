@@ -38,6 +38,7 @@ from bot.storage import ScanRecord, Trigger
 from bot.verdict import Label, ProviderName
 from cogs.autoscan._catch_up import channels_to_catch_up, unanswered_messages
 from cogs.autoscan._marks import KeyedLocks, SearchMark, clear_stale_reaction
+from cogs.autoscan._reply_queue import ReplyQueue, answered_ids
 from cogs.autoscan._scope import channel_in_scope, configured, from_a_person
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class AutoScan(commands.Cog):
         self._resumer: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
         self._answering = KeyedLocks()
+        #: Replies in a flooded channel: oldest first, combined when they must wait.
+        self._replies = ReplyQueue(bot.pacing, combine=bot.settings.combine_replies)
         #: Messages `on_message` queued since the last catch-up finished (oldest first).
         #: A new session's catch-up reads back the channels' newest messages while the
         #: gateway goes on delivering: whatever arrived before `on_ready` (discord.py holds
@@ -70,6 +73,7 @@ class AutoScan(commands.Cog):
         for task in (self._resumer, self._catch_up):
             if task is not None:
                 task.cancel()
+        self._replies.close()
 
     async def resume_unfinished(self, records: list[ScanRecord]) -> None:
         """After a restart, finish the scans the last run left behind, and answer them once."""
@@ -381,12 +385,8 @@ class AutoScan(commands.Cog):
             async for later in message.channel.history(
                 after=message, limit=_REPLY_SEARCH_LIMIT, oldest_first=True
             ):
-                reference = later.reference
-                if (
-                    later.author.id == me.id
-                    and reference is not None
-                    and reference.message_id == message.id
-                ):
+                # A reply, or a combined answer whose card links to the message.
+                if later.author.id == me.id and message.id in answered_ids(later):
                     return later.id
         except discord.HTTPException as exc:
             # Replying needs Read Message History too, so the reply will fail alike.
@@ -398,13 +398,7 @@ class AutoScan(commands.Cog):
     ) -> discord.Message | None:
         embeds = outcome_embeds(outcomes, show_transcript=config.show_transcripts)
         try:
-            # When replies queue on the channel's message bucket, the oldest message first.
-            with self.bot.pacing.priority(message.id):
-                return await message.reply(
-                    embeds=embeds,
-                    mention_author=False,
-                    allowed_mentions=discord.AllowedMentions.none(),
-                )
+            return await self._replies.reply(message, embeds)
         except discord.Forbidden:
             log.warning(
                 "cannot reply in channel %s of guild %s (missing permission); cases %s recorded",
