@@ -13,6 +13,8 @@ keeps its own account, per bucket and per top-level resource, in generations:
 - a generation sends at most the bucket's limit; the limits the bot's busy routes are known
   to have (5 messages per 5 s per channel; one reaction call per 0.25 s per channel, add and
   remove sharing it) are seeded, other routes start at one request until a response says;
+  even a seeded bucket sends one request alone first, since its current window may have been
+  used by another process or by this bot before a restart (its headers say how much is left);
 - the next generation starts only when every request of this one has been answered and the
   latest window they reported (`X-RateLimit-Reset-After`, counted from receipt, so never
   early) has ended: whatever discord.py's own accounting does in between, no request can
@@ -118,6 +120,10 @@ class _Bucket:
         #: The latest end of a window this generation's requests were counted in.
         self.reset_at: float | None = None
         self.answered = False
+        #: Whether Discord has answered a request of this bucket yet: until then the state
+        #: of its current window is unknown (another process, or this bot before a restart,
+        #: may have used it), so one request goes alone and its headers tell.
+        self.heard = False
         self._queue: list[tuple[int, int]] = []
         self._changed = asyncio.Event()
 
@@ -127,11 +133,16 @@ class _Bucket:
     def waiting(self) -> int:
         return len(self._queue)
 
+    @property
+    def window_limit(self) -> int:
+        """Requests this generation may send: the limit, or one until Discord has answered."""
+        return self.limit if self.heard else 1
+
     def full(self, now: float) -> bool:
         """No request may go out now."""
         if self.unlimited:
             return False
-        if self.used < self.limit:
+        if self.used < self.window_limit:
             return False
         return not self._may_renew(now)
 
@@ -145,7 +156,7 @@ class _Bucket:
         if self.unlimited:
             self.in_flight += 1
             return True
-        if self.used >= self.limit:
+        if self.used >= self.window_limit:
             if not self._may_renew(now):
                 return False
             self.used, self.reset_at, self.answered = 0, None, False
@@ -190,7 +201,7 @@ class _Bucket:
 
     def observe(self, ticket: _Ticket, status: int, headers: Any, now: float) -> None:
         """A response to one of this bucket's requests: learn from its headers."""
-        ticket.answered = self.answered = True
+        ticket.answered = self.answered = self.heard = True
         if status == 429:
             # discord.py retries after `retry_after`: the ticket stays in flight until then,
             # and this generation is over.
@@ -293,10 +304,10 @@ class DiscordPacing:
         now = self.clock()
         if bucket.unlimited:
             room = bucket.limit
-        elif bucket.used < bucket.limit:
-            room = bucket.limit - bucket.used
+        elif bucket.used < bucket.window_limit:
+            room = bucket.window_limit - bucket.used
         else:
-            room = bucket.limit if bucket._may_renew(now) else 0
+            room = bucket.window_limit if bucket._may_renew(now) else 0
         return max(0, room - bucket.waiting)
 
     async def wait_for_message_room(self, channel_id: int) -> None:
