@@ -22,6 +22,9 @@ keeps its own account, per bucket and per top-level resource, in generations:
 - waiting requests leave oldest first by a priority the caller may give (the id of the
   message being answered), so a flooded channel is answered in order.
 
+discord.py's own bucket objects stay in place, minus one habit: it makes the call that used a
+bucket up sleep until the window ends before returning (see `_UnheldRatelimit`).
+
 A global pacer under the per-route one spaces every request that reaches Discord's API (as
 discord.py sends it, retries included) to at most `GLOBAL_RATE` per second, leaving headroom
 under the 50/s limit for interaction responses, which are exempt from Discord's global limit
@@ -40,7 +43,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from types import SimpleNamespace
+from types import SimpleNamespace, TracebackType
 from typing import Any
 
 import aiohttp
@@ -281,6 +284,16 @@ class DiscordPacing:
 
         http.request = request  # type: ignore[method-assign]
 
+        def get_ratelimit(key: str) -> discord.http.Ratelimit:
+            # discord.py's own per-bucket object, minus its hold (see `_UnheldRatelimit`).
+            buckets: dict[str, discord.http.Ratelimit] = http._buckets
+            value = buckets.get(key)
+            if value is None:
+                value = buckets[key] = _UnheldRatelimit(http.max_ratelimit_timeout)
+            return value
+
+        http.get_ratelimit = get_ratelimit  # type: ignore[method-assign]
+
     def trace_config(self) -> aiohttp.TraceConfig:
         trace = aiohttp.TraceConfig()
         trace.on_request_start.append(self._on_request_start)
@@ -416,6 +429,54 @@ class DiscordPacing:
             # Routes reporting the same hash share one bucket from now on.
             self._hashes.setdefault(ticket.route_key, bucket_hash)
         ticket.bucket.observe(ticket, response.status, headers, now)
+
+
+class _UnheldRatelimit(discord.http.Ratelimit):
+    """discord.py's bucket without its hold on the call that used a bucket up.
+
+    When a response leaves a bucket empty, discord.py 2.x makes that call's caller sleep
+    until the window ends before returning: the reply that fills a channel's five would come
+    back (and be recorded in the audit log) 5 s after it was posted, its scan's task held
+    all the while. The pacer already keeps every later request out until the window has
+    ended, so the caller returns at once here, and the bucket renews itself at the window's
+    end (`expires`, from the same headers) when the next request comes. Requests that do
+    wait inside discord.py's bucket (the pacer let them through on a stale account) wait
+    until that end, not a whole `reset_after` more as discord.py's `_refresh` would make
+    them. Written against discord.py 2.7 (pinned in the lock files).
+    """
+
+    __slots__ = ("_waker",)
+
+    def __init__(self, max_ratelimit_timeout: float | None) -> None:
+        super().__init__(max_ratelimit_timeout)
+        self._waker: asyncio.Task[None] | None = None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.outgoing -= 1
+        tokens = self.remaining - self.outgoing
+        if tokens > 0:
+            if self._pending_requests:
+                self._wake(tokens)
+        elif self.expires is None or self.is_expired():
+            # No window reported (a route without headers), or it is over already.
+            self.reset()
+            self._wake(self.remaining)
+        elif self._pending_requests and not self._sleeping.locked():
+            # Someone waits in this bucket: wake them when the window ends, without
+            # holding this caller.
+            self._waker = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        async with self._sleeping:
+            if self.expires is not None:
+                await asyncio.sleep(max(0.0, self.expires - self._loop.time()))
+        self.reset()
+        self._wake(self.remaining)
 
 
 def _api_path(url: str) -> str | None:

@@ -182,3 +182,19 @@ async def test_a_bucket_never_answered_sends_one_request_first(
     target = channel(bot, limited.text_channel)
     await asyncio.gather(*(target.send(f"after {i}") for i in range(4)))
     assert limited.ratelimits.sent_429s == 0, describe(limited.ratelimits.events)
+
+
+async def test_the_send_that_fills_a_window_returns_without_waiting_for_its_end(
+    limited: DiscordEmulator, client: tuple[discord.Client, DiscordPacing]
+) -> None:
+    """Fails if the fifth message of a window (here a minute long) comes back only when the
+    window ends, as discord.py's own bucket makes it: a reply would be recorded that late."""
+    key = ("POST", "/api/v10/channels/{channel}/messages")
+    limited.ratelimits.rules = {key: BucketRule("channel-message-create", 5, 60.0)}
+    bot, _ = client
+    target = channel(bot, limited.text_channel)
+    await target.send("first")
+    sends = asyncio.gather(*(target.send(f"m{i}") for i in range(4)))
+    sent = await asyncio.wait_for(sends, timeout=30)
+    assert len(sent) == 4
+    assert limited.ratelimits.sent_429s == 0
