@@ -117,12 +117,18 @@ class _ChannelQueue:
                 # Each post waits its turn in the pacer (oldest first); a combined one
                 # answers every message in it.
                 await asyncio.gather(*(self._post(group) for group in groups))
+        except Exception as exc:
+            # A bug here must not leave scans waiting forever: each caller logs it.
+            log.exception("reply queue of channel %s stopped", self.channel_id)
+            for item in self._waiting:
+                if not item.answered.done():
+                    item.answered.set_exception(exc)
+            self._waiting.clear()
         finally:
-            if self._waiting and self.owner._channels.get(self.channel_id) is self:
-                # Cancelled (unload): nobody will post these.
-                for item in self._waiting:
-                    item.answered.cancel()
-                self._waiting.clear()
+            # Cancelled (unload): nobody will post these.
+            for item in self._waiting:
+                item.answered.cancel()
+            self._waiting.clear()
             self.owner._done(self)
 
     def _take(self, room: int) -> list[list[_Waiting]]:
