@@ -198,3 +198,21 @@ async def test_the_send_that_fills_a_window_returns_without_waiting_for_its_end(
     sent = await asyncio.wait_for(sends, timeout=30)
     assert len(sent) == 4
     assert limited.ratelimits.sent_429s == 0
+
+
+async def test_message_room_counts_down_and_comes_back_with_the_window(
+    limited: DiscordEmulator, client: tuple[discord.Client, DiscordPacing]
+) -> None:
+    """Fails if the room the reply queue reads is not what the channel's message bucket has
+    left (one before Discord has answered, then the rest of five), or does not come back
+    once the window has ended."""
+    bot, pacing = client
+    target = channel(bot, limited.text_channel)
+    assert pacing.message_room(limited.text_channel.id) == 1
+    await target.send("first")
+    assert pacing.message_room(limited.text_channel.id) == 4
+    await asyncio.gather(*(target.send("x") for _ in range(4)))
+    assert pacing.message_room(limited.text_channel.id) == 0
+    await asyncio.wait_for(pacing.wait_for_message_room(limited.text_channel.id), timeout=30)
+    assert pacing.message_room(limited.text_channel.id) == 5
+    assert pacing.message_room(limited.voice_channel.id) == 1
