@@ -159,6 +159,7 @@ async def run_scenario(
         "rest_calls_per_scan": len(requests) / max(len(answered), 1),
         "rest_calls_by_route": dict(routes),
         "rest_calls_per_s": len(requests) / max(ended - started, 1e-9),
+        "peak_answers_in_1s": _peak_per_second(answer_times),
         "received_429s": len(events),
         "received_429s_by_scope": dict(Counter(e.scope for e in events)),
         "bot_cpu_per_scan_ms": bot_cpu / max(len(answered), 1) * 1000,
@@ -176,6 +177,16 @@ async def run_scenario(
         result["floor_s"] = floor
         result["over_floor_s"] = (last - first_post) - floor
     return result
+
+
+def _peak_per_second(times: list[float]) -> int:
+    """The most of `times` (sorted) that fall within any one second."""
+    peak, first = 0, 0
+    for last, moment in enumerate(times):
+        while moment - times[first] >= 1.0:
+            first += 1
+        peak = max(peak, last - first + 1)
+    return peak
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -200,7 +211,8 @@ def _print(result: dict[str, Any]) -> None:
         print(
             f"  post -> answer: p50 {fmt_ms(lat['median'])}, p90 {fmt_ms(lat['p90'])}, "
             f"p99 {fmt_ms(lat['p99'])}, max {fmt_ms(lat['max'])}; "
-            f"{result['answers_per_s'] or 0:.1f} answers/s"
+            f"{result['answers_per_s'] or 0:.1f} answers/s (peak {result['peak_answers_in_1s']} "
+            "in one second)"
         )
     print(
         f"  REST calls: {result['rest_calls']} ({result['rest_calls_per_scan']:.3f} per scan, "
