@@ -17,7 +17,7 @@ import discord
 import pytest
 
 from bot.embeds import MESSAGE_CHAR_LIMIT, MESSAGE_EMBED_LIMIT, verdict_embed
-from cogs.autoscan._reply_queue import ReplyQueue, answered_ids, combined_embeds
+from cogs.autoscan._reply_queue import Answer, ReplyQueue, answered_ids, combined_embeds
 from tests.test_embeds import make_verdict
 
 GUILD, CHANNEL = 1000, 2000
@@ -91,7 +91,7 @@ def card(case: int) -> discord.Embed:
 async def _answer_all(
     queue: ReplyQueue, messages: list[discord.Message]
 ) -> list[asyncio.Task[Any]]:
-    tasks = [asyncio.create_task(queue.reply(m, [card(m.id)])) for m in messages]
+    tasks = [asyncio.create_task(queue.reply(m, Answer([card(m.id)], [], []))) for m in messages]
     await asyncio.sleep(0)
     return tasks
 
@@ -107,20 +107,21 @@ async def test_verdicts_that_fit_the_room_are_replies_of_their_own() -> None:
 
 
 async def test_verdicts_waiting_on_a_full_bucket_are_combined_oldest_first() -> None:
-    """Fails if verdicts that waited for room are not posted together, oldest first, ten
-    cards at most per message, within the room that came back, or if one is dropped."""
+    """Fails if verdicts that waited for room are not posted together, oldest first, five
+    cards at most per message (one row of buttons each), within the room that came back, or
+    if one is dropped."""
     pacing, sent = FakePacing(room=0), Sent()
     queue = ReplyQueue(pacing, combine=True)  # type: ignore[arg-type]
     ids = list(range(100, 125))[::-1]  # 25 waiting, finished newest first
     messages = [make_message(i, sent, pacing) for i in ids]
     tasks = await _answer_all(queue, messages)
-    pacing.give(2)  # room for two messages: 20 answered now, 5 wait for the next window
+    pacing.give(2)  # room for two messages: 10 answered now, 15 wait for the next window
     await asyncio.sleep(0.05)
-    assert [len(p["embeds"]) for p in sent.posts] == [10, 10]
-    assert sum(t.done() for t in tasks) == 20
-    pacing.give(3)  # five waiting, room for three: still combined
+    assert [len(p["embeds"]) for p in sent.posts] == [5, 5]
+    assert sum(t.done() for t in tasks) == 10
+    pacing.give(3)  # fifteen waiting, room for three
     results = await asyncio.gather(*tasks)
-    assert [len(p["embeds"]) for p in sent.posts] == [10, 10, 5]
+    assert [len(p["embeds"]) for p in sent.posts] == [5, 5, 5, 5, 5]
     linked = [int(e.url.rsplit("/", 1)[1]) for p in sent.posts for e in p["embeds"]]
     assert linked == sorted(ids)
     # Each caller gets the message that carries its verdict.

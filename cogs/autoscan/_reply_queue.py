@@ -7,30 +7,50 @@ thirty near-identical cards. The rule (README, "Raids"):
 - a verdict is posted as its own reply, under the message it answers, whenever the channel's
   message bucket has room for it: the normal case, and the first five of a raid;
 - otherwise it waits, oldest message first. When room comes back and more verdicts are
-  waiting than there is room for, they are posted together: one message per up to ten
-  waiting attachments (Discord's 10 embeds and 6,000 characters per message), each the usual
-  verdict card with its title linking to the message it answers, the member named in it and
-  the case number in its footer. What does not fit the room now waits for the next window.
+  waiting than there is room for, they are posted together: one message per up to five
+  waiting verdicts, each the usual verdict card (with its timeline picture) whose title links
+  to the message it answers, the member named in it and the case number in its footer, and
+  each verdict's own row of buttons. Five, not Discord's ten embeds per message, because a
+  message holds five rows of buttons: every verdict keeps "What does this mean?" and "This
+  is wrong". What does not fit the room now waits for the next window.
 
-Members still find their verdict under a link from their own message's card, and a raid is
-answered in 5 s instead of 25 s with a handful of messages instead of thirty.
+Members find their verdict through the link on its card, with the same buttons as under a
+reply, and a raid of 30 is answered in 5 s instead of 25 s, in ten messages instead of thirty.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import io
 import itertools
 import logging
 from dataclasses import dataclass, field
+from typing import Final
 
 import discord
 
 from bot import worker_pool
 from bot.discord_pacing import DiscordPacing
-from bot.embeds import MESSAGE_EMBED_LIMIT, fit_embed, message_embeds
+from bot.embeds import fit_embed, message_embeds
+from bot.scanning import ScanOutcome
+from cogs.autoscan._views import MAX_ROWS, verdict_view
 
 log = logging.getLogger(__name__)
+
+#: Verdict cards per combined message: one row of buttons each (Discord: 5 rows).
+COMBINED_MAX: Final = MAX_ROWS
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the reply to one message carries."""
+
+    embeds: list[discord.Embed]
+    #: (file name, PNG) of the timeline pictures the embeds show (`attachment://name`).
+    pictures: list[tuple[str, bytes]]
+    #: The outcomes answered, for the buttons under the verdicts.
+    outcomes: list[ScanOutcome]
 
 
 @dataclass(order=True)
@@ -38,7 +58,7 @@ class _Waiting:
     message_id: int
     sequence: int
     message: discord.Message = field(compare=False)
-    embeds: list[discord.Embed] = field(compare=False)
+    answer: Answer = field(compare=False)
     answered: asyncio.Future[discord.Message] = field(compare=False)
 
 
@@ -52,8 +72,8 @@ class ReplyQueue:
         self._combine = combine
         self._channels: dict[int, _ChannelQueue] = {}
 
-    async def reply(self, message: discord.Message, embeds: list[discord.Embed]) -> discord.Message:
-        """Post `embeds` as the answer to `message`; the message that carries them (a reply,
+    async def reply(self, message: discord.Message, answer: Answer) -> discord.Message:
+        """Post `answer` as the answer to `message`; the message that carries them (a reply,
         or a combined message that answers others too). Raises what `message.reply` raises.
 
         The scan's worker is handed on first: from here the scan only waits on Discord (for
@@ -62,12 +82,12 @@ class ReplyQueue:
         """
         worker_pool.hand_off()
         if not self._combine:
-            return await _reply_alone(self._pacing, message, embeds)
+            return await _reply_alone(self._pacing, message, answer)
         channel_id = message.channel.id
         queue = self._channels.get(channel_id)
         if queue is None:
             queue = self._channels[channel_id] = _ChannelQueue(self, channel_id)
-        return await queue.put(message, embeds)
+        return await queue.put(message, answer)
 
     def close(self) -> None:
         """Stop posting (the cog unloads): whoever still waits is cancelled."""
@@ -89,9 +109,9 @@ class _ChannelQueue:
         self._sequence = itertools.count()
         self._task: asyncio.Task[None] | None = None
 
-    async def put(self, message: discord.Message, embeds: list[discord.Embed]) -> discord.Message:
+    async def put(self, message: discord.Message, answer: Answer) -> discord.Message:
         answered: asyncio.Future[discord.Message] = asyncio.get_running_loop().create_future()
-        item = _Waiting(message.id, next(self._sequence), message, embeds, answered)
+        item = _Waiting(message.id, next(self._sequence), message, answer, answered)
         heapq.heappush(self._waiting, item)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name=f"replies-{self.channel_id}")
@@ -144,8 +164,8 @@ class _ChannelQueue:
         groups: list[list[_Waiting]] = []
         embeds = 0
         for index, item in enumerate(live):
-            size = max(1, len(item.embeds))
-            if groups and embeds + size <= MESSAGE_EMBED_LIMIT:
+            size = max(1, len(item.answer.embeds))
+            if groups and embeds + size <= COMBINED_MAX:
                 groups[-1].append(item)
                 embeds += size
             elif len(groups) < room:
@@ -167,7 +187,7 @@ class _ChannelQueue:
     async def _post(self, group: list[_Waiting]) -> None:
         try:
             if len(group) == 1:
-                sent = await _reply_alone(self._pacing, group[0].message, group[0].embeds)
+                sent = await _reply_alone(self._pacing, group[0].message, group[0].answer)
             else:
                 sent = await _post_combined(self._pacing, group)
         except Exception as exc:  # each waiting caller reports it as its own reply would
@@ -181,25 +201,36 @@ class _ChannelQueue:
 
 
 async def _reply_alone(
-    pacing: DiscordPacing, message: discord.Message, embeds: list[discord.Embed]
+    pacing: DiscordPacing, message: discord.Message, answer: Answer
 ) -> discord.Message:
+    view = verdict_view(answer.outcomes)
     # When replies queue on the channel's message bucket, the oldest message first.
     with pacing.priority(message.id):
         return await message.reply(
-            embeds=embeds,
+            embeds=answer.embeds,
+            files=_files(answer.pictures),
             mention_author=False,
             allowed_mentions=discord.AllowedMentions.none(),
+            view=view if view is not None else discord.utils.MISSING,
         )
 
 
 async def _post_combined(pacing: DiscordPacing, group: list[_Waiting]) -> discord.Message:
     channel = group[0].message.channel
+    view = verdict_view([o for item in group for o in item.answer.outcomes])
     with pacing.priority(group[0].message_id):
         return await channel.send(
             content=combined_content(len(group)),
-            embeds=combined_embeds([(item.message, item.embeds) for item in group]),
+            embeds=combined_embeds([(item.message, item.answer.embeds) for item in group]),
+            files=_files([p for item in group for p in item.answer.pictures]),
             allowed_mentions=discord.AllowedMentions.none(),
+            view=view if view is not None else discord.utils.MISSING,
         )
+
+
+def _files(pictures: list[tuple[str, bytes]]) -> list[discord.File]:
+    # Built for each post: a discord.File is read once.
+    return [discord.File(io.BytesIO(data), filename=name) for name, data in pictures]
 
 
 def combined_content(count: int) -> str:
