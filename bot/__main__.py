@@ -12,11 +12,33 @@ from bot.errors import SettingsError
 from bot.logging_setup import setup_logging
 from bot.settings import load_settings
 
+HELP_EPILOG = """\
+environment (also read from .env in the current directory; .env.example lists them all):
+  DISCORD_TOKEN              the bot's token (Developer Portal → Bot → Reset Token)
+  SPOOFWATCH_PROVIDER        behavioral_signals (default) or resemble
+  BEHAVIORALSIGNALS_CID      numeric project id, and BEHAVIORALSIGNALS_API_KEY
+  RESEMBLE_API_KEY           for resemble
+  SPOOFWATCH_DB              the SQLite audit log (default data/spoofwatch.db), or
+  SPOOFWATCH_DATABASE_URL    postgresql://... for several processes
+
+exit status:
+  0    stopped normally (SIGTERM / Ctrl-C while running)
+  2    the configuration is missing or invalid, or Discord refused DISCORD_TOKEN
+  3    Discord refused the Message Content intent (the message says which switch)
+  130  interrupted before the bot was running
+  `scan --help` and `audit --help` describe theirs.
+
+No network at start is not fatal: the bot logs one line per try and logs in again with
+backoff. Once logged in it logs the invite URL with the permissions it needs.
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot",
         description="Spoofwatch: a Discord bot that catches deepfaked voice messages and videos.",
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run the bot (the default)")

@@ -16,12 +16,25 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import SettingsError
-from bot.storage import AuditLog, AuditStats, ScanRecord, open_audit_log
+from bot.storage import NO_GUILD, AuditLog, AuditStats, ScanRecord, open_audit_log
 from bot.storage.export import ExportFormat, write_export
 
 EXIT_OK = 0
 EXIT_MISSING = 2
 _FILENAME_WIDTH = 28
+
+HELP_EPILOG = """\
+environment (also read from .env in the current directory):
+  SPOOFWATCH_DB            the SQLite audit log (default data/spoofwatch.db)
+  SPOOFWATCH_DATABASE_URL  postgresql://... instead (several bot processes share it)
+  No Discord token and no provider key are needed.
+
+exit status:
+  0  the query ran (an empty answer included)
+  2  no audit log there, an unknown guild or case, or an invalid configuration
+
+Start with `audit guilds`: it lists the guild ids the log holds.
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,8 +52,22 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "audit",
         help="query the audit log without Discord",
         description="Query the audit log the bot writes. Needs no Discord token.",
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     queries = audit.add_subparsers(dest="audit_command", required=True, metavar="QUERY")
+
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the audit database (default: SPOOFWATCH_DB, else data/spoofwatch.db)",
+    )
+    queries.add_parser(
+        "guilds", parents=[database], help="the guilds in the log, with their case counts"
+    )
 
     recent = queries.add_parser("recent", parents=[common], help="the latest cases")
     recent.add_argument("--limit", type=_positive_int, default=20)
@@ -91,6 +118,15 @@ async def run(args: argparse.Namespace) -> int:
         return EXIT_MISSING
     log = await open_audit_log(db)
     try:
+        guild = getattr(args, "guild", None)
+        if guild is not None and await log.cases.count_cases(guild) == 0:
+            # "0 most recent of 0 cases" reads like an empty server; a typo is likelier.
+            print(
+                f"error: the audit log has no cases of guild {guild}; "
+                "`python -m bot audit guilds` lists the guilds it holds",
+                file=sys.stderr,
+            )
+            return EXIT_MISSING
         return await _QUERIES[args.audit_command](log, args)
     finally:
         await log.close()
@@ -104,6 +140,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --- queries -------------------------------------------------------------------------------
+
+
+async def _guilds(log: AuditLog, args: argparse.Namespace) -> int:
+    guilds = await log.cases.guilds()
+    print(f"{len(guilds)} guild{'s' if len(guilds) != 1 else ''} in the audit log")
+    if not guilds:
+        return EXIT_OK
+    header = ("guild", "cases", "last case (UTC)")
+    table = [
+        (
+            "0 (terminal and DMs)" if g.guild_id == NO_GUILD else str(g.guild_id),
+            str(g.cases),
+            _when(g.last_case_at) if g.last_case_at else "-",
+        )
+        for g in guilds
+    ]
+    widths = [max(len(row[i]) for row in (header, *table)) for i in range(len(header))]
+    for row in (header, *table):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    return EXIT_OK
 
 
 async def _recent(log: AuditLog, args: argparse.Namespace) -> int:
@@ -175,6 +231,7 @@ async def _export(log: AuditLog, args: argparse.Namespace) -> int:
 
 
 _QUERIES = {
+    "guilds": _guilds,
     "recent": _recent,
     "user": _user,
     "case": _case,
@@ -225,6 +282,15 @@ def _print_stats(stats: AuditStats, days: int) -> None:
             print("  (none)")
         for key, count in items:
             print(f"  {_clean(str(key)):<24} {count}")
+    print("\nmoderators' reviews by probability (to tune the alert threshold)")
+    if not stats.reviews_by_band:
+        print("  (none)")
+    for band in stats.reviews_by_band:
+        reviewed = band.confirmed + band.false_positive
+        print(
+            f"  {band.name:<24} {band.confirmed} confirmed, {band.false_positive} not a "
+            f"deepfake ({band.false_positive / reviewed:.0%} false positives)"
+        )
 
 
 def _when(moment: datetime) -> str:

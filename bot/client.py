@@ -18,6 +18,7 @@ from bot.discord_pacing import DiscordPacing
 from bot.errors import LimitReached, SpoofwatchError
 from bot.guild_config import GuildConfig
 from bot.limits import Cooldown
+from bot.provider_health import ProviderHealth
 from bot.runtime import Runtime
 from bot.scanning import Clock, utc_now
 from bot.worker_pool import WorkerPool
@@ -162,6 +163,8 @@ class Spoofwatch(commands.Bot):
         self.clock = clock
         self.scan_pool = WorkerPool(runtime.settings.workers)
         self.guild_configs = GuildConfigs(runtime)
+        #: Account problems of the providers (refused key, no credits), for the mod-logs.
+        self.provider_health = ProviderHealth(runtime.detectors)
         self.check_cooldown = Cooldown(runtime.audit.cooldowns, bucket="check", rate=5, per_s=600)
         self.shutdown_grace_s = SHUTDOWN_GRACE_S
         #: Sync slash commands at start-up when they changed (off for `python -m bot sync`).

@@ -144,14 +144,35 @@ class ProviderError(SpoofwatchError):
         self.status = status
 
 
-class ProviderAuthError(ProviderError):
+class ProviderAccountError(ProviderError):
+    """The provider account is the problem (refused key, no credits): the operator's to fix.
+
+    Members see only `message`, a neutral sentence; what the service said (billing details
+    included) is `detail`, which `str()` gives for the log and the audit log. The operator's
+    log and the mod-log are told separately (`bot.provider_health`).
+    """
+
+    hint = "Spoofwatch's operator has been told; try again later."
+    public_message = "The detection service is not available to this bot right now."
+
+    @property
+    def message(self) -> str:
+        return self.public_message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self.detail = value
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class ProviderAuthError(ProviderAccountError):
     kind = "provider_auth"
-    hint = "The bot's API key for the detection service was refused; tell the bot's operator."
 
 
-class ProviderOutOfCredits(ProviderError):
+class ProviderOutOfCredits(ProviderAccountError):
     kind = "provider_credits"
-    hint = "The detection service account is out of credits; tell the bot's operator."
 
 
 class ProviderNotFound(ProviderError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -47,6 +48,10 @@ class GuildConfig(BaseModel):
     action: ActionPolicy = ActionPolicy.ALERT
     modlog_channel_id: int | None = None
     public_replies: PublicReplies = PublicReplies.ALL
+    #: A role mentioned (pinged) by every alert; only that role, never anyone else.
+    alert_role_id: int | None = None
+    #: Members holding any of these roles are not scanned automatically (/check still works).
+    exempt_roles: frozenset[int] = frozenset()
     show_transcripts: bool = True
     store_transcripts: bool = True
     retention_days: int = Field(default=90, ge=1, le=3650)
@@ -66,6 +71,10 @@ class GuildConfig(BaseModel):
             if data.pop("reply_bonafide") is False:
                 data["public_replies"] = PublicReplies.FLAGGED
         return data
+
+    def exempts(self, role_ids: Iterable[int]) -> bool:
+        """Whether a member with these roles is left out of automatic scans."""
+        return not self.exempt_roles.isdisjoint(role_ids)
 
     def scans_channel(self, *place_ids: int | None) -> bool:
         """Whether automatic scans apply to a channel, given its id, parent and category ids."""

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import signal
 import sys
 
+import aiohttp
 import discord
 import discord.gateway
 import discord.http
 import yarl
 
 from bot.client import Spoofwatch
+from bot.invite import invite_url
 from bot.logging_setup import setup_logging
 from bot.runtime import open_runtime
 from bot.settings import Settings
@@ -60,10 +63,20 @@ async def _main(settings: Settings, token: str, *, sync_only: bool) -> int:
         return await serve(bot, token)
 
 
+#: Logging in again after a network failure: first wait, doubling up to the cap, with jitter.
+LOGIN_RETRY_FIRST_S = 1.0
+LOGIN_RETRY_MAX_S = 300.0
+#: Failures that say "Discord cannot be reached right now", not "Discord said no".
+NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+
+
 async def serve(bot: Spoofwatch, token: str) -> int:
     """Run the bot until it closes; explain the two start-up refusals an operator can fix."""
     try:
-        await bot.start(token)
+        if not await login_with_retry(bot, token):
+            return 0  # stopped while waiting for the network
+        _announce_invite(bot)
+        await bot.connect()
     except discord.PrivilegedIntentsRequired:
         print(INTENT_HELP, file=sys.stderr)
         return 3
@@ -77,6 +90,69 @@ async def serve(bot: Spoofwatch, token: str) -> int:
     return 0
 
 
+async def login_with_retry(bot: Spoofwatch, token: str) -> bool:
+    """Log in, waiting out network failures; False if the bot was closed meanwhile.
+
+    No network at start (DNS, refused connection, Discord's 5xx) is one line in the log per
+    try, not a traceback and not an exit: a container started before its network, or a
+    laptop on a train, gets there by itself. A refused token is not retried.
+    """
+    delay = LOGIN_RETRY_FIRST_S
+    while True:
+        try:
+            await bot.login(token)
+            return True
+        except discord.LoginFailure:
+            raise
+        except discord.HTTPException as exc:
+            if exc.status < 500:
+                raise
+            reason = f"Discord answered HTTP {exc.status}"
+        except NETWORK_ERRORS as exc:
+            reason = _one_line(exc)
+        log.error("cannot reach Discord (%s); logging in again in %.0f s", reason, delay)
+        await _drop_http_session(bot)
+        if await _closed_within(bot, delay):
+            return False
+        delay = min(LOGIN_RETRY_MAX_S, delay * 2) * random.uniform(0.9, 1.1)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its text."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+async def _drop_http_session(bot: Spoofwatch) -> None:
+    """Close the session a failed login opened, so that the next login starts clean.
+
+    discord.py opens a fresh session at each login over one shared connector; closing the
+    session closes that connector too, so the next login must be given a new one.
+    """
+    await bot.http.close()
+    bot.http.connector = discord.utils.MISSING
+
+
+async def _closed_within(bot: Spoofwatch, seconds: float) -> bool:
+    """Wait up to `seconds`; True as soon as the bot is closed (SIGTERM while waiting)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not bot.is_closed():
+        left = deadline - loop.time()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(left, 0.2))
+    return True
+
+
+def _announce_invite(bot: Spoofwatch) -> None:
+    """Log the invite URL, with the permissions Spoofwatch needs, once logged in."""
+    application_id = bot.application_id
+    if application_id is None:
+        return
+    log.info("invite Spoofwatch to a server: %s", invite_url(application_id))
+
+
 def _stop(bot: Spoofwatch, sig: signal.Signals) -> None:
     log.info("received %s; closing", sig.name)
     asyncio.get_running_loop().create_task(bot.close())
@@ -84,7 +160,9 @@ def _stop(bot: Spoofwatch, sig: signal.Signals) -> None:
 
 async def _sync_and_exit(bot: Spoofwatch, token: str) -> int:
     bot.auto_sync = False
-    await bot.login(token)  # runs setup_hook: loads every extension
+    # runs setup_hook: loads every extension
+    if not await login_with_retry(bot, token):
+        return 0
     synced = await bot.sync_commands(force=True)
     print("Slash commands synced." if synced else "Nothing to sync.")
     return 0

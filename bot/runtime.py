@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import aiohttp
 
 from bot.detectors import Detector, build_detector
-from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.errors import ProviderAuthError, ProviderError, SettingsError
 from bot.media import OpusDecoders, Transcoder
 from bot.scanning import Clock, ScanService, utc_now
@@ -87,24 +86,36 @@ async def open_runtime(
                 await audit.close()
 
 
-async def check_credentials(detectors: Mapping[ProviderName, Detector]) -> None:
-    """Ask Behavioral Signals, once at start-up, whether it takes the key and project id.
+#: The settings an operator fixes when a provider refuses the credentials.
+_CREDENTIAL_SETTINGS = {
+    ProviderName.BEHAVIORAL_SIGNALS: "BEHAVIORALSIGNALS_API_KEY / BEHAVIORALSIGNALS_CID",
+    ProviderName.RESEMBLE: "RESEMBLE_API_KEY",
+}
 
-    A refusal stops start-up with one line naming the settings (every scan would fail the
-    same way, and a member would be the first to find out); a service that cannot be asked
-    right now only warns, since it may be back before the first scan.
+
+async def check_credentials(detectors: Mapping[ProviderName, Detector]) -> None:
+    """Ask each provider, once at start-up, whether it takes the credentials.
+
+    Behavioral Signals answers `GET /auth`; Resemble, which has no such endpoint, its unbilled
+    detect list. A refusal stops start-up with one line naming the settings (every scan would
+    fail the same way, and a member would be the first to find out); a service that cannot
+    be asked right now only warns, since it may be back before the first scan. The bot keeps
+    checking while it runs (`bot.provider_health`).
     """
-    client = detectors.get(ProviderName.BEHAVIORAL_SIGNALS)
-    if not isinstance(client, BehavioralSignalsClient):
-        return
-    try:
-        await client.check_credentials()
-    except ProviderAuthError as exc:
-        raise SettingsError(
-            "Behavioral Signals refused BEHAVIORALSIGNALS_API_KEY / BEHAVIORALSIGNALS_CID "
-            f"at start-up ({exc})"
-        ) from exc
-    except ProviderError as exc:
-        log.warning("could not check the Behavioral Signals credentials at start-up: %s", exc)
-    else:
-        log.info("Behavioral Signals accepted the API key and project id")
+    for provider, detector in detectors.items():
+        name = "Behavioral Signals" if provider is ProviderName.BEHAVIORAL_SIGNALS else "Resemble"
+        try:
+            await detector.check_credentials()
+        except ProviderAuthError as exc:
+            raise SettingsError(
+                f"{name} refused {_CREDENTIAL_SETTINGS[provider]} at start-up ({exc})"
+            ) from exc
+        except ProviderError as exc:
+            log.warning("could not check the %s credentials at start-up: %s", name, exc)
+        else:
+            what = (
+                "API key and project id"
+                if provider is ProviderName.BEHAVIORAL_SIGNALS
+                else "API key"
+            )
+            log.info("%s accepted the %s", name, what)

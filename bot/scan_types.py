@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from bot.errors import SpoofwatchError
@@ -17,6 +18,22 @@ class MediaSource:
 
     url: str | None = None
     path: Path | None = None
+
+
+class ScanStage(StrEnum):
+    """The steps a scan reports as it reaches them (for a terminal's progress display)."""
+
+    ACCEPTED = "accepted"
+    UPLOADING = "uploading"
+    SUBMITTED = "submitted"
+    WAITING = "waiting"
+    REUSED = "reused"
+    DONE = "done"
+
+
+#: Told of each stage with the case and, for SUBMITTED, the provider's job id. Called in the
+#: scan's task: it must not block, and what it raises is logged and ignored.
+StageListener = Callable[[ScanStage, ScanRecord, str | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +55,7 @@ class ScanRequest:
     want_transcript: bool = False
     store_transcript: bool = True
     meta: Mapping[str, str] = field(default_factory=dict)
+    on_stage: StageListener | None = None
 
 
 def provider_meta(

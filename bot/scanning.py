@@ -30,7 +30,15 @@ from bot.errors import (
     SpoofwatchError,
     error_for_kind,
 )
-from bot.scan_types import MediaSource, ScanLimits, ScanOutcome, ScanRequest, provider_meta
+from bot.scan_types import (
+    MediaSource,
+    ScanLimits,
+    ScanOutcome,
+    ScanRequest,
+    ScanStage,
+    StageListener,
+    provider_meta,
+)
 from bot.storage import NewScan, ScanLifecycle, ScanRecord, ScanStatus, StoredVerdict
 from bot.verdict import MediaKind, ProviderName
 
@@ -47,6 +55,18 @@ CLAIM_WAIT_S = 600.0
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _tell(
+    listener: StageListener | None, stage: ScanStage, record: ScanRecord, detail: str | None = None
+) -> None:
+    """Report a stage; a listener's failure never fails the scan."""
+    if listener is None:
+        return
+    try:
+        listener(stage, record, detail)
+    except Exception:
+        log.exception("stage listener failed at %s of case #%s", stage, record.case_number)
 
 
 class ScanService:
@@ -116,6 +136,7 @@ class ScanService:
             record.trigger,
             record.requested_by,
         )
+        _tell(request.on_stage, ScanStage.ACCEPTED, record)
         return await self._run(record, request)
 
     async def refuse(self, new: NewScan, error: SpoofwatchError) -> ScanOutcome:
@@ -241,7 +262,11 @@ class ScanService:
                 return step
             detector, submission = step
             return await self._finish(
-                record, detector, submission, store_transcript=request.store_transcript
+                record,
+                detector,
+                submission,
+                store_transcript=request.store_transcript,
+                on_stage=request.on_stage,
             )
         except SpoofwatchError as exc:
             return await self._fail(record, exc)
@@ -289,6 +314,7 @@ class ScanService:
                 store_transcript=request.store_transcript,
             )
             log.info("case #%s reuses the verdict of scan %s", done.case_number, reusable.scan_id)
+            _tell(request.on_stage, ScanStage.REUSED, done)
             return ScanOutcome(record=done, verdict=reusable.verdict)
 
         await self._check_quota(record, limits)
@@ -325,8 +351,10 @@ class ScanService:
             meta=dict(request.meta) or None,
             on_sent=worker_pool.hand_off,
         )
+        _tell(request.on_stage, ScanStage.UPLOADING, record)
         submission = await detector.submit(upload, options)
         await self._audit.mark_submitted(record.id, submission.job_id)
+        _tell(request.on_stage, ScanStage.SUBMITTED, record, submission.job_id)
         return detector, submission
 
     async def _reusable_verdict(self, record: ScanRecord, sha256: str) -> StoredVerdict | None:
@@ -366,13 +394,16 @@ class ScanService:
         submission: Submission,
         *,
         store_transcript: bool,
+        on_stage: StageListener | None = None,
     ) -> ScanOutcome:
         """Wait for the provider's verdict (without holding a scan worker) and record it."""
         verdict = submission.verdict
         if verdict is None:
             worker_pool.hand_off()
+            _tell(on_stage, ScanStage.WAITING, record)
             verdict = await detector.wait(submission.job_id)
         done = await self._audit.mark_done(record.id, verdict, store_transcript=store_transcript)
+        _tell(on_stage, ScanStage.DONE, done)
         log.info(
             "case %s/#%s done: %s (p=%s) by %s job %s",
             done.guild_id,
@@ -421,7 +452,8 @@ class ScanService:
             raise InternalError(f"provider {provider} is not configured") from None
 
     async def _fail(self, record: ScanRecord, error: SpoofwatchError) -> ScanOutcome:
-        failed = await self._audit.mark_failed(record.id, error.kind, error.message)
+        # str(): what happened in full (an account error's message is only its public part).
+        failed = await self._audit.mark_failed(record.id, error.kind, str(error))
         level = (
             logging.WARNING if isinstance(error, ProviderError | InternalError) else logging.INFO
         )

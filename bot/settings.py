@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -182,6 +183,13 @@ class Settings(BaseSettings):
         default=True,
         validation_alias=AliasChoices("SPOOFWATCH_COMBINE_REPLIES", "combine_replies"),
     )
+    credential_check_s: float = Field(
+        # How often the providers are asked whether they still take the credentials; a
+        # refusal goes to the log and the mod-logs. 0 turns the periodic check off.
+        default=3600.0,
+        ge=0,
+        validation_alias=AliasChoices("SPOOFWATCH_CREDENTIAL_CHECK_S", "credential_check_s"),
+    )
     temp_dir: Path | None = Field(
         default=None, validation_alias=AliasChoices("SPOOFWATCH_TEMP_DIR", "temp_dir")
     )
@@ -212,6 +220,46 @@ class Settings(BaseSettings):
         if isinstance(text, str) and not text.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
         return value
+
+    @field_validator("behavioralsignals_cid", mode="before")
+    @classmethod
+    def _numeric_project_id(cls, value: object) -> object:
+        """The project id is a number (8 digits in every example: docs, "Create a project
+        and API token"); a project name or a pasted key would fail every scan later."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str):
+            value = value.strip()
+            if value == "":
+                return None
+            if not value.isascii() or not value.isdigit():
+                raise ValueError(
+                    "must be the numeric Project ID from the Behavioral Signals portal "
+                    "(digits only), not a project name or an API key"
+                )
+        return value
+
+    @field_validator("behavioralsignals_api_url", "resemble_api_url", "discord_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """A base URL with http(s) and a host: a bare host name or a typo would only show as
+        a failed connection at the first scan."""
+        if value is None:
+            return None
+        parsed = urlsplit(value.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+        return value.strip()
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlsplit(value.strip())
+        if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+            raise ValueError(f"must be a ws:// or wss:// URL, not {value!r}")
+        return value.strip()
 
     @field_validator("log_level", mode="before")
     @classmethod

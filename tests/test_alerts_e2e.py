@@ -6,61 +6,31 @@ The real bot against the Discord emulator, the Resemble stand-in and a real SQLi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bot.storage import Review
+from tests._alerts_helpers import (
+    Alerted,
+    actions,
+    buttons,
+    click,
+    make_alerted,
+    make_modlog,
+    post_fake,
+)
 from tests.discord_emulator.bits import DEFAULT_BOT_PERMISSIONS, Permission
-from tests.discord_emulator.models import Channel, Message
 from tests.e2e import Harness, MakeSpoofwatch
-from tests.moderation import FAKE, configure, field, listeners_done, run, text_of, wav
+from tests.moderation import FAKE, listeners_done, run, text_of, wav
 from tests.standins.resemble import metrics
-
-
-@dataclass
-class Alerted:
-    """A deepfake posted by the plain member, its verdict reply and its mod-log alert."""
-
-    sw: Harness
-    modlog: Channel
-    message: Message
-    alert: Message
-
-
-async def _modlog(sw: Harness) -> Channel:
-    channel = sw.emu.create_text_channel(sw.emu.guild, "mod-log")
-    await sw.emu.wait_for(lambda: sw.bot.get_channel(channel.id))
-    await configure(sw, "modlog", {"channel": channel})
-    return channel
-
-
-async def _post_fake(sw: Harness, modlog: Channel, path: Path) -> Alerted:
-    sw.resemble.script_result(path, metrics=FAKE)
-    message = await sw.post(path)
-    await sw.reply_to(message)
-    alert = await sw.emu.wait_for_message(modlog, predicate=lambda m: bool(m.embeds))
-    await listeners_done(sw)
-    return Alerted(sw, modlog, message, alert)
 
 
 @pytest.fixture
 async def alerted(spoofwatch: Harness, tmp_path: Path) -> Alerted:
     """Case #1: a deepfake by the plain member, alerted in #mod-log."""
-    return await _post_fake(spoofwatch, await _modlog(spoofwatch), wav(tmp_path, 1))
-
-
-async def _click(a: Alerted, label: str, user: Any = None) -> Message:
-    """Click an alert button (as the moderator unless told) and return the updated alert."""
-    ix = await a.sw.emu.click_button(a.alert, user or a.sw.emu.moderator, label=label)
-    return await ix.wait_for_reply()
-
-
-def _actions(alert: Message) -> str:
-    return field(alert.embeds[0], "Actions") or ""
+    return await make_alerted(spoofwatch, tmp_path)
 
 
 # --- the alert itself -----------------------------------------------------------------------------
@@ -78,14 +48,14 @@ async def test_alert_names_the_verdict_author_channel_and_case(alerted: Alerted)
 
 
 async def test_alert_buttons_carry_the_case(alerted: Alerted) -> None:
-    """Six buttons (confirm, false positive, delete, three time-outs) name case 1 in their ids."""
+    """Six buttons (two reviews, delete, three time-outs) name case 1 in their ids."""
     ids = [alerted.alert.button(label=label)["custom_id"] for label in LABELS]
     assert all(i.startswith("sw:alert:") and i.endswith(":1") for i in ids)
     assert len(set(ids)) == 6
 
 
-LABELS = ["Confirm", "False positive", "Delete message", "Time out 10 min", "Time out 1 h",
-          "Time out 1 day"]  # fmt: skip
+LABELS = ["Confirm deepfake", "Not a deepfake", "Delete message", "Time out 10 min",
+          "Time out 1 h", "Time out 1 day"]  # fmt: skip
 
 
 # --- each button ----------------------------------------------------------------------------------
@@ -93,29 +63,30 @@ LABELS = ["Confirm", "False positive", "Delete message", "Time out 10 min", "Tim
 
 @pytest.mark.parametrize(
     ("label", "decision"),
-    [("Confirm", Review.CONFIRMED), ("False positive", Review.FALSE_POSITIVE)],
+    [("Confirm deepfake", Review.CONFIRMED), ("Not a deepfake", Review.FALSE_POSITIVE)],
 )
 async def test_review_buttons_record_the_review(
     alerted: Alerted, label: str, decision: Review
 ) -> None:
-    """Confirm / False positive record the moderator's review on the case and on the alert."""
+    """Confirm deepfake / Not a deepfake record the moderator's review on the case and alert."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
-    updated = await _click(alerted, label)
+    updated = await click(alerted, label)
     record = await audit.cases.case(emu.guild.id, 1)
     events = await audit.cases.case_events(emu.guild.id, 1)
     assert record is not None
     assert (record.review, record.reviewed_by) == (decision, emu.moderator.id)
-    assert decision.value.replace("_", " ") in _actions(updated)
+    shown = "confirmed deepfake" if decision is Review.CONFIRMED else "not a deepfake"
+    assert shown in actions(updated)
     assert [(e.action, e.actor) for e in events] == [("review", str(emu.moderator.id))]
 
 
 async def test_delete_button_deletes_the_message(alerted: Alerted) -> None:
     """Delete message removes the member's message and records who deleted it on the case."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
-    updated = await _click(alerted, "Delete message")
+    updated = await click(alerted, "Delete message")
     events = await audit.cases.case_events(emu.guild.id, 1)
     assert emu.message(alerted.message).deleted
-    assert "Message deleted" in _actions(updated)
+    assert "Message deleted" in actions(updated)
     assert [(e.action, e.actor) for e in events] == [("delete", str(emu.moderator.id))]
 
 
@@ -133,14 +104,14 @@ async def test_timeout_buttons_time_the_author_out(
     """Each time-out button times the author out for its length and records it on the case."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     before = datetime.now(UTC).replace(microsecond=0)
-    updated = await _click(alerted, label)
+    updated = await click(alerted, label)
     after = datetime.now(UTC)
     until = emu.member.communication_disabled_until
     [patch] = emu.requests_to("PATCH", f"/guilds/{emu.guild.id}/members/{emu.member.id}")
     events = await audit.cases.case_events(emu.guild.id, 1)
     assert until is not None and before + length <= until <= after + length
     assert str(emu.moderator.id) in (patch.audit_log_reason or "")
-    assert "timed out" in _actions(updated)
+    assert "timed out" in actions(updated)
     assert [(e.action, e.actor) for e in events] == [("timeout", str(emu.moderator.id))]
 
 
@@ -179,8 +150,8 @@ async def test_delete_without_manage_messages_is_shown_on_the_alert(alerted: Ale
     """When the bot may not delete there, the alert says so and no deletion is recorded."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     emu.deny_bot(emu.text_channel, "manage_messages")
-    updated = await _click(alerted, "Delete message")
-    assert "Manage Messages" in _actions(updated)
+    updated = await click(alerted, "Delete message")
+    assert "Manage Messages" in actions(updated)
     assert not emu.message(alerted.message).deleted
     assert await audit.cases.case_events(emu.guild.id, 1) == []
 
@@ -189,16 +160,16 @@ async def test_delete_of_a_message_already_gone_is_shown(alerted: Alerted) -> No
     """Deleting a message someone already deleted says so on the alert."""
     emu = alerted.sw.emu
     await emu.delete_message(alerted.message)
-    updated = await _click(alerted, "Delete message")
-    assert "already deleted" in _actions(updated)
+    updated = await click(alerted, "Delete message")
+    assert "already deleted" in actions(updated)
 
 
 async def test_timeout_without_moderate_members_is_shown(alerted: Alerted) -> None:
     """When the bot may not time members out, the alert says so and nothing is recorded."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     emu.set_bot_permissions(emu.guild, DEFAULT_BOT_PERMISSIONS & ~Permission.MODERATE_MEMBERS)
-    updated = await _click(alerted, "Time out 10 min")
-    assert "Could not time out" in _actions(updated)
+    updated = await click(alerted, "Time out 10 min")
+    assert "Could not time out" in actions(updated)
     assert emu.member.communication_disabled_until is None
     assert await audit.cases.case_events(emu.guild.id, 1) == []
 
@@ -207,14 +178,15 @@ async def test_buttons_of_a_forgotten_case_say_so(alerted: Alerted) -> None:
     """After /spoofwatch forget, the alert's buttons answer that the case no longer exists."""
     emu = alerted.sw.emu
     await run(alerted.sw, emu.admin, "spoofwatch forget", {"member": emu.member})
-    updated = await _click(alerted, "Confirm")
-    assert "no longer exists" in _actions(updated)
+    updated = await click(alerted, "Confirm deepfake")
+    assert "no longer exists" in actions(updated)
+    assert all(b.get("disabled") for b in buttons(updated))
 
 
 async def test_alert_post_failure_keeps_the_case(spoofwatch: Harness, tmp_path: Path) -> None:
     """If the mod-log stops accepting posts, the verdict reply and the case still stand."""
     emu = spoofwatch.emu
-    modlog = await _modlog(spoofwatch)
+    modlog = await make_modlog(spoofwatch)
     emu.deny_bot(modlog, "send_messages")
     path = wav(tmp_path, 1)
     spoofwatch.resemble.script_result(path, metrics=FAKE)
@@ -234,19 +206,19 @@ async def alerted_then_restarted(
 ) -> AsyncIterator[Alerted]:
     """An alert posted by one run of the bot; the fixture yields inside the next run."""
     async with make_spoofwatch() as first:
-        before = await _post_fake(first, await _modlog(first), wav(tmp_path, 1))
+        before = await post_fake(first, await make_modlog(first), wav(tmp_path, 1))
     async with make_spoofwatch() as second:
         yield Alerted(second, before.modlog, before.message, before.alert)
 
 
-@pytest.mark.parametrize("label", ["Confirm", "Delete message", "Time out 10 min"])
+@pytest.mark.parametrize("label", ["Confirm deepfake", "Delete message", "Time out 10 min"])
 async def test_buttons_work_after_a_restart(alerted_then_restarted: Alerted, label: str) -> None:
     """An alert posted before a restart still acts when clicked: the new process handles it."""
     a = alerted_then_restarted
     emu = a.sw.emu
-    updated = await _click(a, label)
+    updated = await click(a, label)
     events = await a.sw.bot.audit.cases.case_events(emu.guild.id, 1)
-    assert "⚠️" not in _actions(updated) and _actions(updated)
+    assert "⚠️" not in actions(updated) and actions(updated)
     assert [e.actor for e in events] == [str(emu.moderator.id)]
 
 
@@ -262,7 +234,7 @@ async def test_alert_with_a_blank_name_or_label_is_posted(
 ) -> None:
     """Fails if a file name or provider label that sanitizes to "" breaks the alert."""
     emu = spoofwatch.emu
-    modlog = await _modlog(spoofwatch)
+    modlog = await make_modlog(spoofwatch)
     path = wav(tmp_path, 1)
     label = _INVISIBLE if blank == "provider label" else "fake"
     spoofwatch.resemble.script_result(path, metrics=metrics([0.9, 0.9], label=label))
@@ -305,7 +277,7 @@ async def test_refused_alert_is_posted_again_as_plain_text(
 ) -> None:
     """Fails if an alert Discord refuses is only logged instead of reaching the mod-log."""
     emu = spoofwatch.emu
-    modlog = await _modlog(spoofwatch)
+    modlog = await make_modlog(spoofwatch)
     emu.fail_next("POST", f"/channels/{modlog.id}/messages", 400, json=_REFUSED)
     path = wav(tmp_path, 1)
     spoofwatch.resemble.script_result(path, metrics=FAKE)
@@ -316,7 +288,7 @@ async def test_refused_alert_is_posted_again_as_plain_text(
     assert "case #1" in alert.content and str(message.id) in alert.content
     assert "embeds.0.fields.2.value: This field is required" in caplog.text
     # Only the embed was refused: the moderators keep their buttons.
-    assert "Confirm" in str(alert.components)
+    assert "Confirm deepfake" in str(alert.components)
 
 
 async def test_alert_that_cannot_be_posted_is_recorded_on_the_case(
@@ -324,7 +296,7 @@ async def test_alert_that_cannot_be_posted_is_recorded_on_the_case(
 ) -> None:
     """Fails if an alert refused twice leaves no trace on the case."""
     emu = spoofwatch.emu
-    modlog = await _modlog(spoofwatch)
+    modlog = await make_modlog(spoofwatch)
     emu.fail_next("POST", f"/channels/{modlog.id}/messages", 400, json=_REFUSED, times=2)
     path = wav(tmp_path, 1)
     spoofwatch.resemble.script_result(path, metrics=FAKE)
@@ -358,7 +330,7 @@ async def test_refused_buttons_are_left_out_of_the_retry(
 ) -> None:
     """Fails if the plain retry resends the buttons Discord just refused (it would fail again)."""
     emu = spoofwatch.emu
-    modlog = await _modlog(spoofwatch)
+    modlog = await make_modlog(spoofwatch)
     error = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 80 or fewer."}]}
     body = {
         "code": 50035,

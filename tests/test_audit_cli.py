@@ -155,6 +155,8 @@ async def test_stats_prints_each_section(db: Path, capsys: pytest.CaptureFixture
     assert out.startswith("3 cases in the last 30 days")
     assert "provider_timeout" in out
     assert "spoofed" in out
+    # Case 1 (97 %) was confirmed by a moderator.
+    assert "90–100%                  1 confirmed, 0 not a deepfake (0% false positives)" in out
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
@@ -285,3 +287,21 @@ def test_main_runs_as_a_separate_process(db: Path) -> None:
 def test_main_exits_2_for_a_missing_database(tmp_path: Path) -> None:
     """Fails if the process exit status for a missing database is not 2."""
     assert audit_cli.main(["audit", "stats", "--guild", "1", "--db", str(tmp_path / "x.db")]) == 2
+
+
+async def test_guilds_lists_the_guild_ids_with_case_counts(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fails if `audit guilds` does not list every guild id with its count, most first."""
+    status, out, _ = await run(capsys, "audit", "guilds", "--db", str(db))
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0] == "2 guilds in the audit log"
+    assert [line.split()[:2] for line in lines[2:]] == [[str(GUILD_A), "3"], [str(GUILD_B), "1"]]
+
+
+async def test_an_unknown_guild_says_so(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Fails if a guild id with no cases reads as an empty server instead of an error."""
+    status, out, err = await run(capsys, "audit", "recent", "--guild", "12345", "--db", str(db))
+    assert status == 2 and out == ""
+    assert "no cases of guild 12345" in err and "audit guilds" in err

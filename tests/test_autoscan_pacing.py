@@ -16,6 +16,7 @@ from tests.discord_emulator.models import Message
 from tests.discord_emulator.ratelimits import ROUTE_RULES, BucketRule, describe
 from tests.e2e import MakeSpoofwatch
 from tests.media_factory import MediaFiles
+from tests.standins.resemble import metrics
 
 SCANNING = "\N{LEFT-POINTING MAGNIFYING GLASS}"
 SPEED_UP = 5
@@ -125,6 +126,8 @@ async def test_raid_of_30_is_answered_in_full_with_combined_replies_and_no_429s(
     (fewer bot messages than voice messages)."""
     emulator.ratelimits.enabled = True
     async with make_spoofwatch(workers=4) as sw:
+        # Flagged, with several stretches: every card has its buttons and timeline picture.
+        sw.resemble.script_result(media.voice_ogg, metrics=metrics([0.9, 0.95], label="fake"))
         messages = []
         for _ in range(30):
             messages.append(await sw.post(media.voice_ogg, voice=True))
@@ -152,3 +155,9 @@ async def test_raid_of_30_is_answered_in_full_with_combined_replies_and_no_429s(
     assert [m for _, m in sorted(order)] == sorted(m.id for m in messages)
     posted = {answer_id for answer_id, _ in order}
     assert len(posted) < len(messages)
+    for answer_id in posted:
+        answer = emulator.world.messages[answer_id]
+        # Each verdict keeps its row of buttons and its picture, combined or not.
+        assert len(answer.components) == len(answer.embeds) <= 5
+        images = {e["image"]["url"].removeprefix("attachment://") for e in answer.embeds}
+        assert images == {a.filename for a in answer.attachments}

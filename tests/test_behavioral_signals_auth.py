@@ -94,3 +94,30 @@ async def test_scan_with_a_wrong_key_stops_before_any_upload(
     assert "BEHAVIORALSIGNALS_API_KEY" in err
     assert "bs-wrong-key" not in err
     assert bs_standin.submissions == 0
+
+
+# --- Resemble: no credential endpoint; its unbilled detect list stands in --------------------
+
+RESEMBLE = [ProviderName.RESEMBLE]
+
+
+async def test_resemble_key_is_checked_at_start_up_without_billing(
+    bs_standin: BehavioralSignalsStandIn, resemble_standin: ResembleStandIn, tmp_path: Path
+) -> None:
+    """Fails if start-up does not ask Resemble (its detect list) or uploads anything."""
+    settings = e2e_settings(tmp_path, resemble_standin, bs_standin)
+    async with open_runtime(settings, providers=RESEMBLE):
+        assert [(c.route, c.status) for c in resemble_standin.calls] == [("list", 200)]
+    assert resemble_standin.submissions == 0
+
+
+async def test_refused_resemble_key_stops_start_up_naming_it(
+    bs_standin: BehavioralSignalsStandIn, resemble_standin: ResembleStandIn, tmp_path: Path
+) -> None:
+    """Fails if a refused Resemble key lets the bot start or the error does not name it."""
+    settings = e2e_settings(
+        tmp_path, resemble_standin, bs_standin, resemble_api_key=SecretStr("wrong")
+    )
+    with pytest.raises(SettingsError, match="RESEMBLE_API_KEY"):
+        async with open_runtime(settings, providers=RESEMBLE):
+            pytest.fail("the runtime opened with a refused key")

@@ -227,11 +227,22 @@ async def test_provider_down_answers_and_keeps_serving(
     assert "Case #2" in footer(ok.embeds[0])
 
 
-async def test_out_of_credits_is_explained(spoofwatch: Harness, media: MediaFiles) -> None:
-    """A 402 from the provider tells the user the service account is out of credits."""
+async def test_out_of_credits_is_not_shown_to_members(
+    spoofwatch: Harness, media: MediaFiles
+) -> None:
+    """Fails if a 402 from the provider puts billing details under a member's message
+    (the operator's log and the mod-log are told instead: test_faults_e2e)."""
+    emu = spoofwatch.emu
     spoofwatch.resemble.out_of_credits()
-    reply = await spoofwatch.reply_to(await spoofwatch.post(media.voice_ogg, voice=True))
-    assert "credits" in text_of(reply.embeds[0]).lower()
+    message = await spoofwatch.post(media.voice_ogg, voice=True)
+    await emu.wait_for(lambda: spoofwatch.resemble.submissions or None)
+    await spoofwatch.settle()
+    case = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
+    assert case is not None and case.error_kind == "provider_credits"
+    # Gateway events arrive in order: once a later message is answered, the first was too.
+    probe = await spoofwatch.reply_to(await spoofwatch.post(media.tone_wav))
+    assert "Case #2" in footer(probe.embeds[0])
+    assert emu.replies_to(message) == []
 
 
 @pytest.mark.parametrize(

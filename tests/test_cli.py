@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+import signal
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from bot.cli import StageReport
+from bot.scan_types import ScanStage
+from bot.storage import ScanStatus
+from bot.storage.sqlite import SQLiteAuditLog
 from tests.media_factory import MediaFiles
 from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
 from tests.standins import behavioral_signals as bs_module
@@ -147,3 +154,106 @@ async def test_readable_output_names_the_verdict(
     )
     assert code == 0, err
     assert "LIKELY DEEPFAKE" in out and "91.0%" in out
+
+
+# --- progress, interruption, help ---------------------------------------------------------
+
+
+async def test_scan_reports_each_stage_on_stderr(
+    bs_standin: BehavioralSignalsStandIn, media: MediaFiles, tmp_path: Path
+) -> None:
+    """Fails if the stages (accepted, uploading, uploaded with its job id, waiting, done)
+    are not reported on stderr in order while the verdict goes to stdout."""
+    code, out, err = await run_cli(
+        "scan", str(media.speech_wav), env=bs_env(bs_standin, tmp_path), cwd=tmp_path
+    )
+    assert code == 0, err
+    stages = [
+        line.split(": ", 1)[1]
+        for line in err.splitlines()
+        if line.startswith(str(media.speech_wav))
+    ]
+    assert stages[0] == "case #1, reading the file"
+    assert stages[1] == "uploading to behavioral_signals"
+    assert stages[2].startswith("uploaded; behavioral_signals job ")
+    assert stages[3:] == ["waiting for the verdict", "done"]
+    assert "uploading" not in out
+
+
+async def test_scan_json_keeps_stderr_quiet(
+    bs_standin: BehavioralSignalsStandIn, media: MediaFiles, tmp_path: Path
+) -> None:
+    """Fails if --json writes progress (scripts read stdout and may log stderr)."""
+    code, _, err = await run_cli(
+        "scan", str(media.speech_wav), "--json", env=bs_env(bs_standin, tmp_path), cwd=tmp_path
+    )
+    assert code == 0, err
+    assert "uploading" not in err and "waiting" not in err
+
+
+async def test_ctrl_c_records_the_case_as_interrupted(
+    bs_standin: BehavioralSignalsStandIn, media: MediaFiles, tmp_path: Path
+) -> None:
+    """Fails if Ctrl-C leaves the case "submitted" forever, exits silently, or loses the job
+    id of the billed upload."""
+    bs_standin.processing_polls = 10**6  # never finishes
+    base = {k: v for k, v in os.environ.items() if k not in KEYS and not k.startswith("SPOOFWATCH")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "scan", str(media.speech_wav),
+        cwd=tmp_path, env={**base, "PYTHONPATH": str(REPO), **bs_env(bs_standin, tmp_path)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        assert proc.stderr is not None
+        while not any("waiting for the verdict" in line for line in seen):
+            line = await asyncio.wait_for(proc.stderr.readline(), timeout=60)
+            assert line, "scan ended before waiting:\n" + "".join(seen)
+            seen.append(line.decode())
+        proc.send_signal(signal.SIGINT)
+        _, rest = await asyncio.wait_for(proc.communicate(), timeout=60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    err = "".join(seen) + rest.decode()
+    assert proc.returncode == 130, err
+    assert "case #1 recorded as interrupted" in err and "Traceback" not in err
+    log = await SQLiteAuditLog.open(tmp_path / "cli.db")
+    try:
+        [case] = await log.cases.recent(0, limit=5)
+    finally:
+        await log.close()
+    assert case.status is ScanStatus.FAILED and case.error_kind == "interrupted"
+    assert case.provider_job_id and case.provider_job_id in (case.error_message or "")
+
+
+def test_terminal_progress_shows_the_stages() -> None:
+    """Fails if a terminal gets no live progress lines (rich) for the stages."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    record = SimpleNamespace(case_number=7, provider=SimpleNamespace(value="resemble"))
+    path = Path("clip [1].wav")
+    with StageReport(stream, quiet=False) as report:
+        report.begin(path)
+        heard = report.listener(path)
+        heard(ScanStage.ACCEPTED, record, None)  # type: ignore[arg-type]
+        heard(ScanStage.SUBMITTED, record, "abc-123")  # type: ignore[arg-type]
+        report.end(path)
+    shown = stream.getvalue()
+    assert "clip [1].wav: case #7, reading the file" in shown
+    assert "clip [1].wav: uploaded; resemble job abc-123" in shown
+
+
+@pytest.mark.parametrize("command", [("scan",), ("audit",), ()])
+async def test_help_documents_environment_and_exit_codes(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """Fails if --help leaves out the environment or the exit statuses."""
+    code, out, _ = await run_cli(*command, "--help", env={}, cwd=tmp_path)
+    assert code == 0
+    assert "exit status" in out and "environment" in out

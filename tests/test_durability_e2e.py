@@ -21,6 +21,7 @@ from tests.discord_emulator import DiscordEmulator, messaging
 from tests.discord_emulator.models import Message
 from tests.e2e import Harness, MakeSpoofwatch
 from tests.media_factory import MediaFiles
+from tests.moderation import configure
 
 
 def bot_replies(sw: Harness, message: Message) -> list[Message]:
@@ -281,3 +282,27 @@ async def test_combined_answer_posted_but_not_recorded_is_not_posted_again(
         await caught_up(sw)
     assert all(len(answers(m)) == 1 for m in messages)
     assert emulator.ratelimits.sent_429s == 0
+
+
+async def test_catch_up_leaves_members_with_an_exempt_role_alone(
+    make_spoofwatch: MakeSpoofwatch, emulator: DiscordEmulator, media: MediaFiles
+) -> None:
+    """Fails if a message read back from history (no roles on its author) is scanned although
+    its author holds an exempt role, while a plain member's is."""
+    trusted_role = emulator.create_role(emulator.guild, "Trusted")
+    trusted = emulator.add_member(emulator.guild, "trusted", roles=(trusted_role,))
+    async with make_spoofwatch() as sw:
+        await configure(sw, "exempt-add", {"role": trusted_role})
+    voice = {"voice": True, "duration_secs": 3.0}
+    exempted = await emulator.send_message(
+        emulator.text_channel, trusted, attachments=[emulator.attachment(media.voice_ogg, **voice)]
+    )
+    plain = await emulator.send_message(
+        emulator.text_channel,
+        emulator.member,
+        attachments=[emulator.attachment(media.tone_wav, "t.wav", "audio/wav")],
+    )
+    async with make_spoofwatch() as sw:
+        await caught_up(sw)
+        assert bot_replies(sw, exempted) == []
+        assert len(bot_replies(sw, plain)) == 1

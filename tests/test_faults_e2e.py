@@ -19,6 +19,7 @@ from bot.storage import ScanStatus
 from tests.discord_emulator.models import Message
 from tests.e2e import Harness, MakeSpoofwatch
 from tests.media_factory import MediaFiles
+from tests.moderation import configure, listeners_done, text_of
 
 BS, RESEMBLE = "behavioral_signals", "resemble"
 
@@ -57,7 +58,8 @@ class ProviderFault:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-PROVIDER_FAULTS = {
+#: Account problems (the operator's to fix): the mod-log is told, the member's channel not.
+ACCOUNT_FAULTS = {
     "bs-auth-401": ProviderFault(
         BS, lambda sw: sw.bs.fail_next("submit", 401, None), "provider_auth"
     ),
@@ -68,6 +70,9 @@ PROVIDER_FAULTS = {
     "resemble-out-of-credits-402": ProviderFault(
         RESEMBLE, lambda sw: sw.resemble.out_of_credits(), "provider_credits"
     ),
+}
+
+PROVIDER_FAULTS = {
     "bs-job-404": ProviderFault(
         BS, lambda sw: sw.bs.fail_next("status", 404, None), "provider_not_found"
     ),
@@ -161,6 +166,87 @@ async def test_provider_fault_is_answered_and_the_bot_keeps_serving(
         next_member = await sw.reply_to(await sw.post(media.tone_wav))
         assert error_kind(next_member) is None
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("fault", ACCOUNT_FAULTS.values(), ids=ACCOUNT_FAULTS.keys())
+async def test_account_fault_goes_to_the_operator_and_the_modlog_not_the_member(
+    make_spoofwatch: MakeSpoofwatch,
+    media: MediaFiles,
+    fault: ProviderFault,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fails if a refused key or an empty balance is shown under the member's message, is
+    not recorded on the case, is not in the operator's log once, or does not reach the
+    mod-log (and its recovery too)."""
+    async with make_spoofwatch(provider=fault.provider, **fault.settings) as sw:
+        emu = sw.emu
+        modlog = emu.create_text_channel(emu.guild, "mod-log")
+        await emu.wait_for(lambda: sw.bot.get_channel(modlog.id))
+        await configure(sw, "modlog", {"channel": modlog})
+        fault.arrange(sw)
+        message = await sw.post(media.voice_ogg, voice=True)
+        notice = await emu.wait_for_message(modlog, predicate=lambda m: bool(m.embeds))
+        await listeners_done(sw)
+        case = await sw.bot.audit.cases.case(emu.guild.id, 1)
+        assert case is not None and case.status is ScanStatus.FAILED
+        assert case.error_kind == fault.kind
+        assert emu.replies_to(message) == []
+        assert "Scans are failing" in text_of(notice)
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "account problem" in errors[0]
+
+        sw.bs.clear_faults()
+        sw.resemble.clear_faults()
+        next_member = await sw.reply_to(await sw.post(media.tone_wav))
+        assert error_kind(next_member) is None
+        await emu.wait_for_message(modlog, predicate=lambda m: "works again" in text_of(m))
+
+
+async def test_check_hitting_an_empty_balance_shows_no_billing_details(
+    spoofwatch: Harness, media: MediaFiles
+) -> None:
+    """Fails if a member's /check shows what the provider said about the account (billing),
+    or the mod-log is not told."""
+    emu = spoofwatch.emu
+    modlog = emu.create_text_channel(emu.guild, "mod-log")
+    await emu.wait_for(lambda: spoofwatch.bot.get_channel(modlog.id))
+    await configure(spoofwatch, "modlog", {"channel": modlog})
+    spoofwatch.resemble.out_of_credits()
+    ix = await emu.invoke_slash(
+        emu.text_channel,
+        emu.member,
+        "check",
+        {"file": emu.attachment(media.tone_wav, "t.wav", "audio/wav")},
+    )
+    answer = text_of(await ix.wait_for_reply())
+    notice = await emu.wait_for_message(modlog, predicate=lambda m: bool(m.embeds))
+    assert "not available to this bot" in answer
+    assert "balance" not in answer.lower() and "funds" not in answer.lower()
+    assert "out of credits" in text_of(notice) and "balance is too low" in text_of(notice)
+    case = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
+    assert case is not None and "balance is too low" in (case.error_message or "")
+
+
+async def test_a_key_revoked_while_running_is_noticed_by_the_periodic_check(
+    make_spoofwatch: MakeSpoofwatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fails if a key the provider stops accepting mid-run is only found by a member's scan
+    (the periodic check must tell the operator and the mod-log), or its return is not told."""
+    async with make_spoofwatch(provider=RESEMBLE, credential_check_s=0.05) as sw:
+        emu = sw.emu
+        modlog = emu.create_text_channel(emu.guild, "mod-log")
+        await emu.wait_for(lambda: sw.bot.get_channel(modlog.id))
+        await configure(sw, "modlog", {"channel": modlog})
+        key = sw.resemble.api_key
+        sw.resemble.api_key = "revoked"
+        notice = await emu.wait_for_message(modlog, predicate=lambda m: bool(m.embeds))
+        assert "refuses the bot's API key" in text_of(notice)
+        assert sw.resemble.submissions == 0
+        sw.resemble.api_key = key
+        back = await emu.wait_for_message(modlog, predicate=lambda m: "works again" in text_of(m))
+        assert back.id != notice.id
+        assert len(emu.bot_messages(modlog)) == 2  # one notice per change, not per check
+    assert any("account problem (refused)" in r.getMessage() for r in caplog.records)
 
 
 # --- Discord faults ---------------------------------------------------------------------

@@ -94,6 +94,8 @@ def _required(
             values[p.name] = emu.text_channel
         elif kind is discord.AppCommandOptionType.attachment:
             values[p.name] = emu.attachment(media.tone_wav, "t.wav", "audio/wav")
+        elif kind is discord.AppCommandOptionType.role:
+            values[p.name] = emu.guild.everyone_role
         else:
             raise AssertionError(f"teach _required about {kind} ({command.qualified_name})")
     return values

@@ -125,14 +125,22 @@ async def secrets_run(
             emu, bot = run.emu, run.bot
             config = GuildConfig(modlog_channel_id=modlog[0].id)
             await bot.guild_configs.save(emu.guild.id, config)
-            replies: list[Message] = []
+            kinds: list[str | None] = []
 
-            async def scan(file: Path, **kwargs: Any) -> None:
+            async def scan(file: Path, *, refused: bool = False, **kwargs: Any) -> None:
                 attachment = emu.attachment(file, **kwargs)
+                notices = len(emu.bot_messages(modlog[0]))
                 sent = await emu.send_message(
                     emu.text_channel, emu.member, attachments=[attachment]
                 )
-                replies.append(await emu.wait_for_reply(sent))
+                if refused:
+                    # A refused key is told to the mod-log (and the log), not the channel.
+                    await emu.wait_for(lambda: len(emu.bot_messages(modlog[0])) > notices)
+                    await bot.scan_pool.join()
+                    [case] = await bot.audit.cases.recent(emu.guild.id, limit=1)
+                    kinds.append(case.error_kind)
+                    return
+                kinds.append(error_kind(await emu.wait_for_reply(sent)))
                 await bot.scan_pool.join()
 
             # Resemble: a flagged voice message (reply + mod-log alert), then a 401 that
@@ -142,7 +150,7 @@ async def secrets_run(
             run.resemble.fail_next(
                 "submit", 401, body={"message": f"Invalid API token {RESEMBLE_KEY}"}
             )
-            await scan(media.tone_wav, content_type="audio/wav")
+            await scan(media.tone_wav, refused=True, content_type="audio/wav")
             # Behavioral Signals, the same two.
             provider = ProviderName.BEHAVIORAL_SIGNALS
             await bot.guild_configs.save(
@@ -153,7 +161,7 @@ async def secrets_run(
             run.bs.fail_next(
                 "submit", 401, body={"code": 401, "message": f"Unauthorized: token {BS_KEY}"}
             )
-            await scan(media.speech_wav, content_type="audio/wav")
+            await scan(media.speech_wav, refused=True, content_type="audio/wav")
             # /check, and both exports.
             check = await emu.invoke_slash(
                 emu.text_channel,
@@ -192,7 +200,7 @@ async def secrets_run(
                     "audit log": "\n".join(audit_rows),
                 },
                 bot_messages=emu.bot_messages(),
-                failure_kinds=[error_kind(r) for r in replies],
+                failure_kinds=kinds,
                 export_files=[f.filename for m in exports for f in m.files],
                 cdn_requests_with_authorization=sum(
                     1 for r in emu.cdn_requests if r.had_authorization

@@ -234,7 +234,7 @@ async def test_saved_settings_are_echoed_in_the_embeds_words(spoofwatch: Harness
 
 def test_every_guild_setting_has_words_for_the_echo() -> None:
     """Fails if a new guild setting would be echoed under its internal field name."""
-    assert set(GuildConfig.model_fields) <= set(admin_cog._LABELS)
+    assert set(GuildConfig.model_fields) <= set(admin_cog.LABELS)
 
 
 def _buttons(message: Message) -> list[dict[str, Any]]:
@@ -388,7 +388,11 @@ SETTINGS_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("settings provider", {"provider": "resemble"}),
     ("settings quota", {"per_day": 1}),
     ("settings limits", {"max_mb": 1.0}),
+    ("settings alert-ping", {"role": "role"}),
+    ("settings exempt-add", {"role": "role"}),
+    ("settings exempt-remove", {"role": "role"}),
     ("forget", {"member": "member"}),
+    ("setup", {}),
 ]
 
 
@@ -407,7 +411,12 @@ async def test_settings_refuse_without_manage_server(
     emu = spoofwatch.emu
     before = await _config(spoofwatch)
     options = {
-        k: getattr(emu, v) if v in ("text_channel", "member") else v for k, v in options.items()
+        k: getattr(emu, v)
+        if v in ("text_channel", "member")
+        else emu.guild.everyone_role
+        if v == "role"
+        else v
+        for k, v in options.items()
     }
     answer = await run(spoofwatch, getattr(emu, who), f"spoofwatch {command}", options)
     assert answer.ephemeral

@@ -287,3 +287,66 @@ async def test_statuses_reported_by_recent_match_the_lifecycle(log: AuditLog) ->
     await failed_scan(log)
     statuses = [r.status for r in await log.cases.recent(GUILD_A, limit=10)]
     assert statuses == [ScanStatus.FAILED, ScanStatus.DONE, ScanStatus.QUEUED]
+
+
+async def test_stats_count_review_outcomes_per_probability_band(log: AuditLog) -> None:
+    """Fails if reviews are counted in the wrong band or decision, unreviewed cases count,
+    or a probability of exactly 1 (or none) is lost."""
+    cases = [
+        (0.95, Review.CONFIRMED),
+        (1.0, Review.FALSE_POSITIVE),
+        (0.91, Review.CONFIRMED),
+        (0.55, Review.FALSE_POSITIVE),
+        (0.58, Review.FALSE_POSITIVE),
+        (None, Review.CONFIRMED),
+        (0.97, None),
+    ]
+    for p, decision in cases:
+        label = Label.INCONCLUSIVE if p is None else Label.SPOOFED
+        record = await finished_scan(log, result=verdict(label, p))
+        if decision is not None:
+            await log.admin.review(GUILD_A, record.case_number, decision, moderator_id=7)
+    stats = await log.cases.stats(GUILD_A, since=T0 - timedelta(days=1))
+    shown = [(b.name, b.confirmed, b.false_positive) for b in stats.reviews_by_band]
+    assert shown == [("50–60%", 0, 2), ("90–100%", 2, 1), ("no score", 1, 0)]
+    other = await log.cases.stats(GUILD_B, since=T0 - timedelta(days=1))
+    assert other.reviews_by_band == []
+
+
+async def test_guilds_lists_every_guild_with_its_case_count(log: AuditLog, clock: Clock) -> None:
+    """Fails if guilds() misses a guild, miscounts, or orders them otherwise than most
+    cases first."""
+    assert await log.cases.guilds() == []
+    await finished_scan(log, new_scan(GUILD_B))
+    for _ in range(3):
+        await finished_scan(log)
+    clock.advance(days=1)
+    await finished_scan(log, new_scan(GUILD_B))
+    await finished_scan(log)
+    guilds = await log.cases.guilds()
+    assert [(g.guild_id, g.cases) for g in guilds] == [(GUILD_A, 4), (GUILD_B, 2)]
+    assert guilds[0].last_case_at == clock.now
+
+
+async def test_a_first_review_is_not_overwritten(log: AuditLog) -> None:
+    """Fails if `first=True` replaces an earlier review (two moderators deciding at once) or
+    logs an event for the refused one; without it a review may still be changed."""
+    record = await finished_scan(log)
+    n = record.case_number
+    assert await log.admin.review(GUILD_A, n, Review.CONFIRMED, moderator_id=1, first=True)
+    refused = await log.admin.review(GUILD_A, n, Review.FALSE_POSITIVE, moderator_id=2, first=True)
+    assert refused is None
+    stored = await log.cases.case(GUILD_A, n)
+    assert stored is not None and (stored.review, stored.reviewed_by) == (Review.CONFIRMED, 1)
+    assert [e.actor for e in await log.cases.case_events(GUILD_A, n)] == ["1"]
+    changed = await log.admin.review(GUILD_A, n, Review.FALSE_POSITIVE, moderator_id=3)
+    assert changed is not None and changed.review is Review.FALSE_POSITIVE
+
+
+async def test_role_exemptions_and_the_alert_ping_are_stored(log: AuditLog) -> None:
+    """Fails if a backend drops the exempt roles or the alert ping role of a guild."""
+    config = GuildConfig(exempt_roles=frozenset({11, 12}), alert_role_id=13)
+    await log.settings.save_guild_config(GUILD_A, config)
+    stored = await log.settings.guild_config(GUILD_A)
+    assert (stored.exempt_roles, stored.alert_role_id) == (frozenset({11, 12}), 13)
+    assert stored.exempts([5, 12]) and not stored.exempts([5])

@@ -82,6 +82,14 @@ class Detector(Protocol):
         """Poll the job until it is terminal and return its verdict, or raise ProviderError."""
         ...
 
+    async def check_credentials(self) -> None:
+        """Ask the service, billing nothing, whether it takes the credentials.
+
+        Raises ProviderAuthError for refused credentials (or ProviderOutOfCredits where the
+        service says so), other ProviderErrors when it cannot be asked right now.
+        """
+        ...
+
     @property
     def finds_jobs(self) -> bool:
         """Whether `find_job` can tell a job that exists from one that was never created."""

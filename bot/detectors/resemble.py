@@ -14,10 +14,11 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import PurePath
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from pydantic import SecretStr
+from pydantic import RootModel, SecretStr
 
 from bot.detectors._base import PollPolicy, RetryPolicy, Submission, SubmitOptions, Upload
 from bot.detectors._http import ProviderHTTP, first_line
@@ -129,6 +130,10 @@ def upload_name(upload: Upload) -> tuple[str, str] | None:
 
 
 # --- client ----------------------------------------------------------------------------
+
+
+class _AnyBody(RootModel[Any]):
+    """An answer only its status matters for (the credential check)."""
 
 
 class ResembleClient:
@@ -255,6 +260,26 @@ class ResembleClient:
             "without transcripts until Spoofwatch restarts; enable intelligence on the "
             "Resemble plan, or set SPOOFWATCH_RESEMBLE_INTELLIGENCE=false."
         )
+
+    async def check_credentials(self) -> None:
+        """Ask whether the key is taken, without billing anything.
+
+        Resemble has no credential or balance endpoint; the detect list (`GET /detect`,
+        reference §7: `page` required, `page_size` 10-1000) is the cheapest authenticated,
+        unbilled call. Raises ProviderAuthError for a refused key, other ProviderErrors when
+        the service cannot be asked. An empty wallet only shows on an upload (402).
+        """
+        try:
+            await self._http.request(
+                "GET",
+                f"{self._base}/detect?page=1&page_size=10",
+                _AnyBody,
+                what="credential check",
+                retry_safe=True,
+            )
+        except ProviderProtocolError as exc:
+            if exc.status is None or not 200 <= exc.status < 300:
+                raise
 
     @property
     def finds_jobs(self) -> bool:

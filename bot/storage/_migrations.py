@@ -312,12 +312,27 @@ _V5_PUBLIC_REPLIES = Migration(
     ),
 )
 
+_V6_REVIEW_OUTCOMES = Migration(
+    6,
+    "index of reviewed cases for /audit stats review outcomes by probability band",
+    (
+        # Reviewed cases are a small share of all cases; `/audit stats` counts them per
+        # probability band and decision from this partial index alone.
+        """
+        CREATE INDEX scans_reviewed ON scans
+        (guild_id, created_at, review, spoofed_probability)
+        WHERE review IS NOT NULL
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_RETENTION_AND_CASE_EVENTS,
     _V3_DAILY_ROLLUPS,
     _V4_CLAIMS_AND_COOLDOWNS,
     _V5_PUBLIC_REPLIES,
+    _V6_REVIEW_OUTCOMES,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -116,6 +116,31 @@ class ScanRecord(BaseModel):
     reply_message_id: int | None = None
 
 
+class GuildCases(BaseModel):
+    """A guild in the audit log: how many cases it has and when the last was opened."""
+
+    model_config = ConfigDict(frozen=True)
+
+    guild_id: int
+    cases: int
+    last_case_at: datetime | None = None
+
+
+class ReviewBand(BaseModel):
+    """Moderators' reviews of the cases whose probability fell in one band (say 80–90 %)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Lower bound of the band in percent (0, 10, … 90), or None for cases with no score.
+    low: int | None
+    confirmed: int = 0
+    false_positive: int = 0
+
+    @property
+    def name(self) -> str:
+        return "no score" if self.low is None else f"{self.low}–{self.low + 10}%"
+
+
 class AuditStats(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -125,6 +150,8 @@ class AuditStats(BaseModel):
     top_channels: list[tuple[int, int]] = Field(default_factory=list)
     top_flagged_authors: list[tuple[int, int]] = Field(default_factory=list)
     errors_by_kind: dict[str, int] = Field(default_factory=dict)
+    #: Review outcomes per probability band (bands with reviews only, lowest first).
+    reviews_by_band: list[ReviewBand] = Field(default_factory=list)
 
 
 class StoredVerdict(BaseModel):

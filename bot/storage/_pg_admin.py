@@ -32,6 +32,12 @@ UPDATE scans SET review = $1, reviewed_by = $2, reviewed_at = $3, review_note = 
 WHERE guild_id = $5 AND case_number = $6
 RETURNING {rows.SELECT_SCAN}
 """
+#: The same, only for a case nobody reviewed yet (two moderators deciding at once).
+_FIRST_REVIEW = f"""
+UPDATE scans SET review = $1, reviewed_by = $2, reviewed_at = $3, review_note = $4
+WHERE guild_id = $5 AND case_number = $6 AND review IS NULL
+RETURNING {rows.SELECT_SCAN}
+"""
 
 
 async def read_guild_config(db: PostgresDatabase, guild_id: int) -> GuildConfig:
@@ -53,6 +59,7 @@ class PostgresCaseAdmin:
         *,
         moderator_id: int,
         note: str | None = None,
+        first: bool = False,
     ) -> ScanRecord | None:
         event = self._db.event(
             guild_id,
@@ -64,7 +71,7 @@ class PostgresCaseAdmin:
         )
         async with self._db.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                _REVIEW,
+                _FIRST_REVIEW if first else _REVIEW,
                 rows.REVIEW_CODES[decision],
                 moderator_id,
                 self._db.now(),

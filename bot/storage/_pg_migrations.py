@@ -235,7 +235,20 @@ _V2_PUBLIC_REPLIES = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_PUBLIC_REPLIES)
+_V3_REVIEW_OUTCOMES = Migration(
+    3,
+    "index of reviewed cases for /audit stats review outcomes by probability band",
+    (
+        # As SQLite's migration 6: reviewed cases counted per band and decision.
+        """
+        CREATE INDEX scans_reviewed ON scans
+        (guild_id, created_at, review, spoofed_probability)
+        WHERE review IS NOT NULL
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_PUBLIC_REPLIES, _V3_REVIEW_OUTCOMES)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

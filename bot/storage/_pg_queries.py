@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.storage import _sqlite_rows as rows
-from bot.storage._models import AuditEvent, AuditStats, ScanRecord
+from bot.storage._models import AuditEvent, AuditStats, GuildCases, ScanRecord
 from bot.storage._pg_admin import read_guild_config
 from bot.storage._pg_base import PostgresDatabase
 from bot.storage._sqlite_queries import DAY, EXPORT_BATCH, TOP_N, stats_from_rows
@@ -63,6 +63,15 @@ class PostgresCaseQueries:
             limit,
             offset,
         )
+
+    async def guilds(self) -> list[GuildCases]:
+        found = await self._db.fetch_all(
+            "SELECT guild_id, count(*) AS n, max(created_at) FROM scans "
+            "GROUP BY guild_id ORDER BY n DESC, guild_id"
+        )
+        return [
+            GuildCases(guild_id=g, cases=n, last_case_at=rows.from_epoch(at)) for g, n, at in found
+        ]
 
     async def count_cases(self, guild_id: int, *, author_id: int | None = None) -> int:
         if author_id is None:
@@ -153,7 +162,14 @@ class PostgresCaseQueries:
             guild_id,
             since_s,
         )
-        return stats_from_rows(per_day, channels, authors, errors)
+        reviews = await self._db.fetch_all(  # index scans_reviewed (reviewed cases only)
+            "SELECT review, floor(spoofed_probability * 10)::int AS band, count(*) "
+            "FROM scans WHERE guild_id = $1 AND created_at >= $2 "
+            "AND review IS NOT NULL GROUP BY review, band",
+            guild_id,
+            since_s,
+        )
+        return stats_from_rows(per_day, channels, authors, errors, reviews)
 
     async def export(self, guild_id: int, *, since: datetime) -> AsyncIterator[ScanRecord]:
         """Every case since `since`, oldest first, `EXPORT_BATCH` rows at a time (keyset)."""

@@ -24,6 +24,7 @@ from bot.guild_config import GuildConfig
 from bot.storage._models import (
     AuditEvent,
     AuditStats,
+    GuildCases,
     NewScan,
     Review,
     ScanRecord,
@@ -112,6 +113,11 @@ class CaseQueries(Protocol):
         self, guild_id: int, author_id: int, *, limit: int, offset: int = 0
     ) -> list[ScanRecord]: ...
 
+    async def guilds(self) -> list[GuildCases]:
+        """Every guild with cases in the log (most cases first): the one read across guilds,
+        for the operator's `python -m bot audit guilds`."""
+        ...
+
     async def count_cases(self, guild_id: int, *, author_id: int | None = None) -> int:
         """How many cases `recent` (or `by_author` with `author_id`) can page through."""
         ...
@@ -154,7 +160,11 @@ class CaseAdmin(Protocol):
         *,
         moderator_id: int,
         note: str | None = None,
-    ) -> ScanRecord | None: ...
+        first: bool = False,
+    ) -> ScanRecord | None:
+        """Record a moderator's decision on a case; None if there is no such case or, with
+        `first`, if it was already reviewed (the first review stands)."""
+        ...
 
     async def record_action(
         self, guild_id: int, case_number: int, *, action: str, actor_id: int, outcome: str

@@ -30,6 +30,12 @@ UPDATE scans SET review = ?, reviewed_by = ?, reviewed_at = ?, review_note = ?
 WHERE guild_id = ? AND case_number = ?
 RETURNING {rows.SELECT_SCAN}
 """
+#: The same, only for a case nobody reviewed yet (two moderators deciding at once).
+_FIRST_REVIEW = f"""
+UPDATE scans SET review = ?, reviewed_by = ?, reviewed_at = ?, review_note = ?
+WHERE guild_id = ? AND case_number = ? AND review IS NULL
+RETURNING {rows.SELECT_SCAN}
+"""
 
 
 class SQLiteCaseAdmin:
@@ -46,6 +52,7 @@ class SQLiteCaseAdmin:
         *,
         moderator_id: int,
         note: str | None = None,
+        first: bool = False,
     ) -> ScanRecord | None:
         update = (
             rows.REVIEW_CODES[decision],
@@ -65,7 +72,7 @@ class SQLiteCaseAdmin:
         )
 
         def work(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
-            found = conn.execute(_REVIEW, update).fetchone()
+            found = conn.execute(_FIRST_REVIEW if first else _REVIEW, update).fetchone()
             if found is not None:
                 conn.execute(INSERT_EVENT, event)
             return found

@@ -16,8 +16,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.storage import _sqlite_rows as rows
-from bot.storage._models import AuditEvent, AuditStats, ScanRecord
+from bot.storage._models import (
+    AuditEvent,
+    AuditStats,
+    GuildCases,
+    Review,
+    ReviewBand,
+    ScanRecord,
+)
 from bot.storage._sqlite_base import SQLiteDatabase
+from bot.storage._sqlite_rows import REVIEW_CODES
 from bot.storage._sqlite_settings import read_guild_config
 from bot.verdict import Label
 
@@ -75,6 +83,18 @@ class SQLiteCaseQueries:
             "ORDER BY case_number DESC LIMIT ? OFFSET ?",
             (guild_id, author_id, limit, offset),
         )
+
+    async def guilds(self) -> list[GuildCases]:
+        # The case counter table has a row per guild ever seen; the counts come from the
+        # cases themselves (index scans_case: guild_id first).
+        found = await self._db.fetch_all(
+            "SELECT guild_id, count(*) AS n, max(created_at) FROM scans "
+            "GROUP BY guild_id ORDER BY n DESC, guild_id",
+            (),
+        )
+        return [
+            GuildCases(guild_id=g, cases=n, last_case_at=rows.from_epoch(at)) for g, n, at in found
+        ]
 
     async def count_cases(self, guild_id: int, *, author_id: int | None = None) -> int:
         if author_id is None:
@@ -169,7 +189,13 @@ class SQLiteCaseQueries:
             "GROUP BY error_kind ORDER BY n DESC, error_kind",
             window,
         )
-        return stats_from_rows(per_day, channels, authors, errors)
+        reviews = await self._db.fetch_all(  # index scans_reviewed (reviewed cases only)
+            "SELECT review, CAST(spoofed_probability * 10 AS INTEGER) AS band, count(*) "
+            "FROM scans WHERE guild_id = :guild AND created_at >= :since "
+            "AND review IS NOT NULL GROUP BY review, band",
+            window,
+        )
+        return stats_from_rows(per_day, channels, authors, errors, reviews)
 
     async def export(self, guild_id: int, *, since: datetime) -> AsyncIterator[ScanRecord]:
         """Every case since `since`, oldest first, fetched `EXPORT_BATCH` rows at a time."""
@@ -232,8 +258,9 @@ def stats_from_rows(
     channels: Iterable[Sequence[Any]],
     authors: Iterable[Sequence[Any]],
     errors: Iterable[Sequence[Any]],
+    reviews: Iterable[Sequence[Any]] = (),
 ) -> AuditStats:
-    """`AuditStats` from the four queries of `stats` (the same in both backends)."""
+    """`AuditStats` from the five queries of `stats` (the same in both backends)."""
     by_label: dict[str, int] = {}
     by_day: dict[str, int] = {}
     for day, outcome, count in per_day:
@@ -248,4 +275,20 @@ def stats_from_rows(
         top_channels=[(channel, n) for channel, n in channels],
         top_flagged_authors=[(author, n) for author, n in authors],
         errors_by_kind={kind: n for kind, n in errors},
+        reviews_by_band=review_bands(reviews),
     )
+
+
+def review_bands(rows: Iterable[Sequence[Any]]) -> list[ReviewBand]:
+    """(review code, tenth of the probability or None, count) rows → bands, lowest first.
+
+    A probability of exactly 1 counts in the top band (90–100 %).
+    """
+    counts: dict[int | None, dict[str, int]] = {}
+    for code, tenth, n in rows:
+        low = None if tenth is None else min(int(tenth), 9) * 10
+        decision = "confirmed" if code == REVIEW_CODES[Review.CONFIRMED] else "false_positive"
+        band = counts.setdefault(low, {})
+        band[decision] = band.get(decision, 0) + int(n)
+    order = sorted(counts, key=lambda low: (low is None, low or 0))
+    return [ReviewBand(low=low, **counts[low]) for low in order]

@@ -10,21 +10,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import Spoofwatch, permission_name
-from bot.embeds import PROVIDER_NAMES, fit_embed, mention_list
 from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig, PublicReplies
 from bot.permissions import check_member
-from bot.settings import MIB, Settings
 from bot.verdict import MediaKind, ProviderName
+from cogs.admin._checklist import checklist_embed, welcome
+from cogs.admin._display import LABELS, clip, settings_embed, show, show_for
 
 log = logging.getLogger(__name__)
 
 Place = discord.TextChannel | discord.VoiceChannel | discord.CategoryChannel | discord.Thread
 _SENDS = ("view_channel", "send_messages", "embed_links")
-#: Discord refuses message content over 2,000 characters (discord-platform.md, "Checked
-#: 2026-12"); the scope list can hold hundreds of channels, so every echo is held to this.
-CONTENT_LIMIT = 2000
-#: What the echo of a changed channel list may take of the reply ("… +N more" beyond).
-_ECHO_LIST_CHARS = 600
 
 
 @app_commands.guild_only()
@@ -50,8 +45,8 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self.bot.guild_configs.save(guild_id, updated)
         # The audit event keeps the field names (stable, searchable); the moderator reads
         # the words the settings embed uses.
-        described = ", ".join(f"{k}={_show(v)}" for k, v in changes.items())
-        spoken = "; ".join(f"{_LABELS.get(k, k)}: {_show_for(k, v)}" for k, v in changes.items())
+        described = ", ".join(f"{k}={show(v)}" for k, v in changes.items())
+        spoken = "; ".join(f"{LABELS.get(k, k)}: {show_for(k, v)}" for k, v in changes.items())
         await self.bot.audit.admin.log_event(
             guild_id,
             actor=str(interaction.user.id),
@@ -60,10 +55,24 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
             reason=described,
         )
         log.info("guild %s settings changed by %s: %s", guild_id, interaction.user.id, described)
-        text = _clip(f"Saved. {spoken}." + (f"\n{note}" if note else ""))
+        text = clip(f"Saved. {spoken}." + (f"\n{note}" if note else ""))
         await interaction.response.send_message(
             text, embed=settings_embed(updated, self.bot.settings), ephemeral=True
         )
+
+    @app_commands.command(name="setup")
+    async def setup(self, interaction: discord.Interaction[Spoofwatch]) -> None:
+        """What is set up and what is left: mod-log, permissions, threshold, replies, cost."""
+        guild = interaction.guild
+        assert guild is not None
+        config = await self.bot.guild_configs.get(guild.id)
+        await interaction.response.send_message(
+            embed=checklist_embed(self.bot, guild, config), ephemeral=True
+        )
+
+    @commands.Cog.listener()
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await welcome(self.bot, guild)
 
     @settings.command(name="show")
     async def show(self, interaction: discord.Interaction[Spoofwatch]) -> None:
@@ -141,14 +150,17 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, kinds=frozenset(chosen))
 
     @settings.command(name="threshold")
-    @app_commands.describe(value="Spoofed probability (0–1) at which moderators are alerted")
+    @app_commands.describe(
+        value="Percent likely AI-generated at which moderators are alerted (80 = 80 %)"
+    )
     async def threshold(
         self,
         interaction: discord.Interaction[Spoofwatch],
-        value: app_commands.Range[float, 0.0, 1.0],
+        value: app_commands.Range[float, 0.0, 100.0],
     ) -> None:
-        """Set the alert threshold."""
-        await self._update(interaction, alert_threshold=value)
+        """Set the alert threshold, as a percentage (0–1 is read as a fraction)."""
+        # Lenient at the edge: "80" and "0.8" both mean 80 %; the setting is a fraction.
+        await self._update(interaction, alert_threshold=value / 100 if value > 1 else value)
 
     @settings.command(name="action")
     @app_commands.describe(policy="What happens when a scan reaches the threshold")
@@ -198,6 +210,48 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
                 )
                 return
         await self._update(interaction, modlog_channel_id=channel.id if channel else None)
+
+    @settings.command(name="alert-ping")
+    @app_commands.describe(role="A role every alert mentions (leave empty to ping nobody)")
+    async def alert_ping(
+        self, interaction: discord.Interaction[Spoofwatch], role: discord.Role | None = None
+    ) -> None:
+        """Choose a role to ping with every alert."""
+        note = ""
+        if role is not None and not role.mentionable:
+            guild = interaction.guild
+            assert guild is not None
+            perms = guild.me.guild_permissions
+            if not perms.mention_everyone:
+                note = (
+                    f"⚠️ {role.mention} is not mentionable and Spoofwatch lacks Mention "
+                    "@everyone, @here and All Roles: alerts will name it without pinging it."
+                )
+        await self._update(interaction, note=note, alert_role_id=role.id if role else None)
+
+    @settings.command(name="exempt-add")
+    @app_commands.describe(role="Members with this role are not scanned automatically")
+    async def exempt_add(
+        self, interaction: discord.Interaction[Spoofwatch], role: discord.Role
+    ) -> None:
+        """Exempt a role from automatic scans (trusted members; /check still works)."""
+        assert interaction.guild_id is not None
+        config = await self.bot.guild_configs.get(interaction.guild_id)
+        exempt = config.exempt_roles | {role.id}
+        note = f"Members with {role.mention} are no longer scanned automatically."
+        await self._update(interaction, note=note, exempt_roles=exempt)
+
+    @settings.command(name="exempt-remove")
+    @app_commands.describe(role="A role on the exemption list")
+    async def exempt_remove(
+        self, interaction: discord.Interaction[Spoofwatch], role: discord.Role
+    ) -> None:
+        """Scan members with this role automatically again."""
+        assert interaction.guild_id is not None
+        config = await self.bot.guild_configs.get(interaction.guild_id)
+        exempt = config.exempt_roles - {role.id}
+        note = f"Removed {role.mention}; {len(exempt)} exempt role(s)."
+        await self._update(interaction, note=note, exempt_roles=exempt)
 
     @settings.command(name="replies")
     @app_commands.describe(
@@ -306,156 +360,3 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await interaction.response.send_message(
             f"Deleted {count} case{'s' if count != 1 else ''} of {member.mention}.", ephemeral=True
         )
-
-
-def settings_embed(config: GuildConfig, defaults: Settings) -> discord.Embed:
-    """This server's settings in words, with the bot's defaults filled in where it has none."""
-    embed = discord.Embed(title="Spoofwatch settings", colour=discord.Colour.blurple())
-    if config.modlog_channel_id is None:
-        embed.description = (
-            "⚠️ **No mod-log channel.** Alerts, review requests and outage notices have "
-            "nowhere to go: set one with `/spoofwatch settings modlog`."
-        )
-    head = f"{SCOPE_WORDS[config.scope]}"
-    if config.scope is not ChannelScope.ALL:
-        head += ": "
-        head += mention_list(config.scope_channels, limit=1024 - len(head))
-    elif config.scope_channels:
-        head += f" ({len(config.scope_channels)} listed, unused in this mode)"
-    embed.add_field(name="Automatic scans", value="on" if config.auto_scan else "off")
-    embed.add_field(name="Scope", value=head)
-    embed.add_field(
-        name="Media",
-        value=", ".join(KIND_WORDS[k] for k in MediaKind if k in config.kinds) or "none",
-    )
-    embed.add_field(name="Public replies", value=REPLY_WORDS[config.public_replies])
-    embed.add_field(name="Alert threshold", value=f"{config.alert_threshold:.0%}")
-    embed.add_field(name="When flagged", value=ACTION_WORDS[config.action])
-    embed.add_field(
-        name="Mod-log",
-        value=f"<#{config.modlog_channel_id}>" if config.modlog_channel_id else "not set",
-    )
-    embed.add_field(
-        name="Transcripts",
-        value=f"{'shown' if config.show_transcripts else 'hidden'}, "
-        f"{'stored' if config.store_transcripts else 'not stored'}",
-    )
-    embed.add_field(name="Retention", value=f"{config.retention_days} days")
-    provider = config.provider or defaults.provider
-    embed.add_field(
-        name="Provider",
-        value=f"{PROVIDER_NAMES[provider]}{'' if config.provider else ' (bot default)'}",
-    )
-    embed.add_field(name="Daily quota", value=str(config.daily_quota or "unlimited"))
-    largest = (
-        f"{_number(config.max_file_mb)} MiB (this server)"
-        if config.max_file_mb is not None
-        else f"{_number(defaults.max_file_bytes / MIB)} MiB (bot default)"
-    )
-    longest = (
-        f"{_seconds(config.max_duration_s)} (this server)"
-        if config.max_duration_s is not None
-        else f"{_seconds(defaults.max_duration_s)} (bot default)"
-    )
-    embed.add_field(name="Largest file", value=largest)
-    embed.add_field(name="Longest recording", value=longest)
-    return fit_embed(embed)
-
-
-SCOPE_WORDS = {
-    ChannelScope.ALL: "every channel",
-    ChannelScope.ONLY_LISTED: "only",
-    ChannelScope.ALL_EXCEPT_LISTED: "every channel except",
-}
-KIND_WORDS = {
-    MediaKind.VOICE: "voice messages",
-    MediaKind.AUDIO: "audio files",
-    MediaKind.VIDEO: "videos",
-}
-REPLY_WORDS = {
-    PublicReplies.ALL: "every file (genuine in one line)",
-    PublicReplies.FLAGGED: "flagged files only",
-    PublicReplies.NEVER: "none (moderators only)",
-}
-ACTION_WORDS = {
-    ActionPolicy.REPLY: "reply only",
-    ActionPolicy.ALERT: "alert the mod-log",
-    ActionPolicy.DELETE_AND_ALERT: "delete the message and alert",
-}
-
-
-def _number(value: float) -> str:
-    """25.0 → "25", 0.5 → "0.5"."""
-    return f"{value:g}"
-
-
-def _seconds(value: float) -> str:
-    """600 → "10 min", 90 → "90 s"."""
-    return f"{value / 60:g} min" if value >= 60 and value % 60 == 0 else f"{value:g} s"
-
-
-def _clip(text: str) -> str:
-    """`text` within Discord's content limit, cut at a line break when there is one."""
-    if len(text) <= CONTENT_LIMIT:
-        return text
-    cut = text.rfind("\n", 0, CONTENT_LIMIT - 1)
-    return (text[:cut] if cut > CONTENT_LIMIT // 2 else text[: CONTENT_LIMIT - 1]) + "…"
-
-
-_LABELS = {
-    "auto_scan": "Automatic scans",
-    "scope": "Scope",
-    "scope_channels": "Listed channels",
-    "kinds": "Media",
-    "alert_threshold": "Alert threshold",
-    "action": "When flagged",
-    "modlog_channel_id": "Mod-log",
-    "public_replies": "Public replies",
-    "show_transcripts": "Transcripts shown",
-    "store_transcripts": "Transcripts stored",
-    "retention_days": "Retention",
-    "provider": "Provider",
-    "daily_quota": "Daily quota",
-    "max_file_mb": "Largest file",
-    "max_duration_s": "Longest recording",
-}
-
-
-def _show_for(field: str, value: object) -> str:
-    """A changed setting's value as the settings embed would word it."""
-    if value is None:
-        return {
-            "modlog_channel_id": "not set (no alerts)",
-            "daily_quota": "unlimited",
-        }.get(field, "default")
-    if field == "alert_threshold" and isinstance(value, float):
-        return f"{value:.0%}"
-    if field == "modlog_channel_id":
-        return f"<#{value}>"
-    if field == "scope_channels" and isinstance(value, frozenset | set):
-        return mention_list(value, limit=_ECHO_LIST_CHARS)
-    if field == "retention_days":
-        return f"{value} days"
-    if field == "max_file_mb":
-        return f"{value} MiB"
-    if field == "max_duration_s":
-        return f"{value} s"
-    if field == "public_replies" and isinstance(value, PublicReplies):
-        return REPLY_WORDS[value]
-    if field == "action" and isinstance(value, ActionPolicy):
-        return ACTION_WORDS[value]
-    if field == "scope" and isinstance(value, ChannelScope):
-        return value.value.replace("_", " ")
-    if field == "auto_scan" and isinstance(value, bool):
-        return "on" if value else "off"
-    return _show(value)
-
-
-def _show(value: object) -> str:
-    if value is None:
-        return "default"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, frozenset | set):
-        return ", ".join(sorted(str(getattr(v, "value", v)) for v in value)) or "none"
-    return str(getattr(value, "value", value))

@@ -21,7 +21,8 @@ from bot.storage import Review
 from bot.timeline import picture_name, render_strip_async, wants_picture
 from bot.verdict import DEFAULT_THRESHOLD, Finding, decide, percent, verdict_finding
 from cogs.alerts._outages import OutageNotices
-from cogs.alerts._views import alert_view
+from cogs.alerts._public import remove_verdict_reply, tell_poster
+from cogs.alerts._views import AlertState, alert_view, submit_reason
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class Alerts(commands.Cog):
         self.outages = OutageNotices(bot.clock)
 
     @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[Spoofwatch]) -> None:
+        # The reason modals of the alert buttons (see `ReasonModal`).
+        await submit_reason(interaction)
+
+    @commands.Cog.listener()
     async def on_scan_finished(
         self, message: discord.Message, outcomes: list[ScanOutcome], config: GuildConfig
     ) -> None:
@@ -58,6 +64,7 @@ class Alerts(commands.Cog):
             return
         deleted: str | None = None
         evidence: dict[int, discord.File] = {}
+        done = False
         if config.action is ActionPolicy.DELETE_AND_ALERT:
             # Read before deleting: once the message is gone, so is the audio moderators
             # would judge by.
@@ -77,8 +84,49 @@ class Alerts(commands.Cog):
                         actor_id=self.bot.user.id,
                         outcome=deleted,
                     )
+            if done:
+                deleted = (deleted or "") + await self._after_delete(message, outcomes, suspicious)
         for outcome in suspicious:
-            await self._alert(message, outcome, config, deleted, evidence.get(outcome.record.id))
+            await self._alert(
+                message,
+                outcome,
+                config,
+                deleted,
+                evidence.get(outcome.record.id),
+                message_gone=done,
+            )
+
+    async def _after_delete(
+        self,
+        message: discord.Message,
+        outcomes: list[ScanOutcome],
+        suspicious: list[ScanOutcome],
+    ) -> str:
+        """No verdict may reply to a deleted message, and the poster is told why by DM.
+
+        Returns what the alert should add about it.
+        """
+        assert message.guild is not None
+        notes = []
+        removed: set[int] = set()
+        for outcome in outcomes:
+            # Re-read: the reply's id was recorded after this outcome was made.
+            record = await self.bot.audit.cases.case(message.guild.id, outcome.record.case_number)
+            if record is None or record.reply_message_id in removed:
+                continue
+            if record.reply_message_id is not None and await remove_verdict_reply(
+                message.guild, record
+            ):
+                removed.add(record.reply_message_id)
+        if removed:
+            notes.append("Its verdict reply was removed.")
+        told = await tell_poster(message, suspicious[0].record)
+        notes.append(
+            "The poster was told by DM how to ask for a review."
+            if told
+            else "The poster could not be told (DMs closed)."
+        )
+        return "\n" + "\n".join(notes)
 
     async def _delete(self, message: discord.Message) -> tuple[bool, str]:
         """Delete per policy; (whether it was deleted, what the alert should say)."""
@@ -116,6 +164,8 @@ class Alerts(commands.Cog):
         config: GuildConfig,
         deleted: str | None,
         evidence: discord.File | None = None,
+        *,
+        message_gone: bool = False,
     ) -> None:
         assert message.guild is not None
         if config.modlog_channel_id is None:
@@ -128,7 +178,8 @@ class Alerts(commands.Cog):
             )
             await self._not_posted(message.guild.id, case_number, "the mod-log channel is gone")
             return
-        view = alert_view(case_number)
+        view = alert_view(case_number, AlertState(message_gone=message_gone))
+        ping, mentions = _ping(config)
         earlier = await self._earlier_flags(message, outcome, config)
         picture = None
         verdict = outcome.verdict
@@ -144,6 +195,7 @@ class Alerts(commands.Cog):
         files = [f for f in (picture, evidence) if f is not None]
         first = await _post(
             channel,
+            content=ping,
             embed=alert_embed(
                 message,
                 outcome,
@@ -155,7 +207,7 @@ class Alerts(commands.Cog):
             ),
             view=view,
             files=files,
-            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_mentions=mentions,
         )
         if first is None:
             return
@@ -170,9 +222,9 @@ class Alerts(commands.Cog):
         # needs (case, link, score), with the buttons unless they were what Discord refused.
         second = await _post(
             channel,
-            content=plain_alert(message, outcome, deleted),
+            content=(f"{ping}\n" if ping else "") + plain_alert(message, outcome, deleted),
             view=None if "components" in first else view,
-            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_mentions=mentions,
         )
         if second is None:
             return
@@ -217,6 +269,16 @@ class Alerts(commands.Cog):
                 actor_id=self.bot.user.id,
                 outcome=why,
             )
+
+
+def _ping(config: GuildConfig) -> tuple[str | None, discord.AllowedMentions]:
+    """The alert's ping of the guild's chosen role, allowed to mention that role alone."""
+    if config.alert_role_id is None:
+        return None, discord.AllowedMentions.none()
+    role = discord.Object(id=config.alert_role_id)
+    return f"<@&{config.alert_role_id}>", discord.AllowedMentions(
+        everyone=False, users=False, roles=[role], replied_user=False
+    )
 
 
 async def _post(channel: discord.TextChannel | discord.Thread, **message: Any) -> str | None:

@@ -1,9 +1,15 @@
-"""Alert buttons. The case travels in the custom id, so they keep working after a restart."""
+"""Alert buttons. The case travels in the custom id, so they keep working after a restart.
+
+Each button shows what has been done: after an action the alert is redrawn from the case
+(its review and its recorded actions), so a confirmed case greys out both review buttons, a
+deleted message greys out Delete, and a time-out greys out the time-outs and offers an undo.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -11,7 +17,10 @@ from typing import Any
 import discord
 
 from bot.client import Spoofwatch, permission_name
-from bot.storage import Review
+from bot.storage import AuditEvent, Review, ScanRecord
+from cogs.alerts import _texts as texts
+from cogs.alerts._actions import delete_message, time_out, undo_time_out
+from cogs.alerts._public import mark_public_verdict
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +32,7 @@ class AlertAction(StrEnum):
     TIMEOUT_10M = "t10m"
     TIMEOUT_1H = "t1h"
     TIMEOUT_1D = "t1d"
+    UNDO_TIMEOUT = "untimeout"
 
 
 TIMEOUTS = {
@@ -31,17 +41,20 @@ TIMEOUTS = {
     AlertAction.TIMEOUT_1D: timedelta(days=1),
 }
 LABELS = {
-    AlertAction.CONFIRM: ("Confirm", discord.ButtonStyle.danger),
-    AlertAction.FALSE_POSITIVE: ("False positive", discord.ButtonStyle.success),
-    AlertAction.DELETE: ("Delete message", discord.ButtonStyle.secondary),
+    AlertAction.CONFIRM: (texts.CONFIRM, discord.ButtonStyle.danger),
+    AlertAction.FALSE_POSITIVE: (texts.FALSE_POSITIVE, discord.ButtonStyle.success),
+    AlertAction.DELETE: (texts.DELETE, discord.ButtonStyle.secondary),
     AlertAction.TIMEOUT_10M: ("Time out 10 min", discord.ButtonStyle.secondary),
     AlertAction.TIMEOUT_1H: ("Time out 1 h", discord.ButtonStyle.secondary),
     AlertAction.TIMEOUT_1D: ("Time out 1 day", discord.ButtonStyle.secondary),
+    AlertAction.UNDO_TIMEOUT: (texts.UNDO_TIMEOUT, discord.ButtonStyle.primary),
 }
 REVIEWS = {
     AlertAction.CONFIRM: Review.CONFIRMED,
     AlertAction.FALSE_POSITIVE: Review.FALSE_POSITIVE,
 }
+#: Actions that first ask for an optional reason (a modal).
+ASKS_REASON = frozenset({*REVIEWS, *TIMEOUTS})
 #: What the clicking moderator must be allowed to do.
 NEEDS = {
     AlertAction.CONFIRM: "manage_messages",
@@ -50,7 +63,39 @@ NEEDS = {
     AlertAction.TIMEOUT_10M: "moderate_members",
     AlertAction.TIMEOUT_1H: "moderate_members",
     AlertAction.TIMEOUT_1D: "moderate_members",
+    AlertAction.UNDO_TIMEOUT: "moderate_members",
 }
+#: Alert colours: open, and once a moderator said it was not a deepfake.
+OPEN_COLOUR = discord.Colour.red()
+CLEARED_COLOUR = discord.Colour.green()
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """What has been done about a case, as its alert shows it."""
+
+    review: Review | None = None
+    message_gone: bool = False
+    timed_out: bool = False
+    #: The case was deleted (forgotten or expired): nothing is left to act on.
+    gone: bool = False
+
+
+def state_of(record: ScanRecord | None, events: list[AuditEvent]) -> AlertState:
+    """The alert's state from the case and its events (oldest first)."""
+    if record is None:
+        return AlertState(gone=True)
+    timed_out = False
+    for event in events:
+        if event.action == "timeout":
+            timed_out = True
+        elif event.action == "untimeout":
+            timed_out = False
+    return AlertState(
+        review=record.review,
+        message_gone=any(e.action == "delete" for e in events),
+        timed_out=timed_out,
+    )
 
 
 class AlertButton(
@@ -59,11 +104,24 @@ class AlertButton(
 ):
     """One action on one case; the guild comes from the interaction, never from the id."""
 
-    def __init__(self, action: AlertAction, case_number: int) -> None:
-        label, style = LABELS[action]
+    def __init__(
+        self,
+        action: AlertAction,
+        case_number: int,
+        *,
+        label: str | None = None,
+        style: discord.ButtonStyle | None = None,
+        disabled: bool = False,
+        row: int | None = None,
+    ) -> None:
+        default_label, default_style = LABELS[action]
         super().__init__(
             discord.ui.Button(
-                label=label, style=style, custom_id=f"sw:alert:{action.value}:{case_number}"
+                label=label or default_label,
+                style=style or default_style,
+                custom_id=f"sw:alert:{action.value}:{case_number}",
+                disabled=disabled,
+                row=row,
             )
         )
         self.action = action
@@ -81,6 +139,13 @@ class AlertButton(
     async def interaction_check(self, interaction: discord.Interaction[Spoofwatch]) -> bool:  # type: ignore[override]
         needed = NEEDS[self.action]
         if interaction.guild is None or not getattr(interaction.permissions, needed):
+            log.info(
+                "alert action %s on case #%s refused to %s: lacks %s",
+                self.action.value,
+                self.case_number,
+                interaction.user.id,
+                needed,
+            )
             await interaction.response.send_message(
                 f"You need the {permission_name(needed)} permission for that.",
                 ephemeral=True,
@@ -90,8 +155,22 @@ class AlertButton(
 
     async def callback(self, interaction: discord.Interaction[Spoofwatch]) -> None:  # type: ignore[override]
         assert interaction.guild is not None
+        if self.action in ASKS_REASON and await self._still_open(interaction):
+            await interaction.response.send_modal(ReasonModal(self))
+            return
+        await self.run(interaction, reason=None)
+
+    async def _still_open(self, interaction: discord.Interaction[Spoofwatch]) -> bool:
+        """Whether asking for a reason makes sense (the case exists and is not reviewed)."""
+        assert interaction.guild is not None
+        record = await interaction.client.audit.cases.case(interaction.guild.id, self.case_number)
+        return record is not None and (self.action not in REVIEWS or record.review is None)
+
+    async def run(self, interaction: discord.Interaction[Spoofwatch], reason: str | None) -> None:
+        """Do the action (after the modal, if any) and redraw the alert."""
+        assert interaction.guild is not None
         await interaction.response.defer()
-        done, outcome = await self._act(interaction, interaction.guild.id)
+        done, outcome, message_gone = await self._act(interaction, interaction.guild.id, reason)
         log.log(
             logging.INFO if done else logging.WARNING,
             "alert action %s on case %s/#%s by %s: %s",
@@ -101,30 +180,56 @@ class AlertButton(
             interaction.user.id,
             outcome,
         )
-        await _show_outcome(interaction, outcome)
+        await _show_outcome(interaction, self.case_number, outcome, message_gone=message_gone)
 
     async def _act(
-        self, interaction: discord.Interaction[Spoofwatch], guild_id: int
-    ) -> tuple[bool, str]:
-        """Do the action and record it on the case; (whether it happened, what to show)."""
+        self, interaction: discord.Interaction[Spoofwatch], guild_id: int, reason: str | None
+    ) -> tuple[bool, str, bool]:
+        """Do the action and record it on the case.
+
+        Returns whether it happened, what to show on the alert, and whether the message is
+        known to be gone (to grey out Delete even when someone else deleted it).
+        """
         audit = interaction.client.audit
         record = await audit.cases.case(guild_id, self.case_number)
         if record is None:
-            return False, f"Case #{self.case_number} no longer exists (deleted or expired)."
+            return False, f"Case #{self.case_number} no longer exists (deleted or expired).", False
         decision = REVIEWS.get(self.action)
         if decision is not None:
+            if record.review is not None:
+                # Confirm and Not a deepfake exclude each other: the first review stands.
+                return False, texts.already_reviewed(record.review, record.reviewed_by), False
             # The review is the record: the audit log logs it as an event of the case.
             reviewed = await audit.admin.review(
-                guild_id, self.case_number, decision, moderator_id=interaction.user.id
+                guild_id,
+                self.case_number,
+                decision,
+                moderator_id=interaction.user.id,
+                note=_clip(reason),
+                first=True,
             )
-            shown = decision.value.replace("_", " ")
-            return reviewed is not None, f"Marked **{shown}** by {interaction.user.mention}"
+            if reviewed is None:
+                # Another moderator decided meanwhile, or the case was deleted.
+                now = await audit.cases.case(guild_id, self.case_number)
+                if now is None or now.review is None:
+                    return False, f"Case #{self.case_number} no longer exists.", False
+                return False, texts.already_reviewed(now.review, now.reviewed_by), False
+            shown = texts.reviewed_line(decision, interaction.user.mention, reason)
+            public = await mark_public_verdict(interaction.guild, reviewed, decision)
+            return True, shown + (f"\n{public}" if public else ""), False
         if self.action is AlertAction.DELETE:
             kind = "delete"
-            done, outcome = await _delete(interaction, record.channel_id, record.message_id)
+            done, outcome = await delete_message(interaction, record.channel_id, record.message_id)
+            gone = done or "already deleted" in outcome
         else:
             kind = "timeout"
-            done, outcome = await _timeout(interaction, record.author_id, TIMEOUTS[self.action])
+            if self.action is AlertAction.UNDO_TIMEOUT:
+                kind = "untimeout"
+                done, outcome = await undo_time_out(interaction, record.author_id)
+            else:
+                length = TIMEOUTS[self.action]
+                done, outcome = await time_out(interaction, record.author_id, length, reason)
+            gone = False
         # Only actions that happened are recorded on the case (a failed one is not a fact
         # about the member); failures stay visible on the alert and in the log.
         if done:
@@ -135,48 +240,95 @@ class AlertButton(
                 actor_id=interaction.user.id,
                 outcome=outcome,
             )
-        return done, outcome
+        return done, outcome, gone
 
 
-async def _delete(
-    interaction: discord.Interaction[Spoofwatch], channel_id: int | None, message_id: int | None
-) -> tuple[bool, str]:
-    """Delete the case's message; (whether it was deleted, what to show on the alert)."""
-    assert interaction.guild is not None
-    channel = interaction.guild.get_channel_or_thread(channel_id) if channel_id else None
-    if channel is None or message_id is None or not isinstance(channel, discord.abc.Messageable):
-        return False, "⚠️ Could not delete: the channel is gone."
+#: A reason modal's custom id names the action and the case, like the buttons' ids.
+REASON_ID = re.compile(r"sw:reason:(?P<action>[a-z0-9]+):(?P<case>\d+)")
+REASON_INPUT = "reason"
+
+
+class ReasonModal(discord.ui.Modal):
+    """Asks the moderator for an optional reason before a review or a time-out.
+
+    Only its form is used: the submission is handled by `submit_reason` (the alerts cog's
+    interaction listener) from the custom id alone, so a restart between opening the form
+    and sending it loses nothing, as with the buttons.
+    """
+
+    reason: discord.ui.TextInput[ReasonModal] = discord.ui.TextInput(
+        label=texts.REASON_LABEL,
+        style=discord.TextStyle.paragraph,
+        required=False,
+        max_length=texts.REASON_CHARS,
+        placeholder=texts.REASON_PLACEHOLDER,
+        custom_id=REASON_INPUT,
+    )
+
+    def __init__(self, button: AlertButton) -> None:
+        super().__init__(
+            title=texts.modal_title(LABELS[button.action][0], button.case_number),
+            custom_id=f"sw:reason:{button.action.value}:{button.case_number}",
+            timeout=None,
+        )
+        # A finished modal is not kept in discord.py's store; `submit_reason` answers it.
+        self.stop()
+
+
+async def submit_reason(interaction: discord.Interaction[Spoofwatch]) -> bool:
+    """Act on a submitted reason modal; False if the interaction is not one of ours."""
+    data: dict[str, Any] = dict(interaction.data or {})
+    match = REASON_ID.fullmatch(str(data.get("custom_id", "")))
+    if interaction.type is not discord.InteractionType.modal_submit or match is None:
+        return False
     try:
-        await channel.get_partial_message(message_id).delete()
-    except discord.NotFound:
-        return False, "⚠️ Could not delete: the message was already deleted."
-    except discord.Forbidden:
-        return False, "⚠️ Could not delete: Spoofwatch lacks the Manage Messages permission there."
-    except discord.HTTPException as exc:
-        return False, f"⚠️ Could not delete: Discord said {exc.status}."
-    return True, f"Message deleted by {interaction.user.mention}"
+        action = AlertAction(match["action"])
+    except ValueError:
+        return False
+    if action not in ASKS_REASON:
+        return False
+    button = AlertButton(action, int(match["case"]))
+    # The permission is checked again on the submission itself.
+    if not await button.interaction_check(interaction):
+        return True
+    reason = _typed(data.get("components") or [], REASON_INPUT)
+    await button.run(interaction, reason=(reason or "").strip() or None)
+    return True
 
 
-async def _timeout(
-    interaction: discord.Interaction[Spoofwatch], author_id: int | None, length: timedelta
-) -> tuple[bool, str]:
-    """Time the case's author out; (whether it happened, what to show on the alert)."""
+def _typed(components: list[Any], custom_id: str) -> str | None:
+    """The value of a modal's text input, in rows (or labels) as Discord sends them back."""
+    for component in components:
+        if not isinstance(component, dict):
+            continue
+        if component.get("custom_id") == custom_id:
+            value = component.get("value")
+            return value if isinstance(value, str) else None
+        nested = component.get("components") or (
+            [component["component"]] if isinstance(component.get("component"), dict) else []
+        )
+        found = _typed(nested, custom_id)
+        if found is not None:
+            return found
+    return None
+
+
+async def _show_outcome(
+    interaction: discord.Interaction[Spoofwatch],
+    case_number: int,
+    outcome: str,
+    *,
+    message_gone: bool,
+) -> None:
+    """Add the outcome to the alert's Actions and redraw its buttons from the case."""
     assert interaction.guild is not None
-    if author_id is None:
-        return False, "⚠️ Could not time out: the case has no author."
-    try:
-        member = await interaction.guild.fetch_member(author_id)
-        await member.timeout(length, reason=f"Spoofwatch alert, by {interaction.user.id}")
-    except discord.NotFound:
-        return False, "⚠️ Could not time out: the member left the server."
-    except discord.Forbidden:
-        return False, "⚠️ Could not time out: Spoofwatch lacks Moderate Members or ranks below them."
-    except discord.HTTPException as exc:
-        return False, f"⚠️ Could not time out: Discord said {exc.status}."
-    return True, f"<@{author_id}> timed out for {_human(length)} by {interaction.user.mention}"
-
-
-async def _show_outcome(interaction: discord.Interaction[Spoofwatch], outcome: str) -> None:
+    audit = interaction.client.audit
+    record = await audit.cases.case(interaction.guild.id, case_number)
+    events = await audit.cases.case_events(interaction.guild.id, case_number) if record else []
+    state = state_of(record, events)
+    if message_gone:
+        state = AlertState(state.review, True, state.timed_out, state.gone)
+    view = alert_view(case_number, state)
     message = interaction.message
     if message is None or not message.embeds:
         await interaction.followup.send(outcome, ephemeral=True)
@@ -188,23 +340,55 @@ async def _show_outcome(interaction: discord.Interaction[Spoofwatch], outcome: s
     if previous is not None:
         embed.remove_field(embed.fields.index(previous))
     embed.add_field(name="Actions", value="\n".join(lines)[-1024:], inline=False)
+    embed.colour = CLEARED_COLOUR if state.review is Review.FALSE_POSITIVE else OPEN_COLOUR
     try:
-        await interaction.edit_original_response(embed=embed)
+        await interaction.edit_original_response(embed=embed, view=view)
     except discord.HTTPException:
+        log.warning("could not update the alert of case #%s", case_number, exc_info=True)
         await interaction.followup.send(outcome, ephemeral=True)
 
 
-def _human(length: timedelta) -> str:
-    minutes = int(length.total_seconds() // 60)
-    if minutes % 1440 == 0:
-        return f"{minutes // 1440} day"
-    if minutes % 60 == 0:
-        return f"{minutes // 60} h"
-    return f"{minutes} min"
+def _clip(reason: str | None) -> str | None:
+    return reason[: texts.REASON_CHARS] if reason else None
 
 
-def alert_view(case_number: int) -> discord.ui.View:
+def alert_view(case_number: int, state: AlertState | None = None) -> discord.ui.View:
+    """The alert's buttons as `state` leaves them: what is done is greyed out and relabelled.
+
+    Row 0 holds the review (Confirm deepfake / Not a deepfake), row 1 the actions.
+    """
+    state = state or AlertState()
     view = discord.ui.View(timeout=None)
-    for action in AlertAction:
-        view.add_item(AlertButton(action, case_number))
+    off = state.gone
+    reviewed = state.review is not None
+
+    def add(action: AlertAction, row: int, **kwargs: Any) -> None:
+        kwargs["disabled"] = kwargs.get("disabled", False) or off
+        view.add_item(AlertButton(action, case_number, row=row, **kwargs))
+
+    grey = discord.ButtonStyle.secondary
+    add(
+        AlertAction.CONFIRM,
+        0,
+        label=texts.CONFIRMED if state.review is Review.CONFIRMED else None,
+        style=grey if state.review is Review.FALSE_POSITIVE else None,
+        disabled=reviewed,
+    )
+    add(
+        AlertAction.FALSE_POSITIVE,
+        0,
+        label=texts.CLEARED if state.review is Review.FALSE_POSITIVE else None,
+        style=grey if state.review is Review.CONFIRMED else None,
+        disabled=reviewed,
+    )
+    add(
+        AlertAction.DELETE,
+        1,
+        label=texts.DELETED if state.message_gone else None,
+        disabled=state.message_gone,
+    )
+    for action in TIMEOUTS:
+        add(action, 1, disabled=state.timed_out)
+    if state.timed_out:
+        add(AlertAction.UNDO_TIMEOUT, 1)
     return view

@@ -15,7 +15,7 @@ from bot.client import Spoofwatch
 from bot.embeds import FINDING_COLOURS, PROVIDER_NAMES, fit_embed, media_phrase, sanitize
 from bot.permissions import check_member
 from bot.settings import MIB
-from bot.storage import AuditEvent, Review, ScanRecord, ScanStatus, Trigger
+from bot.storage import AuditEvent, Review, ReviewBand, ScanRecord, ScanStatus, Trigger
 from bot.storage.export import export_bytes, export_filename
 from bot.verdict import DEFAULT_THRESHOLD, decide
 from cogs.audit._views import REVIEW_WORDS, Pager, case_outcome, since_days
@@ -175,6 +175,11 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         embed.add_field(
             name="Errors",
             value=_lines(f"{k}: {v}" for k, v in sorted(stats.errors_by_kind.items())),
+            inline=False,
+        )
+        embed.add_field(
+            name="Moderators' reviews by probability",
+            value=review_lines(stats.reviews_by_band),
             inline=False,
         )
         await interaction.response.send_message(embed=embed, ephemeral=True)
@@ -351,6 +356,24 @@ def _state(record: ScanRecord) -> str:
 def _guild_id(interaction: discord.Interaction[Spoofwatch]) -> int:
     assert interaction.guild_id is not None  # guild_only
     return interaction.guild_id
+
+
+def review_lines(bands: Sequence[ReviewBand]) -> str:
+    """One line per band: how many cases moderators confirmed, and how many they cleared.
+
+    The false-positive share per band is what a guild tunes its alert threshold with.
+    """
+    if not bands:
+        return "No reviews yet: Confirm deepfake / Not a deepfake on alerts count here."
+    lines = []
+    for band in bands:
+        reviewed = band.confirmed + band.false_positive
+        share = band.false_positive / reviewed
+        lines.append(
+            f"{band.name}: {band.confirmed} confirmed, {band.false_positive} not a deepfake "
+            f"({share:.0%} false positives)"
+        )
+    return "\n".join(lines)[:1024]
 
 
 def _lines(items: Iterable[str]) -> str:

@@ -32,6 +32,7 @@ from bot.attachments import Candidate, guild_provider, media_candidates, scan_li
 from bot.client import Spoofwatch
 from bot.errors import ScanInProgress
 from bot.guild_config import GuildConfig
+from bot.provider_health import account_problem
 from bot.replies import describe_http_error, outcome_embeds, publicly_shown, reply_target_gone
 from bot.scanning import ScanLimits, ScanOutcome, ScanRequest
 from bot.storage import ScanRecord, Trigger
@@ -40,7 +41,12 @@ from bot.verdict import Finding, ProviderName, verdict_finding
 from cogs.autoscan._catch_up import channels_to_catch_up, unanswered_messages
 from cogs.autoscan._marks import KeyedLocks, SearchMark, clear_stale_reaction
 from cogs.autoscan._reply_queue import Answer, ReplyQueue, answered_ids
-from cogs.autoscan._scope import channel_in_scope, configured, from_a_person
+from cogs.autoscan._scope import (
+    channel_in_scope,
+    configured,
+    exempt_by_fetch,
+    from_a_person,
+)
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +196,8 @@ class AutoScan(commands.Cog):
                     if message.id in self._queued_live:
                         continue  # queued from the gateway; that scan answers it
                     candidates = self._wanted(message, config)
+                    if candidates and await exempt_by_fetch(message, config):
+                        continue
                     if candidates:
                         self.bot.scan_pool.submit(
                             functools.partial(
@@ -340,7 +348,11 @@ class AutoScan(commands.Cog):
             shown = [
                 o
                 for o in current
-                if o.record.reply_message_id is None and publicly_shown(o, config)
+                if o.record.reply_message_id is None
+                and publicly_shown(o, config)
+                # A refused key or an empty balance is the operator's to fix: the mod-log
+                # is told (cogs/health), the channel is not shown billing details.
+                and account_problem(o.error) is None
             ]
             if shown:
                 reply_id = await self._existing_reply(message) if check_existing else None

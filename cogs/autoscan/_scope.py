@@ -17,9 +17,33 @@ def configured(
     message: discord.Message, config: GuildConfig, found: list[Candidate]
 ) -> list[Candidate]:
     """Of a person's media attachments `found` in `message`, those the guild scans itself."""
-    if not config.auto_scan or not in_scope(message, config):
+    if not config.auto_scan or not in_scope(message, config) or exempt(message, config):
         return []
     return [c for c in found if c.kind in config.kinds]
+
+
+def exempt(message: discord.Message, config: GuildConfig) -> bool:
+    """Whether the author holds a role the guild exempts from automatic scans."""
+    if not config.exempt_roles or not isinstance(message.author, discord.Member):
+        return False
+    return config.exempts(role.id for role in message.author.roles)
+
+
+async def exempt_by_fetch(message: discord.Message, config: GuildConfig) -> bool:
+    """`exempt`, for a message read from history, whose author carries no roles.
+
+    Discord's message history has no `member` field, so the author's roles cost one member
+    lookup; only asked when the guild exempts roles. A member who left is not exempt.
+    """
+    if not config.exempt_roles or message.guild is None:
+        return False
+    if isinstance(message.author, discord.Member):
+        return exempt(message, config)
+    try:
+        member = await message.guild.fetch_member(message.author.id)
+    except discord.HTTPException:
+        return False
+    return config.exempts(role.id for role in member.roles)
 
 
 def in_scope(message: discord.Message, config: GuildConfig) -> bool:

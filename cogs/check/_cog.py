@@ -180,6 +180,8 @@ class Check(commands.Cog):
                 ),
                 pictures,
             )
+            # A refused key or an empty balance: the operator and the mod-log are told.
+            await self.bot.provider_health.observe(outcome.record.provider, outcome.error)
 
     async def _config(self, guild_id: int | None) -> GuildConfig:
         return await self.bot.guild_configs.get(guild_id) if guild_id else GuildConfig()

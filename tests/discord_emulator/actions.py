@@ -18,6 +18,7 @@ from .gateway import Gateway
 from .interactions import (
     APPLICATION_COMMAND,
     MESSAGE_COMPONENT,
+    MODAL_SUBMIT,
     InteractionBuilder,
     InteractionHandle,
 )
@@ -231,6 +232,50 @@ class UserActionsMixin:
             source=message,
         )
 
+    async def submit_modal(
+        self, opened: InteractionHandle, values: dict[str, str] | None = None
+    ) -> InteractionHandle:
+        """Submit the modal the bot answered ``opened`` with, as the user who opened it.
+
+        ``values`` maps text inputs' custom ids to what was typed (others are left empty).
+        A MODAL_SUBMIT carries the message of the component that opened the modal (docs:
+        interactions/receiving-and-responding.mdx, "Interaction Object": ``message``, "for
+        components or modals triggered by components").
+        """
+        modal = opened.modal
+        if modal is None:
+            raise ValueError(f"the bot did not answer {opened.name!r} with a modal")
+        typed = values or {}
+        rows = [
+            {
+                "type": 1,
+                "components": [
+                    {"type": 4, "custom_id": c["custom_id"], "value": typed.get(c["custom_id"], "")}
+                    for c in row.get("components", [])
+                    if c.get("type") == 4
+                ],
+            }
+            for row in modal.get("components", [])
+            if row.get("type") == 1
+        ]
+        unknown = set(typed) - {c["custom_id"] for row in rows for c in row["components"]}
+        if unknown:
+            raise LookupError(f"the modal has no text input {sorted(unknown)}")
+        data = {"custom_id": modal["custom_id"], "components": rows}
+        source = (
+            self.world.messages[opened.source_message_id]
+            if opened.source_message_id is not None
+            else None
+        )
+        return await self._interact(
+            MODAL_SUBMIT,
+            self.world.channel(opened.channel_id),
+            opened.user,
+            data,
+            modal["custom_id"],
+            source=source,
+        )
+
     async def choose(
         self,
         message: Message | Any,
@@ -274,6 +319,7 @@ class UserActionsMixin:
         handle = InteractionHandle(
             id=int(payload["id"]), token=payload["token"], type=kind, name=name, payload=payload,
             channel_id=channel.id, user=who, source_message_id=source.id if source else None,
+            source_edits=len(source.edits) if source else 0,
             created_at=time.monotonic(), _world=self.world, _wait=self._waiter.wait_for,
         )  # fmt: skip
         self.backend.interactions[handle.id] = handle

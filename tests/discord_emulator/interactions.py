@@ -27,6 +27,9 @@ WaitFn = Callable[..., Awaitable[Any]]
 APPLICATION_COMMAND, MESSAGE_COMPONENT, MODAL_SUBMIT = 2, 3, 5
 CHAT_INPUT, USER_COMMAND, MESSAGE_COMMAND = 1, 2, 3
 CHANNEL_MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE = 4, 5, 6, 7
+#: The MODAL callback (docs: interactions/receiving-and-responding.mdx, "Interaction
+#: Callback Type").
+MODAL = 9
 
 
 @dataclass(eq=False)
@@ -41,6 +44,9 @@ class InteractionHandle:
     channel_id: int
     user: User
     source_message_id: int | None = None
+    #: How many edits the source message had when the interaction started: a deferred
+    #: update is answered by an edit after those.
+    source_edits: int = 0
     callback_type: int | None = None
     callback_data: JSON | None = None
     original_id: int | None = None
@@ -77,6 +83,15 @@ class InteractionHandle:
             lambda: self.callback_type, timeout, "an interaction callback"
         )
 
+    @property
+    def modal(self) -> JSON | None:
+        """The modal the bot answered with (callback type 9), if it did."""
+        return self.callback_data if self.callback_type == MODAL else None
+
+    async def wait_for_modal(self, timeout: float = DEFAULT_TIMEOUT) -> JSON:
+        """Wait for the bot to answer with a modal; returns its data (title, components…)."""
+        return await self._wait_until(lambda: self.modal, timeout, "a modal")
+
     async def wait_for_reply(self, timeout: float = DEFAULT_TIMEOUT) -> Message:
         """Wait for the first message the user sees as the answer.
 
@@ -92,7 +107,11 @@ class InteractionHandle:
             original = self.original
             if self.callback_type == DEFERRED_MESSAGE and original and not original.loading:
                 return original
-            if self.callback_type == DEFERRED_UPDATE and original and original.edits:
+            if (
+                self.callback_type == DEFERRED_UPDATE
+                and original
+                and (len(original.edits) > self.source_edits)
+            ):
                 return original
             return None
 

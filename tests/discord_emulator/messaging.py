@@ -166,7 +166,7 @@ def content_filtered(world: World, message: Message) -> Callable[[int], JSON]:
     """
 
     def render(intents: int) -> JSON:
-        data = payloads.message_payload(world, message)
+        data = payloads.message_payload(world, message, gateway=True)
         exempt = (
             intents & Intent.MESSAGE_CONTENT
             or message.author.id == world.bot_user.id

@@ -133,6 +133,8 @@ class Guild:
     members: dict[int, Member] = field(default_factory=dict)
     premium_tier: int = 0
     preferred_locale: str = "en-US"
+    #: Where Discord posts join notices (docs: resources/guild.mdx, "system_channel_id").
+    system_channel_id: int | None = None
 
     @property
     def everyone_role(self) -> Role:

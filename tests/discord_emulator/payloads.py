@@ -141,7 +141,9 @@ def channel_payload(world: World, channel: Channel) -> JSON:
     return data
 
 
-def guild_payload(world: World, guild: Guild, *, gateway: bool = False) -> JSON:
+def guild_payload(
+    world: World, guild: Guild, *, gateway: bool = False, joined: bool = False
+) -> JSON:
     """A guild object; with ``gateway=True`` the GUILD_CREATE extras (channels, members…)."""
     data: JSON = {
         "id": str(guild.id),
@@ -162,7 +164,7 @@ def guild_payload(world: World, guild: Guild, *, gateway: bool = False) -> JSON:
         "features": [],
         "mfa_level": 0,
         "application_id": None,
-        "system_channel_id": None,
+        "system_channel_id": str(guild.system_channel_id) if guild.system_channel_id else None,
         "system_channel_flags": 0,
         "rules_channel_id": None,
         "public_updates_channel_id": None,
@@ -177,13 +179,18 @@ def guild_payload(world: World, guild: Guild, *, gateway: bool = False) -> JSON:
         "max_members": 500000,
         "max_video_channel_users": 25,
     }
+    if gateway and not joined:
+        # A guild that becomes available (after READY's unavailable stubs) says so; the
+        # GUILD_CREATE of a guild just joined carries no `unavailable` (docs: topics/
+        # gateway-events.mdx, "Guild Create": unavailable is optional), which is how
+        # discord.py tells on_guild_join from on_guild_available.
+        data["unavailable"] = False
     if gateway:
         channels = [c for c in guild.channels.values() if not c.is_thread]
         threads = [c for c in guild.channels.values() if c.is_thread and not c.archived]
         data.update(
             joined_at=iso(snowflake_time(guild.id)),
             large=False,
-            unavailable=False,
             member_count=len(guild.members),
             voice_states=[],
             members=[member_payload(m) for m in guild.members.values()],
@@ -222,8 +229,15 @@ def attachment_payload(attachment: Attachment) -> JSON:
     return data
 
 
-def message_payload(world: World, message: Message, *, referenced: bool = True) -> JSON:
-    """A message object as in MESSAGE_CREATE and REST responses."""
+def message_payload(
+    world: World, message: Message, *, referenced: bool = True, gateway: bool = False
+) -> JSON:
+    """A message object as in REST responses; with ``gateway``, as in MESSAGE_CREATE/UPDATE.
+
+    Only the gateway events carry the author's ``member`` (docs: topics/gateway-events.mdx,
+    "Message Create" extra fields); the REST message object has none (spec:
+    schemas/MessageResponse), so a message read from history has an author without roles.
+    """
     data: JSON = {
         "id": str(message.id),
         "channel_id": str(message.channel_id),
@@ -245,7 +259,7 @@ def message_payload(world: World, message: Message, *, referenced: bool = True) 
     if message.guild_id is not None:
         data["guild_id"] = str(message.guild_id)
         member = world.member(message.guild_id, message.author.id)
-        if member is not None and message.webhook_id is None:
+        if gateway and member is not None and message.webhook_id is None:
             data["member"] = member_payload(member, with_user=False)
     reactions = message.current_reactions()
     if reactions:

@@ -20,13 +20,15 @@ from .interactions import (
     DEFERRED_MESSAGE,
     DEFERRED_UPDATE,
     MESSAGE_COMMAND,
+    MODAL,
+    MODAL_SUBMIT,
     UPDATE_MESSAGE,
     InteractionHandle,
 )
 from .models import Message
 from .rest_app import ApiError, Backend, json_response, no_content, unknown
 from .rest_messages import MessageRoutes
-from .validation import enforce, validate_callback, validate_message
+from .validation import enforce, validate_callback, validate_message, validate_modal
 
 JSON = dict[str, Any]
 CHAT_INPUT_COMMAND_MESSAGE, CONTEXT_MENU_COMMAND_MESSAGE = 20, 23
@@ -71,6 +73,14 @@ class InteractionRoutes:
                 request.path,
                 validate_message(data, has_files=bool(files), partial=kind == UPDATE_MESSAGE),
             )
+        if kind == MODAL:
+            # "Not available for MODAL_SUBMIT and PING interactions" (docs: interactions/
+            # receiving-and-responding.mdx, "Interaction Callback Type", MODAL).
+            if handle.type == MODAL_SUBMIT:
+                raise ApiError(
+                    400, 40004, "Interaction response type not valid for this interaction"
+                )
+            enforce(self.b.refusals, request.path, validate_modal(data))
         if kind in (DEFERRED_UPDATE, UPDATE_MESSAGE) and handle.source_message_id is None:
             raise ApiError(400, 40004, "Interaction response type not valid for this interaction")
         handle.callback_type, handle.callback_data = kind, data

@@ -151,8 +151,13 @@ class World:
         premium_tier: int = 0,
         bot_permissions: PermissionsLike = DEFAULT_BOT_PERMISSIONS,
         everyone_permissions: PermissionsLike = DEFAULT_EVERYONE_PERMISSIONS,
+        system_channel: str | None = None,
     ) -> Guild:
-        """A guild the bot is in: @everyone, the bot's managed role, its owner and the bot."""
+        """A guild the bot is in: @everyone, the bot's managed role, its owner and the bot.
+
+        ``system_channel`` names a text channel that exists from the start and is the guild's
+        system channel (where Discord posts join notices).
+        """
         owner = owner or self.create_user(f"{name.lower().replace(' ', '-')}-owner")
         guild_id = self.snowflakes.next()
         guild = Guild(id=guild_id, name=name, owner_id=owner.id, premium_tier=premium_tier)
@@ -172,9 +177,18 @@ class World:
         guild.members[owner.id] = Member(owner, guild_id)
         guild.members[self.bot_user.id] = Member(self.bot_user, guild_id, [bot_role.id])
         self.guilds[guild_id] = guild
+        if system_channel is not None:
+            channel = Channel(
+                self.snowflakes.next(),
+                ChannelType.GUILD_TEXT,
+                name=system_channel,
+                guild_id=guild_id,
+            )
+            self._register_channel(guild, channel)
+            guild.system_channel_id = channel.id
         self.emit(
             "GUILD_CREATE",
-            lambda _: payloads.guild_payload(self, guild, gateway=True),
+            lambda _: payloads.guild_payload(self, guild, gateway=True, joined=True),
             guild_id=guild_id,
             intent=Intent.GUILDS,
         )

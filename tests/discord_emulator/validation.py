@@ -331,3 +331,52 @@ def _validate_allowed_mentions(errors: FormErrors, mentions: Any) -> None:
                 "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
                 f'parse:["{key}"] and {key}: [ids] are mutually exclusive.',
             )
+
+
+def validate_modal(data: JSON) -> JSON | None:
+    """A MODAL callback's data (type 9).
+
+    spec: schemas/ModalInteractionCallbackRequestData (custom_id 1-100, title 1-45, 1-40
+    components), ActionRowComponentForModalRequest (1-5 text inputs), and
+    TextInputComponentForModalRequest (custom_id 1-100, style 1 or 2 per TextInputStyleTypes,
+    label up to 45, value up to 4000, placeholder up to 100, min_length 0-4000, max_length
+    1-4000). Only the legacy action-row layout discord.py sends is checked in depth.
+    """
+    errors = FormErrors()
+    custom_id = str(data.get("custom_id") or "")
+    if not 1 <= len(custom_id) <= 100:
+        errors.too_long(["data", "custom_id"], 100)
+    title = str(data.get("title") or "")
+    if not title:
+        errors.add(["data", "title"], "BASE_TYPE_REQUIRED", "This field is required")
+    elif len(title) > 45:
+        errors.too_long(["data", "title"], 45)
+    rows = data.get("components") or []
+    if not rows:
+        errors.add(["data", "components"], "BASE_TYPE_MIN_LENGTH", "Must be 1 or more in length.")
+    elif len(rows) > 40:
+        errors.too_long(["data", "components"], 40)
+    for r, row in enumerate(rows):
+        if row.get("type") != 1:
+            continue
+        children = row.get("components") or []
+        if not 1 <= len(children) <= 5:
+            errors.too_long(["data", "components", r, "components"], 5)
+        for c, child in enumerate(children):
+            path: list[str | int] = ["data", "components", r, "components", c]
+            if child.get("type") != 4:
+                errors.add([*path, "type"], "BASE_TYPE_CHOICES", "Value must be one of (4,).")
+                continue
+            if not 1 <= len(str(child.get("custom_id") or "")) <= 100:
+                errors.too_long([*path, "custom_id"], 100)
+            if child.get("style") not in (1, 2):
+                errors.add([*path, "style"], "BASE_TYPE_CHOICES", "Value must be one of (1, 2).")
+            for key, limit in (("label", 45), ("value", 4000), ("placeholder", 100)):
+                if len(child.get(key) or "") > limit:
+                    errors.too_long([*path, key], limit)
+            low, high = child.get("min_length"), child.get("max_length")
+            if low is not None and not 0 <= int(low) <= 4000:
+                errors.add([*path, "min_length"], "NUMBER_TYPE_MAX", "int value should be <= 4000.")
+            if high is not None and not 1 <= int(high) <= 4000:
+                errors.add([*path, "max_length"], "NUMBER_TYPE_MAX", "int value should be <= 4000.")
+    return errors.body() if errors.errors else None

@@ -194,6 +194,7 @@ class ResembleStandIn(StandIn):
             "/api/v2/secure_uploads", self._secure_upload, name="secure_upload"
         )
         self.app.router.add_get("/api/v2/detect/{uuid}", self._status, name="status")
+        self.app.router.add_get("/api/v2/detect", self._list, name="list")
 
     # -- scripting ---------------------------------------------------------------------
 
@@ -236,6 +237,30 @@ class ResembleStandIn(StandIn):
         if auth not in (f"Bearer {self.api_key}", f"Token token={self.api_key}"):
             return self._error(401, "Invalid API token")
         return None
+
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        """`GET /detect?page=&page_size=`: the team's detects, paginated (reference §7, from
+        S1-S3: `page` required and >= 1, `page_size` 10-1000, the envelope below)."""
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        try:
+            page = int(request.query["page"])
+            size = int(request.query.get("page_size", "10"))
+        except (KeyError, ValueError):
+            return self._error(400, "page is required")
+        if page < 1 or not 10 <= size <= 1000:
+            return self._error(400, "page must be >= 1 and page_size 10-1000")
+        return web.json_response(
+            {
+                "success": True,
+                "page": page,
+                "num_pages": 1,
+                "page_size": size,
+                "total_count": 0,
+                "items": [],
+            }
+        )
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
         if denied := self._denied(request):
