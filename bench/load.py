@@ -37,7 +37,8 @@ workers: `--hand-off off` keeps each scan on its worker until the verdict, as be
 The emulator enforces Discord's rate limits (5 messages per 5 s per channel, 50 requests/s in
 all; tests/discord_emulator/ratelimits.py), as Discord would: the 429s it sent are reported,
 and in a burst the channels' message buckets, not the CPU, set the pace. `--rate-limits off`
-measures the bot's own capacity without them, as before issue 13. Raids, spread traffic and
+only stops the emulator enforcing them: the bot paces itself as on Discord either way (and,
+with no rate-limit headers to read, more slowly). Raids, spread traffic and
 the global limit have their own scenarios: `python -m bench.ratelimits`.
 """
 
@@ -405,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
         "--rate-limits",
         choices=("on", "off"),
         default="on",
-        help="off: the emulator applies none of Discord's rate limits (as before issue 13)",
+        help="off: the emulator enforces none of Discord's rate limits (the bot still paces)",
     )
     parser.add_argument("--json", default="load.json", help="file name in bench/out ('' = none)")
     args = parser.parse_args(argv)
