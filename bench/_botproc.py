@@ -15,6 +15,8 @@ bench/time_to_verdict uses it for the "before" figures.
 `SPOOFWATCH_BENCH_PROBE=ffprobe` turns off the Ogg Opus page reader, so that every file is
 probed by starting ffprobe, as before issue 7 (bench/load.py --probe ffprobe).
 
+`SPOOFWATCH_BENCH_GLOBAL_RATE=N` sets the bot's global request pacer to N per second (40 by
+default), to see what it costs.
 `SPOOFWATCH_BENCH_HAND_OFF=off` makes a scan keep its worker while it waits for the
 provider, as before workers were handed on (bench/load.py --hand-off off).
 
@@ -110,6 +112,11 @@ def main() -> int:
         from bot.media import _probe
 
         _probe.read_ogg_opus = lambda path: None
+    if rate := os.environ.get("SPOOFWATCH_BENCH_GLOBAL_RATE"):
+        from bot import discord_pacing
+
+        kwdefaults = discord_pacing.DiscordPacing.__init__.__kwdefaults__ or {}
+        kwdefaults["global_rate"] = int(rate)
     if os.environ.get("SPOOFWATCH_BENCH_HAND_OFF") == "off":
         from bot import worker_pool
 

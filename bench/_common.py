@@ -405,12 +405,16 @@ class VoiceFile:
 
 
 class ReplyTracker:
-    """Timestamps each reply to a tracked message the moment the emulator stores it."""
+    """Timestamps the answer to each tracked message the moment the emulator stores it."""
 
     def __init__(self) -> None:
         self.posted: dict[int, float] = {}
         self.replied: dict[int, float] = {}
         self.failed: set[int] = set()
+        #: The bot message that carries each tracked message's verdict (a reply, or a
+        #: combined answer in a flooded channel).
+        self.answer_of: dict[int, int] = {}
+        self.answered_twice: set[int] = set()
         self._expected = 0
         self._done = asyncio.Event()
         self._original: Callable[..., Message] | None = None
@@ -421,11 +425,15 @@ class ReplyTracker:
 
         def post_message(*args: Any, **kwargs: Any) -> Message:
             message = original(*args, **kwargs)
-            target = message.reply_to_id
-            if target is not None and target in self.posted and target not in self.replied:
+            for target, embed in _answered(message):
+                if target not in self.posted:
+                    continue
+                if target in self.replied:
+                    self.answered_twice.add(target)
+                    continue
                 self.replied[target] = time.monotonic()
-                title = str((message.embeds or [{}])[0].get("title", ""))
-                if title.startswith("Could not check"):
+                self.answer_of[target] = message.id
+                if str(embed.get("title", "")).startswith("Could not check"):
                     self.failed.add(target)
                 if len(self.replied) >= self._expected:
                     self._done.set()
@@ -452,6 +460,19 @@ class ReplyTracker:
 
     def latencies(self, ids: Iterable[int]) -> list[float]:
         return [self.replied[i] - self.posted[i] for i in ids if i in self.replied]
+
+
+def _answered(message: Message) -> list[tuple[int, dict[str, Any]]]:
+    """(message answered, its card) for each message `message` answers: the one it replies
+    to, and each message a combined answer's cards link to (their title URL)."""
+    if message.reply_to_id is not None:
+        return [(message.reply_to_id, (message.embeds or [{}])[0])]
+    found = []
+    for embed in message.embeds:
+        prefix, _, tail = str(embed.get("url") or "").rpartition("/")
+        if prefix.startswith("https://discord.com/channels/") and tail.isdigit():
+            found.append((int(tail), embed))
+    return found
 
 
 async def post_voice(

@@ -113,6 +113,8 @@ class CrashReport:
     wall_time_s: float
     recovery: dict[str, int] = field(default_factory=dict)
     machine: dict[str, str] = field(default_factory=dict)
+    #: 429s the emulator answered the bot with (Discord's rate limits are on).
+    received_429s: int = 0
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -307,7 +309,9 @@ async def run_crash_test(
             d.mkdir(parents=True, exist_ok=True)
         voices = await asyncio.to_thread(make_voice_messages, media_dir, messages)
 
-        emu = await DiscordEmulator().start()
+        # Discord's rate limits on: a restarted bot must not run into a window the killed
+        # one used (tests/discord_emulator/ratelimits.py).
+        emu = await DiscordEmulator(rate_limits=True).start()
         standin: BehavioralSignalsStandIn | ResembleStandIn
         if provider == "behavioral_signals":
             # About a second of "processing" per job: kills land while jobs are pending.
@@ -460,14 +464,21 @@ async def _poll(predicate: Callable[[], bool], *, within_s: float) -> None:
                 await asyncio.sleep(0.001)
 
 
-def _bot_replies(emu: DiscordEmulator, message: Message) -> list[Message]:
-    bot_id = emu.bot_user.id
-    return [m for m in emu.replies_to(message) if m.author.id == bot_id]
+def _bot_replies(emu: DiscordEmulator, message: Message) -> list[dict[str, Any]]:
+    """The bot's answers to `message` (one voice message: one card each): the card of a reply
+    to it, and each card of a combined answer that links to it (a flooded channel)."""
+    jump = f"https://discord.com/channels/{message.guild_id}/{message.channel_id}/{message.id}"
+    cards: list[dict[str, Any]] = []
+    for posted in emu.bot_messages(message.channel_id):
+        if posted.reply_to_id == message.id:
+            cards.extend(posted.embeds[:1])
+        else:
+            cards.extend(e for e in posted.embeds if e.get("url") == jump)
+    return cards
 
 
-def _embed_kind(reply: Message) -> tuple[str, str | None]:
-    """("verdict", None) or ("failure", error kind) for a reply with one embed."""
-    [embed] = reply.embeds
+def _embed_kind(embed: dict[str, Any]) -> tuple[str, str | None]:
+    """("verdict", None) or ("failure", error kind) for one answer's card."""
     if embed.get("title", "").startswith("Could not check"):
         kind = next((f["value"] for f in embed.get("fields", []) if f["name"] == "Error"), "?")
         return "failure", kind.strip("`")
@@ -545,6 +556,7 @@ async def _report(
         wall_time_s=round(time.perf_counter() - started, 1),
         recovery=recovery,
         machine=machine(),
+        received_429s=emu.ratelimits.sent_429s,
     )
     report.failures = _check(report)
     if "Traceback" in logs:
@@ -558,6 +570,8 @@ def _check(r: CrashReport) -> list[str]:
         problems.append(f"{r.messages_without_reply} message(s) never answered")
     if r.messages_with_duplicate_replies:
         problems.append(f"{r.messages_with_duplicate_replies} message(s) answered twice")
+    if r.received_429s:
+        problems.append(f"{r.received_429s} 429(s) from Discord's rate limits")
     if r.max_submissions_per_attachment > 1:
         problems.append(f"an attachment was submitted {r.max_submissions_per_attachment} times")
     if r.cases != r.messages:
@@ -602,7 +616,7 @@ def summary(r: CrashReport) -> str:
         f"  messages {r.messages}, SIGKILLs {len(r.kills)} [{kills}], starts {r.starts}",
         f"  replies {r.replies}: {r.verdict_replies} verdicts, {r.failure_replies} failures "
         f"{r.failure_kinds or ''}; unanswered {r.messages_without_reply}, "
-        f"answered twice {r.messages_with_duplicate_replies}",
+        f"answered twice {r.messages_with_duplicate_replies}; 429s received {r.received_429s}",
         f"  provider submissions {r.submissions}, most per attachment "
         f"{r.max_submissions_per_attachment}; cases {r.cases}, unfinished {r.unfinished_cases}; "
         f"temp files left {r.temp_files_left}; final exit {r.final_exit_code}",

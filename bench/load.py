@@ -4,7 +4,7 @@
                                    [--mode burst|paced|both] [--messages 1000] [--users 50]
                                    [--rate 50] [--workers N] [--probe pages|ffprobe]
                                    [--transcode decoders|ffmpeg] [--provider-seconds 0]
-                                   [--hand-off on|off]
+                                   [--hand-off on|off] [--rate-limits on|off]
                                    [--profile cpu] [--json load.json]
 
 The bot runs as its own process (`python -m bench._botproc`: the bot's runner plus a loop-lag
@@ -33,6 +33,13 @@ lag (window only), its peak RSS, provider requests per scan and Discord REST cal
 `Prefer: wait` holds up to 5 s, then status checks). Latency then includes those S seconds;
 the bot's part is the rest ("added"). With a slow provider, scans in flight exceed the
 workers: `--hand-off off` keeps each scan on its worker until the verdict, as before.
+
+The emulator enforces Discord's rate limits (5 messages per 5 s per channel, 50 requests/s in
+all; tests/discord_emulator/ratelimits.py), as Discord would: the 429s it sent are reported,
+and in a burst the channels' message buckets, not the CPU, set the pace. `--rate-limits off`
+only stops the emulator enforcing them: the bot paces itself as on Discord either way (and,
+with no rate-limit headers to read, more slowly). Raids, spread traffic and
+the global limit have their own scenarios: `python -m bench.ratelimits`.
 """
 
 from __future__ import annotations
@@ -131,7 +138,7 @@ async def run_case(
             )
             kwargs = {"bs": standin}
         await stack.enter_async_context(standin)
-        emu = await stack.enter_async_context(DiscordEmulator())
+        emu = await stack.enter_async_context(DiscordEmulator(rate_limits=args.rate_limits == "on"))
         scene = build_scene(emu, users=args.users)
         tracker = ReplyTracker()
         tracker.install()
@@ -170,6 +177,7 @@ async def run_case(
 
         provider_before = Counter(standin.received)
         rest_before = len(emu.requests)
+        limits_before = len(emu.ratelimits.events)
         tracker.expect(len(warm_ids) + len(files))
         load_before = load_average()
         bot_cpu_before = bot.cpu()
@@ -189,6 +197,7 @@ async def run_case(
         system_cpu = system_busy_cpu() - system_before
         provider_calls = Counter(standin.received) - provider_before
         rest_calls = len(emu.requests) - rest_before
+        discord_limits = _discord_limits(emu, limits_before, args)
         rss_peak = bot.rss.peak_kib(started, ended) if bot.rss else 0
         rss_start = bot.rss.peak_kib(started - 1.0, started) if bot.rss else 0
         children_rss = bot.rss.child_peak_kib(started, ended) if bot.rss else 0
@@ -244,6 +253,7 @@ async def run_case(
         "provider_requests": dict(provider_calls),
         "provider_requests_per_scan": sum(provider_calls.values()) / max(scans, 1),
         "discord_rest_per_scan": rest_calls / max(scans, 1),
+        **discord_limits,
         "bot_exit_code": bot.exit_code,
         # Other programs on the machine during the window: figures are only comparable
         # between runs where this is near zero.
@@ -305,6 +315,26 @@ def _print(result: dict[str, Any]) -> None:
         f"  provider requests per scan: {result['provider_requests_per_scan']:.2f} "
         f"{result['provider_requests']}; Discord REST per scan: "
         f"{result['discord_rest_per_scan']:.2f}"
+    )
+    _print_discord_limits(result)
+
+
+def _discord_limits(
+    emu: DiscordEmulator, events_before: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The 429s the emulator sent during the window (none are expected from the bot)."""
+    events = emu.ratelimits.events[events_before:]
+    return {
+        "rate_limits": args.rate_limits,
+        "received_429s": len(events),
+        "received_429s_by_scope": dict(Counter(e.scope for e in events)),
+    }
+
+
+def _print_discord_limits(result: dict[str, Any]) -> None:
+    print(
+        f"  Discord rate limits {result['rate_limits']}: {result['received_429s']} 429s "
+        f"received {result['received_429s_by_scope']}"
     )
 
 
@@ -371,6 +401,12 @@ def main(argv: list[str] | None = None) -> None:
         "--profile",
         choices=("cpu", "idle"),
         help="record the bot with py-spy during the measured window (bench/out/profile-*.txt)",
+    )
+    parser.add_argument(
+        "--rate-limits",
+        choices=("on", "off"),
+        default="on",
+        help="off: the emulator enforces none of Discord's rate limits (the bot still paces)",
     )
     parser.add_argument("--json", default="load.json", help="file name in bench/out ('' = none)")
     args = parser.parse_args(argv)

@@ -13,12 +13,17 @@ keeps its own account, per bucket and per top-level resource, in generations:
 - a generation sends at most the bucket's limit; the limits the bot's busy routes are known
   to have (5 messages per 5 s per channel; one reaction call per 0.25 s per channel, add and
   remove sharing it) are seeded, other routes start at one request until a response says;
+  even a seeded bucket sends one request alone first, since its current window may have been
+  used by another process or by this bot before a restart (its headers say how much is left);
 - the next generation starts only when every request of this one has been answered and the
   latest window they reported (`X-RateLimit-Reset-After`, counted from receipt, so never
   early) has ended: whatever discord.py's own accounting does in between, no request can
   land in a window that is already full;
 - waiting requests leave oldest first by a priority the caller may give (the id of the
   message being answered), so a flooded channel is answered in order.
+
+discord.py's own bucket objects stay in place, minus one habit: it makes the call that used a
+bucket up sleep until the window ends before returning (see `_UnheldRatelimit`).
 
 A global pacer under the per-route one spaces every request that reaches Discord's API (as
 discord.py sends it, retries included) to at most `GLOBAL_RATE` per second, leaving headroom
@@ -38,7 +43,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from types import SimpleNamespace
+from types import SimpleNamespace, TracebackType
 from typing import Any
 
 import aiohttp
@@ -118,6 +123,10 @@ class _Bucket:
         #: The latest end of a window this generation's requests were counted in.
         self.reset_at: float | None = None
         self.answered = False
+        #: Whether Discord has answered a request of this bucket yet: until then the state
+        #: of its current window is unknown (another process, or this bot before a restart,
+        #: may have used it), so one request goes alone and its headers tell.
+        self.heard = False
         self._queue: list[tuple[int, int]] = []
         self._changed = asyncio.Event()
 
@@ -127,11 +136,16 @@ class _Bucket:
     def waiting(self) -> int:
         return len(self._queue)
 
+    @property
+    def window_limit(self) -> int:
+        """Requests this generation may send: the limit, or one until Discord has answered."""
+        return self.limit if self.heard else 1
+
     def full(self, now: float) -> bool:
         """No request may go out now."""
         if self.unlimited:
             return False
-        if self.used < self.limit:
+        if self.used < self.window_limit:
             return False
         return not self._may_renew(now)
 
@@ -145,7 +159,7 @@ class _Bucket:
         if self.unlimited:
             self.in_flight += 1
             return True
-        if self.used >= self.limit:
+        if self.used >= self.window_limit:
             if not self._may_renew(now):
                 return False
             self.used, self.reset_at, self.answered = 0, None, False
@@ -190,7 +204,7 @@ class _Bucket:
 
     def observe(self, ticket: _Ticket, status: int, headers: Any, now: float) -> None:
         """A response to one of this bucket's requests: learn from its headers."""
-        ticket.answered = self.answered = True
+        ticket.answered = self.answered = self.heard = True
         if status == 429:
             # discord.py retries after `retry_after`: the ticket stays in flight until then,
             # and this generation is over.
@@ -270,6 +284,16 @@ class DiscordPacing:
 
         http.request = request  # type: ignore[method-assign]
 
+        def get_ratelimit(key: str) -> discord.http.Ratelimit:
+            # discord.py's own per-bucket object, minus its hold (see `_UnheldRatelimit`).
+            buckets: dict[str, discord.http.Ratelimit] = http._buckets
+            value = buckets.get(key)
+            if value is None:
+                value = buckets[key] = _UnheldRatelimit(http.max_ratelimit_timeout)
+            return value
+
+        http.get_ratelimit = get_ratelimit  # type: ignore[method-assign]
+
     def trace_config(self) -> aiohttp.TraceConfig:
         trace = aiohttp.TraceConfig()
         trace.on_request_start.append(self._on_request_start)
@@ -285,6 +309,36 @@ class DiscordPacing:
             yield
         finally:
             self._priority.reset(token)
+
+    def message_room(self, channel_id: int) -> int:
+        """How many messages the bot may post in this channel now without waiting (its
+        message bucket's room in this window, less the sends already queued on it)."""
+        bucket = self._channel_messages(channel_id)
+        now = self.clock()
+        if bucket.unlimited:
+            room = bucket.limit
+        elif bucket.used < bucket.window_limit:
+            room = bucket.window_limit - bucket.used
+        else:
+            room = bucket.window_limit if bucket._may_renew(now) else 0
+        return max(0, room - bucket.waiting)
+
+    async def wait_for_message_room(self, channel_id: int) -> None:
+        """Return once `message_room(channel_id)` is at least one."""
+        bucket = self._channel_messages(channel_id)
+        while self.message_room(channel_id) == 0:
+            changed = bucket._changed
+            timeout = None if bucket.waiting else bucket._wait_s(self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout)
+
+    def _channel_messages(self, channel_id: int) -> _Bucket:
+        key = (_MESSAGES.group, str(channel_id))
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._forget_idle()  # before: a bucket just made is idle too
+            bucket = self._buckets[key] = _Bucket(self, key[1], _MESSAGES)
+        return bucket
 
     def channel_busy(self, channel_id: int) -> bool:
         """Whether anything the bot sends to this channel would have to wait now."""
@@ -321,8 +375,8 @@ class DiscordPacing:
         if bucket is None:
             # A route that just learned its Discord bucket keeps its account so far.
             bucket = self._buckets.pop((route.key, major), None) or _Bucket(self, major, known)
+            self._forget_idle()  # before: the bucket about to be used is idle too
             self._buckets[key] = bucket
-            self._forget_idle()
         return bucket
 
     def _forget_idle(self) -> None:
@@ -375,6 +429,54 @@ class DiscordPacing:
             # Routes reporting the same hash share one bucket from now on.
             self._hashes.setdefault(ticket.route_key, bucket_hash)
         ticket.bucket.observe(ticket, response.status, headers, now)
+
+
+class _UnheldRatelimit(discord.http.Ratelimit):
+    """discord.py's bucket without its hold on the call that used a bucket up.
+
+    When a response leaves a bucket empty, discord.py 2.x makes that call's caller sleep
+    until the window ends before returning: the reply that fills a channel's five would come
+    back (and be recorded in the audit log) 5 s after it was posted, its scan's task held
+    all the while. The pacer already keeps every later request out until the window has
+    ended, so the caller returns at once here, and the bucket renews itself at the window's
+    end (`expires`, from the same headers) when the next request comes. Requests that do
+    wait inside discord.py's bucket (the pacer let them through on a stale account) wait
+    until that end, not a whole `reset_after` more as discord.py's `_refresh` would make
+    them. Written against discord.py 2.7 (pinned in the lock files).
+    """
+
+    __slots__ = ("_waker",)
+
+    def __init__(self, max_ratelimit_timeout: float | None) -> None:
+        super().__init__(max_ratelimit_timeout)
+        self._waker: asyncio.Task[None] | None = None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.outgoing -= 1
+        tokens = self.remaining - self.outgoing
+        if tokens > 0:
+            if self._pending_requests:
+                self._wake(tokens)
+        elif self.expires is None or self.is_expired():
+            # No window reported (a route without headers), or it is over already.
+            self.reset()
+            self._wake(self.remaining)
+        elif self._pending_requests and not self._sleeping.locked():
+            # Someone waits in this bucket: wake them when the window ends, without
+            # holding this caller.
+            self._waker = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        async with self._sleeping:
+            if self.expires is not None:
+                await asyncio.sleep(max(0.0, self.expires - self._loop.time()))
+        self.reset()
+        self._wake(self.remaining)
 
 
 def _api_path(url: str) -> str | None:

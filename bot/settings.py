@@ -193,6 +193,10 @@ class Settings(BaseSettings):
         le=60,
         validation_alias=AliasChoices("SPOOFWATCH_SEARCH_MARK_DELAY_S", "search_mark_delay_s"),
     )
+    combine_replies: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("SPOOFWATCH_COMBINE_REPLIES", "combine_replies"),
+    )
     credential_check_s: float = Field(
         # How often the providers are asked whether they still take the credentials; a
         # refusal goes to the log and the mod-logs. 0 turns the periodic check off.

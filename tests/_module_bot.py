@@ -33,11 +33,13 @@ async def module_bot(
     tmp: Path,
     *,
     scene: Callable[[DiscordEmulator], Any] | None = None,
+    rate_limits: bool = False,
     **settings: Any,
 ) -> AsyncIterator[ModuleBot]:
     """Start everything on 127.0.0.1 (the default scene, then `scene(emu)` for more), run
-    the bot with `e2e_settings(**settings)` until the block ends, then tear it all down."""
-    emu = await DiscordEmulator().start()
+    the bot with `e2e_settings(**settings)` until the block ends, then tear it all down.
+    `rate_limits`: the emulator enforces Discord's rate limits."""
+    emu = await DiscordEmulator(rate_limits=rate_limits).start()
     patch = emu.patch_discord()
     try:
         async with BehavioralSignalsStandIn() as bs, ResembleStandIn() as resemble:

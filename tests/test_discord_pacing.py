@@ -18,7 +18,7 @@ import pytest
 
 from bot.discord_pacing import DiscordPacing
 from tests.discord_emulator import DiscordEmulator
-from tests.discord_emulator.ratelimits import ROUTE_RULES, BucketRule
+from tests.discord_emulator.ratelimits import ROUTE_RULES, BucketRule, _Window, describe
 
 SPEED_UP = 5
 
@@ -102,8 +102,10 @@ async def test_waiting_sends_leave_oldest_first(
         with pacing.priority(answered):
             await target.send(f"answer {answered}")
 
-    # Five fill the window; the rest wait, queued newest first.
-    tasks = [asyncio.create_task(target.send("fill")) for _ in range(5)]
+    # Five fill the window (the first alone: until Discord has answered once, the pacer
+    # does not know what is left of the window); the rest wait, queued newest first.
+    await target.send("fill")
+    tasks = [asyncio.create_task(target.send("fill")) for _ in range(4)]
     for answered in (50, 40, 30, 20, 10):
         await asyncio.sleep(0.01)
         tasks.append(asyncio.create_task(send(answered)))
@@ -159,3 +161,58 @@ async def test_a_known_bucket_answered_without_headers_opens_again(
             sent.remove_reaction("\N{LEFT-POINTING MAGNIFYING GLASS}", bot.user), 5
         )  # type: ignore[arg-type]
     assert not emulator.ratelimits.enabled
+
+
+async def test_a_bucket_never_answered_sends_one_request_first(
+    limited: DiscordEmulator,
+    client: tuple[discord.Client, DiscordPacing],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fails if a fresh pacer (a restarted bot) sends a whole seeded window at once into a
+    channel whose window an earlier process already used: Discord would answer 429s.
+    discord.py's own first-request caution is switched off: the pacer must not need it."""
+    monkeypatch.setattr(discord.http.Ratelimit, "acquire", _no_wait_acquire)
+    monkeypatch.setattr(discord.http.Ratelimit, "__aexit__", _no_wait_exit)
+    bot, _ = client
+    # The bot before its restart: three of the channel's five used in this window.
+    rule = limited.ratelimits.rules[("POST", "/api/v10/channels/{channel}/messages")]
+    limited.ratelimits._windows[(rule.name, str(limited.text_channel.id))] = _Window(
+        time.monotonic(), used=3
+    )
+    target = channel(bot, limited.text_channel)
+    await asyncio.gather(*(target.send(f"after {i}") for i in range(4)))
+    assert limited.ratelimits.sent_429s == 0, describe(limited.ratelimits.events)
+
+
+async def test_the_send_that_fills_a_window_returns_without_waiting_for_its_end(
+    limited: DiscordEmulator, client: tuple[discord.Client, DiscordPacing]
+) -> None:
+    """Fails if the fifth message of a window (here a minute long) comes back only when the
+    window ends, as discord.py's own bucket makes it: a reply would be recorded that late."""
+    key = ("POST", "/api/v10/channels/{channel}/messages")
+    limited.ratelimits.rules = {key: BucketRule("channel-message-create", 5, 60.0)}
+    bot, _ = client
+    target = channel(bot, limited.text_channel)
+    await target.send("first")
+    sends = asyncio.gather(*(target.send(f"m{i}") for i in range(4)))
+    sent = await asyncio.wait_for(sends, timeout=30)
+    assert len(sent) == 4
+    assert limited.ratelimits.sent_429s == 0
+
+
+async def test_message_room_counts_down_and_comes_back_with_the_window(
+    limited: DiscordEmulator, client: tuple[discord.Client, DiscordPacing]
+) -> None:
+    """Fails if the room the reply queue reads is not what the channel's message bucket has
+    left (one before Discord has answered, then the rest of five), or does not come back
+    once the window has ended."""
+    bot, pacing = client
+    target = channel(bot, limited.text_channel)
+    assert pacing.message_room(limited.text_channel.id) == 1
+    await target.send("first")
+    assert pacing.message_room(limited.text_channel.id) == 4
+    await asyncio.gather(*(target.send("x") for _ in range(4)))
+    assert pacing.message_room(limited.text_channel.id) == 0
+    await asyncio.wait_for(pacing.wait_for_message_room(limited.text_channel.id), timeout=30)
+    assert pacing.message_room(limited.text_channel.id) == 5
+    assert pacing.message_room(limited.voice_channel.id) == 1

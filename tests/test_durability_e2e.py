@@ -247,6 +247,43 @@ async def test_a_shutdown_lets_a_scan_held_at_resemble_finish(
     assert spoofwatch.resemble.submissions == 1
 
 
+async def test_combined_answer_posted_but_not_recorded_is_not_posted_again(
+    make_spoofwatch: MakeSpoofwatch,
+    media: MediaFiles,
+    emulator: DiscordEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fails if, after a crash between posting a combined answer (a flooded channel, Discord's
+    limits on) and recording it, the restarted bot answers those messages again."""
+    emulator.ratelimits.enabled = True
+
+    def answers(message: Message) -> list[Message]:
+        jump = f"https://discord.com/channels/{message.guild_id}/{message.channel_id}/{message.id}"
+        return [
+            m
+            for m in emulator.bot_messages(message.channel_id)
+            if m.reply_to_id == message.id or any(e.get("url") == jump for e in m.embeds)
+        ]
+
+    async with make_spoofwatch(workers=4) as sw:
+
+        async def dies_before_recording(scan_id: int, reply_message_id: int) -> None:
+            return None
+
+        monkeypatch.setattr(sw.bot.audit.scans, "mark_replied", dies_before_recording)
+        # Five replies fill the window; the seven waiting then outnumber the room: combined.
+        messages = [await sw.post(media.voice_ogg, voice=True) for _ in range(12)]
+        await emulator.wait_for(lambda: all(answers(m) for m in messages), timeout=30)
+        await sw.settle()
+    combined = [m for m in emulator.bot_messages(emulator.text_channel) if m.reply_to_id is None]
+    assert combined, "no combined answer: the channel was never flooded"
+    monkeypatch.undo()
+    async with make_spoofwatch() as sw:
+        await caught_up(sw)
+    assert all(len(answers(m)) == 1 for m in messages)
+    assert emulator.ratelimits.sent_429s == 0
+
+
 async def test_catch_up_leaves_members_with_an_exempt_role_alone(
     make_spoofwatch: MakeSpoofwatch, emulator: DiscordEmulator, media: MediaFiles
 ) -> None:

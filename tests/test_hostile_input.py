@@ -101,6 +101,8 @@ class CorpusRun:
     errors: list[logging.LogRecord]
     temp_files_left: list[Path]
     wall_s: float
+    #: 429s the emulator answered (Discord's rate limits are on for the corpus).
+    received_429s: int
 
     @property
     def max_lag_s(self) -> float:
@@ -165,6 +167,11 @@ async def corpus(
             ffmpeg_timeout_s=1.0,
             temp_dir=temp_dir,
             workers=4,
+            # Ten files in one channel within a second: more than Discord's 5 messages per
+            # 5 s. One reply per file, each its own message to read (combined answers in a
+            # flooded channel are tested in test_autoscan_pacing.py).
+            rate_limits=True,
+            combine_replies=False,
         ) as run:
             emu, bot = run.emu, run.bot
             await bot.guild_configs.save(emu.guild.id, GuildConfig(max_duration_s=600))
@@ -202,7 +209,15 @@ async def corpus(
             submitted = {
                 str(json.loads(job.meta or "{}").get("attachment")) for job in run.bs.jobs.values()
             }
-            yield CorpusRun(posted, submitted, sampler.lags, errors.records, left, wall)
+            yield CorpusRun(
+                posted,
+                submitted,
+                sampler.lags,
+                errors.records,
+                left,
+                wall,
+                emu.ratelimits.sent_429s,
+            )
     finally:
         logging.getLogger().removeHandler(errors)
 
@@ -267,6 +282,11 @@ async def test_corpus_never_blocks_the_event_loop(corpus: CorpusRun) -> None:
 async def test_corpus_logs_no_errors(corpus: CorpusRun) -> None:
     """Fails if any hostile file made the bot log an error (a crash, a traceback)."""
     assert [r.getMessage() for r in corpus.errors] == []
+
+
+async def test_corpus_gets_no_429s(corpus: CorpusRun) -> None:
+    """Fails if answering a burst of files in one channel ran into Discord's rate limits."""
+    assert corpus.received_429s == 0
 
 
 async def test_corpus_leaves_no_temp_files(corpus: CorpusRun) -> None:

@@ -20,6 +20,7 @@ from datetime import datetime
 import discord
 
 from bot.client import Spoofwatch
+from cogs.autoscan._reply_queue import answered_ids
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,8 @@ async def unanswered_messages(
         if message.created_at < cutoff:
             break
         window.append(message)
-    answered = {
-        m.reference.message_id
-        for m in window
-        if m.author.id == me.id and m.reference is not None and m.reference.message_id
-    }
+    # Replies, and the messages a combined answer (in a raid) links to.
+    answered = {i for m in window if m.author.id == me.id for i in answered_ids(m)}
     unanswered = [
         m
         for m in reversed(window)

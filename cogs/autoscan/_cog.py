@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
@@ -41,13 +40,13 @@ from bot.timeline import picture_name, render_strip_async, wants_picture
 from bot.verdict import Finding, ProviderName, verdict_finding
 from cogs.autoscan._catch_up import channels_to_catch_up, unanswered_messages
 from cogs.autoscan._marks import KeyedLocks, SearchMark, clear_stale_reaction
+from cogs.autoscan._reply_queue import Answer, ReplyQueue, answered_ids
 from cogs.autoscan._scope import (
     channel_in_scope,
     configured,
     exempt_by_fetch,
     from_a_person,
 )
-from cogs.autoscan._views import verdict_view
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +62,8 @@ class AutoScan(commands.Cog):
         self._resumer: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
         self._answering = KeyedLocks()
+        #: Replies in a flooded channel: oldest first, combined when they must wait.
+        self._replies = ReplyQueue(bot.pacing, combine=bot.settings.combine_replies)
         #: Messages `on_message` queued since the last catch-up finished (oldest first).
         #: A new session's catch-up reads back the channels' newest messages while the
         #: gateway goes on delivering: whatever arrived before `on_ready` (discord.py holds
@@ -80,6 +81,7 @@ class AutoScan(commands.Cog):
         for task in (self._resumer, self._catch_up):
             if task is not None:
                 task.cancel()
+        self._replies.close()
 
     async def resume_unfinished(self, records: list[ScanRecord]) -> None:
         """After a restart, finish the scans the last run left behind, and answer them once."""
@@ -392,12 +394,8 @@ class AutoScan(commands.Cog):
             async for later in message.channel.history(
                 after=message, limit=_REPLY_SEARCH_LIMIT, oldest_first=True
             ):
-                reference = later.reference
-                if (
-                    later.author.id == me.id
-                    and reference is not None
-                    and reference.message_id == message.id
-                ):
+                # A reply, or a combined answer whose card links to the message.
+                if later.author.id == me.id and message.id in answered_ids(later):
                     return later.id
         except discord.HTTPException as exc:
             # Replying needs Read Message History too, so the reply will fail alike.
@@ -415,18 +413,11 @@ class AutoScan(commands.Cog):
             automatic=True,
             pictures={scan_id: name for scan_id, (name, _) in pictures.items()},
         )
-        files = [discord.File(io.BytesIO(data), filename=name) for name, data in pictures.values()]
-        view = verdict_view(outcomes)
         try:
-            # When replies queue on the channel's message bucket, the oldest message first.
-            with self.bot.pacing.priority(message.id):
-                return await message.reply(
-                    embeds=embeds,
-                    files=files,
-                    mention_author=False,
-                    allowed_mentions=discord.AllowedMentions.none(),
-                    view=view if view is not None else discord.utils.MISSING,
-                )
+            # Posted as the channel's message bucket allows: oldest first, and combined with
+            # other waiting verdicts in a flooded channel (see _reply_queue).
+            answer = Answer(embeds, list(pictures.values()), outcomes)
+            return await self._replies.reply(message, answer)
         except discord.Forbidden:
             log.warning(
                 "cannot reply in channel %s of guild %s (missing permission); cases %s recorded",
