@@ -14,6 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 import cogs
+from bot import metrics
 from bot.discord_pacing import DiscordPacing
 from bot.errors import LimitReached, SpoofwatchError
 from bot.guild_config import GuildConfig
@@ -161,6 +162,7 @@ class Spoofwatch(commands.Bot):
         self.scans = runtime.scans
         self.clock = clock
         self.scan_pool = WorkerPool(runtime.settings.workers)
+        metrics.watch_bot(self)
         self.guild_configs = GuildConfigs(runtime)
         self.check_cooldown = Cooldown(runtime.audit.cooldowns, bucket="check", rate=5, per_s=600)
         self.shutdown_grace_s = SHUTDOWN_GRACE_S
