@@ -257,3 +257,26 @@ async def test_metrics_port_in_use_is_a_settings_error(tmp_path: Path) -> None:
                     pass
     finally:
         await audit.close()
+
+
+def test_grafana_dashboard_queries_only_metrics_that_exist() -> None:
+    """Fails if deploy/grafana-spoofwatch.json plots a metric the bot does not export (a
+    renamed metric leaves an empty panel that looks like "nothing happened")."""
+    import json
+    import re
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana-spoofwatch.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"spoofwatch_[a-z_]+", target["expr"])
+    }
+    exported = {
+        sample.name for family in Metrics().registry.collect() for sample in family.samples
+    } | {
+        f"{family.name}{suffix}"
+        for family in Metrics().registry.collect()
+        for suffix in ("_total", "_bucket", "_count", "_sum", "")
+    }
+    assert queried and queried <= exported, queried - exported
