@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -145,7 +146,7 @@ async def test_metrics_count_a_real_scan_and_health_is_ok(
     )
     assert value(page, "spoofwatch_audit_write_duration_seconds_count", operation="mark_done") == 1
     assert value(page, "spoofwatch_scan_queue_depth") == 0
-    assert not any("1" * 6 in str(labels) for _, labels in page)  # no snowflake in a label
+    assert not any(re.search(r"\d{15,}", str(labels)) for _, labels in page)  # no snowflake
     assert health_status == 200
     assert health["status"] == "ok"
     assert health["gateway"] == {"ok": True}
@@ -280,3 +281,31 @@ def test_grafana_dashboard_queries_only_metrics_that_exist() -> None:
         for suffix in ("_total", "_bucket", "_count", "_sum", "")
     }
     assert queried and queried <= exported, queried - exported
+
+
+async def test_a_provider_that_does_not_answer_is_down(
+    make_resemble_client: Any,
+) -> None:
+    """A connection refused at every attempt: fails unless each attempt is counted as
+    `no_answer` and /healthz names the provider, and a later answer brings it back up."""
+    import socket
+
+    from bot.errors import ProviderError
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with metrics.activate(Metrics()) as active:
+        assert active is not None
+        down = make_resemble_client(base_url=f"http://127.0.0.1:{port}/api/v2")
+        with pytest.raises(ProviderError):
+            await down.wait("0c6a1f0e-job")
+        assert active.provider_checks["resemble"].reachable is False
+        attempts = active.registry.get_sample_value(
+            "spoofwatch_provider_requests_total",
+            {"provider": "resemble", "request": "job status", "result": "no_answer"},
+        )
+        assert attempts is not None and attempts >= 2  # retried: every attempt counts
+        with pytest.raises(ProviderError):  # the stand-in answers 404 for an unknown job
+            await make_resemble_client().wait("0c6a1f0e-job")
+        assert active.provider_checks["resemble"].reachable is True
