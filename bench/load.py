@@ -67,6 +67,7 @@ from bench._common import (
 )
 from tests.discord_emulator.emulator import DiscordEmulator
 from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
+from tests.standins.resemble import metrics as resemble_metrics
 
 PROVIDERS = ("resemble", "behavioral_signals")
 MODES = ("burst", "paced")
@@ -122,6 +123,10 @@ async def run_case(
             standin: ResembleStandIn | BehavioralSignalsStandIn = ResembleStandIn(
                 processing_s=args.provider_seconds
             )
+            if args.verdicts == "partly-flagged":
+                # Every verdict flagged with ten stretches: each reply is a full embed with a
+                # timeline picture (the worst case for the picture's cost).
+                standin.default_item = {"metrics": resemble_metrics([0.9, 0.1] * 5)}
             kwargs: dict[str, Any] = {"resemble": standin}
         else:
             # Completed on the first status poll: upload, one status, results.
@@ -214,6 +219,7 @@ async def run_case(
         "transcode": args.transcode,
         "provider_seconds": args.provider_seconds,
         "hand_off": args.hand_off,
+        "verdicts": args.verdicts,
         "complete": finished,
         "replied": scans,
         "failed_replies": len(tracker.failed & set(ids)),
@@ -402,6 +408,12 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.0,
         help="seconds the stand-in takes per job (0: answers at once)",
+    )
+    parser.add_argument(
+        "--verdicts",
+        choices=("genuine", "partly-flagged"),
+        default="genuine",
+        help="Resemble only: partly-flagged = every reply full, with a timeline picture",
     )
     parser.add_argument(
         "--hand-off",

@@ -18,17 +18,29 @@ from typing import Final
 
 import discord
 
-from bot.errors import ProviderError, SpoofwatchError
-from bot.verdict import Label, ProviderName, Segment, Verdict
+from bot.errors import InternalError, ProviderError, SpoofwatchError
+from bot.verdict import (
+    DEFAULT_THRESHOLD,
+    Finding,
+    ProviderName,
+    Segment,
+    Verdict,
+    percent,
+    segment_finding,
+    verdict_finding,
+)
 
 __all__ = [
     "failure_embed",
     "fit_embed",
+    "media_phrase",
+    "member_words",
     "mention_list",
     "message_embeds",
     "per_embed_budget",
     "probability_bar",
     "sanitize",
+    "timeline_summary",
     "verdict_embed",
 ]
 
@@ -51,22 +63,25 @@ TIMELINE_MAX_LINES: Final = 15
 #: A transcript or timeline squeezed below this is noise; leave it out instead.
 MIN_USEFUL_TEXT: Final = 40
 
-FAILURE_COLOUR: Final = discord.Colour.orange()
-LABEL_COLOURS: Final = {
-    Label.SPOOFED: discord.Colour.red(),
-    Label.BONAFIDE: discord.Colour.green(),
-    Label.INCONCLUSIVE: discord.Colour.light_grey(),
+FAILURE_COLOUR: Final = discord.Colour.light_grey()
+FINDING_COLOURS: Final = {
+    Finding.FLAGGED: discord.Colour.red(),
+    Finding.GENUINE: discord.Colour.green(),
+    Finding.UNCLEAR: discord.Colour.gold(),
 }
-OUTCOMES: Final = {
-    Label.SPOOFED: "Likely deepfake",
-    Label.BONAFIDE: "No sign of a deepfake",
-    Label.INCONCLUSIVE: "Inconclusive",
+#: The one vocabulary: what members, moderators and the README call each finding.
+FINDING_WORDS: Final = {
+    Finding.FLAGGED: "may be AI-generated",
+    Finding.UNCLEAR: "unclear",
+    Finding.GENUINE: "genuine",
 }
-SEGMENT_WORDS: Final = {
-    Label.SPOOFED: "spoofed",
-    Label.BONAFIDE: "genuine",
-    Label.INCONCLUSIVE: "unclear",
+TIMELINE_WORDS: Final = {
+    Finding.FLAGGED: "🟥 Sounds generated",
+    Finding.UNCLEAR: "🟨 Unclear",
+    Finding.GENUINE: "🟩 Genuine",
 }
+_AUDIO_SUFFIXES = frozenset({"ogg", "oga", "opus", "mp3", "wav", "m4a", "flac", "aac", "amr"})
+_VIDEO_SUFFIXES = frozenset({"mp4", "mov", "webm", "mkv", "m4v", "avi", "3gp"})
 PROVIDER_NAMES: Final = {
     ProviderName.BEHAVIORAL_SIGNALS: "Behavioral Signals",
     ProviderName.RESEMBLE: "Resemble AI",
@@ -135,28 +150,77 @@ def verdict_embed(
     reused: bool = False,
     show_transcript: bool = True,
     max_chars: int = MESSAGE_CHAR_LIMIT,
+    threshold: float = DEFAULT_THRESHOLD,
+    content_type: str | None = None,
+    compact: bool = False,
+    picture: str | None = None,
 ) -> discord.Embed:
-    """The reply for one scanned attachment (DESIGN.md, "What users see").
+    """The reply for one scanned attachment, in a member's words (DESIGN.md, "What users see").
 
-    `max_chars` is this embed's share of the message (see `per_embed_budget`); the transcript
-    and the timeline shrink to fit it, everything else is short by construction.
+    What it says follows `verdict_finding` at the guild's `threshold`, like the mod-log alert.
+    A genuine result is one line when `compact` (automatic replies). `picture` names an
+    attached timeline image (`attachment://…`); the text timeline stays as its fallback.
+    `max_chars` is this embed's share of the message (see `per_embed_budget`).
     """
+    finding = verdict_finding(verdict, threshold)
+    what = media_phrase(filename, content_type, verdict.duration_s)
     provider = PROVIDER_NAMES.get(verdict.provider, str(verdict.provider))
+    p = verdict.spoofed_probability
+    rated = _rated(p)
+    if compact and finding is Finding.GENUINE:
+        line = f"✅ **No sign of AI generation** in this {what}"
+        embed = discord.Embed(
+            colour=FINDING_COLOURS[finding],
+            description=f"{line}: {rated}." if rated else f"{line}.",
+        )
+        note = "reused an earlier scan's verdict · " if reused else ""
+        embed.set_footer(text=_footer(case_number, f"{note}automated check, may be wrong"))
+        _fit(embed, max_chars)
+        return embed
+
+    flagged_parts = [
+        s for s in verdict.segments if segment_finding(s, threshold) is Finding.FLAGGED
+    ]
+    partly = 0 < len(flagged_parts) < len(verdict.segments)
+    lines: list[str] = []
+    if finding is Finding.FLAGGED:
+        title = f"⚠️ {'Parts of this' if partly else 'This'} {what} may be AI-generated"
+        lines.append(f"The detector {rated}." if rated else "The detector rates it synthetic.")
+        lines.append(
+            "Detectors can be wrong: treat this as a warning, not proof. Be careful with "
+            "requests for codes, passwords or money."
+        )
+    elif finding is Finding.UNCLEAR:
+        title = f"❔ Unclear whether this {what} is AI-generated"
+        if p is None:
+            lines.append("The detector could not judge it (too little clear speech, perhaps).")
+        else:
+            lines.append(
+                f"The detector {rated}: not clearly genuine, but below the {percent(threshold)}% "
+                "at which this server flags a file. Detectors can be wrong."
+            )
+        lines.append(
+            "If it asks for anything sensitive (codes, passwords, money), check with the "
+            "sender another way first, for example a call you start."
+        )
+    else:
+        title = f"✅ No sign of AI generation in this {what}"
+        lines.append(
+            f"The detector {rated}. Detectors can be wrong." if rated else "Detectors can be wrong."
+        )
+    several = len(verdict.segments) > 1
+    if several:
+        lines.insert(1, timeline_summary(verdict.segments, threshold, verdict.duration_s))
+    if reused:
+        lines.append(f"-# {REUSED_NOTE}")
     embed = discord.Embed(
-        title=_title(OUTCOMES[verdict.label], filename),
-        colour=LABEL_COLOURS[verdict.label],
-        description=REUSED_NOTE if reused else None,
+        title=_truncate(title, TITLE_LIMIT),
+        colour=FINDING_COLOURS[finding],
+        description="\n".join(lines),
     )
-    embed.add_field(name="Spoofed probability", value=probability_bar(verdict.spoofed_probability))
-    if verdict.provider_label and (label := sanitize(verdict.provider_label, limit=100)):
-        embed.add_field(name=f"{provider} says", value=label)
-    if (duration := _duration(verdict.duration_s)) is not None:
-        embed.add_field(name="Duration", value=duration)
-    if verdict.language and (language := sanitize(verdict.language, limit=40)):
-        embed.add_field(name="Language", value=language)
-    if verdict.speakers is not None and verdict.speakers >= 0:
-        embed.add_field(name="Speakers", value=str(verdict.speakers))
-    embed.set_footer(text=_footer(case_number, provider))
+    embed.set_footer(text=_footer(case_number, f"checked by {provider} · automated, may be wrong"))
+    if picture:
+        embed.set_image(url=f"attachment://{picture}")
 
     # The two long parts share what is left evenly, so a long transcript cannot starve the
     # timeline (or the reverse); a part that needs less than its share gives the rest away.
@@ -164,16 +228,15 @@ def verdict_embed(
         sanitize(verdict.transcript or "", limit=FIELD_VALUE_LIMIT - 2) if show_transcript else ""
     )
     quoted = f"> {snippet}" if snippet else ""
-    several = len(verdict.segments) > 1
-    timeline = _timeline(verdict.segments, FIELD_VALUE_LIMIT) if several else ""
-    timeline_name = f"Timeline ({len(verdict.segments)} segments)"
+    timeline = _timeline(verdict.segments, threshold, FIELD_VALUE_LIMIT) if several else ""
+    timeline_name = "Timeline"
     names = (len("Transcript") if quoted else 0) + (len(timeline_name) if timeline else 0)
     level = _water_level([len(quoted), len(timeline)], max_chars - len(embed) - names)
     # A part that must be cut below MIN_USEFUL_TEXT is left out: a sliver is only noise.
     if quoted and (len(quoted) <= level or level >= MIN_USEFUL_TEXT):
         embed.add_field(name="Transcript", value=_truncate(quoted, level), inline=False)
     worth_it = len(timeline) <= level or level >= MIN_USEFUL_TEXT
-    if timeline and worth_it and (timeline := _timeline(verdict.segments, level)):
+    if timeline and worth_it and (timeline := _timeline(verdict.segments, threshold, level)):
         embed.add_field(name=timeline_name, value=timeline, inline=False)
     _fit(embed, max_chars)
     return embed
@@ -185,26 +248,82 @@ def failure_embed(
     filename: str,
     case_number: int | None,
     max_chars: int = MESSAGE_CHAR_LIMIT,
+    content_type: str | None = None,
+    compact: bool = False,
 ) -> discord.Embed:
-    """The reply when a file could not be checked: what happened and what the user can do."""
-    # Provider errors can carry text from the provider's response body: untrusted like the rest.
-    embed = discord.Embed(
-        title=_title("Could not check", filename),
-        colour=FAILURE_COLOUR,
-        description=sanitize(error.message, limit=1000) or None,
-    )
-    hint = error.hint or "Try again later; if it keeps failing, tell the server's moderators."
-    embed.add_field(name="What to do", value=_truncate(hint, FIELD_VALUE_LIMIT), inline=False)
-    embed.add_field(name="Error", value=f"`{error.kind}`")
-    provider = None
-    if isinstance(error, ProviderError):
-        try:
-            provider = PROVIDER_NAMES[ProviderName(error.provider)]
-        except ValueError:
-            provider = sanitize(error.provider, limit=64) or None
-    embed.set_footer(text=_footer(case_number, provider))
+    """The reply when a file could not be checked: what happened and what the member can do.
+
+    Only words a member can act on: the technical detail of a service failure (status codes,
+    the provider's own text) goes to the log and the mod-log, never here. `compact` (automatic
+    scans) is one line. The error's kind is in the footer as a code to quote to moderators.
+    """
+    what = media_phrase(filename, content_type, None)
+    embed = discord.Embed(title=f"Could not check this {what}", colour=FAILURE_COLOUR)
+    said, hint = member_words(error)
+    if compact:
+        embed.description = f"{said} {hint}".strip()
+    else:
+        embed.description = said
+        embed.add_field(name="What to do", value=_truncate(hint, FIELD_VALUE_LIMIT), inline=False)
+    embed.set_footer(text=_footer(case_number, f"error code: {error.kind}"))
     _fit(embed, max_chars)
     return embed
+
+
+def member_words(error: SpoofwatchError) -> tuple[str, str]:
+    """(what happened, what to do) in words for a member; never a provider's own text."""
+    if isinstance(error, ProviderError):
+        return (
+            "The checking service did not answer properly, so this file has no verdict.",
+            "The server's moderators are told of outages; try `/check` again later.",
+        )
+    if isinstance(error, InternalError):
+        return ("Something went wrong inside Spoofwatch.", error.hint)
+    # Media and limit errors say what is wrong with the file in Spoofwatch's own words; only
+    # the file name inside them came from a user, hence the sanitizing.
+    said = sanitize(error.message, limit=500) or "The check did not finish."
+    return said, error.hint or "Try again later; if it keeps failing, tell the moderators."
+
+
+def media_phrase(filename: str, content_type: str | None, duration_s: float | None) -> str:
+    """ "0:04 voice message", "1:00 video", "audio file": what the member posted, not its name.
+
+    Discord names every voice message `voice-message.ogg`; anything else counts by its type.
+    """
+    base = (content_type or "").split(";")[0].strip().lower()
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if filename == "voice-message.ogg":
+        kind = "voice message"
+    elif base.startswith("video/") or suffix in _VIDEO_SUFFIXES:
+        kind = "video"
+    elif base.startswith("audio/") or suffix in _AUDIO_SUFFIXES:
+        kind = "recording"
+    else:
+        kind = "file"
+    length = _duration(duration_s)
+    return f"{length} {kind}" if length else kind
+
+
+def timeline_summary(
+    segments: Sequence[Segment], threshold: float, duration_s: float | None = None
+) -> str:
+    """One line for a clip with several stretches: "8 of 20 stretches sound generated, mostly
+    0:09–0:39" (flagged stretches at the guild's threshold)."""
+    flagged = [s for s in segments if segment_finding(s, threshold) is Finding.FLAGGED]
+    total = len(segments)
+    noun = "stretch" if total == 1 else "stretches"
+    if not flagged:
+        return f"None of the {total} {noun} reaches this server's threshold."
+    first, last = flagged[0].start, flagged[-1].end
+    length = duration_s or (segments[-1].end - segments[0].start)
+    if len(flagged) == total:
+        where = ""
+    elif length and (last - first) >= 0.8 * length:
+        where = ", spread across the clip"
+    else:
+        where = f", mostly {_duration(first)}–{_duration(last)}"
+    verb = "sounds" if len(flagged) == 1 else "sound"
+    return f"{len(flagged)} of {total} {noun} {verb} generated{where}."
 
 
 def fit_embed(embed: discord.Embed, max_chars: int = MESSAGE_CHAR_LIMIT) -> discord.Embed:
@@ -262,13 +381,8 @@ def message_embeds(embeds: Sequence[discord.Embed]) -> list[discord.Embed]:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _title(outcome: str, filename: str) -> str:
-    name = sanitize(filename, limit=TITLE_LIMIT - len(outcome) - 3)
-    return f"{outcome} — {name}" if name else outcome
-
-
-def _footer(case_number: int | None, provider: str | None) -> str | None:
-    parts = [f"Case #{case_number}" if case_number is not None else None, provider]
+def _footer(case_number: int | None, note: str | None) -> str | None:
+    parts = [f"Case #{case_number}" if case_number is not None else None, note]
     return " · ".join(p for p in parts if p) or None
 
 
@@ -281,36 +395,56 @@ def _duration(seconds: float | None) -> str | None:
     return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
 
 
-def _segment_line(segment: Segment) -> str:
-    span = f"{_duration(segment.start) or '?'}–{_duration(segment.end) or '?'}"
-    p = segment.spoofed_probability
-    bar = f" {probability_bar(p, width=5)}" if p is not None and math.isfinite(p) else ""
-    return f"{span}{bar} {SEGMENT_WORDS[segment.label]}"
-
-
-def _timeline(segments: Sequence[Segment], limit: int) -> str:
-    """One line per segment, as many as fit in `limit`, then "… N more segments".
-
-    "" when not even one segment line fits.
-    """
-    lines: list[str] = []
-    for segment in segments[:TIMELINE_MAX_LINES]:
-        line = _segment_line(segment)
-        rest = len(segments) - len(lines) - 1
-        # Room must remain for the "… N more" line that will follow this one.
-        tail = [_more(rest)] if rest else []
-        if len("\n".join([*lines, line, *tail])) > limit:
-            break
-        lines.append(line)
-    if not lines:
+def _rated(p: float | None) -> str:
+    """ "rates it 71% likely synthetic", or "" when the provider gave no number."""
+    if p is None or not math.isfinite(p):
         return ""
-    if hidden := len(segments) - len(lines):
-        lines.append(_more(hidden))
+    return f"rates it **{percent(p)}% likely synthetic**"
+
+
+def _ranges(segments: Sequence[Segment], threshold: float) -> list[tuple[Finding, float, float]]:
+    """Neighbouring stretches with the same finding, merged: (finding, start, end)."""
+    merged: list[tuple[Finding, float, float]] = []
+    for segment in segments:
+        found = segment_finding(segment, threshold)
+        if merged and merged[-1][0] is found and abs(merged[-1][2] - segment.start) < 0.5:
+            merged[-1] = (found, merged[-1][1], segment.end)
+        else:
+            merged.append((found, segment.start, segment.end))
+    return merged
+
+
+def _timeline(segments: Sequence[Segment], threshold: float, limit: int) -> str:
+    """The picture in words: where it sounds generated and where it is unclear, each a line of
+    merged stretches (the rest is genuine). Whole stretches only, then "… +N more"; "" when
+    not even one fits `limit`.
+    """
+    ranges = _ranges(segments, threshold)
+    wanted = [f for f in (Finding.FLAGGED, Finding.UNCLEAR) if any(r[0] is f for r in ranges)]
+    if not wanted:
+        line = "🟩 No stretch reaches this server's threshold."
+        return line if len(line) <= limit else ""
+    spans = {
+        f: [f"{_duration(a) or '?'}–{_duration(b) or '?'}" for g, a, b in ranges if g is f]
+        for f in wanted
+    }
+    full = [f"{TIMELINE_WORDS[f]}: " + ", ".join(spans[f]) for f in wanted]
+    # Each line gets its fair share of the limit; a short line leaves the rest to the other.
+    share = _water_level([len(line) for line in full], limit - len(wanted) + 1)
+    lines = []
+    for finding in wanted:
+        head, listed = f"{TIMELINE_WORDS[finding]}: ", spans[finding]
+        for shown in range(len(listed), 0, -1):
+            rest = len(listed) - shown
+            line = head + ", ".join(listed[:shown]) + (f" {_more(rest)}" if rest else "")
+            if len(line) <= share:
+                lines.append(line)
+                break
     return "\n".join(lines)
 
 
 def _more(n: int) -> str:
-    return f"{ELLIPSIS} {n} more segment{'s' if n != 1 else ''}"
+    return f"{ELLIPSIS} +{n} more"
 
 
 def _truncate(text: str, limit: int) -> str:

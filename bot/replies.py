@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import discord
 
 from bot.embeds import failure_embed, message_embeds, per_embed_budget, verdict_embed
 from bot.errors import SpoofwatchError
+from bot.guild_config import GuildConfig, PublicReplies
 from bot.scanning import ScanOutcome
+from bot.verdict import DEFAULT_THRESHOLD, Finding, verdict_finding
 
 #: Discord's error codes for a channel or message that no longer exists (docs:
 #: topics/opcodes-and-status-codes.mdx, "JSON Error Codes").
@@ -16,9 +18,18 @@ _GONE_CODES = frozenset({10003, 10008})
 
 
 def outcome_embeds(
-    outcomes: Sequence[ScanOutcome], *, show_transcript: bool
+    outcomes: Sequence[ScanOutcome],
+    *,
+    show_transcript: bool,
+    threshold: float = DEFAULT_THRESHOLD,
+    automatic: bool = False,
+    pictures: Mapping[int, str] | None = None,
 ) -> list[discord.Embed]:
-    """One embed per scanned attachment, all fitting one message."""
+    """One embed per scanned attachment, all fitting one message.
+
+    `automatic` (a reply nobody asked for): genuine results and failures in one line each.
+    `pictures` maps a case's scan id to the name of its attached timeline image.
+    """
     budget = per_embed_budget(max(1, min(len(outcomes), 10)))
     embeds = []
     for outcome in outcomes:
@@ -32,6 +43,10 @@ def outcome_embeds(
                     reused=outcome.reused,
                     show_transcript=show_transcript,
                     max_chars=budget,
+                    threshold=threshold,
+                    content_type=record.content_type,
+                    compact=automatic,
+                    picture=(pictures or {}).get(record.id),
                 )
             )
         else:
@@ -42,9 +57,23 @@ def outcome_embeds(
                     filename=record.filename,
                     case_number=record.case_number,
                     max_chars=budget,
+                    content_type=record.content_type,
+                    compact=automatic,
                 )
             )
     return message_embeds(embeds)
+
+
+def publicly_shown(outcome: ScanOutcome, config: GuildConfig) -> bool:
+    """Whether an automatic scan's outcome gets a reply in the channel (`public_replies`)."""
+    if config.public_replies is PublicReplies.NEVER:
+        return False
+    if outcome.verdict is None:
+        # A short "could not check this one"; the mod-log hears of outages.
+        return config.public_replies is PublicReplies.ALL
+    if config.public_replies is PublicReplies.ALL:
+        return True
+    return verdict_finding(outcome.verdict, config.alert_threshold) is Finding.FLAGGED
 
 
 def rejected_fields(exc: discord.HTTPException) -> dict[str, str]:

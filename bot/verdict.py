@@ -51,3 +51,65 @@ class Verdict(BaseModel):
     duration_s: float | None = None
     #: The provider's own words for its decision ("spoofed", "fake", "Fake"...), shown as-is.
     provider_label: str | None = None
+
+
+class Finding(StrEnum):
+    """What a verdict means for people, at a guild's threshold: the one decision all views share.
+
+    Colour, title, whether a public reply is posted and whether moderators are alerted all
+    follow from this, so a reply can never say "may be AI-generated" beside a silent mod-log
+    (or the reverse).
+    """
+
+    FLAGGED = "flagged"
+    UNCLEAR = "unclear"
+    GENUINE = "genuine"
+
+
+#: Below this a score is "a strong indication the media is real" in Resemble's published
+#: bands (resemble-detect-api.md §4: 0–0.3 real, 0.3–0.5 inconclusive, 0.5–0.7 likely
+#: synthetic, ≥ 0.7 high-confidence synthetic). Behavioral Signals publishes no bands; its
+#: posterior is read on the same scale.
+GENUINE_BELOW = 0.3
+#: The guild threshold when there is no guild (a /check in direct messages, the CLI).
+DEFAULT_THRESHOLD = 0.5
+
+
+def decide(label: Label, probability: float | None, threshold: float) -> Finding:
+    """Flagged at or above the threshold; genuine only when clearly below it; else unclear.
+
+    The provider's own label (its decision at its own threshold, about 0.5) decides only when
+    it gave no number: letting it flag regardless would make a guild's threshold meaningless.
+    """
+    if probability is None:
+        return {
+            Label.SPOOFED: Finding.FLAGGED,
+            Label.BONAFIDE: Finding.GENUINE,
+            Label.INCONCLUSIVE: Finding.UNCLEAR,
+        }[label]
+    if probability >= threshold:
+        return Finding.FLAGGED
+    if probability < GENUINE_BELOW and label is Label.BONAFIDE:
+        return Finding.GENUINE
+    # Below the threshold but not clearly genuine (or the provider could not decide).
+    return Finding.UNCLEAR
+
+
+def verdict_finding(verdict: Verdict, threshold: float) -> Finding:
+    return decide(verdict.label, verdict.spoofed_probability, threshold)
+
+
+def segment_finding(segment: Segment, threshold: float) -> Finding:
+    # A segment's label is the provider's for that stretch; a number, when given, decides.
+    label = segment.label
+    p = segment.spoofed_probability
+    if p is not None and label is not Label.INCONCLUSIVE:
+        label = Label.SPOOFED if p >= threshold else Label.BONAFIDE
+    return decide(label, p, threshold)
+
+
+def percent(p: float) -> int:
+    """A probability as a whole percentage, rounded down: 0.899 is 89 %, never "90 %" below a
+    90 % threshold."""
+    # The epsilon absorbs binary fractions: 0.29 * 100 is 28.999999999999996.
+    return int(min(max(p, 0.0), 1.0) * 100 + 1e-9)

@@ -188,7 +188,7 @@ async def test_review_updates_the_case(spoofwatch: Harness, tmp_path: Path) -> N
     )
     record = await spoofwatch.bot.audit.cases.case(emu.guild.id, 1)
     assert record is not None
-    assert "false positive" in answer.content
+    assert "not a deepfake" in answer.content
     assert (record.review, record.reviewed_by, record.review_note) == (
         Review.FALSE_POSITIVE,
         emu.moderator.id,

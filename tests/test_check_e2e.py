@@ -45,7 +45,9 @@ async def test_each_file_is_answered_as_it_finishes(spoofwatch: Harness, tmp_pat
     target = await _post_three(spoofwatch, tmp_path)
     ix = await emu.invoke_slash(emu.text_channel, emu.member, "check", {"message": str(target.id)})
     answers = [await ix.wait_for_followup(n) for n in range(3)]
-    assert [_footers(a) for a in answers] == [[f"Case #{n} · Resemble AI"] for n in (1, 2, 3)]
+    assert [_footers(a) for a in answers] == [
+        [f"Case #{n} · checked by Resemble AI · automated, may be wrong"] for n in (1, 2, 3)
+    ]
     assert all(a.ephemeral for a in answers)
 
 
@@ -63,7 +65,7 @@ async def test_answer_after_the_token_expired_still_arrives(
     )
     where = emu.text_channel if public else emu.dm_channel(emu.member)
     late = await emu.wait_for_message(where, predicate=lambda m: bool(m.embeds))
-    assert _footers(late) == ["Case #1 · Resemble AI"]
+    assert _footers(late) == ["Case #1 · checked by Resemble AI · automated, may be wrong"]
     assert late.mention_user_ids == []
     if not public:  # a private answer never reaches the channel
         assert [m for m in emu.bot_messages(emu.text_channel) if m.embeds] == []
@@ -85,7 +87,9 @@ async def test_context_menu_answer_after_the_token_expired_is_a_dm(
     await emu.wait_for(lambda: _delivered(ix.followups, dm, emu) == 3 or None)
     by_dm = [f for m in emu.bot_messages(dm) for f in _footers(m)]
     in_time = [f for m in ix.followups for f in _footers(m)]
-    assert sorted(in_time + by_dm) == [f"Case #{n} · Resemble AI" for n in (1, 2, 3)]
+    assert sorted(in_time + by_dm) == [
+        f"Case #{n} · checked by Resemble AI · automated, may be wrong" for n in (1, 2, 3)
+    ]
     assert by_dm and all(m.ephemeral for m in ix.followups)
 
 
@@ -108,5 +112,5 @@ async def test_answer_skips_the_token_once_it_is_about_to_expire(
     late = await emu.wait_for_message(
         emu.dm_channel(emu.member), predicate=lambda m: bool(m.embeds)
     )
-    assert _footers(late) == ["Case #1 · Resemble AI"]
+    assert _footers(late) == ["Case #1 · checked by Resemble AI · automated, may be wrong"]
     assert emu.requests_to("POST", f"/webhooks/*/{ix.token}") == []

@@ -48,7 +48,8 @@ def error_kind(reply: Message) -> str | None:
     [embed] = reply.embeds
     if not embed.get("title", "").startswith("Could not check"):
         return None
-    return next(f["value"] for f in embed["fields"] if f["name"] == "Error").strip("`")
+    # The kind is the footer's code ("Case #4 · error code: too_large"), for moderators.
+    return str(embed["footer"]["text"]).rpartition("error code: ")[2]
 
 
 # --- secrets: one run, searched everywhere --------------------------------------------------

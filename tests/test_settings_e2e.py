@@ -256,26 +256,57 @@ async def test_no_alerts_without_a_modlog_channel(spoofwatch: Harness, tmp_path:
 
 
 @pytest.mark.parametrize(
-    ("scores", "label", "replied"), [([0.05], "real", False), ([0.9], "fake", True)]
+    ("mode", "scores", "label", "replied"),
+    [
+        ("flagged", [0.05], "real", False),
+        ("flagged", [0.4], "real", False),
+        ("flagged", [0.9], "fake", True),
+        ("never", [0.9], "fake", False),
+        ("all", [0.05], "real", True),
+    ],
 )
-async def test_bona_fide_replies_off(
+async def test_public_replies_setting(
     spoofwatch: Harness,
     tmp_path: Path,
+    mode: str,
     scores: list[float],
     label: str,
     replied: bool,
 ) -> None:
-    """With bona fide replies off, a genuine file is scanned silently; a deepfake is answered."""
-    await configure(spoofwatch, "replies", {"bonafide": False})
+    """`flagged` answers only files at or above the threshold (an unclear 40 % stays quiet),
+    `never` none, `all` every one; every file is still scanned and recorded."""
+    await configure(spoofwatch, "replies", {"mode": mode})
     path = wav(tmp_path, 1)
     spoofwatch.resemble.script_result(path, metrics=metrics(scores, label=label))
     message = await spoofwatch.post(path)
     probe = wav(tmp_path, 2)
     spoofwatch.resemble.script_result(probe, metrics=FAKE)
-    await scan(spoofwatch, probe)
+    if mode == "never":
+        await spoofwatch.post(probe)
+        await spoofwatch.settle()
+    else:
+        await scan(spoofwatch, probe)
     record = await spoofwatch.bot.audit.cases.case(spoofwatch.emu.guild.id, 1)
     assert record is not None and record.message_id == message.id
     assert bool(spoofwatch.emu.replies_to(message)) is replied
+
+
+async def test_fewer_public_replies_without_a_modlog_prompts_for_one(spoofwatch: Harness) -> None:
+    """Fails if an admin quietens the channel without being told flagged files then need a
+    mod-log to reach anyone."""
+    answer = await run(spoofwatch, spoofwatch.emu.admin, "spoofwatch settings replies",
+                       {"mode": "never"})  # fmt: skip
+    assert "/spoofwatch settings modlog" in answer.content
+    assert field(answer.embeds[0], "Public replies") == "none (moderators only)"
+
+
+async def test_no_public_replies_and_no_alerts_is_called_out(spoofwatch: Harness) -> None:
+    """Fails if an admin can silence the channel while the action only replies, without being
+    told that flagged files then reach nobody."""
+    await configure(spoofwatch, "action", {"policy": "reply"})
+    answer = await run(spoofwatch, spoofwatch.emu.admin, "spoofwatch settings replies",
+                       {"mode": "never"})  # fmt: skip
+    assert "reach nobody" in answer.content
 
 
 @pytest.mark.parametrize(("show", "store"), [(False, True), (True, False)])
@@ -351,7 +382,7 @@ SETTINGS_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("settings threshold", {"value": 0.9}),
     ("settings action", {"policy": "reply"}),
     ("settings modlog", {"channel": "text_channel"}),
-    ("settings replies", {"bonafide": False}),
+    ("settings replies", {"mode": "never"}),
     ("settings transcripts", {"show": False, "store": False}),
     ("settings retention", {"days": 1}),
     ("settings provider", {"provider": "resemble"}),
@@ -525,9 +556,12 @@ async def test_fresh_server_defaults(spoofwatch: Harness, tmp_path: Path) -> Non
         reply.id
     ]
     assert field(embed, "Automatic scans") == "on"
-    assert (field(embed, "Scope") or "").startswith("all\n")
-    assert field(embed, "Reply to bona fide") == "yes"
-    assert field(embed, "Mod-log") == "not set (no alerts)"
+    assert field(embed, "Scope") == "every channel"
+    assert field(embed, "Public replies") == "every file (genuine in one line)"
+    assert field(embed, "Mod-log") == "not set"
+    assert "/spoofwatch settings modlog" in (embed.get("description") or "")
+    assert field(embed, "Largest file") == "100 MiB (bot default)"
+    assert field(embed, "Provider") == "Resemble AI (bot default)"
 
 
 # --- replies that fit Discord ----------------------------------------------------------------

@@ -51,13 +51,14 @@ async def test_case_finds_one_case_by_number(log: AuditLog) -> None:
     assert await log.cases.case(GUILD_A, record.case_number + 1) is None
 
 
-async def test_flagged_is_spoofed_or_at_threshold_within_the_window(
-    log: AuditLog, clock: Clock
-) -> None:
-    """Fails if flagged() includes a clean or too-old case, or misses a flagged one."""
+async def test_flagged_is_at_threshold_within_the_window(log: AuditLog, clock: Clock) -> None:
+    """Fails if flagged() includes a clean, below-threshold or too-old case, or misses a
+    flagged one: the threshold decides, the provider's label only when it gave no number
+    (the rule of replies and alerts, `bot.verdict.decide`)."""
     old_spoof = await finished_scan(log, result=verdict(Label.SPOOFED, 0.99))
     clock.advance(days=10)
-    spoofed_low = await finished_scan(log, result=verdict(Label.SPOOFED, 0.3))
+    spoofed_low = await finished_scan(log, result=verdict(Label.SPOOFED, None))
+    await finished_scan(log, result=verdict(Label.SPOOFED, 0.3))
     high_bonafide = await finished_scan(log, result=verdict(Label.BONAFIDE, 0.7))
     await finished_scan(log, result=verdict(Label.BONAFIDE, 0.69))
     await finished_scan(log, result=verdict(Label.INCONCLUSIVE, None))

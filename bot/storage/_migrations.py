@@ -294,11 +294,30 @@ _V4_CLAIMS_AND_COOLDOWNS = Migration(
     ),
 )
 
+_V5_PUBLIC_REPLIES = Migration(
+    5,
+    "guild settings: public replies all|flagged|never replace the bona fide reply switch",
+    (
+        # A guild that turned bona fide replies off keeps its quiet channel (`flagged`); every
+        # other guild keeps replying to every file (`all`). json_extract reads false as 0.
+        """
+        UPDATE guild_settings
+        SET config = json_set(
+            json_remove(config, '$.reply_bonafide'),
+            '$.public_replies',
+            CASE WHEN json_extract(config, '$.reply_bonafide') = 0 THEN 'flagged' ELSE 'all' END
+        )
+        WHERE json_extract(config, '$.public_replies') IS NULL
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_RETENTION_AND_CASE_EVENTS,
     _V3_DAILY_ROLLUPS,
     _V4_CLAIMS_AND_COOLDOWNS,
+    _V5_PUBLIC_REPLIES,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

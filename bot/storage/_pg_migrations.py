@@ -215,7 +215,27 @@ _V1_INITIAL = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL,)
+_V2_PUBLIC_REPLIES = Migration(
+    2,
+    "guild settings: public replies all|flagged|never replace the bona fide reply switch",
+    (
+        # As SQLite's migration 5: bona fide replies off → `flagged`, anything else → `all`.
+        """
+        UPDATE guild_settings
+        SET config = (
+            (config::jsonb - 'reply_bonafide')
+            || jsonb_build_object(
+                'public_replies',
+                CASE WHEN config::jsonb -> 'reply_bonafide' = 'false'::jsonb
+                     THEN 'flagged' ELSE 'all' END
+            )
+        )::text
+        WHERE NOT (config::jsonb ? 'public_replies')
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_PUBLIC_REPLIES)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

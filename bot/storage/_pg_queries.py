@@ -23,8 +23,10 @@ from bot.storage._sqlite_queries import DAY, EXPORT_BATCH, TOP_N, stats_from_row
 from bot.verdict import Label
 
 _SPOOFED = rows.LABEL_CODES[Label.SPOOFED]
-#: Label spoofed, or a probability at or above the guild's threshold (bound as $3).
-_FLAGGED = f"(label = {_SPOOFED} OR spoofed_probability >= $3)"
+#: A probability at or above the guild's threshold, or label spoofed when there is no
+#: probability: `bot.verdict.decide`, the rule of every reply and alert, in SQL
+#: (bound as $3).
+_FLAGGED = f"(spoofed_probability >= $3 OR (spoofed_probability IS NULL AND label = {_SPOOFED}))"
 _EVENT_COLUMNS = "id, guild_id, at, actor, action, target, reason, case_number"
 
 

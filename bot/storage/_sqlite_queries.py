@@ -27,8 +27,12 @@ EXPORT_BATCH = 500
 TOP_N = 5
 
 _SPOOFED = rows.LABEL_CODES[Label.SPOOFED]
-#: Label spoofed, or a probability at or above the guild's threshold (bound as `:threshold`).
-_FLAGGED = f"(label = {_SPOOFED} OR spoofed_probability >= :threshold)"
+#: A probability at or above the guild's threshold, or label spoofed when there is no
+#: probability: `bot.verdict.decide`, the rule of every reply and alert, in SQL
+#: (bound as `:threshold`).
+_FLAGGED = (
+    f"(spoofed_probability >= :threshold OR (spoofed_probability IS NULL AND label = {_SPOOFED}))"
+)
 DAY = 86_400
 #: What a case counts as in the daily rollups; the same expression as migration 3's triggers.
 _OUTCOME = "coalesce(label, CASE status WHEN 3 THEN 10 ELSE 11 END)"

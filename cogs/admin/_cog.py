@@ -10,9 +10,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import Spoofwatch, permission_name
-from bot.embeds import fit_embed, mention_list
-from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig
+from bot.embeds import PROVIDER_NAMES, fit_embed, mention_list
+from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig, PublicReplies
 from bot.permissions import check_member
+from bot.settings import MIB, Settings
 from bot.verdict import MediaKind, ProviderName
 
 log = logging.getLogger(__name__)
@@ -60,14 +61,18 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         )
         log.info("guild %s settings changed by %s: %s", guild_id, interaction.user.id, described)
         text = _clip(f"Saved. {spoken}." + (f"\n{note}" if note else ""))
-        await interaction.response.send_message(text, embed=settings_embed(updated), ephemeral=True)
+        await interaction.response.send_message(
+            text, embed=settings_embed(updated, self.bot.settings), ephemeral=True
+        )
 
     @settings.command(name="show")
     async def show(self, interaction: discord.Interaction[Spoofwatch]) -> None:
         """Show this server's Spoofwatch settings."""
         assert interaction.guild_id is not None
         config = await self.bot.guild_configs.get(interaction.guild_id)
-        await interaction.response.send_message(embed=settings_embed(config), ephemeral=True)
+        await interaction.response.send_message(
+            embed=settings_embed(config, self.bot.settings), ephemeral=True
+        )
 
     @settings.command(name="autoscan")
     @app_commands.describe(enabled="Scan new voice messages, audio files and videos by itself")
@@ -195,10 +200,30 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, modlog_channel_id=channel.id if channel else None)
 
     @settings.command(name="replies")
-    @app_commands.describe(bonafide="Also reply when no deepfake is found")
-    async def replies(self, interaction: discord.Interaction[Spoofwatch], bonafide: bool) -> None:
-        """Choose whether automatic scans reply to bona fide results too."""
-        await self._update(interaction, reply_bonafide=bonafide)
+    @app_commands.describe(
+        mode="all: every file (genuine in one line); flagged: only flagged files; never: none"
+    )
+    async def replies(
+        self,
+        interaction: discord.Interaction[Spoofwatch],
+        mode: Literal["all", "flagged", "never"],
+    ) -> None:
+        """Choose which automatic scans get a public reply in the channel."""
+        assert interaction.guild_id is not None
+        config = await self.bot.guild_configs.get(interaction.guild_id)
+        notes = []
+        if mode != "all" and config.modlog_channel_id is None:
+            notes.append(
+                "⚠️ With fewer public replies, moderators learn of flagged files from the "
+                "mod-log: set one with `/spoofwatch settings modlog`."
+            )
+        if mode == "never" and config.action is ActionPolicy.REPLY:
+            notes.append(
+                "⚠️ The action is `reply`, so flagged files now reach nobody: choose `alert` "
+                "with `/spoofwatch settings action`."
+            )
+        note = "\n".join(notes)
+        await self._update(interaction, note=note, public_replies=PublicReplies(mode))
 
     @settings.command(name="transcripts")
     @app_commands.describe(
@@ -283,34 +308,90 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         )
 
 
-def settings_embed(config: GuildConfig) -> discord.Embed:
+def settings_embed(config: GuildConfig, defaults: Settings) -> discord.Embed:
+    """This server's settings in words, with the bot's defaults filled in where it has none."""
     embed = discord.Embed(title="Spoofwatch settings", colour=discord.Colour.blurple())
-    head = f"{config.scope.value}\nlisted: "
-    listed = mention_list(config.scope_channels, limit=1024 - len(head))
+    if config.modlog_channel_id is None:
+        embed.description = (
+            "⚠️ **No mod-log channel.** Alerts, review requests and outage notices have "
+            "nowhere to go: set one with `/spoofwatch settings modlog`."
+        )
+    head = f"{SCOPE_WORDS[config.scope]}"
+    if config.scope is not ChannelScope.ALL:
+        head += ": "
+        head += mention_list(config.scope_channels, limit=1024 - len(head))
+    elif config.scope_channels:
+        head += f" ({len(config.scope_channels)} listed, unused in this mode)"
     embed.add_field(name="Automatic scans", value="on" if config.auto_scan else "off")
-    embed.add_field(name="Scope", value=head + listed)
-    embed.add_field(name="Media", value=", ".join(sorted(k.value for k in config.kinds)) or "none")
+    embed.add_field(name="Scope", value=head)
+    embed.add_field(
+        name="Media",
+        value=", ".join(KIND_WORDS[k] for k in MediaKind if k in config.kinds) or "none",
+    )
+    embed.add_field(name="Public replies", value=REPLY_WORDS[config.public_replies])
     embed.add_field(name="Alert threshold", value=f"{config.alert_threshold:.0%}")
-    embed.add_field(name="Action", value=config.action.value)
+    embed.add_field(name="When flagged", value=ACTION_WORDS[config.action])
     embed.add_field(
         name="Mod-log",
-        value=f"<#{config.modlog_channel_id}>"
-        if config.modlog_channel_id
-        else "not set (no alerts)",
+        value=f"<#{config.modlog_channel_id}>" if config.modlog_channel_id else "not set",
     )
-    embed.add_field(name="Reply to bona fide", value="yes" if config.reply_bonafide else "no")
     embed.add_field(
         name="Transcripts",
-        value=f"shown: {_show(config.show_transcripts)}, stored: {_show(config.store_transcripts)}",
+        value=f"{'shown' if config.show_transcripts else 'hidden'}, "
+        f"{'stored' if config.store_transcripts else 'not stored'}",
     )
     embed.add_field(name="Retention", value=f"{config.retention_days} days")
-    embed.add_field(name="Provider", value=config.provider.value if config.provider else "default")
-    embed.add_field(name="Daily quota", value=str(config.daily_quota or "unlimited"))
+    provider = config.provider or defaults.provider
     embed.add_field(
-        name="Limits",
-        value=f"{_show(config.max_file_mb)} MiB, {_show(config.max_duration_s)} s",
+        name="Provider",
+        value=f"{PROVIDER_NAMES[provider]}{'' if config.provider else ' (bot default)'}",
     )
+    embed.add_field(name="Daily quota", value=str(config.daily_quota or "unlimited"))
+    largest = (
+        f"{_number(config.max_file_mb)} MiB (this server)"
+        if config.max_file_mb is not None
+        else f"{_number(defaults.max_file_bytes / MIB)} MiB (bot default)"
+    )
+    longest = (
+        f"{_seconds(config.max_duration_s)} (this server)"
+        if config.max_duration_s is not None
+        else f"{_seconds(defaults.max_duration_s)} (bot default)"
+    )
+    embed.add_field(name="Largest file", value=largest)
+    embed.add_field(name="Longest recording", value=longest)
     return fit_embed(embed)
+
+
+SCOPE_WORDS = {
+    ChannelScope.ALL: "every channel",
+    ChannelScope.ONLY_LISTED: "only",
+    ChannelScope.ALL_EXCEPT_LISTED: "every channel except",
+}
+KIND_WORDS = {
+    MediaKind.VOICE: "voice messages",
+    MediaKind.AUDIO: "audio files",
+    MediaKind.VIDEO: "videos",
+}
+REPLY_WORDS = {
+    PublicReplies.ALL: "every file (genuine in one line)",
+    PublicReplies.FLAGGED: "flagged files only",
+    PublicReplies.NEVER: "none (moderators only)",
+}
+ACTION_WORDS = {
+    ActionPolicy.REPLY: "reply only",
+    ActionPolicy.ALERT: "alert the mod-log",
+    ActionPolicy.DELETE_AND_ALERT: "delete the message and alert",
+}
+
+
+def _number(value: float) -> str:
+    """25.0 → "25", 0.5 → "0.5"."""
+    return f"{value:g}"
+
+
+def _seconds(value: float) -> str:
+    """600 → "10 min", 90 → "90 s"."""
+    return f"{value / 60:g} min" if value >= 60 and value % 60 == 0 else f"{value:g} s"
 
 
 def _clip(text: str) -> str:
@@ -327,9 +408,9 @@ _LABELS = {
     "scope_channels": "Listed channels",
     "kinds": "Media",
     "alert_threshold": "Alert threshold",
-    "action": "Action",
+    "action": "When flagged",
     "modlog_channel_id": "Mod-log",
-    "reply_bonafide": "Reply to bona fide",
+    "public_replies": "Public replies",
     "show_transcripts": "Transcripts shown",
     "store_transcripts": "Transcripts stored",
     "retention_days": "Retention",
@@ -359,6 +440,12 @@ def _show_for(field: str, value: object) -> str:
         return f"{value} MiB"
     if field == "max_duration_s":
         return f"{value} s"
+    if field == "public_replies" and isinstance(value, PublicReplies):
+        return REPLY_WORDS[value]
+    if field == "action" and isinstance(value, ActionPolicy):
+        return ACTION_WORDS[value]
+    if field == "scope" and isinstance(value, ChannelScope):
+        return value.value.replace("_", " ")
     if field == "auto_scan" and isinstance(value, bool):
         return "on" if value else "off"
     return _show(value)

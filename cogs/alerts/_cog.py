@@ -2,55 +2,70 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
-from typing import Any
+import re
+from typing import Any, Final
 
 import aiohttp
 import discord
 from discord.ext import commands
 
 from bot.client import Spoofwatch
-from bot.embeds import fit_embed, probability_bar, sanitize
+from bot.embeds import PROVIDER_NAMES, fit_embed, media_phrase, sanitize, timeline_summary
 from bot.guild_config import ActionPolicy, GuildConfig
 from bot.replies import describe_http_error
 from bot.scanning import ScanOutcome
-from bot.verdict import Label
+from bot.storage import Review
+from bot.timeline import picture_name, render_strip_async, wants_picture
+from bot.verdict import DEFAULT_THRESHOLD, Finding, decide, percent, verdict_finding
+from cogs.alerts._outages import OutageNotices
 from cogs.alerts._views import alert_view
 
 log = logging.getLogger(__name__)
 
+#: The author's latest cases read for the alert's "3rd flag for this member" line.
+EARLIER_CASES_READ: Final = 100
+#: Evidence kept on an automatic delete is read into memory: never more than this per file.
+EVIDENCE_MAX_BYTES: Final = 25 * 1024 * 1024
+EVIDENCE_READ_S: Final = 30.0
+
 
 def is_suspicious(outcome: ScanOutcome, threshold: float) -> bool:
-    """At or above the guild's threshold; the provider's own label only when it gave no number.
-
-    The label is the provider's decision at its own threshold (about 0.5): letting it alert
-    regardless would make a guild's stricter threshold (say 0.9) meaningless.
-    """
+    """Flagged at the guild's threshold: the same decision as the public reply's colour and
+    title (`bot.verdict.verdict_finding`), so the two can never disagree."""
     verdict = outcome.verdict
-    if verdict is None:
-        return False
-    p = verdict.spoofed_probability
-    if p is None:
-        return verdict.label is Label.SPOOFED
-    return p >= threshold
+    return verdict is not None and verdict_finding(verdict, threshold) is Finding.FLAGGED
 
 
 class Alerts(commands.Cog):
     def __init__(self, bot: Spoofwatch) -> None:
         self.bot = bot
+        self.outages = OutageNotices(bot.clock)
 
     @commands.Cog.listener()
     async def on_scan_finished(
         self, message: discord.Message, outcomes: list[ScanOutcome], config: GuildConfig
     ) -> None:
-        if message.guild is None or config.action is ActionPolicy.REPLY:
+        if message.guild is None:
+            return
+        await self.outages.observe(message.guild, outcomes, config)
+        if config.action is ActionPolicy.REPLY:
             return
         suspicious = [o for o in outcomes if is_suspicious(o, config.alert_threshold)]
         if not suspicious:
             return
         deleted: str | None = None
+        evidence: dict[int, discord.File] = {}
         if config.action is ActionPolicy.DELETE_AND_ALERT:
+            # Read before deleting: once the message is gone, so is the audio moderators
+            # would judge by.
+            if config.modlog_channel_id is not None:
+                evidence = await _evidence(message, suspicious)
             done, deleted = await self._delete(message)
+            if not done:
+                evidence = {}
             if done and self.bot.user is not None:
                 # An automatic deletion is a moderation action like a moderator's: the case
                 # keeps who did it (the bot), when and why.
@@ -63,7 +78,7 @@ class Alerts(commands.Cog):
                         outcome=deleted,
                     )
         for outcome in suspicious:
-            await self._alert(message, outcome, config, deleted)
+            await self._alert(message, outcome, config, deleted, evidence.get(outcome.record.id))
 
     async def _delete(self, message: discord.Message) -> tuple[bool, str]:
         """Delete per policy; (whether it was deleted, what the alert should say)."""
@@ -100,6 +115,7 @@ class Alerts(commands.Cog):
         outcome: ScanOutcome,
         config: GuildConfig,
         deleted: str | None,
+        evidence: discord.File | None = None,
     ) -> None:
         assert message.guild is not None
         if config.modlog_channel_id is None:
@@ -113,10 +129,32 @@ class Alerts(commands.Cog):
             await self._not_posted(message.guild.id, case_number, "the mod-log channel is gone")
             return
         view = alert_view(case_number)
+        earlier = await self._earlier_flags(message, outcome, config)
+        picture = None
+        verdict = outcome.verdict
+        if verdict is not None and wants_picture(verdict.segments):
+            try:
+                data = await render_strip_async(
+                    verdict.segments, config.alert_threshold, verdict.duration_s
+                )
+                picture = discord.File(io.BytesIO(data), filename=picture_name(case_number))
+            except Exception:
+                log.exception("timeline picture of case %s/#%s not drawn", channel.guild.id,
+                              case_number)  # fmt: skip
+        files = [f for f in (picture, evidence) if f is not None]
         first = await _post(
             channel,
-            embed=alert_embed(message, outcome, deleted),
+            embed=alert_embed(
+                message,
+                outcome,
+                deleted,
+                threshold=config.alert_threshold,
+                earlier=earlier,
+                picture=picture.filename if picture else None,
+                evidence=evidence.filename if evidence else None,
+            ),
             view=view,
+            files=files,
             allowed_mentions=discord.AllowedMentions.none(),
         )
         if first is None:
@@ -148,6 +186,27 @@ class Alerts(commands.Cog):
         )
         await self._not_posted(message.guild.id, case_number, f"mod-log {channel.id}: {second}")
 
+    async def _earlier_flags(
+        self, message: discord.Message, outcome: ScanOutcome, config: GuildConfig
+    ) -> tuple[int, int]:
+        """(earlier flagged cases of this author in this guild, how many were confirmed)."""
+        assert message.guild is not None
+        try:
+            records = await self.bot.audit.cases.by_author(
+                message.guild.id, message.author.id, limit=EARLIER_CASES_READ
+            )
+        except Exception:  # the alert matters more than its history line
+            log.exception("earlier cases of user %s not read", message.author.id)
+            return 0, 0
+        flagged = [
+            r
+            for r in records
+            if r.case_number != outcome.record.case_number
+            and r.label is not None
+            and decide(r.label, r.spoofed_probability, config.alert_threshold) is Finding.FLAGGED
+        ]
+        return len(flagged), sum(r.review is Review.CONFIRMED for r in flagged)
+
     async def _not_posted(self, guild_id: int, case_number: int, why: str) -> None:
         """Record among the case's events that its alert never reached the mod-log."""
         if self.bot.user is not None:
@@ -176,9 +235,9 @@ def plain_alert(message: discord.Message, outcome: ScanOutcome, deleted: str | N
     """The alert as one short text, for when Discord refused the embed."""
     verdict = outcome.verdict
     p = verdict.spoofed_probability if verdict is not None else None
-    score = "—" if p is None else f"{p:.0%}"
+    score = "no score" if p is None else f"{percent(p)}% likely synthetic"
     text = (
-        f"⚠️ Possible deepfake — case #{outcome.record.case_number}, {score} spoofed, "
+        f"⚠️ Possible deepfake — case #{outcome.record.case_number}, {score}, "
         f"by <@{message.author.id}> in <#{message.channel.id}>: {message.jump_url}\n"
         "-# The full alert could not be posted; `/audit case` shows the case."
     )
@@ -186,32 +245,100 @@ def plain_alert(message: discord.Message, outcome: ScanOutcome, deleted: str | N
 
 
 def alert_embed(
-    message: discord.Message, outcome: ScanOutcome, deleted: str | None
+    message: discord.Message,
+    outcome: ScanOutcome,
+    deleted: str | None,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    earlier: tuple[int, int] = (0, 0),
+    picture: str | None = None,
+    evidence: str | None = None,
 ) -> discord.Embed:
+    """The mod-log alert: who, where, when, the score once against the threshold, the
+    transcript and the timeline, and the member's earlier flags here, in one look."""
     verdict = outcome.verdict
     assert verdict is not None
     record = outcome.record
     p = verdict.spoofed_probability
+    score = f"{percent(p)}%" if p is not None else "no score"
+    author = message.author
+    what = media_phrase(record.filename, record.content_type, verdict.duration_s)
     embed = discord.Embed(
-        title=f"Possible deepfake — case #{record.case_number}",
+        title=f"Possible deepfake · {score} (server threshold {percent(threshold)}%)",
         colour=discord.Colour.red(),
-        description=(
-            f"{probability_bar(p)} **{'—' if p is None else f'{p:.0%}'}** spoofed\n"
-            f"[Jump to the message]({message.jump_url})"
-        ),
+        timestamp=message.created_at,
     )
-    embed.add_field(name="Author", value=f"{message.author.mention} (`{message.author.id}`)")
-    embed.add_field(
-        name="Channel",
-        value=message.channel.mention if hasattr(message.channel, "mention") else "—",
+    embed.set_author(
+        name=sanitize(f"{author.display_name} (@{author.name})", limit=200) or str(author.id),
+        icon_url=author.display_avatar.url,
     )
-    embed.add_field(name="File", value=sanitize(record.filename, limit=200))
-    embed.add_field(
-        name="Provider label",
-        value=sanitize(verdict.provider_label or verdict.label.value, limit=100),
+    where = (
+        f"in {message.channel.mention}" if hasattr(message.channel, "mention") else "in a channel"
     )
+    count, confirmed = earlier
+    history = (
+        "first flag for this member"
+        if count == 0
+        else f"{_ordinal(count + 1)} flag for this member"
+        + (f" ({confirmed} confirmed)" if confirmed else "")
+    )
+    lines = [
+        f"{author.mention} {where} · <t:{int(message.created_at.timestamp())}:R> · {what} · "
+        f"{history}"
+    ]
+    if deleted is None:
+        lines.append(f"[Open the message]({message.jump_url})")
+    if len(verdict.segments) > 1:
+        lines.append(timeline_summary(verdict.segments, threshold, verdict.duration_s))
+    embed.description = "\n".join(lines)
+    if verdict.transcript and (transcript := sanitize(verdict.transcript, limit=1000)):
+        embed.add_field(name="Transcript", value=f"> {transcript}", inline=False)
     if deleted:
-        embed.add_field(name="Actions", value=deleted, inline=False)
-    embed.set_footer(text=f"Case #{record.case_number} · {verdict.provider.value}")
-    # Whatever the file name or label sanitized to (possibly nothing), the embed is sendable.
+        kept = (
+            f"\nThe file is attached here ({evidence})." if evidence else
+            "\nThe file could not be kept (over the upload limit, or unreadable)."
+        ) if deleted.startswith("Message deleted") else ""  # fmt: skip
+        embed.add_field(name="Actions", value=deleted + kept, inline=False)
+    if picture:
+        embed.set_image(url=f"attachment://{picture}")
+    provider = PROVIDER_NAMES.get(verdict.provider, str(verdict.provider))
+    embed.set_footer(text=f"Case #{record.case_number} · {provider} · user ID {author.id}")
+    # Whatever the names sanitized to (possibly nothing), the embed is sendable.
     return fit_embed(embed)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+async def _evidence(
+    message: discord.Message, outcomes: list[ScanOutcome]
+) -> dict[int, discord.File]:
+    """The flagged files, read back from Discord before an automatic delete removes them.
+
+    Only what the guild may upload (its boost level's limit) is kept; the rest is named in
+    the alert as not kept.
+    """
+    assert message.guild is not None
+    limit = min(message.guild.filesize_limit, EVIDENCE_MAX_BYTES)
+    by_id = {a.id: a for a in message.attachments}
+    files: dict[int, discord.File] = {}
+    for outcome in outcomes:
+        attachment = by_id.get(outcome.record.attachment_id or 0)
+        if attachment is None or attachment.size > limit:
+            continue
+        try:
+            data = await asyncio.wait_for(attachment.read(), EVIDENCE_READ_S)
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("evidence of case #%s not read: %s", outcome.record.case_number, exc)
+            continue
+        name = f"case-{outcome.record.case_number}-{_safe_name(attachment.filename)}"
+        files[outcome.record.id] = discord.File(io.BytesIO(data), filename=name)
+    return files
+
+
+def _safe_name(filename: str) -> str:
+    """A file name with only letters, digits, dots, dashes and underscores."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[-60:].lstrip(".")
+    return safe or "file"

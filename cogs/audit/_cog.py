@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import discord
@@ -12,12 +12,13 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.client import Spoofwatch
-from bot.embeds import fit_embed, sanitize
+from bot.embeds import FINDING_COLOURS, PROVIDER_NAMES, fit_embed, media_phrase, sanitize
 from bot.permissions import check_member
 from bot.settings import MIB
-from bot.storage import Review, ScanRecord
+from bot.storage import AuditEvent, Review, ScanRecord, ScanStatus, Trigger
 from bot.storage.export import export_bytes, export_filename
-from cogs.audit._views import Pager, case_line, since_days
+from bot.verdict import DEFAULT_THRESHOLD, decide
+from cogs.audit._views import REVIEW_WORDS, Pager, case_outcome, since_days
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,13 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         check_member(interaction, manage_messages=True)
         return True
 
+    async def _threshold(self, guild_id: int) -> float:
+        return (await self.bot.guild_configs.get(guild_id)).alert_threshold
+
+    async def _case_embed(self, record: ScanRecord) -> discord.Embed:
+        events = await self.bot.audit.cases.case_events(record.guild_id, record.case_number)
+        return case_embed(record, events, await self._threshold(record.guild_id))
+
     async def _pager(self, interaction: discord.Interaction[Spoofwatch], pager: Pager) -> None:
         embed = await pager.first_page()
         # Set before sending: the view's timeout starts counting as soon as it is sent.
@@ -74,7 +82,9 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
             return await self.bot.audit.cases.recent(guild_id, limit=n, offset=offset)
 
         title = "Latest cases"
-        await self._pager(interaction, Pager(interaction.user.id, title, fetch, page_size=limit))
+        threshold = await self._threshold(guild_id)
+        pager = Pager(interaction.user.id, title, fetch, page_size=limit, threshold=threshold)
+        await self._pager(interaction, pager)
 
     @app_commands.command(name="user")
     @app_commands.describe(member="Whose cases to list")
@@ -88,7 +98,10 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
             return await self.bot.audit.cases.by_author(guild_id, member.id, limit=n, offset=offset)
 
         title = f"Cases of {sanitize(member.display_name, limit=80)}"
-        await self._pager(interaction, Pager(interaction.user.id, title, fetch))
+        threshold = await self._threshold(guild_id)
+        await self._pager(
+            interaction, Pager(interaction.user.id, title, fetch, threshold=threshold)
+        )
 
     @app_commands.command(name="case")
     @app_commands.describe(number="The case number (from a verdict's footer)")
@@ -102,7 +115,9 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
                 f"There is no case #{number} here.", ephemeral=True
             )
             return
-        await interaction.response.send_message(embed=case_embed(record), ephemeral=True)
+        await interaction.response.send_message(
+            embed=await self._case_embed(record), ephemeral=True
+        )
 
     @app_commands.command(name="flagged")
     @app_commands.describe(days="How far back to look (default 7 days)")
@@ -111,7 +126,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         interaction: discord.Interaction[Spoofwatch],
         days: app_commands.Range[int, 1, 3650] = 7,
     ) -> None:
-        """Cases labelled spoofed or at/above this server's alert threshold."""
+        """Cases flagged at this server's alert threshold (as replies and alerts are)."""
         guild_id = _guild_id(interaction)
         config = await self.bot.guild_configs.get(guild_id)
         since = since_days(self.bot.clock(), days)
@@ -122,7 +137,8 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
             )
 
         title = f"Flagged in the last {days} day{'s' if days != 1 else ''}"
-        await self._pager(interaction, Pager(interaction.user.id, title, fetch))
+        pager = Pager(interaction.user.id, title, fetch, threshold=config.alert_threshold)
+        await self._pager(interaction, pager)
 
     @app_commands.command(name="stats")
     @app_commands.describe(days="How far back to count (default 30 days)")
@@ -229,34 +245,58 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
             "case %s/#%s reviewed %s by %s", record.guild_id, number, decision, interaction.user.id
         )
         await interaction.response.send_message(
-            f"Case #{number} marked **{decision.replace('_', ' ')}**.",
-            embed=case_embed(record),
+            f"Case #{number} marked **{REVIEW_WORDS[Review(decision)]}**.",
+            embed=await self._case_embed(record),
             ephemeral=True,
         )
 
 
-def case_embed(record: ScanRecord) -> discord.Embed:
-    """A case in full, for moderators."""
-    embed = discord.Embed(title=f"Case #{record.case_number}", description=case_line(record))
-    embed.add_field(name="Status", value=record.status.value)
-    embed.add_field(name="Trigger", value=record.trigger.value)
+def case_embed(
+    record: ScanRecord, events: Sequence[AuditEvent] = (), threshold: float = DEFAULT_THRESHOLD
+) -> discord.Embed:
+    """A case in full, for moderators: coloured by outcome, with every action taken on it.
+
+    The one view that names the provider's own label and job id (for a support ticket).
+    """
+    finding = decide(record.label, record.spoofed_probability, threshold) if record.label else None
+    colour = FINDING_COLOURS[finding] if finding else discord.Colour.light_grey()
+    what = media_phrase(record.filename, record.content_type, record.duration_s)
+    embed = discord.Embed(
+        title=f"Case #{record.case_number} · {case_outcome(record, threshold)}", colour=colour
+    )
+    who = f"<@{record.author_id}>" if record.author_id else "someone"
+    where = f" in <#{record.channel_id}>" if record.channel_id else ""
+    when = f"<t:{int(record.created_at.timestamp())}:f>"
+    link = f" · [open the message]({record.jump_url})" if record.jump_url else ""
+    embed.description = f"{what} by {who}{where}, {when}{link}"
+    how = {
+        Trigger.AUTO: "automatic scan",
+        Trigger.CHECK: "`/check`",
+        Trigger.CONTEXT_MENU: "Apps → Check for deepfake",
+        Trigger.CLI: "command line",
+    }[record.trigger]
+    if record.requested_by:
+        how += f" by <@{record.requested_by}>"
+    embed.add_field(name="Checked by", value=how)
+    embed.add_field(name="State", value=_state(record))
     # The job id is the provider's string: its length is theirs to choose, so it is capped.
     job_id = (record.provider_job_id or "").replace("`", "'").strip() or "—"
     if len(job_id) > JOB_ID_CHARS:
         job_id = job_id[: JOB_ID_CHARS - 1] + "…"
-    embed.add_field(name="Provider", value=f"{record.provider.value}\n`{job_id}`")
-    if record.channel_id:
-        embed.add_field(name="Channel", value=f"<#{record.channel_id}>")
-    if record.requested_by:
-        embed.add_field(name="Requested by", value=f"<@{record.requested_by}>")
-    if record.duration_s is not None:
-        embed.add_field(name="Duration", value=f"{record.duration_s:.1f} s")
+    said = f" said **{record.label.value}**" if record.label else ""
+    embed.add_field(
+        name="Detector",
+        value=f"{PROVIDER_NAMES.get(record.provider, record.provider.value)}{said}\n`{job_id}`",
+    )
+    details = []
     if record.size is not None:
-        embed.add_field(name="Size", value=f"{record.size / 1024:.0f} KiB")
+        details.append(f"{record.size / 1024:.0f} KiB")
     if record.language:
-        embed.add_field(name="Language", value=sanitize(record.language, limit=20))
+        details.append(f"language {sanitize(record.language, limit=20)}")
     if record.sha256:
-        embed.add_field(name="SHA-256", value=f"`{record.sha256[:16]}…`")
+        details.append(f"SHA-256 `{record.sha256[:16]}…`")
+    if details:
+        embed.add_field(name="File", value=" · ".join(details))
     if record.error_kind:
         embed.add_field(
             name="Error",
@@ -272,10 +312,40 @@ def case_embed(record: ScanRecord) -> discord.Embed:
         when = f" <t:{int(record.reviewed_at.timestamp())}:R>" if record.reviewed_at else ""
         embed.add_field(
             name="Review",
-            value=f"{record.review.value} by <@{record.reviewed_by}>{when}{note}",
+            value=f"{REVIEW_WORDS[record.review]} by <@{record.reviewed_by}>{when}{note}",
             inline=False,
         )
+    actions = [_event_line(e) for e in events if e.action != "review"]
+    if actions:
+        embed.add_field(name="Actions", value=_lines(actions[-10:]), inline=False)
     return fit_embed(embed)
+
+
+_ACTION_WORDS = {
+    "delete": "message deleted",
+    "timeout": "member timed out",
+    "review_request": "review requested",
+    "alert_not_posted": "alert could not be posted",
+}
+
+
+def _event_line(event: AuditEvent) -> str:
+    who = f"<@{event.actor}>" if event.actor.isdigit() else event.actor
+    what = _ACTION_WORDS.get(event.action, event.action.replace("_", " "))
+    detail = sanitize(event.reason, limit=150) if event.reason else ""
+    return f"<t:{int(event.at.timestamp())}:R> {what} by {who}" + (f": {detail}" if detail else "")
+
+
+def _state(record: ScanRecord) -> str:
+    if record.status is ScanStatus.REUSED:
+        return f"reused the verdict of an earlier scan (case id {record.reused_from})"
+    return {
+        ScanStatus.QUEUED: "waiting to be sent",
+        ScanStatus.SUBMITTED: "with the detector",
+        ScanStatus.DONE: "finished",
+        ScanStatus.FAILED: "failed",
+        ScanStatus.REUSED: "reused",
+    }[record.status]
 
 
 def _guild_id(interaction: discord.Interaction[Spoofwatch]) -> int:

@@ -9,37 +9,46 @@ from datetime import datetime, timedelta
 import discord
 
 from bot.client import Spoofwatch
-from bot.embeds import sanitize
-from bot.storage import ScanRecord, ScanStatus
-from bot.verdict import Label
+from bot.embeds import FINDING_WORDS
+from bot.storage import Review, ScanRecord, ScanStatus
+from bot.verdict import DEFAULT_THRESHOLD, Finding, decide, percent
 
 PAGE_SIZE = 10
 Fetch = Callable[[int, int], Awaitable[list[ScanRecord]]]
 
-_LABEL_MARK = {Label.SPOOFED: "🟥", Label.BONAFIDE: "🟩", Label.INCONCLUSIVE: "⬜"}
+_FINDING_MARK = {Finding.FLAGGED: "🟥", Finding.UNCLEAR: "🟨", Finding.GENUINE: "🟩"}
+#: A moderator's review in words: "false_positive" is a column value, not a sentence.
+REVIEW_WORDS = {Review.CONFIRMED: "confirmed", Review.FALSE_POSITIVE: "not a deepfake"}
 
 
-def case_line(record: ScanRecord) -> str:
-    """One line of a case list: number, when, who, outcome, link."""
-    when = f"<t:{int(record.created_at.timestamp())}:f>"
-    who = f"<@{record.author_id}>" if record.author_id else "—"
+def case_outcome(record: ScanRecord, threshold: float = DEFAULT_THRESHOLD) -> str:
+    """The outcome in a few words, at the guild's threshold: "🟥 97% may be AI-generated"."""
     if record.label is not None:
-        p = "" if record.spoofed_probability is None else f" {record.spoofed_probability:.0%}"
-        outcome = f"{_LABEL_MARK[record.label]} {record.label.value}{p}"
-    elif record.status is ScanStatus.FAILED:
-        outcome = f"⚠️ failed ({record.error_kind})"
-    else:
-        outcome = f"⏳ {record.status.value}"
-    review = f" · reviewed: {record.review.value}" if record.review else ""
-    link = f" · [jump]({record.jump_url})" if record.jump_url else ""
-    name = sanitize(record.filename, limit=40)
-    return f"**#{record.case_number}** {when} · {who} · {name} · {outcome}{review}{link}"
+        finding = decide(record.label, record.spoofed_probability, threshold)
+        p = record.spoofed_probability
+        score = f" {percent(p)}%" if p is not None else ""
+        return f"{_FINDING_MARK[finding]}{score} {FINDING_WORDS[finding]}"
+    if record.status is ScanStatus.FAILED:
+        return f"⚠️ failed ({record.error_kind})"
+    return "⏳ in progress"
 
 
-def page_embed(title: str, records: Sequence[ScanRecord], page: int) -> discord.Embed:
+def case_line(record: ScanRecord, threshold: float = DEFAULT_THRESHOLD) -> str:
+    """One short line of a case list: number, when, who, outcome, review, link."""
+    when = f"<t:{int(record.created_at.timestamp())}:R>"
+    who = f"<@{record.author_id}>" if record.author_id else "—"
+    review = f" · ✔ {REVIEW_WORDS[record.review]}" if record.review else ""
+    link = f" · [open]({record.jump_url})" if record.jump_url else ""
+    outcome = case_outcome(record, threshold)
+    return f"**#{record.case_number}** {when} · {who} · {outcome}{review}{link}"
+
+
+def page_embed(
+    title: str, records: Sequence[ScanRecord], page: int, threshold: float = DEFAULT_THRESHOLD
+) -> discord.Embed:
     embed = discord.Embed(title=title, colour=discord.Colour.blurple())
     if records:
-        embed.description = "\n".join(case_line(r) for r in records)[:4000]
+        embed.description = "\n".join(case_line(r, threshold) for r in records)[:4000]
     else:
         embed.description = "No cases." if page == 0 else "No more cases."
     embed.set_footer(text=f"Page {page + 1}")
@@ -56,12 +65,19 @@ class Pager(discord.ui.View):
     TIMEOUT_S = 600.0
 
     def __init__(
-        self, owner_id: int, title: str, fetch: Fetch, *, page_size: int = PAGE_SIZE
+        self,
+        owner_id: int,
+        title: str,
+        fetch: Fetch,
+        *,
+        page_size: int = PAGE_SIZE,
+        threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
         super().__init__(timeout=self.TIMEOUT_S)
         #: The command's interaction, once the first page is sent: its token edits the answer.
         self.interaction: discord.Interaction[Spoofwatch] | None = None
         self.page_size = page_size
+        self.threshold = threshold
         self.owner_id = owner_id
         self.title = title
         self.fetch = fetch
@@ -78,7 +94,7 @@ class Pager(discord.ui.View):
         self.has_next = len(rows) > self.page_size
         self.previous.disabled = page == 0
         self.next.disabled = not self.has_next
-        return page_embed(self.title, rows[: self.page_size], page)
+        return page_embed(self.title, rows[: self.page_size], page, self.threshold)
 
     async def on_timeout(self) -> None:
         self.previous.disabled = True

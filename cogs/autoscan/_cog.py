@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
@@ -32,13 +33,15 @@ from bot.attachments import Candidate, guild_provider, media_candidates, scan_li
 from bot.client import Spoofwatch
 from bot.errors import ScanInProgress
 from bot.guild_config import GuildConfig
-from bot.replies import describe_http_error, outcome_embeds, reply_target_gone
+from bot.replies import describe_http_error, outcome_embeds, publicly_shown, reply_target_gone
 from bot.scanning import ScanLimits, ScanOutcome, ScanRequest
 from bot.storage import ScanRecord, Trigger
-from bot.verdict import Label, ProviderName
+from bot.timeline import picture_name, render_strip_async, wants_picture
+from bot.verdict import Finding, ProviderName, verdict_finding
 from cogs.autoscan._catch_up import channels_to_catch_up, unanswered_messages
 from cogs.autoscan._marks import KeyedLocks, SearchMark, clear_stale_reaction
 from cogs.autoscan._scope import channel_in_scope, configured, from_a_person
+from cogs.autoscan._views import verdict_view
 
 log = logging.getLogger(__name__)
 
@@ -335,12 +338,7 @@ class AutoScan(commands.Cog):
             shown = [
                 o
                 for o in current
-                if o.record.reply_message_id is None
-                and (
-                    config.reply_bonafide
-                    or o.verdict is None
-                    or o.verdict.label is not Label.BONAFIDE
-                )
+                if o.record.reply_message_id is None and publicly_shown(o, config)
             ]
             if shown:
                 reply_id = await self._existing_reply(message) if check_existing else None
@@ -396,14 +394,25 @@ class AutoScan(commands.Cog):
     async def _reply(
         self, message: discord.Message, outcomes: list[ScanOutcome], config: GuildConfig
     ) -> discord.Message | None:
-        embeds = outcome_embeds(outcomes, show_transcript=config.show_transcripts)
+        pictures = await _timeline_pictures(outcomes, config.alert_threshold)
+        embeds = outcome_embeds(
+            outcomes,
+            show_transcript=config.show_transcripts,
+            threshold=config.alert_threshold,
+            automatic=True,
+            pictures={scan_id: name for scan_id, (name, _) in pictures.items()},
+        )
+        files = [discord.File(io.BytesIO(data), filename=name) for name, data in pictures.values()]
+        view = verdict_view(outcomes)
         try:
             # When replies queue on the channel's message bucket, the oldest message first.
             with self.bot.pacing.priority(message.id):
                 return await message.reply(
                     embeds=embeds,
+                    files=files,
                     mention_author=False,
                     allowed_mentions=discord.AllowedMentions.none(),
+                    view=view if view is not None else discord.utils.MISSING,
                 )
         except discord.Forbidden:
             log.warning(
@@ -419,3 +428,27 @@ class AutoScan(commands.Cog):
                 # Any other 400 is a body Discord refused: say which fields, it is a bug.
                 log.error("reply to message %s refused: %s", message.id, describe_http_error(exc))
         return None
+
+
+async def _timeline_pictures(
+    outcomes: list[ScanOutcome], threshold: float
+) -> dict[int, tuple[str, bytes]]:
+    """scan id → (file name, PNG) for each full verdict with several stretches.
+
+    A compact genuine line carries no picture. A picture that cannot be drawn is left out:
+    the text timeline in the embed says the same.
+    """
+    pictures: dict[int, tuple[str, bytes]] = {}
+    for outcome in outcomes[:10]:
+        verdict = outcome.verdict
+        if verdict is None or not wants_picture(verdict.segments):
+            continue
+        if verdict_finding(verdict, threshold) is Finding.GENUINE:
+            continue
+        try:
+            data = await render_strip_async(verdict.segments, threshold, verdict.duration_s)
+        except Exception:
+            log.exception("timeline picture of case #%s not drawn", outcome.record.case_number)
+            continue
+        pictures[outcome.record.id] = (picture_name(outcome.record.case_number), data)
+    return pictures

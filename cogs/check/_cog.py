@@ -21,7 +21,9 @@ from bot.client import Spoofwatch
 from bot.errors import NotMedia, SpoofwatchError
 from bot.guild_config import GuildConfig
 from bot.replies import outcome_embeds
+from bot.scanning import ScanOutcome
 from bot.storage import Trigger
+from bot.timeline import picture_name, render_strip_async, wants_picture
 from bot.verdict import MediaKind
 from cogs.check._delivery import CheckAnswers
 
@@ -168,7 +170,29 @@ class Check(commands.Cog):
                 paid_transcripts=self.bot.settings.resemble_intelligence,
             )
             outcome = await self.bot.scans.scan(request)
-            await answers.send(outcome_embeds([outcome], show_transcript=config.show_transcripts))
+            pictures = await _picture(outcome, config.alert_threshold)
+            await answers.send(
+                outcome_embeds(
+                    [outcome],
+                    show_transcript=config.show_transcripts,
+                    threshold=config.alert_threshold,
+                    pictures={outcome.record.id: pictures[0][0]} if pictures else None,
+                ),
+                pictures,
+            )
 
     async def _config(self, guild_id: int | None) -> GuildConfig:
         return await self.bot.guild_configs.get(guild_id) if guild_id else GuildConfig()
+
+
+async def _picture(outcome: ScanOutcome, threshold: float) -> list[tuple[str, bytes]]:
+    """The timeline strip of a verdict with several stretches, as (file name, PNG)."""
+    verdict = outcome.verdict
+    if verdict is None or not wants_picture(verdict.segments):
+        return []
+    try:
+        data = await render_strip_async(verdict.segments, threshold, verdict.duration_s)
+    except Exception:  # the text timeline in the embed says the same
+        log.exception("timeline picture of case #%s not drawn", outcome.record.case_number)
+        return []
+    return [(picture_name(outcome.record.case_number), data)]

@@ -8,9 +8,10 @@ token is not needed: the channel for a public check, a direct message for a priv
 
 from __future__ import annotations
 
+import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import discord
 
@@ -44,12 +45,18 @@ class CheckAnswers:
         self._deadline = clock() + TOKEN_LIFETIME_S - TOKEN_MARGIN_S
         self._token_gone = False
 
-    async def send(self, embeds: list[discord.Embed]) -> None:
-        """One file's answer: a follow-up while the token lives, else the fallback."""
+    async def send(
+        self, embeds: list[discord.Embed], pictures: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
+        """One file's answer: a follow-up while the token lives, else the fallback.
+
+        `pictures` are (file name, PNG) pairs the embeds show; each try attaches them afresh.
+        """
         if not self._token_gone and self._clock() < self._deadline:
             try:
                 await self.interaction.followup.send(
                     embeds=embeds,
+                    files=_files(pictures),
                     ephemeral=not self.public,
                     allowed_mentions=discord.AllowedMentions.none(),
                 )
@@ -65,9 +72,11 @@ class CheckAnswers:
                 self.interaction.user.id,
                 "in the channel" if self.public else "by direct message",
             )
-        await self._fallback(embeds)
+        await self._fallback(embeds, pictures)
 
-    async def _fallback(self, embeds: list[discord.Embed]) -> None:
+    async def _fallback(
+        self, embeds: list[discord.Embed], pictures: Sequence[tuple[str, bytes]]
+    ) -> None:
         user = self.interaction.user
         try:
             if self.public and self.interaction.channel is not None:
@@ -77,6 +86,7 @@ class CheckAnswers:
                     f"{user.mention}'s `/check` (it took longer than Discord lets a command "
                     "answer):",
                     embeds=embeds,
+                    files=_files(pictures),
                     allowed_mentions=discord.AllowedMentions.none(),
                 )
             else:
@@ -85,6 +95,7 @@ class CheckAnswers:
                 await user.send(
                     f"Your `/check`{where} (it took longer than Discord lets a command answer):",
                     embeds=embeds,
+                    files=_files(pictures),
                     allowed_mentions=discord.AllowedMentions.none(),
                 )
         except discord.HTTPException as exc:
@@ -95,3 +106,7 @@ class CheckAnswers:
                 self.interaction.id,
                 exc,
             )
+
+
+def _files(pictures: Sequence[tuple[str, bytes]]) -> list[discord.File]:
+    return [discord.File(io.BytesIO(data), filename=name) for name, data in pictures]
