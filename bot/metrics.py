@@ -287,7 +287,7 @@ def _timed(method: Callable[..., Awaitable[T]], child: Any) -> Callable[..., Awa
 
 #: A path segment that is a word of Discord's API (channels, messages, @me, @original...),
 #: kept as it is; anything else (ids, tokens, emoji) becomes a placeholder.
-_WORD = re.compile(r"^@?[a-z][a-z-]{0,31}$")
+_WORD = re.compile(r"^@?[a-z][a-z-]{0,31}[0-9]?$")  # "oauth2" too
 _TOKEN_AFTER = frozenset({"interactions", "webhooks"})
 
 

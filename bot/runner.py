@@ -34,7 +34,11 @@ def run_bot(settings: Settings, *, sync_only: bool = False) -> int:
     token = settings.require_discord_token()
     settings.require_provider()
     secrets = [token.get_secret_value()]
-    for key in (settings.behavioralsignals_api_key, settings.resemble_api_key):
+    for key in (
+        settings.behavioralsignals_api_key,
+        settings.resemble_api_key,
+        settings.database_url,
+    ):
         if key is not None:
             secrets.append(key.get_secret_value())
     setup_logging(settings.log_level, secrets, settings.log_format)

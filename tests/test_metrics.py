@@ -59,6 +59,8 @@ def value(
         ("/webhooks/5/Tok.en_-x/messages/@original", "/webhooks/{id}/{token}/messages/@original"),
         ("/applications/5/guilds/6/commands", "/applications/{id}/guilds/{id}/commands"),
         ("/users/@me", "/users/@me"),
+        ("/oauth2/applications/@me", "/oauth2/applications/@me"),
+        ("/invites/ab12cd", "/invites/{param}"),
         ("/guilds/7/members/Search%20Me", "/guilds/{id}/members/{param}"),
     ],
 )
