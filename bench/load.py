@@ -5,7 +5,7 @@
                                    [--rate 50] [--workers N] [--probe pages|ffprobe]
                                    [--transcode decoders|ffmpeg] [--provider-seconds 0]
                                    [--hand-off on|off] [--rate-limits on|off]
-                                   [--profile cpu] [--json load.json]
+                                   [--profile cpu] [--metrics] [--json load.json]
 
 The bot runs as its own process (`python -m bench._botproc`: the bot's runner plus a loop-lag
 probe) against the Discord emulator and a provider stand-in, both in this process on
@@ -47,9 +47,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
+
+import aiohttp
 
 from bench._common import (
     ReplyTracker,
@@ -152,6 +156,7 @@ async def run_case(
             settings["SPOOFWATCH_DECODER_PROCESSES"] = str(args.decoders)
         if args.hand_off == "off":
             settings["SPOOFWATCH_BENCH_HAND_OFF"] = "off"
+        settings.update(await stack.enter_async_context(_metrics_scraped(args)))
         bot = await stack.enter_async_context(
             bot_process(emu=emu, provider=provider, settings=settings, **kwargs)
         )
@@ -261,6 +266,55 @@ async def run_case(
         "other_processes_cores": others / (ended - started),
         "load_average_before": load_before,
     }
+
+
+# --- --metrics: what serving and scraping Prometheus metrics costs -----------------------------
+
+
+def _add_metrics_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="the bot serves /metrics (SPOOFWATCH_METRICS_PORT), scraped every "
+        f"{METRICS_SCRAPE_S:g} s during the run, as Prometheus would (more often)",
+    )
+
+
+#: Prometheus scrapes every 15-60 s; once a second makes the scrape's own cost visible.
+METRICS_SCRAPE_S = 1.0
+
+
+@contextlib.asynccontextmanager
+async def _metrics_scraped(args: argparse.Namespace) -> AsyncIterator[dict[str, str]]:
+    """With --metrics: the bot's settings that turn metrics on, and a task scraping them for
+    as long as the bot runs (counted in the bench's own CPU, not the bot's); else nothing."""
+    if not getattr(args, "metrics", False):
+        yield {}
+        return
+    with socket.socket() as probe:  # a free port for the bot to listen on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    scrapes = Counter[str]()
+
+    async def scrape() -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                await asyncio.sleep(METRICS_SCRAPE_S)
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                        await response.read()
+                        scrapes[str(response.status)] += 1
+                except aiohttp.ClientError:
+                    scrapes["refused"] += 1  # the bot is not listening yet
+
+    task = asyncio.create_task(scrape())
+    try:
+        yield {"SPOOFWATCH_METRICS_PORT": str(port)}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        print(f"metrics scrapes: {dict(scrapes)}")
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -408,6 +462,7 @@ def main(argv: list[str] | None = None) -> None:
         default="on",
         help="off: the emulator enforces none of Discord's rate limits (the bot still paces)",
     )
+    _add_metrics_argument(parser)
     parser.add_argument("--json", default="load.json", help="file name in bench/out ('' = none)")
     args = parser.parse_args(argv)
     if not 1 <= args.messages <= 5000 or not 1 <= args.users <= 200:

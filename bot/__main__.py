@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging("WARNING")
             return db_cli.run(args)
         settings = load_settings()
-        setup_logging(settings.log_level if command != "scan" else "WARNING")
+        setup_logging(
+            settings.log_level if command != "scan" else "WARNING", log_format=settings.log_format
+        )
         if command == "scan":
             return asyncio.run(cli.run(args, settings))
         # discord.py is imported only when the bot runs, keeping `scan` and `audit` light.

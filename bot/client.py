@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 import cogs
+from bot import metrics
 from bot.discord_pacing import DiscordPacing
 from bot.errors import LimitReached, SpoofwatchError
 from bot.guild_config import GuildConfig
@@ -180,6 +181,7 @@ class Spoofwatch(commands.AutoShardedBot):
         self.scans = runtime.scans
         self.clock = clock
         self.scan_pool = WorkerPool(runtime.settings.workers)
+        metrics.watch_bot(self)
         self.guild_configs = GuildConfigs(runtime)
         #: Account problems of the providers (refused key, no credits), for the mod-logs.
         self.provider_health = ProviderHealth(runtime.detectors)

@@ -51,6 +51,8 @@ import discord
 import discord.http
 import discord.utils
 
+from bot import metrics
+
 log = logging.getLogger(__name__)
 
 #: Requests per second the pacer lets out, below Discord's 50 for the whole bot: the rest is
@@ -413,10 +415,12 @@ class DiscordPacing:
     async def _on_request_end(
         self, session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
     ) -> None:
-        if _api_path(str(params.url)) is None:
+        path = _api_path(str(params.url))
+        if path is None:
             return
         response = params.response
         headers = response.headers
+        metrics.discord_response(params.method, path, response.status, headers)
         now = self.clock()
         if response.status == 429 and headers.get("X-RateLimit-Global") is not None:
             retry_after = _float(headers.get("Retry-After")) or 1.0

@@ -14,7 +14,9 @@ import discord.gateway
 import discord.http
 import yarl
 
+from bot import metrics
 from bot.client import Spoofwatch
+from bot.health import serve_health
 from bot.invite import invite_url
 from bot.logging_setup import setup_logging
 from bot.runtime import open_runtime
@@ -42,10 +44,14 @@ def run_bot(settings: Settings, *, sync_only: bool = False) -> int:
     token = settings.require_discord_token()
     settings.require_provider()
     secrets = [token.get_secret_value()]
-    for key in (settings.behavioralsignals_api_key, settings.resemble_api_key):
+    for key in (
+        settings.behavioralsignals_api_key,
+        settings.resemble_api_key,
+        settings.database_url,
+    ):
         if key is not None:
             secrets.append(key.get_secret_value())
-    setup_logging(settings.log_level, secrets)
+    setup_logging(settings.log_level, secrets, settings.log_format)
     return asyncio.run(_main(settings, token.get_secret_value(), sync_only=sync_only))
 
 
@@ -61,7 +67,12 @@ def _use_proxies(settings: Settings) -> None:
 
 async def _main(settings: Settings, token: str, *, sync_only: bool) -> int:
     _use_proxies(settings)
-    async with open_runtime(settings) as runtime, Spoofwatch(runtime) as bot:
+    ops = metrics.start(enabled=settings.metrics_port is not None and not sync_only)
+    async with (
+        open_runtime(settings) as runtime,
+        Spoofwatch(runtime) as bot,
+        serve_health(ops, runtime.audit, host=settings.metrics_host, port=settings.metrics_port),
+    ):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _stop, bot, sig)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot import media, workdirs, worker_pool
+from bot import logging_setup, media, metrics, workdirs, worker_pool
 from bot.detectors import Detector, Submission, SubmitOptions, Upload
 from bot.errors import (
     InternalError,
@@ -85,7 +85,7 @@ class ScanService:
         transcoder: media.Transcoder | None = None,
         clock: Clock = utc_now,
     ) -> None:
-        self._audit = audit
+        self._audit = metrics.timed_writes(audit)
         self._transcoder = transcoder or media.Transcoder()
         #: ffprobe/ffmpeg runs at once: many scans may wait on providers together, but no
         #: more media tools than two per CPU compete for the cores (and memory).
@@ -137,6 +137,7 @@ class ScanService:
             record.requested_by,
         )
         _tell(request.on_stage, ScanStage.ACCEPTED, record)
+        metrics.scan_accepted(record)
         return await self._run(record, request)
 
     async def refuse(self, new: NewScan, error: SpoofwatchError) -> ScanOutcome:
@@ -146,6 +147,7 @@ class ScanService:
             return replace(await self._outcome_of(record), replayed=True)
         record = await self._audit.mark_failed(record.id, error.kind, error.message)
         log.info("scan refused: case #%s %s (%s)", record.case_number, error.kind, error.message)
+        metrics.scan_finished(record, "refused", error)
         return ScanOutcome(record=record, error=error)
 
     async def resume(self, record: ScanRecord, request: ScanRequest | None) -> ScanOutcome:
@@ -163,10 +165,12 @@ class ScanService:
                 error=ScanInProgress("This file is already being checked; the answer is coming."),
             )
         self._running.add(record.id)
+        context = logging_setup.bind(**_log_fields(record))
         try:
             return await self._resume(record, request)
         finally:
             self._running.discard(record.id)
+            logging_setup.unbind(context)
 
     async def _resume(self, record: ScanRecord, request: ScanRequest | None) -> ScanOutcome:
         job_id = record.provider_job_id
@@ -248,10 +252,12 @@ class ScanService:
     async def _run(self, record: ScanRecord, request: ScanRequest) -> ScanOutcome:
         # No await since the row was created (or `resume` claimed it): nothing can slip in.
         self._running.add(record.id)
+        context = logging_setup.bind(**_log_fields(record))
         try:
             return await self._run_in_workdir(record, request)
         finally:
             self._running.discard(record.id)
+            logging_setup.unbind(context)
 
     async def _run_in_workdir(self, record: ScanRecord, request: ScanRequest) -> ScanOutcome:
         try:
@@ -315,6 +321,7 @@ class ScanService:
             )
             log.info("case #%s reuses the verdict of scan %s", done.case_number, reusable.scan_id)
             _tell(request.on_stage, ScanStage.REUSED, done)
+            metrics.scan_finished(done, "reused")
             return ScanOutcome(record=done, verdict=reusable.verdict)
 
         await self._check_quota(record, limits)
@@ -397,6 +404,7 @@ class ScanService:
         on_stage: StageListener | None = None,
     ) -> ScanOutcome:
         """Wait for the provider's verdict (without holding a scan worker) and record it."""
+        logging_setup.bind(job_id=submission.job_id)  # undone where the scan's context ends
         verdict = submission.verdict
         if verdict is None:
             worker_pool.hand_off()
@@ -413,6 +421,7 @@ class ScanService:
             verdict.provider,
             verdict.provider_job_id,
         )
+        metrics.scan_finished(done, "done")
         return ScanOutcome(record=done, verdict=verdict)
 
     async def _fetch(self, request: ScanRequest, workdir: Path) -> media.Downloaded:
@@ -465,6 +474,7 @@ class ScanService:
             error.kind,
             error,
         )
+        metrics.scan_finished(failed, "failed", error)
         return ScanOutcome(record=failed, error=error)
 
     async def _outcome_of(self, record: ScanRecord) -> ScanOutcome:
@@ -473,6 +483,11 @@ class ScanService:
             if stored is not None:
                 return ScanOutcome(record=record, verdict=stored.verdict)
         return ScanOutcome(record=record, error=_recorded_error(record))
+
+
+def _log_fields(record: ScanRecord) -> dict[str, object]:
+    """What a scan's log lines are about (`SPOOFWATCH_LOG_FORMAT=json` shows them)."""
+    return {"guild": record.guild_id, "case": record.case_number, "provider": record.provider}
 
 
 def _recorded_error(record: ScanRecord) -> SpoofwatchError:

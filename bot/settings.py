@@ -210,6 +210,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias=AliasChoices("SPOOFWATCH_LOG_LEVEL", "log_level")
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias=AliasChoices("SPOOFWATCH_LOG_FORMAT", "log_format")
+    )
+    #: Serve /metrics (Prometheus) and /healthz on this port; unset: no server at all.
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("SPOOFWATCH_METRICS_PORT", "metrics_port"),
+    )
+    #: Loopback unless the operator says otherwise: the metrics name guilds' activity.
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("SPOOFWATCH_METRICS_HOST", "metrics_host"),
+    )
 
     @field_validator("allowed_media_hosts", mode="before")
     @classmethod
@@ -313,6 +328,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @property
     def audit_log_location(self) -> Path | str:

@@ -16,6 +16,8 @@ import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 
+from bot import metrics
+
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
@@ -140,6 +142,7 @@ class WorkerPool:
         except Exception:
             # A job handles its own failures; anything here is a bug, and the pool goes on.
             log.exception("%s job failed", self._name)
+            metrics.worker_job_crashed(self._name)
         finally:
             slot.finish()
             self._queue.task_done()

@@ -26,6 +26,7 @@ import aiohttp
 import aiohttp.payload
 from pydantic import BaseModel, ValidationError
 
+from bot import metrics
 from bot.detectors._base import RetryPolicy
 from bot.detectors._upload import FilePart, multipart_body
 from bot.errors import (
@@ -125,6 +126,7 @@ class ProviderHTTP:
         failure = _Failure(reason="not attempted")
         for attempt in range(1, attempts + 1):
             retryable = False
+            began = time.perf_counter()
             try:
                 async with (
                     multipart_body(fields, file) as data,
@@ -156,6 +158,7 @@ class ProviderHTTP:
                 failure = _Failure(reason=f"connection lost: {type(exc).__name__}", exc=exc)
                 retryable = retry_safe
             else:
+                metrics.provider_attempt(self.provider, what, status, began)
                 if 200 <= status < 300:
                     return self._parse(body, model, what=what, status=status)
                 failure = _Failure(
@@ -169,6 +172,8 @@ class ProviderHTTP:
                 else:
                     retryable = status in REFUSED_STATUSES
 
+            if failure.status is None:
+                metrics.provider_attempt(self.provider, what, None, began)
             if not retryable or attempt == attempts:
                 break
             if failure.retry_after is not None and failure.retry_after > self._retry.max_delay_s:

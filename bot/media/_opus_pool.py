@@ -20,6 +20,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from bot import metrics
 from bot.errors import MediaTimeout
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class OpusDecoders:
                 healthy = reply is not None
             except TimeoutError:
                 log.warning("opus decoder (pid %s) killed after %.1f s", worker.proc.pid, timeout_s)
+                metrics.decoder_restarted("timeout")
                 raise MediaTimeout(
                     f"Decoding the file took longer than {timeout_s:g} s and was stopped."
                 ) from None
@@ -130,6 +132,7 @@ class OpusDecoders:
                     _remove(dst)
         if reply is None:
             log.warning("opus decoder died on %s; using ffmpeg", src.name)
+            metrics.decoder_restarted("died")
             return False
         if reply.get("ok") is True:
             return True

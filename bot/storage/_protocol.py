@@ -227,3 +227,8 @@ class AuditLog(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Finish what is queued and close the connections."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Write something harmless and commit it, through the path scans write by; raise if
+        the database cannot take a write now (the health check)."""

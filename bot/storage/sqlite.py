@@ -20,6 +20,7 @@ the same statement, which SQLite makes atomic. No step needs a transaction of it
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
@@ -369,6 +370,17 @@ class SQLiteAuditLog(AuditLog):
         """Finish the queued writes, then close both connections."""
         await self.db.close()
 
+    async def ping(self) -> None:
+        """Rewrite the schema version unchanged, in the writer thread: a real commit (one WAL
+        frame), so a read-only file, a lock another process holds past the busy timeout, or a
+        stuck writer fails it."""
+        await self.db.unit(_rewrite_user_version)
+
     async def checkpoint(self) -> None:
         """Fold the write-ahead log back into the database file (benchmarks, backups)."""
         await self.db.writer.call(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+
+def _rewrite_user_version(conn: sqlite3.Connection) -> None:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    conn.execute(f"PRAGMA user_version = {version}")
