@@ -19,6 +19,7 @@ from typing import Final
 import discord
 
 from bot.errors import ProviderError, SpoofwatchError
+from bot.provenance import provenance_fields
 from bot.verdict import Label, ProviderName, Segment, Verdict
 
 __all__ = [
@@ -156,6 +157,8 @@ def verdict_embed(
         embed.add_field(name="Language", value=language)
     if verdict.speakers is not None and verdict.speakers >= 0:
         embed.add_field(name="Speakers", value=str(verdict.speakers))
+    for name, value in provenance_fields(verdict):
+        embed.add_field(name=name, value=value)
     embed.set_footer(text=_footer(case_number, provider))
 
     # The two long parts share what is left evenly, so a long transcript cannot starve the

@@ -42,6 +42,16 @@ class GuildConfig(BaseModel):
     daily_quota: int | None = Field(default=None, ge=1)
     max_file_mb: float | None = Field(default=None, gt=0)
     max_duration_s: float | None = Field(default=None, gt=0)
+    #: Ask the provider which generator made a synthetic voice (Resemble audio source
+    #: tracing, Behavioral Signals generator detection). On: neither vendor documents a
+    #: charge for it, and a plan without it is detected (HTTP 403) and skipped.
+    generator_detection: bool = True
+    #: Videos to Behavioral Signals go to its (experimental) video endpoint, which judges
+    #: faces as well as the voice; off sends only the sound track, as a voice file.
+    video_faces: bool = False
+    #: Send moderators' Confirm / Not-a-deepfake decisions back to the provider (Resemble
+    #: feedback). Opt-in: it tells the vendor about the guild's cases.
+    provider_feedback: bool = False
 
     def scans_channel(self, *place_ids: int | None) -> bool:
         """Whether automatic scans apply to a channel, given its id, parent and category ids."""

@@ -322,6 +322,8 @@ class ScanService:
 
         options = SubmitOptions(
             transcript=request.want_transcript,
+            generator=request.want_generator,
+            visual=request.want_visual,
             meta=dict(request.meta) or None,
             on_sent=worker_pool.hand_off,
         )

@@ -30,7 +30,14 @@ from pydantic import (
     field_validator,
 )
 
-from bot.detectors._base import PollPolicy, RetryPolicy, Submission, SubmitOptions, Upload
+from bot.detectors._base import (
+    PollPolicy,
+    RetryPolicy,
+    Submission,
+    SubmitOptions,
+    Upload,
+    VendorAck,
+)
 from bot.detectors._http import ProviderHTTP, describe, first_line
 from bot.detectors._polling import JobClock, JobTiming
 from bot.detectors._upload import FilePart
@@ -43,7 +50,7 @@ from bot.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from bot.verdict import Label, MediaKind, ProviderName, Segment, Verdict
+from bot.verdict import Label, MediaKind, ProviderName, Segment, Verdict, generator_name
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +151,9 @@ class ResultItem(_Wire):
     final_label: str | None = Field(default=None, alias="finalLabel")
     level: str | None = None
     unreadable: bool = False
+    #: Not in the documented item shape: one plausible place for generator detection's
+    #: answer (a name, or `{label, posterior|confidence}`) on the deepfake item itself.
+    generator: Any = None
 
 
 def _neutralised(item: Any) -> Any:
@@ -209,6 +219,7 @@ def normalize_results(
     language_time: dict[str, float] = defaultdict(float)
     speakers: set[str] = set()
     saw_diarization = False
+    generators: list[tuple[str | None, float | None]] = []
     for start, end, index, item in timed:
         task = (item.task or "").strip().lower()
         predictions = item.prediction or ()
@@ -228,7 +239,9 @@ def normalize_results(
             saw_diarization = True
             if item.final_label and item.final_label.strip():
                 speakers.add(item.final_label.strip())
-        # Any other task (features, generator detection, future ones) is not ours to judge.
+        elif "generator" in task:
+            generators.append(_generator_prediction(item))
+        # Any other task (features, future ones) is not ours to judge.
 
     segments: list[Segment] = []
     probabilities: list[float] = []
@@ -251,6 +264,8 @@ def normalize_results(
             )
         if label is Label.SPOOFED:
             spoofed.append((probability, raw))
+            if item.generator is not None:
+                generators.append(_generator_field(item.generator))
         elif label is Label.BONAFIDE:
             bonafide.append((probability, raw))
         else:
@@ -265,6 +280,14 @@ def normalize_results(
         file_label = Label.INCONCLUSIVE
         provider_label = next((raw for raw in others if raw), None)
 
+    # Generator detection names the model of spoofed utterances only (the vendor's
+    # generator-detection page); the most confident named one speaks for the file.
+    named = [(name, conf) for name, conf in generators if name is not None]
+    generator, generator_confidence = (
+        max(named, key=lambda g: -1.0 if g[1] is None else g[1])
+        if spoofed and named
+        else (None, None)
+    )
     ends = [end for _, end, _, _ in timed if end is not None]
     durations = [d for d in (max(ends, default=None), duration_s) if d is not None and d > 0]
     transcript = " ".join(transcript_parts).strip()
@@ -281,7 +304,61 @@ def normalize_results(
         # Utterances stop at the last word; the process knows the whole file's length.
         duration_s=max(durations, default=None),
         provider_label=provider_label,
+        generator=generator,
+        generator_confidence=generator_confidence,
     )
+
+
+def _generator_prediction(item: ResultItem) -> tuple[str | None, float | None]:
+    """(name, confidence) from a generator-detection result item, or (None, None).
+
+    The vendor names the models it predicts (`elevenlabs`, `playht`, `speechify`,
+    `xtts-v2`, `others`) "with a confidence score", but not the item's shape (reference
+    §4.3: task name and fields unconfirmed). Read as every other task is: `finalLabel` is
+    the decision, the confidence is that label's posterior; without a `finalLabel`, the
+    prediction with the highest posterior. An unreadable item is ignored.
+    """
+    if item.unreadable:
+        return None, None
+    scored = [(p.label, _lenient_probability(p.posterior)) for p in item.prediction or ()]
+    if item.final_label:
+        chosen = item.final_label.strip().lower()
+        confidence = next(
+            (c for label, c in scored if (label or "").strip().lower() == chosen), None
+        )
+        return generator_name(item.final_label), confidence
+    scored = [(label, c) for label, c in scored if label]
+    if not scored:
+        return None, None
+    label, confidence = max(scored, key=lambda lc: -1.0 if lc[1] is None else lc[1])
+    return generator_name(label), confidence
+
+
+def _generator_field(value: Any) -> tuple[str | None, float | None]:
+    """(name, confidence) from a `generator` field on a deepfake item, whatever it holds:
+    a name, or an object with `label`/`name` and `posterior`/`confidence`/`score`."""
+    if isinstance(value, str):
+        return generator_name(value), None
+    if not isinstance(value, dict):
+        return None, None
+    name = generator_name(value.get("label", value.get("name")))
+    raw = next((value[k] for k in ("posterior", "confidence", "score") if k in value), None)
+    return name, _lenient_probability(raw)
+
+
+def _lenient_probability(value: Any) -> float | None:
+    """A 0..1 number from text or a number, else None (never an error: extra information)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    if 1.0 < number <= 100.0:  # a percentage
+        number /= 100.0
+    return number if 0.0 <= number <= 1.0 else None
 
 
 _LABELS = {"spoofed": Label.SPOOFED, "bonafide": Label.BONAFIDE}
@@ -404,7 +481,8 @@ class BehavioralSignalsClient:
         fields = {
             "name": upload.filename,
             "embeddings": "false",
-            "enable_generator_detection": "false",
+            # Experimental at the vendor, and no extra charge is documented (reference §2.1).
+            "enable_generator_detection": "true" if options.generator else "false",
         }
         # Echoed back in `meta`, so a lost answer can be reconciled from the list call: the
         # caller's ids (found again after a restart) and a key of this one upload (found
@@ -540,6 +618,16 @@ class BehavioralSignalsClient:
             if len(listed.root) < _LIST_PAGE_SIZE:
                 break
         return None
+
+    async def send_feedback(
+        self, job_id: str, *, synthetic: bool, said_synthetic: bool
+    ) -> VendorAck:
+        """Behavioral Signals takes no feedback on a process (none in its API reference)."""
+        return VendorAck.UNSUPPORTED
+
+    async def delete_job(self, job_id: str) -> VendorAck:
+        """Behavioral Signals documents no delete or cancel endpoint (reference §2)."""
+        return VendorAck.UNSUPPORTED
 
     async def wait(self, job_id: str) -> Verdict:
         """Poll the process until it is terminal, then fetch and normalize its results."""

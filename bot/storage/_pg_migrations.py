@@ -215,7 +215,20 @@ _V1_INITIAL = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL,)
+_V2_GENERATOR = Migration(
+    2,
+    "the likely generator a provider named, searchable per guild",
+    (
+        # As SQLite's migration 5: a short product name or NULL, indexed where set.
+        "ALTER TABLE scans ADD COLUMN generator TEXT",
+        """
+        CREATE INDEX scans_generator ON scans (guild_id, generator, created_at)
+        WHERE generator IS NOT NULL
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_GENERATOR)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -124,9 +124,15 @@ class CaseQueries(Protocol):
         threshold: float,
         limit: int,
         offset: int = 0,
-    ) -> list[ScanRecord]: ...
+        generator: str | None = None,
+    ) -> list[ScanRecord]:
+        """Flagged cases, newest first; with `generator`, only those the provider said that
+        generator made (compared in lower case)."""
+        ...
 
-    async def count_flagged(self, guild_id: int, *, since: datetime, threshold: float) -> int:
+    async def count_flagged(
+        self, guild_id: int, *, since: datetime, threshold: float, generator: str | None = None
+    ) -> int:
         """How many cases `flagged` can page through with the same arguments."""
         ...
 

@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot.client import Spoofwatch
 from bot.embeds import fit_embed, probability_bar, sanitize
 from bot.guild_config import ActionPolicy, GuildConfig
+from bot.provenance import provenance_fields
 from bot.replies import describe_http_error
 from bot.scanning import ScanOutcome
 from bot.verdict import Label
@@ -210,6 +211,8 @@ def alert_embed(
         name="Provider label",
         value=sanitize(verdict.provider_label or verdict.label.value, limit=100),
     )
+    for name, value in provenance_fields(verdict):
+        embed.add_field(name=name, value=value)
     if deleted:
         embed.add_field(name="Actions", value=deleted, inline=False)
     embed.set_footer(text=f"Case #{record.case_number} · {verdict.provider.value}")

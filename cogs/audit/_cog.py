@@ -14,6 +14,7 @@ from discord.ext import commands, tasks
 from bot.client import Spoofwatch
 from bot.embeds import fit_embed, sanitize
 from bot.permissions import check_member
+from bot.provenance import LIKELY_MADE_WITH, generator_title
 from bot.settings import MIB
 from bot.storage import Review, ScanRecord
 from bot.storage.export import export_bytes, export_filename
@@ -105,11 +106,15 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         await interaction.response.send_message(embed=case_embed(record), ephemeral=True)
 
     @app_commands.command(name="flagged")
-    @app_commands.describe(days="How far back to look (default 7 days)")
+    @app_commands.describe(
+        days="How far back to look (default 7 days)",
+        generator="Only cases the provider said this generator made (e.g. elevenlabs)",
+    )
     async def flagged(
         self,
         interaction: discord.Interaction[Spoofwatch],
         days: app_commands.Range[int, 1, 3650] = 7,
+        generator: app_commands.Range[str, 1, 40] | None = None,
     ) -> None:
         """Cases labelled spoofed or at/above this server's alert threshold."""
         guild_id = _guild_id(interaction)
@@ -118,10 +123,17 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
 
         async def fetch(offset: int, n: int) -> list[ScanRecord]:
             return await self.bot.audit.cases.flagged(
-                guild_id, since=since, threshold=config.alert_threshold, limit=n, offset=offset
+                guild_id,
+                since=since,
+                threshold=config.alert_threshold,
+                limit=n,
+                offset=offset,
+                generator=generator,
             )
 
         title = f"Flagged in the last {days} day{'s' if days != 1 else ''}"
+        if generator is not None:
+            title += f", made with {generator_title(generator)}"
         await self._pager(interaction, Pager(interaction.user.id, title, fetch))
 
     @app_commands.command(name="stats")
@@ -255,6 +267,8 @@ def case_embed(record: ScanRecord) -> discord.Embed:
         embed.add_field(name="Size", value=f"{record.size / 1024:.0f} KiB")
     if record.language:
         embed.add_field(name="Language", value=sanitize(record.language, limit=20))
+    if record.generator:
+        embed.add_field(name=LIKELY_MADE_WITH, value=generator_title(record.generator))
     if record.sha256:
         embed.add_field(name="SHA-256", value=f"`{record.sha256[:16]}…`")
     if record.error_kind:
