@@ -94,8 +94,9 @@ class Detector(Protocol):
     @property
     def provider(self) -> ProviderName: ...
 
-    def accepts(self, upload: Upload) -> bool:
-        """Whether the service takes this file as it is (else it is transcoded to WAV)."""
+    def accepts(self, upload: Upload, options: SubmitOptions | None = None) -> bool:
+        """Whether the service takes this file as it is, sent with `options` (else it is
+        transcoded to WAV)."""
         ...
 
     async def submit(self, upload: Upload, options: SubmitOptions) -> Submission:

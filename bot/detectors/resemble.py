@@ -187,7 +187,7 @@ class ResembleClient:
     def provider(self) -> ProviderName:
         return PROVIDER
 
-    def accepts(self, upload: Upload) -> bool:
+    def accepts(self, upload: Upload, options: SubmitOptions | None = None) -> bool:
         """Containers Resemble's direct upload takes, up to its 150 MB limit."""
         if upload_name(upload) is None:
             return False
