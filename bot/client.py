@@ -18,6 +18,7 @@ from bot.discord_pacing import DiscordPacing
 from bot.errors import LimitReached, SpoofwatchError
 from bot.guild_config import GuildConfig
 from bot.limits import Cooldown
+from bot.provider_copies import ProviderCopies
 from bot.runtime import Runtime
 from bot.scanning import Clock, utc_now
 from bot.worker_pool import WorkerPool
@@ -162,6 +163,9 @@ class Spoofwatch(commands.Bot):
         self.clock = clock
         self.scan_pool = WorkerPool(runtime.settings.workers)
         self.guild_configs = GuildConfigs(runtime)
+        self.provider_copies = ProviderCopies(
+            runtime.detectors, runtime.audit, self.guild_configs.get
+        )
         self.check_cooldown = Cooldown(runtime.audit.cooldowns, bucket="check", rate=5, per_s=600)
         self.shutdown_grace_s = SHUTDOWN_GRACE_S
         #: Sync slash commands at start-up when they changed (off for `python -m bot sync`).
@@ -178,6 +182,7 @@ class Spoofwatch(commands.Bot):
     async def close(self) -> None:
         log.info("shutting down: stopping scan workers")
         await self.scan_pool.stop(grace_s=self.shutdown_grace_s)
+        await self.provider_copies.drain()
         await super().close()
 
     async def sync_commands(self, *, force: bool) -> bool:

@@ -46,9 +46,10 @@ class GuildConfig(BaseModel):
     #: tracing, Behavioral Signals generator detection). On: neither vendor documents a
     #: charge for it, and a plan without it is detected (HTTP 403) and skipped.
     generator_detection: bool = True
-    #: Videos to Behavioral Signals go to its (experimental) video endpoint, which judges
-    #: faces as well as the voice; off sends only the sound track, as a voice file.
-    video_faces: bool = False
+    #: MP4 videos to Behavioral Signals go to its video endpoint (experimental at the
+    #: vendor), which judges faces as well as the voice; off ("audio-only") sends only the
+    #: sound track, as before, to save cost. Resemble judges a video's frames either way.
+    video_faces: bool = True
     #: Send moderators' Confirm / Not-a-deepfake decisions back to the provider (Resemble
     #: feedback). Opt-in: it tells the vendor about the guild's cases.
     provider_feedback: bool = False

@@ -39,7 +39,7 @@ class ScanRequest:
     #: Ask which generator made a synthetic voice (the guild's `generator_detection`).
     want_generator: bool = True
     #: Judge a video's pictures too where the provider can (the guild's `video_faces`).
-    want_visual: bool = False
+    want_visual: bool = True
     store_transcript: bool = True
     meta: Mapping[str, str] = field(default_factory=dict)
 

@@ -357,6 +357,9 @@ SETTINGS_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("settings provider", {"provider": "resemble"}),
     ("settings quota", {"per_day": 1}),
     ("settings limits", {"max_mb": 1.0}),
+    ("settings generators", {"enabled": False}),
+    ("settings faces", {"enabled": False}),
+    ("settings feedback", {"enabled": True}),
     ("forget", {"member": "member"}),
 ]
 

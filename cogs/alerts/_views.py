@@ -117,6 +117,8 @@ class AlertButton(
             reviewed = await audit.admin.review(
                 guild_id, self.case_number, decision, moderator_id=interaction.user.id
             )
+            if reviewed is not None:  # the provider hears of it where the guild opted in
+                interaction.client.provider_copies.send_review_feedback_soon(reviewed, decision)
             shown = decision.value.replace("_", " ")
             return reviewed is not None, f"Marked **{shown}** by {interaction.user.mention}"
         if self.action is AlertAction.DELETE:

@@ -240,6 +240,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         log.info(
             "case %s/#%s reviewed %s by %s", record.guild_id, number, decision, interaction.user.id
         )
+        self.bot.provider_copies.send_review_feedback_soon(record, Review(decision))
         await interaction.response.send_message(
             f"Case #{number} marked **{decision.replace('_', ' ')}**.",
             embed=case_embed(record),
