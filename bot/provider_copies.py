@@ -14,6 +14,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
 
 from bot.detectors import Detector, VendorAck
 from bot.guild_config import GuildConfig
@@ -28,6 +29,8 @@ _PROVIDER_NAMES = {
     ProviderName.BEHAVIORAL_SIGNALS: "Behavioral Signals",
     ProviderName.RESEMBLE: "Resemble",
 }
+#: Providers that let a job be deleted (Resemble `DELETE /detect/{uuid}`, reference §7).
+DELETABLE = frozenset({ProviderName.RESEMBLE})
 _ACK_WORDS = {
     VendorAck.DONE: "done",
     VendorAck.REFUSED: "refused by the vendor (HTTP 403)",
@@ -131,6 +134,16 @@ class ProviderCopies:
                 reason=f"{why}; " + "; ".join(parts),
             )
         return dict(counts)
+
+    async def purge_expired(self, now: datetime) -> dict[int, int]:
+        """The retention purge (`CaseAdmin.purge_expired`), the providers' copies of the
+        purged cases deleted after it where the vendor allows; guild → cases purged."""
+        providers = [p for p in self._detectors if p in DELETABLE]
+        jobs = await self._audit.admin.expired_jobs(now, providers) if providers else {}
+        purged = await self._audit.admin.purge_expired(now)
+        for guild_id, guild_jobs in jobs.items():
+            await self.delete_copies(guild_id, guild_jobs, why="retention purge")
+        return purged
 
     async def _record(self, guild_id: int, *, action: str, target: str, reason: str) -> None:
         try:

@@ -7,6 +7,7 @@ audit log, never an error to the moderator.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from bot.guild_config import GuildConfig
 from bot.provider_copies import ProviderCopies, deletion_summary
 from bot.storage import Review, ScanRecord
 from bot.verdict import Label, ProviderName
-from tests._audit_helpers import GUILD_A, finished_scan, new_scan, verdict
+from tests._audit_helpers import GUILD_A, GUILD_B, finished_scan, new_scan, verdict
 from tests.standins.resemble import ResembleStandIn, metrics
 
 
@@ -188,3 +189,47 @@ def test_deletion_summary_names_copies_left_behind() -> None:
     text = deletion_summary({VendorAck.DONE: 1, VendorAck.REFUSED: 2})
     assert text is not None and "2 could not be deleted" in text
     assert deletion_summary({VendorAck.UNSUPPORTED: 4}) is None
+
+
+# --- the retention purge ---------------------------------------------------------------------
+
+
+async def test_expired_jobs_are_the_purges_cases(log, clock) -> None:
+    """Fails if `expired_jobs` does not list exactly the provider jobs (of the providers
+    asked about) that `purge_expired` then deletes, on either backend."""
+    await log.settings.save_guild_config(GUILD_A, GuildConfig(retention_days=7))
+    uuid_job = "3f0c8a4e-9a55-4c0e-8d6a-2b1e4f1c9d77"
+    await finished_scan(log, new_scan(GUILD_A), verdict(job_id=uuid_job))
+    await finished_scan(
+        log,
+        new_scan(GUILD_A, provider=ProviderName.BEHAVIORAL_SIGNALS),
+        verdict(provider=ProviderName.BEHAVIORAL_SIGNALS, job_id="51234"),
+    )
+    await finished_scan(log, new_scan(GUILD_B), verdict(job_id="text-job-id"))
+    clock.advance(days=10)
+    await finished_scan(log, new_scan(GUILD_A), verdict(job_id="young-job"))
+
+    jobs = await log.admin.expired_jobs(clock.now, [ProviderName.RESEMBLE])
+    assert jobs == {GUILD_A: [(ProviderName.RESEMBLE, uuid_job)]}
+    assert await log.admin.expired_jobs(clock.now, []) == {}
+    assert await log.admin.purge_expired(clock.now) == {GUILD_A: 2}
+    later = clock.now + timedelta(days=90)
+    assert await log.admin.expired_jobs(later, [ProviderName.RESEMBLE]) == {
+        GUILD_A: [(ProviderName.RESEMBLE, "young-job")],
+        GUILD_B: [(ProviderName.RESEMBLE, "text-job-id")],
+    }
+
+
+async def test_the_retention_purge_deletes_the_provider_copies(
+    sqlite_log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload
+) -> None:
+    """Fails if purged cases' Resemble detects are not deleted, or the deletion is not an
+    audit event next to the purge."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    await _case(sqlite_log, job)
+    copies = _copies(sqlite_log, resemble_client, feedback=False)
+    assert await copies.purge_expired(clock.now + timedelta(days=91)) == {GUILD_A: 1}
+    assert resemble_standin.deleted == [job]
+    actions = {e.action: e for e in await sqlite_log.cases.events(GUILD_A, limit=5)}
+    assert set(actions) == {"purge", "provider_delete"}
+    assert "retention purge" in actions["provider_delete"].reason

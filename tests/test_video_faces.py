@@ -8,6 +8,7 @@ served by the stand-in and both read).
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -178,8 +179,6 @@ async def test_find_job_looks_in_the_video_list_too(
     bs_standin: BehavioralSignalsStandIn, bs_client: BehavioralSignalsClient, media: MediaFiles
 ) -> None:
     """Fails if crash recovery's lookup by meta misses a video process."""
-    from datetime import UTC, datetime
-
     asked = datetime.now(UTC)
     await bs_client.submit(
         _video_upload(media), SubmitOptions(visual=True, meta={"message": "777"})

@@ -261,6 +261,10 @@ def generator_key(generator: str | None) -> str | None:
     return None if generator is None else " ".join(generator.split()).lower()
 
 
+def provider_from_code(code: int) -> ProviderName:
+    return _PROVIDERS[code]
+
+
 def label_from_code(code: int) -> Label:
     return _LABELS[code]
 

@@ -41,8 +41,9 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
 
     @tasks.loop(hours=1)
     async def purge(self) -> None:
-        """Delete cases past each guild's retention (the audit log records each purge)."""
-        purged = await self.bot.audit.admin.purge_expired(self.bot.clock())
+        """Delete cases past each guild's retention, and the providers' copies where they
+        allow it (the audit log records each purge and each deletion)."""
+        purged = await self.bot.provider_copies.purge_expired(self.bot.clock())
         for guild_id, count in purged.items():
             log.info("retention: purged %d old case(s) of guild %s", count, guild_id)
 
