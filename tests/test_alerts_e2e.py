@@ -77,6 +77,31 @@ async def test_alert_names_the_verdict_author_channel_and_case(alerted: Alerted)
     assert alerted.alert.allowed_mentions == {"parse": []}
 
 
+async def test_alert_says_which_generator_likely_made_it(alerted: Alerted) -> None:
+    """Fails if the alert leaves out the generator Resemble's source tracing named."""
+    text = text_of(alerted.alert)
+    assert "Likely made with" in text and "ElevenLabs" in text
+
+
+@pytest.mark.parametrize("opted_in", [False, True])
+async def test_confirm_sends_feedback_only_where_the_guild_opted_in(
+    alerted: Alerted, opted_in: bool
+) -> None:
+    """Fails if a moderator's Confirm reaches Resemble's feedback endpoint from a guild that
+    did not opt in, or not from one that did."""
+    sw = alerted.sw
+    if opted_in:
+        await configure(sw, "feedback", {"enabled": True})
+    await _click(alerted, "Confirm")
+    await sw.bot.provider_copies.drain()
+    record = await sw.bot.audit.cases.case(sw.emu.guild.id, 1)
+    assert record is not None and record.provider_job_id is not None
+    sent = sw.resemble.feedback.get(record.provider_job_id)
+    assert (sent is not None) is opted_in
+    if sent is not None:
+        assert sent["type"] == "correct"
+
+
 async def test_alert_buttons_carry_the_case(alerted: Alerted) -> None:
     """Six buttons (confirm, false positive, delete, three time-outs) name case 1 in their ids."""
     ids = [alerted.alert.button(label=label)["custom_id"] for label in LABELS]

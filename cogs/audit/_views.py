@@ -10,6 +10,7 @@ import discord
 
 from bot.client import Spoofwatch
 from bot.embeds import sanitize
+from bot.provenance import generator_title
 from bot.storage import ScanRecord, ScanStatus
 from bot.verdict import Label
 
@@ -26,6 +27,8 @@ def case_line(record: ScanRecord) -> str:
     if record.label is not None:
         p = "" if record.spoofed_probability is None else f" {record.spoofed_probability:.0%}"
         outcome = f"{_LABEL_MARK[record.label]} {record.label.value}{p}"
+        if record.generator:
+            outcome += f" ({generator_title(record.generator)})"
     elif record.status is ScanStatus.FAILED:
         outcome = f"⚠️ failed ({record.error_kind})"
     else:
