@@ -189,7 +189,7 @@ class SQLiteCaseAdmin:
     async def expired_jobs(
         self, now: datetime, providers: Collection[ProviderName]
     ) -> dict[int, list[tuple[ProviderName, str]]]:
-        codes = sorted(rows.PROVIDER_CODES[p] for p in providers)
+        codes = {rows.PROVIDER_CODES[p] for p in providers}
         if not codes:
             return {}
         retention = await self._db.fetch_all(
@@ -198,18 +198,17 @@ class SQLiteCaseAdmin:
             (_DEFAULT_RETENTION_DAYS,),
         )
         found: dict[int, list[tuple[ProviderName, str]]] = {}
-        marks = ", ".join("?" * len(codes))
         for guild_id, days in retention:
             before = rows.to_epoch(now) - int(days) * 86400
             listed = await self._db.fetch_all(
                 "SELECT provider, provider_job_id FROM scans WHERE guild_id = ? "
-                f"AND created_at < ? AND provider_job_id IS NOT NULL AND provider IN ({marks})",
-                (guild_id, before, *codes),
+                "AND created_at < ? AND provider_job_id IS NOT NULL",
+                (guild_id, before),
             )
             jobs = [
                 (rows.provider_from_code(code), job)
                 for code, packed in listed
-                if (job := rows.unpack_job_id(packed))
+                if code in codes and (job := rows.unpack_job_id(packed))
             ]
             if jobs:
                 found[guild_id] = jobs

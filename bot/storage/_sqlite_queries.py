@@ -29,7 +29,6 @@ TOP_N = 5
 _SPOOFED = rows.LABEL_CODES[Label.SPOOFED]
 #: Label spoofed, or a probability at or above the guild's threshold (bound as `:threshold`).
 _FLAGGED = f"(label = {_SPOOFED} OR spoofed_probability >= :threshold)"
-_BY_GENERATOR = " AND generator = :generator"
 DAY = 86_400
 
 #: What a case counts as in the daily rollups; the same expression as migration 3's triggers.
@@ -96,34 +95,49 @@ class SQLiteCaseQueries:
     ) -> list[ScanRecord]:
         # Index scans_time: the window is a range, the flag is tested on index columns, and
         # the table is read only for the rows returned. With a generator, scans_generator.
+        params = {
+            "guild": guild_id,
+            "since": rows.to_epoch(since),
+            "threshold": threshold,
+            "limit": limit,
+            "offset": offset,
+            "generator": rows.generator_key(generator),
+        }
+        if generator is None:
+            return await self._db.records(
+                f"SELECT {rows.SELECT_SCAN} FROM scans "
+                f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED} "
+                "ORDER BY created_at DESC, case_number DESC LIMIT :limit OFFSET :offset",
+                params,
+            )
         return await self._db.records(
             f"SELECT {rows.SELECT_SCAN} FROM scans "
-            f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED}"
-            f"{_BY_GENERATOR if generator is not None else ''} "
+            f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED} "
+            "AND generator = :generator "
             "ORDER BY created_at DESC, case_number DESC LIMIT :limit OFFSET :offset",
-            {
-                "guild": guild_id,
-                "since": rows.to_epoch(since),
-                "threshold": threshold,
-                "limit": limit,
-                "offset": offset,
-                "generator": rows.generator_key(generator),
-            },
+            params,
         )
 
     async def count_flagged(
         self, guild_id: int, *, since: datetime, threshold: float, generator: str | None = None
     ) -> int:
+        params = {
+            "guild": guild_id,
+            "since": rows.to_epoch(since),
+            "threshold": threshold,
+            "generator": rows.generator_key(generator),
+        }
+        if generator is None:
+            return await self._db.count(
+                f"SELECT count(*) FROM scans "
+                f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED}",
+                params,
+            )
         return await self._db.count(
             f"SELECT count(*) FROM scans "
-            f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED}"
-            f"{_BY_GENERATOR if generator is not None else ''}",
-            {
-                "guild": guild_id,
-                "since": rows.to_epoch(since),
-                "threshold": threshold,
-                "generator": rows.generator_key(generator),
-            },
+            f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED} "
+            "AND generator = :generator",
+            params,
         )
 
     # --- aggregates and bulk -----------------------------------------------------------------
