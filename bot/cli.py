@@ -12,6 +12,7 @@ from typing import TextIO
 from pydantic import BaseModel, ConfigDict
 
 from bot.errors import FileMissing, SpoofwatchError
+from bot.provenance import provenance_fields
 from bot.runtime import Runtime, open_runtime
 from bot.scanning import MediaSource, ScanLimits, ScanOutcome, ScanRequest
 from bot.settings import Settings
@@ -173,6 +174,7 @@ def _readable(path: Path, result: ScanOutcome | SpoofwatchError) -> str:
     if result.reused:
         details.append("reused earlier verdict")
     lines.append("  " + " · ".join(details))
+    lines.extend(f"  {name}: {value}" for name, value in provenance_fields(v))
     if len(v.segments) > 1:
         for seg in v.segments[:20]:
             sp = "n/a" if seg.spoofed_probability is None else f"{seg.spoofed_probability:.0%}"

@@ -557,7 +557,7 @@ class BehavioralSignalsClient:
         asked_at = datetime.now(UTC)
         # Videos whose faces are to be judged go to the (experimental) video endpoint, with
         # the same form fields (reference §2: "multipart, same fields as audio").
-        video = self._as_video(upload, options) and upload.kind is MediaKind.VIDEO
+        video = upload.kind is MediaKind.VIDEO and self.accepts(upload, options)
         try:
             process = await self._http.request(
                 "POST",
