@@ -312,7 +312,8 @@ class ResembleClient:
             kind = "correct"
         else:
             kind = "should_be_ai_generated" if synthetic else "should_be_authentic"
-        body = {"type": kind, "source": "spoofwatch moderator review"}
+        # `comment` and `source` are optional and their vocabulary unstated: left out.
+        body = {"type": kind}
         return await self._acknowledged(
             "POST", f"/detect/{quote(job_id, safe='')}/feedback", job_id, "feedback", body
         )
