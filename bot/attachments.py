@@ -126,6 +126,8 @@ def scan_request(
         voice_flag=candidate.voice_flag,
         declared_duration_s=attachment.duration,
         want_transcript=paid_transcripts and (config.show_transcripts or config.store_transcripts),
+        want_generator=config.generator_detection,
+        want_visual=config.video_faces,
         store_transcript=config.store_transcripts,
         meta=provider_meta(
             guild_id=guild_id,

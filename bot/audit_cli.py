@@ -90,6 +90,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="spoofed probability that flags a case (default: the server's alert threshold)",
     )
     flagged.add_argument("--limit", type=_positive_int, default=50)
+    flagged.add_argument(
+        "--generator", default=None, help="only cases the provider said this generator made"
+    )
 
     stats = queries.add_parser("stats", parents=[common], help="counts over recent days")
     stats.add_argument("--days", type=_positive_int, default=30)
@@ -200,9 +203,11 @@ async def _flagged(log: AuditLog, args: argparse.Namespace) -> int:
         threshold = (await log.settings.guild_config(args.guild)).alert_threshold
     since = datetime.now(UTC) - timedelta(days=args.days)
     records = await log.cases.flagged(
-        args.guild, since=since, threshold=threshold, limit=args.limit
+        args.guild, since=since, threshold=threshold, limit=args.limit, generator=args.generator
     )
-    total = await log.cases.count_flagged(args.guild, since=since, threshold=threshold)
+    total = await log.cases.count_flagged(
+        args.guild, since=since, threshold=threshold, generator=args.generator
+    )
     _print_cases(
         records,
         f"{len(records)} of {total} cases flagged in the last {args.days} days "

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from bot.errors import FileMissing, ScanInterrupted, SpoofwatchError
+from bot.provenance import provenance_fields
 from bot.runtime import Runtime, open_runtime
 from bot.scan_types import ScanStage, StageListener
 from bot.scanning import MediaSource, ScanLimits, ScanOutcome, ScanRequest
@@ -334,6 +335,7 @@ def _readable(path: Path, result: ScanOutcome | SpoofwatchError) -> str:
     if result.reused:
         details.append("reused earlier verdict")
     lines.append("  " + " · ".join(details))
+    lines.extend(f"  {name}: {value}" for name, value in provenance_fields(v))
     if len(v.segments) > 1:
         for seg in v.segments[:20]:
             sp = "n/a" if seg.spoofed_probability is None else f"{seg.spoofed_probability:.0%}"

@@ -20,6 +20,7 @@ from bot.discord_pacing import DiscordPacing
 from bot.errors import LimitReached, SpoofwatchError
 from bot.guild_config import GuildConfig
 from bot.limits import Cooldown
+from bot.provider_copies import ProviderCopies
 from bot.provider_health import ProviderHealth
 from bot.runtime import Runtime
 from bot.scanning import Clock, utc_now
@@ -185,6 +186,9 @@ class Spoofwatch(commands.AutoShardedBot):
         self.guild_configs = GuildConfigs(runtime)
         #: Account problems of the providers (refused key, no credits), for the mod-logs.
         self.provider_health = ProviderHealth(runtime.detectors)
+        self.provider_copies = ProviderCopies(
+            runtime.detectors, runtime.audit, self.guild_configs.get
+        )
         self.check_cooldown = Cooldown(runtime.audit.cooldowns, bucket="check", rate=5, per_s=600)
         self.shutdown_grace_s = SHUTDOWN_GRACE_S
         #: Sync slash commands at start-up when they changed (off for `python -m bot sync`).
@@ -201,6 +205,7 @@ class Spoofwatch(commands.AutoShardedBot):
     async def close(self) -> None:
         log.info("shutting down: stopping scan workers")
         await self.scan_pool.stop(grace_s=self.shutdown_grace_s)
+        await self.provider_copies.drain()
         await super().close()
         await self.identify_gate.close()
 

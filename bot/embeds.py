@@ -19,6 +19,7 @@ from typing import Final
 import discord
 
 from bot.errors import InternalError, ProviderAccountError, ProviderError, SpoofwatchError
+from bot.provenance import provenance_fields
 from bot.verdict import (
     DEFAULT_THRESHOLD,
     Finding,
@@ -218,6 +219,8 @@ def verdict_embed(
         colour=FINDING_COLOURS[finding],
         description="\n".join(lines),
     )
+    for name, value in provenance_fields(verdict):
+        embed.add_field(name=name, value=value)
     embed.set_footer(text=_footer(case_number, f"checked by {provider} · automated, may be wrong"))
     if picture:
         embed.set_image(url=f"attachment://{picture}")

@@ -215,6 +215,18 @@ class ProviderRejected(ProviderError):
     hint = "The detection service refused this file; try another format."
 
 
+class ProductRefused(ProviderError):
+    """The service refused an optional product this key's plan lacks (HTTP 403), before
+    any job was created: the same file may be sent again without it."""
+
+    kind = "provider_product_refused"
+    hint = "The detection service's plan lacks this check; the file is checked without it."
+
+    def __init__(self, provider: str, product: str, message: str, *, status: int | None) -> None:
+        super().__init__(provider, message, status=status)
+        self.product = product
+
+
 class ProviderJobFailed(ProviderError):
     """The job was accepted but ended in failure at the provider."""
 

@@ -59,6 +59,17 @@ class GuildConfig(BaseModel):
     daily_quota: int | None = Field(default=None, ge=1)
     max_file_mb: float | None = Field(default=None, gt=0)
     max_duration_s: float | None = Field(default=None, gt=0)
+    #: Ask the provider which generator made a synthetic voice (Resemble audio source
+    #: tracing, Behavioral Signals generator detection). On: neither vendor documents a
+    #: charge for it, and a plan without it is detected (HTTP 403) and skipped.
+    generator_detection: bool = True
+    #: MP4 videos to Behavioral Signals go to its video endpoint (experimental at the
+    #: vendor), which judges faces as well as the voice; off ("audio-only") sends only the
+    #: sound track, as before, to save cost. Resemble judges a video's frames either way.
+    video_faces: bool = True
+    #: Send moderators' Confirm / Not-a-deepfake decisions back to the provider (Resemble
+    #: feedback). Opt-in: it tells the vendor about the guild's cases.
+    provider_feedback: bool = False
 
     @model_validator(mode="before")
     @classmethod

@@ -53,6 +53,10 @@ class ScanRequest:
     #: Duration Discord reports for the attachment (voice messages), checked before download.
     declared_duration_s: float | None = None
     want_transcript: bool = False
+    #: Ask which generator made a synthetic voice (the guild's `generator_detection`).
+    want_generator: bool = True
+    #: Judge a video's pictures too where the provider can (the guild's `video_faces`).
+    want_visual: bool = True
     store_transcript: bool = True
     meta: Mapping[str, str] = field(default_factory=dict)
     on_stage: StageListener | None = None

@@ -22,6 +22,7 @@ from bot.errors import (
     InternalError,
     MediaTooLarge,
     MediaTooLong,
+    ProductRefused,
     ProviderError,
     QuotaReached,
     ScanInProgress,
@@ -334,32 +335,27 @@ class ScanService:
             format_name=probe.format_name,
             duration_s=probe.duration_s,
         )
-        if not detector.accepts(upload):
-            wav = workdir / "audio.wav"
-            async with self._media_slots:
-                await self._transcoder.to_wav(
-                    path,
-                    wav,
-                    probe=probe,
-                    timeout_s=self._ffmpeg_timeout_s,
-                    max_duration_s=limits.max_duration_s,
-                )
-            upload = Upload(
-                path=wav,
-                filename=Path(upload.filename).with_suffix(".wav").name,
-                content_type="audio/wav",
-                kind=MediaKind.AUDIO,
-                format_name="wav",
-                duration_s=probe.duration_s,
-            )
-
         options = SubmitOptions(
             transcript=request.want_transcript,
+            generator=request.want_generator,
+            visual=request.want_visual,
             meta=dict(request.meta) or None,
             on_sent=worker_pool.hand_off,
         )
+        original = upload
+        if not detector.accepts(upload, options):
+            upload = await self._to_wav(path, workdir, probe, upload, limits)
         _tell(request.on_stage, ScanStage.UPLOADING, record)
-        submission = await detector.submit(upload, options)
+        try:
+            submission = await detector.submit(upload, options)
+        except ProductRefused:
+            if upload is not original or original.kind is not MediaKind.VIDEO:
+                raise
+            # The plan lacks the video product (refused before any job was made, so nothing
+            # is billed twice): the video is judged on its sound, as before that existed.
+            options = replace(options, visual=False)
+            upload = await self._to_wav(path, workdir, probe, upload, limits)
+            submission = await detector.submit(upload, options)
         await self._audit.mark_submitted(record.id, submission.job_id)
         _tell(request.on_stage, ScanStage.SUBMITTED, record, submission.job_id)
         return detector, submission
@@ -423,6 +419,33 @@ class ScanService:
         )
         metrics.scan_finished(done, "done")
         return ScanOutcome(record=done, verdict=verdict)
+
+    async def _to_wav(
+        self,
+        path: Path,
+        workdir: Path,
+        probe: media.MediaProbe,
+        upload: Upload,
+        limits: ScanLimits,
+    ) -> Upload:
+        """The media's sound as 16 kHz mono WAV, for a provider that does not take it as is."""
+        wav = workdir / "audio.wav"
+        async with self._media_slots:
+            await self._transcoder.to_wav(
+                path,
+                wav,
+                probe=probe,
+                timeout_s=self._ffmpeg_timeout_s,
+                max_duration_s=limits.max_duration_s,
+            )
+        return Upload(
+            path=wav,
+            filename=Path(upload.filename).with_suffix(".wav").name,
+            content_type="audio/wav",
+            kind=MediaKind.AUDIO,
+            format_name="wav",
+            duration_s=probe.duration_s,
+        )
 
     async def _fetch(self, request: ScanRequest, workdir: Path) -> media.Downloaded:
         source = request.source

@@ -23,7 +23,7 @@ from tests._alerts_helpers import (
 )
 from tests.discord_emulator.bits import DEFAULT_BOT_PERMISSIONS, Permission
 from tests.e2e import Harness, MakeSpoofwatch
-from tests.moderation import FAKE, listeners_done, run, text_of, wav
+from tests.moderation import FAKE, configure, listeners_done, run, text_of, wav
 from tests.standins.resemble import metrics
 
 
@@ -45,6 +45,31 @@ async def test_alert_names_the_verdict_author_channel_and_case(alerted: Alerted)
     assert f"/channels/{emu.guild.id}/{emu.text_channel.id}/{alerted.message.id}" in text
     assert "case #1" in text.lower()
     assert alerted.alert.allowed_mentions == {"parse": []}
+
+
+async def test_alert_says_which_generator_likely_made_it(alerted: Alerted) -> None:
+    """Fails if the alert leaves out the generator Resemble's source tracing named."""
+    text = text_of(alerted.alert)
+    assert "Likely made with" in text and "ElevenLabs" in text
+
+
+@pytest.mark.parametrize("opted_in", [False, True])
+async def test_confirm_sends_feedback_only_where_the_guild_opted_in(
+    alerted: Alerted, opted_in: bool
+) -> None:
+    """Fails if a moderator's Confirm reaches Resemble's feedback endpoint from a guild that
+    did not opt in, or not from one that did."""
+    sw = alerted.sw
+    if opted_in:
+        await configure(sw, "feedback", {"enabled": True})
+    await click(alerted, "Confirm deepfake")
+    await sw.bot.provider_copies.drain()
+    record = await sw.bot.audit.cases.case(sw.emu.guild.id, 1)
+    assert record is not None and record.provider_job_id is not None
+    sent = sw.resemble.feedback.get(record.provider_job_id)
+    assert (sent is not None) is opted_in
+    if sent is not None:
+        assert sent["type"] == "correct"
 
 
 async def test_alert_buttons_carry_the_case(alerted: Alerted) -> None:

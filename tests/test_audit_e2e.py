@@ -130,6 +130,23 @@ async def test_flagged_lists_only_suspicious_cases(spoofwatch: Harness, tmp_path
     assert _case_numbers(text_of(answer)) == [2]
 
 
+async def test_flagged_by_generator_lists_only_that_generators_cases(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if `/audit flagged generator:` does not narrow the list to the cases the
+    provider said that generator made, or the list does not name the generator."""
+    emu = spoofwatch.emu
+    eleven, play = wav(tmp_path, 1), wav(tmp_path, 2)
+    spoofwatch.resemble.script_result(eleven, metrics=FAKE, tracing_label="elevenlabs")
+    spoofwatch.resemble.script_result(play, metrics=FAKE, tracing_label="playht")
+    await scan(spoofwatch, eleven)
+    await scan(spoofwatch, play)
+    answer = await run(spoofwatch, emu.moderator, "audit flagged", {"generator": "ElevenLabs"})
+    text = text_of(answer)
+    assert _case_numbers(text) == [1]
+    assert "ElevenLabs" in text
+
+
 async def test_stats_counts_by_label_channel_and_member(
     spoofwatch: Harness, tmp_path: Path
 ) -> None:

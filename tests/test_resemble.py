@@ -255,10 +255,15 @@ async def test_upload_sends_the_documented_request(
     resemble_standin, resemble_client, make_wav_upload
 ) -> None:
     """Fails if the upload holds its answer with Prefer: wait, lacks zero retention or
-    frame_length, or asks for (billed) intelligence unasked."""
+    frame_length, asks for (billed) intelligence unasked, or leaves out source tracing
+    (asked for by default: no charge is documented for it)."""
     await resemble_client.submit(make_wav_upload(), SubmitOptions())
     assert "Prefer" not in resemble_standin.last_headers
-    assert resemble_standin.last_fields == {"zero_retention_mode": "true", "frame_length": "2"}
+    assert resemble_standin.last_fields == {
+        "zero_retention_mode": "true",
+        "frame_length": "2",
+        "audio_source_tracing": "true",
+    }
 
 
 async def test_transcript_is_requested_and_returned(

@@ -303,11 +303,12 @@ async def test_a_403_without_intelligence_is_still_a_bad_key(
 ) -> None:
     """Fails if a 403 that persists without intelligence is not ProviderAuthError, or makes
     the client stop asking for intelligence."""
-    resemble_standin.fail_next("submit", 403, times=2)
+    resemble_standin.fail_next("submit", 403, times=3)
     client = make_resemble_client()
     with pytest.raises(ProviderAuthError):
         await client.submit(make_wav_upload(), SubmitOptions(transcript=True))
-    assert resemble_standin.submissions == 2
+    # Asked with intelligence and tracing, without intelligence, then without either.
+    assert resemble_standin.submissions == 3
     submission = await client.submit(make_wav_upload(), SubmitOptions(transcript=True))
     assert resemble_standin.last_fields["intelligence"] == "true"
     verdict = submission.verdict or await client.wait(submission.job_id)

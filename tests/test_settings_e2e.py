@@ -391,6 +391,9 @@ SETTINGS_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("settings alert-ping", {"role": "role"}),
     ("settings exempt-add", {"role": "role"}),
     ("settings exempt-remove", {"role": "role"}),
+    ("settings generators", {"enabled": False}),
+    ("settings faces", {"enabled": False}),
+    ("settings feedback", {"enabled": True}),
     ("forget", {"member": "member"}),
     ("setup", {}),
 ]

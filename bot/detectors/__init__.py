@@ -11,6 +11,7 @@ from bot.detectors._base import (
     Submission,
     SubmitOptions,
     Upload,
+    VendorAck,
 )
 from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.detectors.resemble import ResembleClient
@@ -26,6 +27,7 @@ __all__ = [
     "Submission",
     "SubmitOptions",
     "Upload",
+    "VendorAck",
     "build_detector",
 ]
 

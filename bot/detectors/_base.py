@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +30,12 @@ class Upload:
 class SubmitOptions:
     #: Ask for a transcript where it costs extra (Resemble `intelligence`).
     transcript: bool = False
+    #: Ask which generator made a synthetic voice (Resemble `audio_source_tracing`,
+    #: Behavioral Signals `enable_generator_detection`); neither vendor documents a charge.
+    generator: bool = True
+    #: Judge a video's pictures as well as its sound where the provider can (Behavioral
+    #: Signals' experimental video endpoint); off sends only the sound, as before.
+    visual: bool = False
     #: Free-form identifiers the provider may echo back (Behavioral Signals `meta`).
     meta: dict[str, str] | None = None
     #: Called once the file's last byte is handed to the connection: from then on the scan
@@ -42,6 +49,23 @@ class Submission:
 
     job_id: str
     verdict: Verdict | None = None
+
+
+class VendorAck(StrEnum):
+    """How a provider answered a call about a job it already judged (feedback, delete).
+
+    Never an error to the moderator: every outcome is recorded and the action goes on.
+    """
+
+    DONE = "done"
+    #: HTTP 403: the plan lacks the product, or the vendor does not allow it for this job.
+    REFUSED = "refused"
+    #: HTTP 404: the job is already gone (or was never this key's).
+    NOT_FOUND = "not_found"
+    #: The vendor offers no such call (Behavioral Signals has no feedback or delete).
+    UNSUPPORTED = "unsupported"
+    #: Anything else: an outage, a timeout, a bad key.
+    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +94,9 @@ class Detector(Protocol):
     @property
     def provider(self) -> ProviderName: ...
 
-    def accepts(self, upload: Upload) -> bool:
-        """Whether the service takes this file as it is (else it is transcoded to WAV)."""
+    def accepts(self, upload: Upload, options: SubmitOptions | None = None) -> bool:
+        """Whether the service takes this file as it is, sent with `options` (else it is
+        transcoded to WAV)."""
         ...
 
     async def submit(self, upload: Upload, options: SubmitOptions) -> Submission:
@@ -100,4 +125,15 @@ class Detector(Protocol):
 
         Recovers the job id of an upload whose answer was lost (a crash, a timeout).
         """
+        ...
+
+    async def send_feedback(
+        self, job_id: str, *, synthetic: bool, said_synthetic: bool
+    ) -> VendorAck:
+        """Tell the vendor a moderator's decision on its verdict: whether the media is
+        synthetic (`synthetic`) and whether the verdict said so (`said_synthetic`)."""
+        ...
+
+    async def delete_job(self, job_id: str) -> VendorAck:
+        """Delete the vendor's copy of the job (its record and any media it kept)."""
         ...

@@ -113,6 +113,7 @@ class ProviderHTTP:
         file: FilePart | None = None,
         headers: Mapping[str, str] | None = None,
         client_timeout: aiohttp.ClientTimeout | None = None,
+        json_body: Mapping[str, Any] | None = None,
     ) -> M:
         """Send one request (retrying what is safe) and validate the JSON answer as `model`.
 
@@ -122,6 +123,10 @@ class ProviderHTTP:
         """
         attempts = max(1, self._retry.attempts)
         request_headers = {**self._headers, **(headers or {})}
+        encoded = None
+        if json_body is not None:
+            encoded = json.dumps(json_body).encode()
+            request_headers["Content-Type"] = "application/json"
         timeout = client_timeout or aiohttp.ClientTimeout(total=self.request_timeout_s)
         failure = _Failure(reason="not attempted")
         for attempt in range(1, attempts + 1):
@@ -134,7 +139,7 @@ class ProviderHTTP:
                         method,
                         url,
                         headers=request_headers,
-                        data=data,
+                        data=data if encoded is None else encoded,
                         timeout=timeout,
                         # A redirect would carry the auth header (X-Auth-Token is not one
                         # aiohttp strips) to another host; neither service redirects.

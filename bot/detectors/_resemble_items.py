@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.detectors._http import describe
 from bot.errors import ProviderProtocolError
-from bot.verdict import Label, ProviderName, Segment, Verdict
+from bot.verdict import Label, ProviderName, Segment, Verdict, generator_name
 
 PROVIDER = ProviderName.RESEMBLE
 FRAME_LENGTH_S = 2
@@ -70,8 +70,17 @@ class DetectItem(_Wire):
     image_metrics: Any = None
     #: An object, or a list of them when asked with `experts=true`; null until it starts.
     intelligence: Any = None
+    #: `{label, error_message}`, present only when the audio was labelled fake (§10).
+    audio_source_tracing: Any = None
     duration: Any = None
     error_message: Any = None
+
+
+class Acknowledgement(_Wire):
+    """The answer to feedback or a delete: `{success, message}` (reference §7)."""
+
+    success: Any = None
+    message: Any = None
 
 
 class DetectEnvelope(_Wire):
@@ -215,6 +224,8 @@ def normalize_item(
         spoofed_probability=probability,
         transcript=transcript_of(item.intelligence) if want_transcript else None,
         segments=tuple(segments),
+        generator=generator_of(item.audio_source_tracing),
+        fraud_type=fraud_type_of(item.intelligence) if want_transcript else None,
         provider=PROVIDER,
         provider_job_id=job_id,
         duration_s=duration,
@@ -280,18 +291,76 @@ def transcript_of(intelligence: Any) -> str | None:
     untrusted, and sanitized wherever it is shown.
     """
     for report in _reports(intelligence):
-        description = report.get("description")
-        if isinstance(description, str) and description.lstrip().startswith("{"):
-            try:
-                description = json.loads(description)
-            except ValueError:
-                description = None
-        if not isinstance(description, dict):
+        description = _structured(report.get("description"))
+        if description is None:
             continue
         text = description.get("transcription")
         if isinstance(text, str) and text.strip():
             return text.strip()
     return None
+
+
+# --- source tracing and fraud -----------------------------------------------------------
+
+
+def generator_of(tracing: Any) -> str | None:
+    """The generator platform `audio_source_tracing` names ("elevenlabs"), or None.
+
+    Its shape is `{label, error_message}` (reference §10, from Resemble's OpenAPI and its
+    audio-source-tracing overview). Anything else, an error message, or a label that names
+    no product is ignored: tracing is extra information, never a reason to fail a verdict.
+    """
+    if not isinstance(tracing, dict):
+        return None
+    error = tracing.get("error_message")
+    if isinstance(error, str) and error.strip():
+        return None
+    return generator_name(tracing.get("label"))
+
+
+#: `fraud.type` values (reference §10, from the OpenAPI schema); others are kept as "other".
+FRAUD_TYPES = frozenset(
+    {
+        "vishing",
+        "impersonation",
+        "romance_scam",
+        "tech_support_scam",
+        "financial_fraud",
+        "extortion",
+        "political_manipulation",
+        "synthetic_media_fraud",
+        "insurance_fraud",
+        "employment_fraud",
+        "other",
+    }
+)
+
+
+def fraud_type_of(intelligence: Any) -> str | None:
+    """The structured report's `fraud.type` when it names a kind of fraud, else None.
+
+    Only the documented vocabulary is kept (an LLM writes the report: free text never
+    becomes a label); `none`, prose descriptions and unknown shapes give None.
+    """
+    for report in _reports(intelligence):
+        description = _structured(report.get("description"))
+        fraud = description.get("fraud") if description else None
+        kind = fraud.get("type") if isinstance(fraud, dict) else None
+        if isinstance(kind, str):
+            text = kind.strip().lower()
+            if text in FRAUD_TYPES:
+                return text
+    return None
+
+
+def _structured(description: Any) -> dict[str, Any] | None:
+    """A structured intelligence description, also when it arrives as a JSON string."""
+    if isinstance(description, str) and description.lstrip().startswith("{"):
+        try:
+            description = json.loads(description)
+        except ValueError:
+            return None
+    return description if isinstance(description, dict) else None
 
 
 def _probability(value: Any, what: str) -> float | None:

@@ -30,11 +30,27 @@ from pydantic import (
     field_validator,
 )
 
-from bot.detectors._base import PollPolicy, RetryPolicy, Submission, SubmitOptions, Upload
+from bot.detectors._base import (
+    PollPolicy,
+    RetryPolicy,
+    Submission,
+    SubmitOptions,
+    Upload,
+    VendorAck,
+)
+from bot.detectors._bs_video import (
+    VIDEO_FORMATS,
+    normalize_visual,
+    read_video_result,
+    split_job_id,
+    video_job_id,
+)
 from bot.detectors._http import ProviderHTTP, describe, first_line
 from bot.detectors._polling import JobClock, JobTiming
 from bot.detectors._upload import FilePart
 from bot.errors import (
+    ProductRefused,
+    ProviderAuthError,
     ProviderError,
     ProviderJobFailed,
     ProviderNotFound,
@@ -43,7 +59,15 @@ from bot.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from bot.verdict import Label, MediaKind, ProviderName, Segment, Verdict
+from bot.verdict import (
+    Label,
+    MediaKind,
+    ProviderName,
+    Segment,
+    Verdict,
+    VisualVerdict,
+    generator_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +168,9 @@ class ResultItem(_Wire):
     final_label: str | None = Field(default=None, alias="finalLabel")
     level: str | None = None
     unreadable: bool = False
+    #: Not in the documented item shape: one plausible place for generator detection's
+    #: answer (a name, or `{label, posterior|confidence}`) on the deepfake item itself.
+    generator: Any = None
 
 
 def _neutralised(item: Any) -> Any:
@@ -209,6 +236,7 @@ def normalize_results(
     language_time: dict[str, float] = defaultdict(float)
     speakers: set[str] = set()
     saw_diarization = False
+    generators: list[tuple[str | None, float | None]] = []
     for start, end, index, item in timed:
         task = (item.task or "").strip().lower()
         predictions = item.prediction or ()
@@ -228,7 +256,9 @@ def normalize_results(
             saw_diarization = True
             if item.final_label and item.final_label.strip():
                 speakers.add(item.final_label.strip())
-        # Any other task (features, generator detection, future ones) is not ours to judge.
+        elif "generator" in task:
+            generators.append(_generator_prediction(item))
+        # Any other task (features, future ones) is not ours to judge.
 
     segments: list[Segment] = []
     probabilities: list[float] = []
@@ -251,6 +281,8 @@ def normalize_results(
             )
         if label is Label.SPOOFED:
             spoofed.append((probability, raw))
+            if item.generator is not None:
+                generators.append(_generator_field(item.generator))
         elif label is Label.BONAFIDE:
             bonafide.append((probability, raw))
         else:
@@ -265,6 +297,14 @@ def normalize_results(
         file_label = Label.INCONCLUSIVE
         provider_label = next((raw for raw in others if raw), None)
 
+    # Generator detection names the model of spoofed utterances only (the vendor's
+    # generator-detection page); the most confident named one speaks for the file.
+    named = [(name, conf) for name, conf in generators if name is not None]
+    generator, generator_confidence = (
+        max(named, key=lambda g: -1.0 if g[1] is None else g[1])
+        if spoofed and named
+        else (None, None)
+    )
     ends = [end for _, end, _, _ in timed if end is not None]
     durations = [d for d in (max(ends, default=None), duration_s) if d is not None and d > 0]
     transcript = " ".join(transcript_parts).strip()
@@ -281,7 +321,88 @@ def normalize_results(
         # Utterances stop at the last word; the process knows the whole file's length.
         duration_s=max(durations, default=None),
         provider_label=provider_label,
+        generator=generator,
+        generator_confidence=generator_confidence,
     )
+
+
+def combine_visual(audio: Verdict, visual: VisualVerdict | None) -> Verdict:
+    """The file's verdict from its sound's and its pictures': spoofed if either is (a face
+    swap over a real voice is a deepfake), bona fide only if both are, else inconclusive;
+    the higher probability. The pictures' own verdict stays on `visual`."""
+    if visual is None:
+        return audio
+    labels = {audio.label, visual.label}
+    if Label.SPOOFED in labels:
+        label = Label.SPOOFED
+    elif labels == {Label.BONAFIDE}:
+        label = Label.BONAFIDE
+    else:
+        label = Label.INCONCLUSIVE
+    known = [p for p in (audio.spoofed_probability, visual.spoofed_probability) if p is not None]
+    provider_label = audio.provider_label
+    if visual.label is Label.SPOOFED and audio.label is not Label.SPOOFED:
+        provider_label = visual.provider_label
+    return audio.model_copy(
+        update={
+            "label": label,
+            "spoofed_probability": max(known, default=None),
+            "provider_label": provider_label,
+            "visual": visual,
+        }
+    )
+
+
+def _generator_prediction(item: ResultItem) -> tuple[str | None, float | None]:
+    """(name, confidence) from a generator-detection result item, or (None, None).
+
+    The vendor names the models it predicts (`elevenlabs`, `playht`, `speechify`,
+    `xtts-v2`, `others`) "with a confidence score", but not the item's shape (reference
+    §4.3: task name and fields unconfirmed). Read as every other task is: `finalLabel` is
+    the decision, the confidence is that label's posterior; without a `finalLabel`, the
+    prediction with the highest posterior. An unreadable item is ignored.
+    """
+    if item.unreadable:
+        return None, None
+    scored = [(p.label, _lenient_probability(p.posterior)) for p in item.prediction or ()]
+    if item.final_label:
+        chosen = item.final_label.strip().lower()
+        confidence = next(
+            (c for label, c in scored if (label or "").strip().lower() == chosen), None
+        )
+        return generator_name(item.final_label), confidence
+    scored = [(label, c) for label, c in scored if label]
+    if not scored:
+        return None, None
+    label, confidence = max(scored, key=lambda lc: -1.0 if lc[1] is None else lc[1])
+    return generator_name(label), confidence
+
+
+def _generator_field(value: Any) -> tuple[str | None, float | None]:
+    """(name, confidence) from a `generator` field on a deepfake item, whatever it holds:
+    a name, or an object with `label`/`name` and `posterior`/`confidence`/`score`."""
+    if isinstance(value, str):
+        return generator_name(value), None
+    if not isinstance(value, dict):
+        return None, None
+    name = generator_name(value.get("label", value.get("name")))
+    raw = next((value[k] for k in ("posterior", "confidence", "score") if k in value), None)
+    return name, _lenient_probability(raw)
+
+
+def _lenient_probability(value: Any) -> float | None:
+    """A 0..1 number from text or a number, else None (never an error: extra information)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    if 1.0 < number <= 100.0:  # a percentage
+        number /= 100.0
+    return number if 0.0 <= number <= 1.0 else None
 
 
 _LABELS = {"spoofed": Label.SPOOFED, "bonafide": Label.BONAFIDE}
@@ -370,6 +491,9 @@ class BehavioralSignalsClient:
         self._base = f"{base_url.rstrip('/')}/detection/clients/{cid}/processes"
         self._auth_url = f"{base_url.rstrip('/')}/auth"
         self._cid = cid
+        #: Set once the service refused the video endpoint to this key (HTTP 403/404 for
+        #: the product): later videos go audio-only until a restart.
+        self._video_refused = False
         self._upload_read_timeout_s = upload_read_timeout_s
         self._poll = poll
         self._clock = JobClock(poll)
@@ -386,12 +510,22 @@ class BehavioralSignalsClient:
     def provider(self) -> ProviderName:
         return PROVIDER
 
-    def accepts(self, upload: Upload) -> bool:
-        """Only WAV and MP3 audio, the formats the upload is documented to take."""
-        if upload.kind is MediaKind.VIDEO:
-            return False
+    def accepts(self, upload: Upload, options: SubmitOptions | None = None) -> bool:
+        """WAV and MP3 audio, the formats the audio upload is documented to take; and an MP4
+        video as it is when `options.visual` asks for its faces to be judged too."""
         formats = {name.strip().lower() for name in upload.format_name.split(",")}
+        if upload.kind is MediaKind.VIDEO:
+            return self._as_video(upload, options) and bool(formats & VIDEO_FORMATS)
         return bool(formats & ACCEPTED_FORMATS)
+
+    def _as_video(self, upload: Upload, options: SubmitOptions | None) -> bool:
+        """Whether this upload goes to the video endpoint (faces and voice)."""
+        return (
+            upload.kind is MediaKind.VIDEO
+            and options is not None
+            and options.visual
+            and not self._video_refused
+        )
 
     async def submit(self, upload: Upload, options: SubmitOptions) -> Submission:
         """Upload the audio as a new process; never sent twice.
@@ -404,7 +538,8 @@ class BehavioralSignalsClient:
         fields = {
             "name": upload.filename,
             "embeddings": "false",
-            "enable_generator_detection": "false",
+            # Experimental at the vendor, and no extra charge is documented (reference §2.1).
+            "enable_generator_detection": "true" if options.generator else "false",
         }
         # Echoed back in `meta`, so a lost answer can be reconciled from the list call: the
         # caller's ids (found again after a restart) and a key of this one upload (found
@@ -420,17 +555,28 @@ class BehavioralSignalsClient:
                 options.on_sent()
 
         asked_at = datetime.now(UTC)
+        # Videos whose faces are to be judged go to the (experimental) video endpoint, with
+        # the same form fields (reference §2: "multipart, same fields as audio").
+        video = upload.kind is MediaKind.VIDEO and self.accepts(upload, options)
         try:
             process = await self._http.request(
                 "POST",
-                f"{self._base}/audio",
+                f"{self._base}/video" if video else f"{self._base}/audio",
                 Process,
-                what="upload",
+                what="video upload" if video else "upload",
                 retry_safe=False,
                 fields=fields,
                 file=FilePart("file", upload.path, upload.filename, upload.content_type, on_sent),
                 client_timeout=self._upload_timeout(),
             )
+        except (ProviderAuthError, ProviderNotFound) as exc:
+            if video and exc.status in (403, 404):
+                # The video product is not on this key's plan (or not offered): answered
+                # before any process exists, so nothing was billed. Said once to the
+                # operator; the scan service sends this video's sound instead.
+                self._refuse_video(exc)
+                raise ProductRefused(PROVIDER, "video", str(exc), status=exc.status) from exc
+            raise
         except (ProviderTimeout, ProviderUnavailable) as exc:
             # No answer came, or a gateway's 5xx (502/504) stood in for it; a 503 says the
             # request was refused before anything was made. Only a file that went out whole
@@ -448,8 +594,20 @@ class BehavioralSignalsClient:
             process.status,
         )
         # Processing starts once the whole file has arrived, which is when this answer comes.
-        self._clock.started(str(process.pid), JobTiming(time.monotonic(), upload.duration_s))
-        return Submission(job_id=str(process.pid))
+        job_id = video_job_id(process.pid) if video else str(process.pid)
+        self._clock.started(job_id, JobTiming(time.monotonic(), upload.duration_s))
+        return Submission(job_id=job_id)
+
+    def _refuse_video(self, exc: ProviderError) -> None:
+        if self._video_refused:
+            return
+        self._video_refused = True
+        log.warning(
+            "Behavioral Signals refused a video upload (%s): this key's plan seems to lack "
+            "video deepfake detection. Videos are judged on their sound only until "
+            "Spoofwatch restarts; turn faces off (/spoofwatch settings faces) to stop trying.",
+            exc,
+        )
 
     def _upload_timeout(self) -> aiohttp.ClientTimeout:
         """The SDK's upload timeouts: the answer to an upload may take minutes to come."""
@@ -526,26 +684,47 @@ class BehavioralSignalsClient:
         day before `submitted_after` (the service's dates may be in another time zone),
         newest first, at most 5000 of them."""
         since = (submitted_after - timedelta(days=1)).strftime("%Y-%m-%d")
-        for page in range(_LIST_MAX_PAGES):
-            query = urlencode(
-                {"page": page, "pageSize": _LIST_PAGE_SIZE, "sort": "desc", "startDate": since}
-            )
-            listed = await self._http.request(
-                "GET", f"{self._base}?{query}", ProcessList, what="process list", retry_safe=True
-            )
-            # Newest first by id as well, whatever order the service really used.
-            for process in sorted(listed.root, key=lambda p: p.pid, reverse=True):
-                if _meta_matches(process.meta, meta):
-                    return str(process.pid)
-            if len(listed.root) < _LIST_PAGE_SIZE:
+        # Audio processes, then video ones (their own list, same query: reference §2), so
+        # a billed video process is found again as surely as an audio one.
+        for base, make_id in ((self._base, str), (f"{self._base}/video", video_job_id)):
+            if base != self._base and self._video_refused:
                 break
+            for page in range(_LIST_MAX_PAGES):
+                query = urlencode(
+                    {"page": page, "pageSize": _LIST_PAGE_SIZE, "sort": "desc", "startDate": since}
+                )
+                try:
+                    listed = await self._http.request(
+                        "GET", f"{base}?{query}", ProcessList, what="process list", retry_safe=True
+                    )
+                except (ProviderAuthError, ProviderNotFound) as exc:
+                    if base == self._base or exc.status not in (403, 404):
+                        raise
+                    break  # no video product on this plan: no video process to find
+                # Newest first by id as well, whatever order the service really used.
+                for process in sorted(listed.root, key=lambda p: p.pid, reverse=True):
+                    if _meta_matches(process.meta, meta):
+                        return make_id(process.pid)
+                if len(listed.root) < _LIST_PAGE_SIZE:
+                    break
         return None
+
+    async def send_feedback(
+        self, job_id: str, *, synthetic: bool, said_synthetic: bool
+    ) -> VendorAck:
+        """Behavioral Signals takes no feedback on a process (none in its API reference)."""
+        return VendorAck.UNSUPPORTED
+
+    async def delete_job(self, job_id: str) -> VendorAck:
+        """Behavioral Signals documents no delete or cancel endpoint (reference §2)."""
+        return VendorAck.UNSUPPORTED
 
     async def wait(self, job_id: str) -> Verdict:
         """Poll the process until it is terminal, then fetch and normalize its results."""
-        if not job_id.isdigit():
+        video, pid = split_job_id(job_id)
+        if not pid.isdigit():
             raise ProviderNotFound(PROVIDER, f"{job_id!r} is not a Behavioral Signals process id.")
-        url = f"{self._base}/{job_id}"
+        url = f"{self._base}/video/{pid}" if video else f"{self._base}/{pid}"
         try:
             async with asyncio.timeout(self._poll.deadline_s):
                 process = await self._poll_until_done(url, job_id)
@@ -569,10 +748,13 @@ class BehavioralSignalsClient:
                 f"{process.status}): "
                 f"{first_line(self._http.redact(process.statusmsg or '')) or 'no reason given'}",
             )
-        result = await self._http.request(
-            "GET", f"{url}/results", ProcessResult, what="results", retry_safe=True
-        )
-        verdict = normalize_results(result, job_id, duration_s=process.duration)
+        if video:
+            verdict = await self._video_verdict(url, job_id, process)
+        else:
+            result = await self._http.request(
+                "GET", f"{url}/results", ProcessResult, what="results", retry_safe=True
+            )
+            verdict = normalize_results(result, job_id, duration_s=process.duration)
         log.info(
             "Behavioral Signals process %s: %s (p=%s)",
             job_id,
@@ -580,6 +762,20 @@ class BehavioralSignalsClient:
             verdict.spoofed_probability,
         )
         return verdict
+
+    async def _video_verdict(self, url: str, job_id: str, process: Process) -> Verdict:
+        """A video process's verdict: the sound as an audio process's, the pictures kept
+        next to it (`Verdict.visual`), and the file spoofed if either is, with the higher
+        probability, as Resemble's headline does for its video scores (DESIGN.md)."""
+        body = await self._http.request(
+            "GET", f"{url}/results", _AnyBody, what="video results", retry_safe=True
+        )
+        result = read_video_result(body.root)
+        audio = normalize_results(
+            {"results": result.audio_results}, job_id, duration_s=process.duration
+        )
+        visual = normalize_visual(result.video_results)
+        return combine_visual(audio, visual)
 
     async def _poll_until_done(self, url: str, job_id: str) -> Process:
         checks = self._clock.checks(job_id)

@@ -20,12 +20,20 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import RootModel, SecretStr
 
-from bot.detectors._base import PollPolicy, RetryPolicy, Submission, SubmitOptions, Upload
+from bot.detectors._base import (
+    PollPolicy,
+    RetryPolicy,
+    Submission,
+    SubmitOptions,
+    Upload,
+    VendorAck,
+)
 from bot.detectors._http import ProviderHTTP, first_line
 from bot.detectors._polling import JobClock, JobTiming
 from bot.detectors._resemble_items import (
     FRAME_LENGTH_S,
     PROVIDER,
+    Acknowledgement,
     DetectEnvelope,
     DetectItem,
     JobState,
@@ -41,6 +49,7 @@ from bot.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderJobFailed,
+    ProviderNotFound,
     ProviderProtocolError,
     ProviderRejected,
     ProviderTimeout,
@@ -72,6 +81,9 @@ MAX_UPLOAD_BYTES = 150 * 1000 * 1000
 #: after Detect reaches completed"). Resemble's callback waits up to 10 minutes for it; a
 #: member waiting on a verdict should not, and the verdict does not depend on it.
 INTELLIGENCE_WAIT_S = 20.0
+#: Optional products an upload may ask for, in the order they are given up when Resemble
+#: answers 403 (the plan lacks one): form field names of POST /detect (reference §2).
+_OPTIONAL_PRODUCTS = ("intelligence", "audio_source_tracing")
 
 #: Extensions Resemble's direct upload allows (it validates them), with a matching type.
 CONTENT_TYPES = {
@@ -162,6 +174,8 @@ class ResembleClient:
         #: Set once Resemble refused intelligence for this key (HTTP 403 for the product):
         #: later scans do not ask for it (nor pay the refused round trip) until a restart.
         self._intelligence_refused = False
+        #: The same for audio source tracing.
+        self._tracing_refused = False
         self._http = ProviderHTTP(
             http_session,
             provider=PROVIDER,
@@ -178,7 +192,7 @@ class ResembleClient:
     def provider(self) -> ProviderName:
         return PROVIDER
 
-    def accepts(self, upload: Upload) -> bool:
+    def accepts(self, upload: Upload, options: SubmitOptions | None = None) -> bool:
         """Containers Resemble's direct upload takes, up to its 150 MB limit."""
         if upload_name(upload) is None:
             return False
@@ -207,20 +221,32 @@ class ResembleClient:
         want_transcript = options.transcript and not self._intelligence_refused
         if want_transcript:
             fields["intelligence"] = "true"  # billed extra, so only when asked
+        # Tracing is an audio product (reference §2 parameters: "audio"); a video's sound
+        # is judged by `metrics` all the same, but tracing is not offered for it.
+        if options.generator and upload.kind is not MediaKind.VIDEO and not self._tracing_refused:
+            fields["audio_source_tracing"] = "true"
         timing = JobTiming(time.monotonic(), upload.duration_s)
         file = FilePart("file", upload.path, filename, content_type, options.on_sent)
-        try:
-            envelope = await self._create(fields, file)
-        except ProviderAuthError as exc:
-            if exc.status != 403 or not want_transcript:
-                raise
-            # A 403 is also the answer for a product the plan lacks (reference §9: "the key
-            # lacks access to a requested product"), given before any detect is created, so
-            # asking again without it bills nothing twice. Refused again: the key is bad.
-            del fields["intelligence"]
-            envelope = await self._create(fields, file)
-            want_transcript = False
-            self._refuse_intelligence()
+        dropped: str | None = None
+        while True:
+            try:
+                envelope = await self._create(fields, file)
+                break
+            except ProviderAuthError as exc:
+                # A 403 is also the answer for a product the plan lacks (reference §9: "the
+                # key lacks access to a requested product"), given before any detect is
+                # created, so asking again without it bills nothing twice. Intelligence is
+                # dropped first (the batch docs show it plan-gated), then tracing; refused
+                # with neither, the key itself is refused.
+                dropped = next((p for p in _OPTIONAL_PRODUCTS if p in fields), None)
+                if exc.status != 403 or dropped is None:
+                    raise
+                del fields[dropped]
+        if dropped is not None:
+            # Only the product whose removal let the upload through is known to be lacking;
+            # one dropped before it is asked for again by the next scan.
+            self._refuse(dropped)
+        want_transcript = "intelligence" in fields
         item = self._item(envelope, what="upload", rejected=True)
         state = job_state(item)
         log.info("Resemble accepted %s as detect %s (%s)", filename, item.uuid, state)
@@ -249,16 +275,27 @@ class ResembleClient:
             client_timeout=self._http.upload_timeout(),
         )
 
-    def _refuse_intelligence(self) -> None:
-        """Tell the operator once; every later scan simply goes without a transcript."""
-        if self._intelligence_refused:
-            return
-        self._intelligence_refused = True
+    def _refuse(self, product: str) -> None:
+        """Tell the operator once; every later scan simply goes without the product."""
+        if product == "intelligence":
+            if self._intelligence_refused:
+                return
+            self._intelligence_refused = True
+            remedy = "set SPOOFWATCH_RESEMBLE_INTELLIGENCE=false"
+            without = "transcripts"
+        else:
+            if self._tracing_refused:
+                return
+            self._tracing_refused = True
+            remedy = "turn generator detection off (/spoofwatch settings generators)"
+            without = "the generator's name"
         log.warning(
-            "Resemble answered HTTP 403 to an upload asking for intelligence and accepted the "
-            "same upload without it: this API key's plan lacks intelligence. Scans continue "
-            "without transcripts until Spoofwatch restarts; enable intelligence on the "
-            "Resemble plan, or set SPOOFWATCH_RESEMBLE_INTELLIGENCE=false."
+            "Resemble answered HTTP 403 to an upload asking for %s: this API key's plan "
+            "lacks it. Scans continue without %s until Spoofwatch restarts; enable it on "
+            "the Resemble plan, or %s.",
+            product,
+            without,
+            remedy,
         )
 
     async def check_credentials(self) -> None:
@@ -290,6 +327,53 @@ class ResembleClient:
     async def find_job(self, meta: Mapping[str, str], *, submitted_after: datetime) -> str | None:
         """Always None: Resemble cannot be asked (see `finds_jobs`)."""
         return None
+
+    async def send_feedback(
+        self, job_id: str, *, synthetic: bool, said_synthetic: bool
+    ) -> VendorAck:
+        """POST /detect/{uuid}/feedback (reference §7, from the OpenAPI spec): `correct` when
+        the moderator agrees with the verdict, else what it should have been."""
+        if synthetic == said_synthetic:
+            kind = "correct"
+        else:
+            kind = "should_be_ai_generated" if synthetic else "should_be_authentic"
+        # `comment` and `source` are optional and their vocabulary unstated: left out.
+        body = {"type": kind}
+        return await self._acknowledged(
+            "POST", f"/detect/{quote(job_id, safe='')}/feedback", job_id, "feedback", body
+        )
+
+    async def delete_job(self, job_id: str) -> VendorAck:
+        """DELETE /detect/{uuid} (reference §7): the detect and what Resemble kept of it."""
+        return await self._acknowledged(
+            "DELETE", f"/detect/{quote(job_id, safe='')}", job_id, "delete", None
+        )
+
+    async def _acknowledged(
+        self, method: str, path: str, job_id: str, what: str, body: dict[str, str] | None
+    ) -> VendorAck:
+        """One call about a finished detect, its outcome recorded rather than raised."""
+        try:
+            answer = await self._http.request(
+                method,
+                f"{self._base}{path}",
+                Acknowledgement,
+                what=what,
+                # Both are idempotent: feedback is upserted per user, a repeated delete 404s.
+                retry_safe=True,
+                json_body=body,
+            )
+        except ProviderNotFound:
+            outcome = VendorAck.NOT_FOUND
+        except ProviderAuthError as exc:
+            outcome = VendorAck.REFUSED if exc.status == 403 else VendorAck.FAILED
+        except ProviderError as exc:
+            log.warning("Resemble %s of detect %s failed: %s", what, job_id, exc)
+            outcome = VendorAck.FAILED
+        else:
+            outcome = VendorAck.FAILED if answer.success is False else VendorAck.DONE
+        log.info("Resemble %s of detect %s: %s", what, job_id, outcome.value)
+        return outcome
 
     async def wait(self, job_id: str) -> Verdict:
         """Poll the detect until it is final (`job_state`), then normalize it.

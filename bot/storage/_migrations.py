@@ -326,6 +326,20 @@ _V6_REVIEW_OUTCOMES = Migration(
     ),
 )
 
+_V7_GENERATOR = Migration(
+    7,
+    "the likely generator a provider named, searchable per guild",
+    (
+        # A short product name ("elevenlabs") or NULL; most cases have none, so the index
+        # holds only those that do (/audit flagged generator:...).
+        "ALTER TABLE scans ADD COLUMN generator TEXT",
+        """
+        CREATE INDEX scans_generator ON scans (guild_id, generator, created_at)
+        WHERE generator IS NOT NULL
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_RETENTION_AND_CASE_EVENTS,
@@ -333,6 +347,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _V4_CLAIMS_AND_COOLDOWNS,
     _V5_PUBLIC_REPLIES,
     _V6_REVIEW_OUTCOMES,
+    _V7_GENERATOR,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -114,6 +114,8 @@ class ScanRecord(BaseModel):
     reviewed_at: datetime | None = None
     review_note: str | None = None
     reply_message_id: int | None = None
+    #: The likely generator the provider named ("elevenlabs"), or None.
+    generator: str | None = None
 
 
 class GuildCases(BaseModel):

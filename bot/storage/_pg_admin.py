@@ -12,6 +12,7 @@ the database, this one included, so that their caches drop the guild's old setti
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 import asyncpg
@@ -22,6 +23,7 @@ from bot.storage import _sqlite_rows as rows
 from bot.storage._models import Review, ScanRecord
 from bot.storage._pg_base import INSERT_EVENT, SETTINGS_CHANNEL, PostgresDatabase
 from bot.storage._protocol import SettingsListener
+from bot.verdict import ProviderName
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,36 @@ class PostgresCaseAdmin:
             if count:
                 purged[guild_id] = count
         return purged
+
+    async def expired_jobs(
+        self, now: datetime, providers: Collection[ProviderName]
+    ) -> dict[int, list[tuple[ProviderName, str]]]:
+        codes = sorted(rows.PROVIDER_CODES[p] for p in providers)
+        if not codes:
+            return {}
+        retention = await self._db.fetch_all(
+            "SELECT c.guild_id, coalesce(s.retention_days, $1) FROM guild_counters AS c "
+            "LEFT JOIN guild_settings AS s ON s.guild_id = c.guild_id",
+            _DEFAULT_RETENTION_DAYS,
+        )
+        found: dict[int, list[tuple[ProviderName, str]]] = {}
+        for guild_id, days in retention:
+            before = rows.to_epoch(now) - int(days) * 86400
+            listed = await self._db.fetch_all(
+                "SELECT provider, provider_job_id FROM scans WHERE guild_id = $1 "
+                "AND created_at < $2 AND provider_job_id IS NOT NULL AND provider = ANY($3)",
+                guild_id,
+                before,
+                codes,
+            )
+            jobs = [
+                (rows.provider_from_code(code), job)
+                for code, packed in listed
+                if (job := rows.unpack_job_id(pg_rows.unpack(packed)))
+            ]
+            if jobs:
+                found[guild_id] = jobs
+        return found
 
     async def _purge(self, guild_id: int, before: datetime, actor: str, reason: str) -> int:
         async with self._db.pool.acquire() as conn, conn.transaction():

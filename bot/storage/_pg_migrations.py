@@ -235,6 +235,19 @@ _V2_PUBLIC_REPLIES = Migration(
     ),
 )
 
+_V4_GENERATOR = Migration(
+    4,
+    "the likely generator a provider named, searchable per guild",
+    (
+        # As SQLite's migration 7: a short product name or NULL, indexed where set.
+        "ALTER TABLE scans ADD COLUMN generator TEXT",
+        """
+        CREATE INDEX scans_generator ON scans (guild_id, generator, created_at)
+        WHERE generator IS NOT NULL
+        """,
+    ),
+)
+
 _V3_REVIEW_OUTCOMES = Migration(
     3,
     "index of reviewed cases for /audit stats review outcomes by probability band",
@@ -248,7 +261,12 @@ _V3_REVIEW_OUTCOMES = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_PUBLIC_REPLIES, _V3_REVIEW_OUTCOMES)
+MIGRATIONS: tuple[Migration, ...] = (
+    _V1_INITIAL,
+    _V2_PUBLIC_REPLIES,
+    _V3_REVIEW_OUTCOMES,
+    _V4_GENERATOR,
+)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -90,24 +90,49 @@ class PostgresCaseQueries:
         threshold: float,
         limit: int,
         offset: int = 0,
+        generator: str | None = None,
     ) -> list[ScanRecord]:
-        return await self._db.records(  # index scans_time
+        if generator is None:
+            return await self._db.records(  # index scans_time
+                f"SELECT {rows.SELECT_SCAN} FROM scans "
+                f"WHERE guild_id = $1 AND created_at >= $2 AND {_FLAGGED} "
+                "ORDER BY created_at DESC, case_number DESC LIMIT $4 OFFSET $5",
+                guild_id,
+                rows.to_epoch(since),
+                threshold,
+                limit,
+                offset,
+            )
+        return await self._db.records(  # index scans_generator
             f"SELECT {rows.SELECT_SCAN} FROM scans "
-            f"WHERE guild_id = $1 AND created_at >= $2 AND {_FLAGGED} "
+            f"WHERE guild_id = $1 AND created_at >= $2 AND {_FLAGGED} AND generator = $6 "
             "ORDER BY created_at DESC, case_number DESC LIMIT $4 OFFSET $5",
             guild_id,
             rows.to_epoch(since),
             threshold,
             limit,
             offset,
+            rows.generator_key(generator),
         )
 
-    async def count_flagged(self, guild_id: int, *, since: datetime, threshold: float) -> int:
+    async def count_flagged(
+        self, guild_id: int, *, since: datetime, threshold: float, generator: str | None = None
+    ) -> int:
+        if generator is None:
+            return await self._db.count(
+                f"SELECT count(*) FROM scans "
+                f"WHERE guild_id = $1 AND created_at >= $2 AND {_FLAGGED}",
+                guild_id,
+                rows.to_epoch(since),
+                threshold,
+            )
         return await self._db.count(
-            f"SELECT count(*) FROM scans WHERE guild_id = $1 AND created_at >= $2 AND {_FLAGGED}",
+            f"SELECT count(*) FROM scans "
+            f"WHERE guild_id = $1 AND created_at >= $2 AND {_FLAGGED} AND generator = $4",
             guild_id,
             rows.to_epoch(since),
             threshold,
+            rows.generator_key(generator),
         )
 
     async def stats(self, guild_id: int, *, since: datetime) -> AuditStats:

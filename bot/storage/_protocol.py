@@ -16,7 +16,7 @@ Lifecycle updates (`set_media`, `mark_*`) raise `ScanNotFound` for an unknown sc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import datetime
 from typing import Protocol
 
@@ -130,9 +130,15 @@ class CaseQueries(Protocol):
         threshold: float,
         limit: int,
         offset: int = 0,
-    ) -> list[ScanRecord]: ...
+        generator: str | None = None,
+    ) -> list[ScanRecord]:
+        """Flagged cases, newest first; with `generator`, only those the provider said that
+        generator made (compared in lower case)."""
+        ...
 
-    async def count_flagged(self, guild_id: int, *, since: datetime, threshold: float) -> int:
+    async def count_flagged(
+        self, guild_id: int, *, since: datetime, threshold: float, generator: str | None = None
+    ) -> int:
         """How many cases `flagged` can page through with the same arguments."""
         ...
 
@@ -184,6 +190,13 @@ class CaseAdmin(Protocol):
 
     async def purge_expired(self, now: datetime) -> dict[int, int]:
         """Delete cases older than each guild's retention (default 90 days); guild → count."""
+        ...
+
+    async def expired_jobs(
+        self, now: datetime, providers: Collection[ProviderName]
+    ) -> dict[int, list[tuple[ProviderName, str]]]:
+        """The provider jobs (of these providers) of the cases `purge_expired(now)` would
+        delete, per guild: read first, so the providers' copies can go with them."""
         ...
 
 

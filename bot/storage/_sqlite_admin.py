@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from bot.guild_config import GuildConfig
 from bot.storage import _sqlite_rows as rows
 from bot.storage._models import Review, ScanRecord
 from bot.storage._sqlite_base import INSERT_EVENT, SQLiteDatabase
+from bot.verdict import ProviderName
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +192,34 @@ class SQLiteCaseAdmin:
             if count:
                 purged[guild_id] = count
         return purged
+
+    async def expired_jobs(
+        self, now: datetime, providers: Collection[ProviderName]
+    ) -> dict[int, list[tuple[ProviderName, str]]]:
+        codes = {rows.PROVIDER_CODES[p] for p in providers}
+        if not codes:
+            return {}
+        retention = await self._db.fetch_all(
+            "SELECT c.guild_id, coalesce(s.retention_days, ?) FROM guild_counters AS c "
+            "LEFT JOIN guild_settings AS s ON s.guild_id = c.guild_id",
+            (_DEFAULT_RETENTION_DAYS,),
+        )
+        found: dict[int, list[tuple[ProviderName, str]]] = {}
+        for guild_id, days in retention:
+            before = rows.to_epoch(now) - int(days) * 86400
+            listed = await self._db.fetch_all(
+                "SELECT provider, provider_job_id FROM scans WHERE guild_id = ? "
+                "AND created_at < ? AND provider_job_id IS NOT NULL",
+                (guild_id, before),
+            )
+            jobs = [
+                (rows.provider_from_code(code), job)
+                for code, packed in listed
+                if code in codes and (job := rows.unpack_job_id(packed))
+            ]
+            if jobs:
+                found[guild_id] = jobs
+        return found
 
     # --- helpers ------------------------------------------------------------------------
 

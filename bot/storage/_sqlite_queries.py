@@ -42,6 +42,7 @@ _FLAGGED = (
     f"(spoofed_probability >= :threshold OR (spoofed_probability IS NULL AND label = {_SPOOFED}))"
 )
 DAY = 86_400
+
 #: What a case counts as in the daily rollups; the same expression as migration 3's triggers.
 _OUTCOME = "coalesce(label, CASE status WHEN 3 THEN 10 ELSE 11 END)"
 _OUTCOME_NAMES = {
@@ -114,27 +115,53 @@ class SQLiteCaseQueries:
         threshold: float,
         limit: int,
         offset: int = 0,
+        generator: str | None = None,
     ) -> list[ScanRecord]:
         # Index scans_time: the window is a range, the flag is tested on index columns, and
-        # the table is read only for the rows returned.
+        # the table is read only for the rows returned. With a generator, scans_generator.
+        params = {
+            "guild": guild_id,
+            "since": rows.to_epoch(since),
+            "threshold": threshold,
+            "limit": limit,
+            "offset": offset,
+            "generator": rows.generator_key(generator),
+        }
+        if generator is None:
+            return await self._db.records(
+                f"SELECT {rows.SELECT_SCAN} FROM scans "
+                f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED} "
+                "ORDER BY created_at DESC, case_number DESC LIMIT :limit OFFSET :offset",
+                params,
+            )
         return await self._db.records(
             f"SELECT {rows.SELECT_SCAN} FROM scans "
             f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED} "
+            "AND generator = :generator "
             "ORDER BY created_at DESC, case_number DESC LIMIT :limit OFFSET :offset",
-            {
-                "guild": guild_id,
-                "since": rows.to_epoch(since),
-                "threshold": threshold,
-                "limit": limit,
-                "offset": offset,
-            },
+            params,
         )
 
-    async def count_flagged(self, guild_id: int, *, since: datetime, threshold: float) -> int:
+    async def count_flagged(
+        self, guild_id: int, *, since: datetime, threshold: float, generator: str | None = None
+    ) -> int:
+        params = {
+            "guild": guild_id,
+            "since": rows.to_epoch(since),
+            "threshold": threshold,
+            "generator": rows.generator_key(generator),
+        }
+        if generator is None:
+            return await self._db.count(
+                f"SELECT count(*) FROM scans "
+                f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED}",
+                params,
+            )
         return await self._db.count(
             f"SELECT count(*) FROM scans "
-            f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED}",
-            {"guild": guild_id, "since": rows.to_epoch(since), "threshold": threshold},
+            f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED} "
+            "AND generator = :generator",
+            params,
         )
 
     # --- aggregates and bulk -----------------------------------------------------------------

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.storage._models import Review, ScanRecord, ScanStatus, Trigger
-from bot.verdict import Label, ProviderName, Segment, Verdict
+from bot.verdict import Label, ProviderName, Segment, Verdict, VisualVerdict
 
 # Codes are part of the on-disk format: append new members, never renumber.
 STATUS_CODES: dict[ScanStatus, int] = {
@@ -93,6 +93,7 @@ SCAN_COLUMNS: tuple[str, ...] = (
     "reviewed_at",
     "review_note",
     "reply_message_id",
+    "generator",
 )
 SELECT_SCAN = ", ".join(SCAN_COLUMNS)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -188,6 +189,16 @@ def pack_detail(verdict: Verdict) -> bytes | str | None:
         detail["p"] = [s.spoofed_probability for s in segments]
     if verdict.provider_label is not None:
         detail["l"] = verdict.provider_label
+    # The generator's name has a column of its own (searched by /audit flagged).
+    if verdict.generator_confidence is not None:
+        detail["gc"] = verdict.generator_confidence
+    if verdict.fraud_type is not None:
+        detail["f"] = verdict.fraud_type
+    if verdict.visual is not None:
+        visual = verdict.visual
+        detail["v"] = [_LABEL_DIGITS[visual.label], visual.spoofed_probability]
+        if visual.provider_label is not None:
+            detail["v"].append(visual.provider_label)
     if not detail:
         return None
     text = _compact_json(detail)
@@ -218,9 +229,40 @@ def unpack_detail(value: bytes | str | None) -> tuple[tuple[Segment, ...], str |
     return segments, detail.get("l")
 
 
+def unpack_extras(value: bytes | str | None) -> dict[str, Any]:
+    """The verdict fields beyond segments and label that `pack_detail` kept, as keywords."""
+    if value is None:
+        return {}
+    text = zlib.decompress(value).decode() if isinstance(value, bytes) else value
+    detail = json.loads(text)
+    extras: dict[str, Any] = {}
+    if "gc" in detail:
+        extras["generator_confidence"] = detail["gc"]
+    if "f" in detail:
+        extras["fraud_type"] = detail["f"]
+    if "v" in detail:
+        code, probability, *said = detail["v"]
+        extras["visual"] = VisualVerdict(
+            label=_LABELS[int(code)],
+            spoofed_probability=probability,
+            provider_label=said[0] if said else None,
+        )
+    return extras
+
+
 def _num(value: float) -> float | int:
     """2.0 → 2: two characters fewer per boundary in the JSON."""
     return int(value) if value.is_integer() else value
+
+
+def generator_key(generator: str | None) -> str | None:
+    """A searched generator as stored (`bot.verdict.generator_name`): lower case, inner
+    spaces collapsed."""
+    return None if generator is None else " ".join(generator.split()).lower()
+
+
+def provider_from_code(code: int) -> ProviderName:
+    return _PROVIDERS[code]
 
 
 def label_from_code(code: int) -> Label:
@@ -235,6 +277,7 @@ def record_from_row(row: Sequence[Any]) -> ScanRecord:
         filename, content_type, size, duration_s, sha256, provider_job_id, source_url, label,
         spoofed_probability, language, speakers, transcript, error_kind, error_message,
         reused_from, review, reviewed_by, reviewed_at, review_note, reply_message_id,
+        generator,
     ) = row  # fmt: skip
     return ScanRecord.model_validate(
         {
@@ -273,6 +316,7 @@ def record_from_row(row: Sequence[Any]) -> ScanRecord:
             "reviewed_at": from_epoch(reviewed_at),
             "review_note": review_note,
             "reply_message_id": reply_message_id,
+            "generator": generator,
         }
     )
 
@@ -283,8 +327,12 @@ def verdict_from_row(row: Sequence[Any]) -> Verdict:
     The transcript is the stored snippet (or None where the guild keeps no transcripts), and
     `duration_s` falls back to the probed media duration when the provider gave none.
     """
-    label, probability, transcript, language, speakers, provider, job_id, duration, detail = row
+    (
+        label, probability, transcript, language, speakers, provider, job_id, duration, detail,
+        generator,
+    ) = row  # fmt: skip
     segments, provider_label = unpack_detail(detail)
+    extras = unpack_extras(detail)
     return Verdict(
         label=_LABELS[label],
         spoofed_probability=probability,
@@ -296,10 +344,12 @@ def verdict_from_row(row: Sequence[Any]) -> Verdict:
         provider_job_id=unpack_job_id(job_id) or "",
         duration_s=duration,
         provider_label=provider_label,
+        generator=generator,
+        **extras,
     )
 
 
 VERDICT_COLUMNS = (
     "label, spoofed_probability, transcript, language, speakers, provider, "
-    "provider_job_id, duration_s, detail"
+    "provider_job_id, duration_s, detail, generator"
 )

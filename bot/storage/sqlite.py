@@ -101,7 +101,7 @@ _MARK_DONE = f"""
 UPDATE scans SET
     status = ?, finished_at = ?, label = ?, spoofed_probability = ?, language = ?,
     speakers = ?, transcript = ?, detail = ?, provider_job_id = ?,
-    duration_s = coalesce(?, duration_s), reused_from = ?,
+    duration_s = coalesce(?, duration_s), reused_from = ?, generator = ?,
     source_url = NULL, error_kind = NULL, error_message = NULL
 WHERE id = ?
 RETURNING {rows.SELECT_SCAN}
@@ -269,6 +269,7 @@ class SQLiteScans:
                 rows.pack_job_id(verdict.provider_job_id),
                 verdict.duration_s,
                 reused_from,
+                verdict.generator,
                 scan_id,
             ),
             _first_record,

@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot.client import Spoofwatch, permission_name
 from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig, PublicReplies
 from bot.permissions import check_member
+from bot.provider_copies import deletion_summary
 from bot.verdict import MediaKind, ProviderName
 from cogs.admin._checklist import checklist_embed, welcome
 from cogs.admin._display import LABELS, clip, settings_embed, show, show_for
@@ -290,6 +291,28 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         """Whether transcripts are shown in verdicts and stored in the audit log."""
         await self._update(interaction, show_transcripts=show, store_transcripts=store)
 
+    @settings.command(name="generators")
+    @app_commands.describe(enabled="Ask the provider which AI voice generator made a fake")
+    async def generators(self, interaction: discord.Interaction[Spoofwatch], enabled: bool) -> None:
+        """Name the likely generator of synthetic voices (no extra charge documented)."""
+        await self._update(interaction, generator_detection=enabled)
+
+    @settings.command(name="faces")
+    @app_commands.describe(
+        enabled="Judge videos' faces too (Behavioral Signals, experimental); off = sound only"
+    )
+    async def faces(self, interaction: discord.Interaction[Spoofwatch], enabled: bool) -> None:
+        """Check videos for face swaps as well as voices (experimental; off saves cost)."""
+        await self._update(interaction, video_faces=enabled)
+
+    @settings.command(name="feedback")
+    @app_commands.describe(
+        enabled="Send moderators' confirm / not-a-deepfake decisions to the provider"
+    )
+    async def feedback(self, interaction: discord.Interaction[Spoofwatch], enabled: bool) -> None:
+        """Share moderators' decisions with the provider (Resemble takes them) to improve it."""
+        await self._update(interaction, provider_feedback=enabled)
+
     @settings.command(name="retention")
     @app_commands.describe(days="Cases older than this are deleted")
     async def retention(
@@ -345,10 +368,16 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
     async def forget(
         self, interaction: discord.Interaction[Spoofwatch], member: discord.User
     ) -> None:
-        """Delete every case of a member in this server."""
+        """Delete every case of a member in this server, and the providers' copies where
+        they allow it."""
         assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        jobs = await _provider_jobs(self.bot, interaction.guild_id, member.id)
         count = await self.bot.audit.admin.forget_author(
             interaction.guild_id, member.id, actor_id=interaction.user.id
+        )
+        copies = await self.bot.provider_copies.delete_copies(
+            interaction.guild_id, jobs, why=f"forget of user {member.id}"
         )
         log.info(
             "forgot %d cases of user %s in guild %s at the request of %s",
@@ -357,6 +386,22 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
             interaction.guild_id,
             interaction.user.id,
         )
-        await interaction.response.send_message(
-            f"Deleted {count} case{'s' if count != 1 else ''} of {member.mention}.", ephemeral=True
+        summary = deletion_summary(copies)
+        await interaction.followup.send(
+            f"Deleted {count} case{'s' if count != 1 else ''} of {member.mention}."
+            + (f"\n-# {summary}" if summary else ""),
+            ephemeral=True,
         )
+
+
+async def _provider_jobs(
+    bot: Spoofwatch, guild_id: int, author_id: int
+) -> list[tuple[ProviderName, str | None]]:
+    """The provider jobs of a member's cases, read before the cases are deleted."""
+    jobs: list[tuple[ProviderName, str | None]] = []
+    page = 500
+    while True:
+        records = await bot.audit.cases.by_author(guild_id, author_id, limit=page, offset=len(jobs))
+        jobs.extend((record.provider, record.provider_job_id) for record in records)
+        if len(records) < page:
+            return jobs

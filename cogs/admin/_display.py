@@ -73,6 +73,9 @@ def settings_embed(config: GuildConfig, defaults: Settings) -> discord.Embed:
         if config.max_duration_s is not None
         else f"{_seconds(defaults.max_duration_s)} (bot default)"
     )
+    embed.add_field(name="Generator detection", value=show(config.generator_detection))
+    embed.add_field(name="Video faces (experimental)", value=show(config.video_faces))
+    embed.add_field(name="Feedback to the provider", value=show(config.provider_feedback))
     embed.add_field(name="Largest file", value=largest)
     embed.add_field(name="Longest recording", value=longest)
     return fit_embed(embed)
@@ -136,6 +139,9 @@ LABELS = {
     "daily_quota": "Daily quota",
     "max_file_mb": "Largest file",
     "max_duration_s": "Longest recording",
+    "generator_detection": "Generator detection",
+    "video_faces": "Video faces (experimental)",
+    "provider_feedback": "Feedback to the provider",
 }
 
 

@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot.client import Spoofwatch
 from bot.embeds import PROVIDER_NAMES, fit_embed, media_phrase, sanitize, timeline_summary
 from bot.guild_config import ActionPolicy, GuildConfig
+from bot.provenance import provenance_fields
 from bot.replies import describe_http_error
 from bot.scanning import ScanOutcome
 from bot.storage import Review
@@ -355,6 +356,8 @@ def alert_embed(
     embed.description = "\n".join(lines)
     if verdict.transcript and (transcript := sanitize(verdict.transcript, limit=1000)):
         embed.add_field(name="Transcript", value=f"> {transcript}", inline=False)
+    for name, value in provenance_fields(verdict):
+        embed.add_field(name=name, value=value)
     if deleted:
         kept = (
             f"\nThe file is attached here ({evidence})." if evidence else

@@ -214,6 +214,8 @@ class AlertButton(
                 if now is None or now.review is None:
                     return False, f"Case #{self.case_number} no longer exists.", False
                 return False, texts.already_reviewed(now.review, now.reviewed_by), False
+            # The provider hears of it where the guild opted in.
+            interaction.client.provider_copies.send_review_feedback_soon(reviewed, decision)
             shown = texts.reviewed_line(decision, interaction.user.mention, reason)
             public = await mark_public_verdict(interaction.guild, reviewed, decision)
             return True, shown + (f"\n{public}" if public else ""), False

@@ -14,6 +14,7 @@ from discord.ext import commands, tasks
 from bot.client import Spoofwatch
 from bot.embeds import FINDING_COLOURS, PROVIDER_NAMES, fit_embed, media_phrase, sanitize
 from bot.permissions import check_member
+from bot.provenance import LIKELY_MADE_WITH, generator_title
 from bot.settings import MIB
 from bot.storage import AuditEvent, Review, ReviewBand, ScanRecord, ScanStatus, Trigger
 from bot.storage.export import export_bytes, export_filename
@@ -41,8 +42,9 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
 
     @tasks.loop(hours=1)
     async def purge(self) -> None:
-        """Delete cases past each guild's retention (the audit log records each purge)."""
-        purged = await self.bot.audit.admin.purge_expired(self.bot.clock())
+        """Delete cases past each guild's retention, and the providers' copies where they
+        allow it (the audit log records each purge and each deletion)."""
+        purged = await self.bot.provider_copies.purge_expired(self.bot.clock())
         for guild_id, count in purged.items():
             log.info("retention: purged %d old case(s) of guild %s", count, guild_id)
 
@@ -120,11 +122,15 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         )
 
     @app_commands.command(name="flagged")
-    @app_commands.describe(days="How far back to look (default 7 days)")
+    @app_commands.describe(
+        days="How far back to look (default 7 days)",
+        generator="Only cases the provider said this generator made (e.g. elevenlabs)",
+    )
     async def flagged(
         self,
         interaction: discord.Interaction[Spoofwatch],
         days: app_commands.Range[int, 1, 3650] = 7,
+        generator: app_commands.Range[str, 1, 40] | None = None,
     ) -> None:
         """Cases flagged at this server's alert threshold (as replies and alerts are)."""
         guild_id = _guild_id(interaction)
@@ -133,10 +139,17 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
 
         async def fetch(offset: int, n: int) -> list[ScanRecord]:
             return await self.bot.audit.cases.flagged(
-                guild_id, since=since, threshold=config.alert_threshold, limit=n, offset=offset
+                guild_id,
+                since=since,
+                threshold=config.alert_threshold,
+                limit=n,
+                offset=offset,
+                generator=generator,
             )
 
         title = f"Flagged in the last {days} day{'s' if days != 1 else ''}"
+        if generator is not None:
+            title += f", made with {generator_title(generator)}"
         pager = Pager(interaction.user.id, title, fetch, threshold=config.alert_threshold)
         await self._pager(interaction, pager)
 
@@ -249,6 +262,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         log.info(
             "case %s/#%s reviewed %s by %s", record.guild_id, number, decision, interaction.user.id
         )
+        self.bot.provider_copies.send_review_feedback_soon(record, Review(decision))
         await interaction.response.send_message(
             f"Case #{number} marked **{REVIEW_WORDS[Review(decision)]}**.",
             embed=await self._case_embed(record),
@@ -298,6 +312,8 @@ def case_embed(
         details.append(f"{record.size / 1024:.0f} KiB")
     if record.language:
         details.append(f"language {sanitize(record.language, limit=20)}")
+    if record.generator:
+        embed.add_field(name=LIKELY_MADE_WITH, value=generator_title(record.generator))
     if record.sha256:
         details.append(f"SHA-256 `{record.sha256[:16]}…`")
     if details:

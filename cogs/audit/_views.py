@@ -10,6 +10,7 @@ import discord
 
 from bot.client import Spoofwatch
 from bot.embeds import FINDING_WORDS
+from bot.provenance import generator_title
 from bot.storage import Review, ScanRecord, ScanStatus
 from bot.verdict import DEFAULT_THRESHOLD, Finding, decide, percent
 
@@ -27,7 +28,8 @@ def case_outcome(record: ScanRecord, threshold: float = DEFAULT_THRESHOLD) -> st
         finding = decide(record.label, record.spoofed_probability, threshold)
         p = record.spoofed_probability
         score = f" {percent(p)}%" if p is not None else ""
-        return f"{_FINDING_MARK[finding]}{score} {FINDING_WORDS[finding]}"
+        made = f" ({generator_title(record.generator)})" if record.generator else ""
+        return f"{_FINDING_MARK[finding]}{score} {FINDING_WORDS[finding]}{made}"
     if record.status is ScanStatus.FAILED:
         return f"⚠️ failed ({record.error_kind})"
     return "⏳ in progress"

@@ -37,6 +37,18 @@ ALLOWED_EXTENSIONS = _AUDIO | _VIDEO | _IMAGE
 #: Containers that may hold only sound, so either audio/* or video/* matches them.
 _EITHER = {".mp4", ".m4a", ".webm", ".mkv", ".ogg", ".3gp", ".3gpp"}
 
+#: `DetectFeedback.type` in the OpenAPI spec (reference §7, S2).
+FEEDBACK_TYPES = frozenset(
+    {
+        "correct",
+        "should_be_ai_generated",
+        "should_be_authentic",
+        "should_be_non_ai",
+        "should_be_neutral",
+        "skipped",
+    }
+)
+
 OUT_OF_CREDITS_BODY = {
     "success": False,
     "error_code": "insufficient_balance",
@@ -123,7 +135,7 @@ class ResembleStandIn(StandIn):
     Routes for fault injection: "submit", "status", "secure_upload".
     """
 
-    routes = frozenset({"submit", "status", "secure_upload"})
+    routes = frozenset({"submit", "status", "secure_upload", "delete", "feedback"})
     prefix = "/api/v2"
 
     def __init__(
@@ -142,6 +154,7 @@ class ResembleStandIn(StandIn):
         intelligence_polls: int = 0,
         intelligence_prose: bool = False,
         answer_delay_s: float = 0.0,
+        tracing_refused: bool = False,
     ) -> None:
         super().__init__()
         self.api_key = api_key
@@ -177,6 +190,16 @@ class ResembleStandIn(StandIn):
         #: object, as in every docs example of intelligence on a detect (/detect/create,
         #: /detect/get); the spec allows a string or an object.
         self.intelligence_prose = intelligence_prose
+        #: Uploads asking for `audio_source_tracing=true` are refused with 403: the same
+        #: answer as for any product the key's plan lacks (reference §9).
+        self.tracing_refused = tracing_refused
+        #: Answer 403 to feedback and delete calls, as for a product the plan lacks.
+        self.feedback_refused = False
+        self.delete_refused = False
+        #: Feedback posted per detect uuid (upserted, as the spec says: one per user).
+        self.feedback: dict[str, dict[str, Any]] = {}
+        #: Detects deleted with DELETE /detect/{uuid}.
+        self.deleted: list[str] = []
         #: The create's answer comes this long after the detect exists (a slow network or a
         #: loaded API: a fault, not a vendor shape).
         self.answer_delay_s = answer_delay_s
@@ -195,6 +218,10 @@ class ResembleStandIn(StandIn):
         )
         self.app.router.add_get("/api/v2/detect/{uuid}", self._status, name="status")
         self.app.router.add_get("/api/v2/detect", self._list, name="list")
+        self.app.router.add_delete("/api/v2/detect/{uuid}", self._delete, name="delete")
+        self.app.router.add_post(
+            "/api/v2/detect/{uuid}/feedback", self._post_feedback, name="feedback"
+        )
 
     # -- scripting ---------------------------------------------------------------------
 
@@ -285,6 +312,8 @@ class ResembleStandIn(StandIn):
             return self._error(400, problem)
         if self.intelligence_refused and fields.get("intelligence", "").lower() == "true":
             return self._error(403, "Intelligence detect limit reached (Default plan)")
+        if self.tracing_refused and fields.get("audio_source_tracing", "").lower() == "true":
+            return self._error(403, "Your plan does not include audio source tracing")
 
         extension = PurePath(upload.filename or "").suffix.lower()
         job = _Job(
@@ -399,6 +428,48 @@ class ResembleStandIn(StandIn):
             {"success": True, "item": self._item(job) if ready else self._pending_item(job)}
         )
 
+    async def _delete(self, request: web.Request) -> web.StreamResponse:
+        """DELETE /detect/{uuid} (reference §7, from the OpenAPI spec S2): `{success,
+        message}`; 404 for an unknown uuid; the detect is gone from get afterwards."""
+        if denied := self._denied(request):
+            return denied
+        if fault := await self.injected("delete"):
+            return fault
+        if self.delete_refused:
+            return self._error(403, "Forbidden")
+        key = request.match_info["uuid"]
+        if self.jobs.pop(key, None) is None:
+            return self._error(404, "Detect not found")
+        self.deleted.append(key)
+        return web.json_response({"success": True, "message": "Detect deleted"})
+
+    async def _post_feedback(self, request: web.Request) -> web.StreamResponse:
+        """POST /detect/{uuid}/feedback (reference §7, S2): body `{type, comment?, source?}`,
+        `type` from the spec's enum, `comment` ≤ 1000 characters, only on a completed
+        detect (else 400), upserted per user."""
+        if denied := self._denied(request):
+            return denied
+        if fault := await self.injected("feedback"):
+            return fault
+        if self.feedback_refused:
+            return self._error(403, "Forbidden")
+        job = self.jobs.get(request.match_info["uuid"])
+        if job is None:
+            return self._error(404, "Detect not found")
+        try:
+            body = await request.json()
+        except ValueError:
+            return self._error(400, "Invalid JSON body")
+        if not isinstance(body, dict) or body.get("type") not in FEEDBACK_TYPES:
+            return self._error(400, "type must be one of " + ", ".join(sorted(FEEDBACK_TYPES)))
+        comment = body.get("comment")
+        if comment is not None and (not isinstance(comment, str) or len(comment) > 1000):
+            return self._error(400, "comment must be text of at most 1000 characters")
+        if not self._ready(job) or job.failure is not None:
+            return self._error(400, "Feedback is only allowed on a completed detect")
+        self.feedback[job.uuid] = body
+        return web.json_response({"success": True, "item": {"detect_uuid": job.uuid, **body}})
+
     def _ready(self, job: _Job) -> bool:
         return (
             job.polls >= self.processing_polls
@@ -488,6 +559,12 @@ class ResembleStandIn(StandIn):
                 del item["intelligence"]["status"]
         else:
             item["intelligence"] = None
+        tracing = scripted.pop("tracing_label", "elevenlabs")
+        # Present only when tracing was asked for and the audio was labelled fake (§10).
+        asked = job.fields.get("audio_source_tracing", "false").lower() == "true"
+        label = str(scripted.get("metrics", item["metrics"]).get("label", "")).lower()
+        if asked and label == "fake":
+            item["audio_source_tracing"] = {"label": tracing, "error_message": None}
         if common["zero_retention_mode"]:
             item["file_deleted_at"] = common["updated_at"]
         if self.omit_status_when_done:
