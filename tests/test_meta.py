@@ -25,7 +25,7 @@ ENV_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
 #: Discord shows this when a command or option has no description of its own.
 NO_DESCRIPTION = "…"
 #: Commands every member may use; anything else must be for moderators (see below).
-PUBLIC_COMMANDS = {"check", "Check for deepfake"}
+PUBLIC_COMMANDS = {"check", "Check for deepfake", "help"}
 
 AnyCommand = app_commands.Command[Any, ..., Any] | app_commands.Group | app_commands.ContextMenu
 
