@@ -40,7 +40,7 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Open the session, the database and the detectors; close them all on exit."""
     chosen = list(providers) if providers is not None else settings.configured_providers()
-    # A Resemble upload holds its connection while the detect runs (Prefer: wait), so the
+    # Uploads of large files hold a connection each for as long as the uplink needs, so the
     # per-host cap must not be below the most scans that may run at once (SPOOFWATCH_WORKERS
     # goes up to 64), or it silently queues them (bench/sdk_compare.py).
     connector = aiohttp.TCPConnector(limit=100, limit_per_host=64, ttl_dns_cache=300)

@@ -45,7 +45,7 @@ class SubmitOptions:
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """The provider accepted the job. `verdict` is set when it already finished (Prefer: wait)."""
+    """The provider accepted the job. `verdict` is set when its answer already held the result."""
 
     job_id: str
     verdict: Verdict | None = None

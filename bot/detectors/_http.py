@@ -205,7 +205,7 @@ class ProviderHTTP:
             # A backstop only: an upload legitimately takes as long as the uplink needs.
             total=self.request_timeout_s * 10,
             sock_connect=self.request_timeout_s,
-            # Bounds the wait for the answer once the file is sent (Resemble's Prefer: wait).
+            # Bounds the wait for the answer once the file is sent.
             sock_read=self.request_timeout_s,
         )
 

@@ -84,7 +84,7 @@ class ProcessingTimes:
 
     def record(self, media_s: float | None, processing_s: float, window_s: float = 0.0) -> None:
         """One finished job: done `processing_s` after submission, give or take half of
-        `window_s` (0: exactly, as when Prefer: wait answered at the finish)."""
+        `window_s` (0: exactly, as when the upload's own answer said it was done)."""
         if processing_s < 0 or (media_s is not None and media_s < 0):
             return
         self._jobs.append((media_s, processing_s, max(window_s, 0.0)))
@@ -201,8 +201,8 @@ def poll_offsets(
 class JobTiming:
     """What a client knows about when one of its jobs started."""
 
-    #: time.monotonic() when the service accepted the job (for a `Prefer: wait` upload,
-    #: when the upload began: that answer comes only when the job is done or held long).
+    #: time.monotonic() when the service accepted the job (for an upload whose answer
+    #: already held the verdict, when the upload began).
     submitted_at: float
     media_s: float | None
     #: Seconds after submission when the job was last seen still running.
@@ -231,7 +231,7 @@ class JobClock:
             self._jobs.popitem(last=False)
 
     def finished_at_once(self, timing: JobTiming) -> None:
-        """A job that came back finished with its upload (Prefer: wait): an exact sample."""
+        """A job that came back finished with its upload: an exact sample."""
         self.record(timing.media_s, time.monotonic() - timing.submitted_at)
 
     def checks(self, job_id: str) -> JobChecks:
@@ -302,7 +302,7 @@ class JobChecks:
     def delay(self) -> float:
         """Seconds to sleep before the next check: 0 when one is overdue.
 
-        Overdue checks (the upload itself or a Prefer: wait hold took that long) become one
+        Overdue checks (the upload itself took that long) become one
         check now, never a burst.
         """
         elapsed = time.monotonic() - self._origin
