@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -161,3 +162,62 @@ def percent(p: float) -> int:
     90 % threshold."""
     # The epsilon absorbs binary fractions: 0.29 * 100 is 28.999999999999996.
     return int(min(max(p, 0.0), 1.0) * 100 + 1e-9)
+
+
+class Agreement(StrEnum):
+    """How two providers' findings on one file relate (a second opinion)."""
+
+    #: Both reached the same finding.
+    AGREE = "agree"
+    #: One flagged the file and the other did not: neither is taken over the other.
+    DISPUTED = "disputed"
+    #: Neither flagged it, but only one called it genuine: the less certain finding stands.
+    UNCLEAR = "unclear"
+    #: Only one verdict exists (the other provider failed or has not answered).
+    SINGLE = "single"
+
+
+@dataclass(frozen=True, slots=True)
+class Combined:
+    """The one outcome of two verdicts on a file, and what moderation does with it.
+
+    `finding` drives colour, public reply and mod-log alert, as a single verdict's does: a
+    disputed file is `FLAGGED` so moderators look at it, while `agreement` lets the public
+    wording say only that the detectors disagree, never that the member posted a fake.
+    """
+
+    finding: Finding
+    agreement: Agreement
+    findings: tuple[Finding | None, Finding | None]
+
+    @property
+    def disputed(self) -> bool:
+        return self.agreement is Agreement.DISPUTED
+
+
+def combine(first: Verdict | None, second: Verdict | None, threshold: float) -> Combined:
+    """The combined outcome of two providers' verdicts on the same file (README, "Second
+    opinion"). Each verdict is first decided alone (`decide`, at the guild's threshold);
+    scores are never averaged:
+
+    - both the same finding → that finding (agree);
+    - one flagged, the other not → disputed: moderators are alerted, members read that the
+      detectors disagree;
+    - unclear and genuine → unclear (a file is called genuine only when both say so);
+    - one verdict missing (a provider failed) → the other one's finding, alone.
+    """
+    findings = (
+        None if first is None else verdict_finding(first, threshold),
+        None if second is None else verdict_finding(second, threshold),
+    )
+    present = [f for f in findings if f is not None]
+    if not present:
+        return Combined(Finding.UNCLEAR, Agreement.SINGLE, findings)
+    if len(present) == 1:
+        return Combined(present[0], Agreement.SINGLE, findings)
+    a, b = present
+    if a is b:
+        return Combined(a, Agreement.AGREE, findings)
+    if Finding.FLAGGED in (a, b):
+        return Combined(Finding.FLAGGED, Agreement.DISPUTED, findings)
+    return Combined(Finding.UNCLEAR, Agreement.UNCLEAR, findings)

@@ -340,6 +340,20 @@ _V7_GENERATOR = Migration(
     ),
 )
 
+_V8_SECOND_OPINIONS = Migration(
+    8,
+    "second opinions: a case may name the case whose file it judges with the other provider",
+    (
+        # The first case's number in the same guild, or NULL (most cases); indexed where set,
+        # so /audit case finds a case's second opinions at once.
+        "ALTER TABLE scans ADD COLUMN second_opinion_of INTEGER",
+        """
+        CREATE INDEX scans_second_opinion ON scans (guild_id, second_opinion_of)
+        WHERE second_opinion_of IS NOT NULL
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_RETENTION_AND_CASE_EVENTS,
@@ -348,6 +362,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _V5_PUBLIC_REPLIES,
     _V6_REVIEW_OUTCOMES,
     _V7_GENERATOR,
+    _V8_SECOND_OPINIONS,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

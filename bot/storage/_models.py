@@ -34,6 +34,8 @@ class Trigger(StrEnum):
     CHECK = "check"
     CONTEXT_MENU = "context_menu"
     CLI = "cli"
+    #: The other provider asked about a case's file (a moderator, or "both" mode).
+    SECOND_OPINION = "second_opinion"
 
 
 class ScanStatus(StrEnum):
@@ -72,6 +74,8 @@ class NewScan(BaseModel):
     provider: ProviderName
     #: Where the media can be fetched again to resume the scan after a restart.
     source_url: str | None = None
+    #: The case (its number in the same guild) this scan gives a second opinion on.
+    second_opinion_of: int | None = None
 
 
 class ScanRecord(BaseModel):
@@ -116,6 +120,8 @@ class ScanRecord(BaseModel):
     reply_message_id: int | None = None
     #: The likely generator the provider named ("elevenlabs"), or None.
     generator: str | None = None
+    #: The case number (same guild) this case is a second opinion on, or None.
+    second_opinion_of: int | None = None
 
 
 class GuildCases(BaseModel):

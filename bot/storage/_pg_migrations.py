@@ -261,11 +261,25 @@ _V3_REVIEW_OUTCOMES = Migration(
     ),
 )
 
+_V5_SECOND_OPINIONS = Migration(
+    5,
+    "second opinions: a case may name the case whose file it judges with the other provider",
+    (
+        # As SQLite's migration 8: the first case's number in the same guild, or NULL.
+        "ALTER TABLE scans ADD COLUMN second_opinion_of BIGINT",
+        """
+        CREATE INDEX scans_second_opinion ON scans (guild_id, second_opinion_of)
+        WHERE second_opinion_of IS NOT NULL
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_PUBLIC_REPLIES,
     _V3_REVIEW_OUTCOMES,
     _V4_GENERATOR,
+    _V5_SECOND_OPINIONS,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

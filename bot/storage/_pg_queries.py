@@ -43,6 +43,14 @@ class PostgresCaseQueries:
             case_number,
         )
 
+    async def second_opinions(self, guild_id: int, case_number: int) -> list[ScanRecord]:
+        return await self._db.records(  # index scans_second_opinion
+            f"SELECT {rows.SELECT_SCAN} FROM scans WHERE guild_id = $1 "
+            "AND second_opinion_of = $2 ORDER BY case_number",
+            guild_id,
+            case_number,
+        )
+
     async def recent(self, guild_id: int, *, limit: int, offset: int = 0) -> list[ScanRecord]:
         return await self._db.records(  # index scans_case, walked backwards
             f"SELECT {rows.SELECT_SCAN} FROM scans WHERE guild_id = $1 "

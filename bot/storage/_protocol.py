@@ -107,6 +107,11 @@ class CaseQueries(Protocol):
 
     async def case(self, guild_id: int, case_number: int) -> ScanRecord | None: ...
 
+    async def second_opinions(self, guild_id: int, case_number: int) -> list[ScanRecord]:
+        """The cases that judge case `case_number`'s file with another provider, oldest
+        first (`NewScan.second_opinion_of`)."""
+        ...
+
     async def recent(self, guild_id: int, *, limit: int, offset: int = 0) -> list[ScanRecord]: ...
 
     async def by_author(

@@ -67,6 +67,13 @@ class SQLiteCaseQueries:
         )
         return None if row is None else rows.record_from_row(row)
 
+    async def second_opinions(self, guild_id: int, case_number: int) -> list[ScanRecord]:
+        return await self._db.records(  # index scans_second_opinion
+            f"SELECT {rows.SELECT_SCAN} FROM scans WHERE guild_id = ? AND second_opinion_of = ? "
+            "ORDER BY case_number",
+            (guild_id, case_number),
+        )
+
     # --- lists (paginated) ----------------------------------------------------------------
 
     async def recent(self, guild_id: int, *, limit: int, offset: int = 0) -> list[ScanRecord]:

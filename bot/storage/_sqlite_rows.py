@@ -32,6 +32,7 @@ TRIGGER_CODES: dict[Trigger, int] = {
     Trigger.CHECK: 1,
     Trigger.CONTEXT_MENU: 2,
     Trigger.CLI: 3,
+    Trigger.SECOND_OPINION: 4,
 }
 PROVIDER_CODES: dict[ProviderName, int] = {
     ProviderName.BEHAVIORAL_SIGNALS: 0,
@@ -94,6 +95,7 @@ SCAN_COLUMNS: tuple[str, ...] = (
     "review_note",
     "reply_message_id",
     "generator",
+    "second_opinion_of",
 )
 SELECT_SCAN = ", ".join(SCAN_COLUMNS)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -277,7 +279,7 @@ def record_from_row(row: Sequence[Any]) -> ScanRecord:
         filename, content_type, size, duration_s, sha256, provider_job_id, source_url, label,
         spoofed_probability, language, speakers, transcript, error_kind, error_message,
         reused_from, review, reviewed_by, reviewed_at, review_note, reply_message_id,
-        generator,
+        generator, second_opinion_of,
     ) = row  # fmt: skip
     return ScanRecord.model_validate(
         {
@@ -317,6 +319,7 @@ def record_from_row(row: Sequence[Any]) -> ScanRecord:
             "review_note": review_note,
             "reply_message_id": reply_message_id,
             "generator": generator,
+            "second_opinion_of": second_opinion_of,
         }
     )
 

@@ -53,6 +53,7 @@ _INSERT_COLUMNS: tuple[str, ...] = (
     "content_type",
     "size",
     "source_url",
+    "second_opinion_of",
 )
 _INSERT_COLUMN_LIST = ", ".join(_INSERT_COLUMNS)
 _INSERT_PLACEHOLDERS = ", ".join(f"${n}" for n in range(1, len(_INSERT_COLUMNS) + 1))
@@ -131,6 +132,7 @@ class PostgresScans:
             new.content_type,
             new.size,
             new.source_url,
+            new.second_opinion_of,
         )
         try:
             record = await self._db.record(_INSERT_SCAN, *params)

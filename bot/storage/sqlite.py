@@ -64,6 +64,7 @@ _INSERT_COLUMNS: tuple[str, ...] = (
     "content_type",
     "size",
     "source_url",
+    "second_opinion_of",
 )
 # Positional parameters: binding by name costs the writer thread a lookup per parameter.
 # RETURNING only what SQLite chose: the rest of the new row is what was bound, so the record
@@ -162,6 +163,7 @@ class SQLiteScans:
             new.content_type,
             new.size,
             new.source_url,
+            new.second_opinion_of,
         )
         record = await self._db.write_record(_INSERT_SCAN, params, partial(_queued_record, params))
         if record is not None:

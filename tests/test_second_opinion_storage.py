@@ -1,0 +1,76 @@
+"""Second opinions in the audit log: the link to the first case, on both backends."""
+
+from __future__ import annotations
+
+from bot.storage import AuditLog, Trigger
+from bot.storage.export import export_bytes
+from bot.verdict import Label, ProviderName
+from tests._audit_helpers import GUILD_A, GUILD_B, finished_scan, new_scan, verdict
+
+
+async def _second_of(log: AuditLog, first_case: int, message_id: int, attachment_id: int) -> int:
+    new = new_scan(message_id=message_id, attachment_id=attachment_id)
+    second = new.model_copy(
+        update={
+            "trigger": Trigger.SECOND_OPINION,
+            "provider": ProviderName.BEHAVIORAL_SIGNALS,
+            "second_opinion_of": first_case,
+        }
+    )
+    record = await finished_scan(
+        log,
+        second,
+        verdict(Label.SPOOFED, 0.91, provider=ProviderName.BEHAVIORAL_SIGNALS, job_id="pid-7"),
+    )
+    return record.case_number
+
+
+async def test_a_second_opinion_is_its_own_case_linked_to_the_first(log: AuditLog) -> None:
+    """Fails if the same attachment cannot get a second-opinion case next to its automatic
+    one (the idempotency key includes the trigger), or if the link is not read back."""
+    first = await finished_scan(log)
+    assert first.message_id is not None and first.attachment_id is not None
+    second_case = await _second_of(log, first.case_number, first.message_id, first.attachment_id)
+    assert second_case == first.case_number + 1
+    found = await log.cases.second_opinions(GUILD_A, first.case_number)
+    assert [r.case_number for r in found] == [second_case]
+    assert found[0].second_opinion_of == first.case_number
+    assert found[0].trigger is Trigger.SECOND_OPINION
+    assert found[0].provider is ProviderName.BEHAVIORAL_SIGNALS
+    assert found[0].label is Label.SPOOFED
+    # The first case itself names no case.
+    assert (await log.cases.case(GUILD_A, first.case_number)).second_opinion_of is None  # type: ignore[union-attr]
+
+
+async def test_second_opinions_are_read_within_one_guild(log: AuditLog) -> None:
+    """Fails if another guild's case with the same number shows as a second opinion."""
+    first = await finished_scan(log)
+    other = await finished_scan(log, new_scan(GUILD_B))
+    assert other.case_number == first.case_number  # both guilds' case #1
+    assert first.message_id is not None and first.attachment_id is not None
+    await _second_of(log, first.case_number, first.message_id, first.attachment_id)
+    assert await log.cases.second_opinions(GUILD_B, other.case_number) == []
+
+
+async def test_a_repeated_second_opinion_request_is_the_same_case(log: AuditLog) -> None:
+    """Fails if asking twice for the same attachment opens two billed cases."""
+    first = await finished_scan(log)
+    new = new_scan(message_id=first.message_id, attachment_id=first.attachment_id)
+    second = new.model_copy(
+        update={"trigger": Trigger.SECOND_OPINION, "second_opinion_of": first.case_number}
+    )
+    one, created_one = await log.scans.create_scan(second)
+    two, created_two = await log.scans.create_scan(second)
+    assert (created_one, created_two) == (True, False)
+    assert one.id == two.id
+
+
+async def test_the_export_names_the_case_a_second_opinion_judges(log: AuditLog) -> None:
+    """Fails if the export leaves out the link between the two verdicts of a file."""
+    first = await finished_scan(log)
+    assert first.message_id is not None and first.attachment_id is not None
+    await _second_of(log, first.case_number, first.message_id, first.attachment_id)
+    rows = (await export_bytes(log.cases.export(GUILD_A, since=first.created_at), "csv")).decode()
+    header, *lines = rows.splitlines()
+    column = header.split(",").index("second_opinion_of")
+    assert [line.split(",")[column] for line in lines] == ["", str(first.case_number)]
