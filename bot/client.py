@@ -20,6 +20,7 @@ from bot.discord_pacing import DiscordPacing
 from bot.errors import LimitReached, SpoofwatchError
 from bot.guild_config import GuildConfig
 from bot.limits import Cooldown
+from bot.opinions import SecondOpinions
 from bot.provider_copies import ProviderCopies
 from bot.provider_health import ProviderHealth
 from bot.runtime import Runtime
@@ -180,6 +181,7 @@ class Spoofwatch(commands.AutoShardedBot):
         self.http_session = runtime.http_session
         self.audit = runtime.audit
         self.scans = runtime.scans
+        self.second_opinions = SecondOpinions(runtime.scans, runtime.audit.cases)
         self.clock = clock
         self.scan_pool = WorkerPool(runtime.settings.workers)
         metrics.watch_bot(self)

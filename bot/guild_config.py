@@ -56,6 +56,10 @@ class GuildConfig(BaseModel):
     store_transcripts: bool = True
     retention_days: int = Field(default=90, ge=1, le=3650)
     provider: ProviderName | None = None
+    #: Every automatically scanned file goes to both configured providers ("provider both"):
+    #: `provider` (or the operator's default) first, the other as a linked second opinion.
+    #: Billed twice, and both scans count against `daily_quota`.
+    both_providers: bool = False
     daily_quota: int | None = Field(default=None, ge=1)
     max_file_mb: float | None = Field(default=None, gt=0)
     max_duration_s: float | None = Field(default=None, gt=0)

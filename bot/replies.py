@@ -9,8 +9,10 @@ import discord
 from bot.embeds import failure_embed, message_embeds, per_embed_budget, verdict_embed
 from bot.errors import SpoofwatchError
 from bot.guild_config import GuildConfig, PublicReplies
+from bot.opinion_embeds import Opinion, opinions_embed
+from bot.opinions import combined
 from bot.scanning import ScanOutcome
-from bot.verdict import DEFAULT_THRESHOLD, Finding, verdict_finding
+from bot.verdict import DEFAULT_THRESHOLD, Finding
 
 #: Discord's error codes for a channel or message that no longer exists (docs:
 #: topics/opcodes-and-status-codes.mdx, "JSON Error Codes").
@@ -34,7 +36,17 @@ def outcome_embeds(
     embeds = []
     for outcome in outcomes:
         record = outcome.record
-        if outcome.verdict is not None:
+        if outcome.second is not None:
+            embeds.append(
+                opinions_embed(
+                    opinions_of(outcome),
+                    combined(outcome, threshold),
+                    filename=record.filename,
+                    content_type=record.content_type,
+                    max_chars=budget,
+                )
+            )
+        elif outcome.verdict is not None:
             embeds.append(
                 verdict_embed(
                     outcome.verdict,
@@ -68,12 +80,19 @@ def publicly_shown(outcome: ScanOutcome, config: GuildConfig) -> bool:
     """Whether an automatic scan's outcome gets a reply in the channel (`public_replies`)."""
     if config.public_replies is PublicReplies.NEVER:
         return False
-    if outcome.verdict is None:
+    if outcome.verdict is None and (outcome.second is None or outcome.second.verdict is None):
         # A short "could not check this one"; the mod-log hears of outages.
         return config.public_replies is PublicReplies.ALL
     if config.public_replies is PublicReplies.ALL:
         return True
-    return verdict_finding(outcome.verdict, config.alert_threshold) is Finding.FLAGGED
+    # With a second opinion, the combined outcome (a disputed file counts as flagged).
+    return combined(outcome, config.alert_threshold).finding is Finding.FLAGGED
+
+
+def opinions_of(outcome: ScanOutcome) -> list[Opinion]:
+    """A scan and its second opinion as the two sides of `opinions_embed`."""
+    sides = [outcome] + ([outcome.second] if outcome.second is not None else [])
+    return [Opinion(o.record.provider, o.record.case_number, o.verdict, o.error) for o in sides]
 
 
 def rejected_fields(exc: discord.HTTPException) -> dict[str, str]:

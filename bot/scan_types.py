@@ -89,6 +89,9 @@ class ScanOutcome:
     #: The result of an earlier run, returned again for a repeated request (a replayed
     #: event, or a restart catching up): its `scan_finished` was announced by that run.
     replayed: bool = False
+    #: The other provider's outcome on the same file, when one was asked for
+    #: (`bot.opinions`): its own case, linked to this one.
+    second: ScanOutcome | None = None
 
     @property
     def reused(self) -> bool:

@@ -201,7 +201,8 @@ async def test_threshold_and_action_policy(
     if alerted:
         [alert] = alerts
         assert "case #1" in text_of(alert).lower()
-        assert len(_buttons(alert)) == 6
+        # Reviews, second opinion (both providers are set up here), delete, three time-outs.
+        assert len(_buttons(alert)) == 7
         assert ("deleted" in text_of(alert).lower()) == deleted
 
 

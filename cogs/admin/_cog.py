@@ -326,11 +326,27 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
     async def provider(
         self,
         interaction: discord.Interaction[Spoofwatch],
-        provider: Literal["behavioral_signals", "resemble", "default"],
+        provider: Literal["behavioral_signals", "resemble", "both", "default"],
     ) -> None:
-        """Choose the detection service for this server (among those the operator set up)."""
+        """Choose the detection service for this server; both = every file billed twice."""
+        if provider == "both":
+            if len(self.bot.scans.providers) < 2:
+                await interaction.response.send_message(
+                    "Only one detection service is set up on this bot, so files cannot be "
+                    "checked by both.",
+                    ephemeral=True,
+                )
+                return
+            note = (
+                "💰 Every automatically scanned file is now sent to **both** detection "
+                "services: each file is **billed twice**, and both checks count against the "
+                "daily quota. Replies and alerts follow the combined outcome; when the two "
+                "disagree, moderators are alerted and members read that the detectors disagree."
+            )
+            await self._update(interaction, note=note, both_providers=True)
+            return
         if provider == "default":
-            await self._update(interaction, provider=None)
+            await self._update(interaction, provider=None, both_providers=False)
             return
         chosen = ProviderName(provider)
         if chosen not in self.bot.scans.providers:
@@ -339,7 +355,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
                 f"{provider} is not set up on this bot; available: {available}.", ephemeral=True
             )
             return
-        await self._update(interaction, provider=chosen)
+        await self._update(interaction, provider=chosen, both_providers=False)
 
     @settings.command(name="quota")
     @app_commands.describe(per_day="Scans sent to the provider per day (0 = unlimited)")

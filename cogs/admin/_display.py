@@ -58,10 +58,10 @@ def settings_embed(config: GuildConfig, defaults: Settings) -> discord.Embed:
     )
     embed.add_field(name="Retention", value=f"{config.retention_days} days")
     provider = config.provider or defaults.provider
-    embed.add_field(
-        name="Provider",
-        value=f"{PROVIDER_NAMES[provider]}{'' if config.provider else ' (bot default)'}",
-    )
+    chosen = f"{PROVIDER_NAMES[provider]}{'' if config.provider else ' (bot default)'}"
+    if config.both_providers:
+        chosen = f"both, {chosen} first (every file billed twice)"
+    embed.add_field(name="Provider", value=chosen)
     embed.add_field(name="Daily quota", value=str(config.daily_quota or "unlimited"))
     largest = (
         f"{_number(config.max_file_mb)} MiB (this server)"
@@ -136,6 +136,7 @@ LABELS = {
     "store_transcripts": "Transcripts stored",
     "retention_days": "Retention",
     "provider": "Provider",
+    "both_providers": "Checked by both providers (billed twice)",
     "daily_quota": "Daily quota",
     "max_file_mb": "Largest file",
     "max_duration_s": "Longest recording",

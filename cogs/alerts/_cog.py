@@ -15,8 +15,10 @@ from discord.ext import commands
 from bot.client import Spoofwatch
 from bot.embeds import PROVIDER_NAMES, fit_embed, media_phrase, sanitize, timeline_summary
 from bot.guild_config import ActionPolicy, GuildConfig
+from bot.opinion_embeds import DISPUTED_COLOUR, combined_words, opinion_line
+from bot.opinions import combined
 from bot.provenance import provenance_fields
-from bot.replies import describe_http_error
+from bot.replies import describe_http_error, opinions_of
 from bot.scanning import ScanOutcome
 from bot.storage import Review
 from bot.timeline import picture_name, render_strip_async, wants_picture
@@ -36,7 +38,10 @@ EVIDENCE_READ_S: Final = 30.0
 
 def is_suspicious(outcome: ScanOutcome, threshold: float) -> bool:
     """Flagged at the guild's threshold: the same decision as the public reply's colour and
-    title (`bot.verdict.verdict_finding`), so the two can never disagree."""
+    title (`bot.verdict.verdict_finding`), so the two can never disagree. With a second
+    opinion, the combined outcome decides (`bot.verdict.combine`: disputed is flagged)."""
+    if outcome.second is not None:
+        return combined(outcome, threshold).finding is Finding.FLAGGED
     verdict = outcome.verdict
     return verdict is not None and verdict_finding(verdict, threshold) is Finding.FLAGGED
 
@@ -57,7 +62,9 @@ class Alerts(commands.Cog):
     ) -> None:
         if message.guild is None:
             return
-        await self.outages.observe(message.guild, outcomes, config)
+        # A second opinion's provider can be down too ("provider both").
+        seconds = [o.second for o in outcomes if o.second is not None]
+        await self.outages.observe(message.guild, [*outcomes, *seconds], config)
         if config.action is ActionPolicy.REPLY:
             return
         suspicious = [o for o in outcomes if is_suspicious(o, config.alert_threshold)]
@@ -179,7 +186,12 @@ class Alerts(commands.Cog):
             )
             await self._not_posted(message.guild.id, case_number, "the mod-log channel is gone")
             return
-        view = alert_view(case_number, AlertState(message_gone=message_gone))
+        has_second = outcome.second is not None and outcome.second.verdict is not None
+        view = alert_view(
+            case_number,
+            AlertState(message_gone=message_gone, second_opinion=has_second),
+            second_from=self.bot.second_opinions.other(outcome.record),
+        )
         ping, mentions = _ping(config)
         earlier = await self._earlier_flags(message, outcome, config)
         picture = None
@@ -319,16 +331,20 @@ def alert_embed(
 ) -> discord.Embed:
     """The mod-log alert: who, where, when, the score once against the threshold, the
     transcript and the timeline, and the member's earlier flags here, in one look."""
-    verdict = outcome.verdict
+    verdict = outcome.verdict or (outcome.second.verdict if outcome.second else None)
     assert verdict is not None
     record = outcome.record
     p = verdict.spoofed_probability
     score = f"{percent(p)}%" if p is not None else "no score"
     author = message.author
     what = media_phrase(record.filename, record.content_type, verdict.duration_s)
+    title = f"Possible deepfake · {score} (server threshold {percent(threshold)}%)"
+    both = combined(outcome, threshold) if outcome.second is not None else None
+    if both is not None and both.disputed:
+        title = f"Disputed: the detectors disagree (server threshold {percent(threshold)}%)"
     embed = discord.Embed(
-        title=f"Possible deepfake · {score} (server threshold {percent(threshold)}%)",
-        colour=discord.Colour.red(),
+        title=title,
+        colour=DISPUTED_COLOUR if both is not None and both.disputed else discord.Colour.red(),
         timestamp=message.created_at,
     )
     embed.set_author(
@@ -358,6 +374,12 @@ def alert_embed(
         embed.add_field(name="Transcript", value=f"> {transcript}", inline=False)
     for name, value in provenance_fields(verdict):
         embed.add_field(name=name, value=value)
+    if both is not None:
+        for opinion, finding in zip(opinions_of(outcome), both.findings, strict=False):
+            name = PROVIDER_NAMES.get(opinion.provider, str(opinion.provider))
+            line = opinion_line(opinion, finding, audience="moderators")
+            embed.add_field(name=name, value=line)
+        embed.add_field(name="Combined", value=combined_words(both), inline=False)
     if deleted:
         kept = (
             f"\nThe file is attached here ({evidence})." if evidence else

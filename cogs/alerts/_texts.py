@@ -13,6 +13,7 @@ CONFIRM = "Confirm deepfake"
 FALSE_POSITIVE = "Not a deepfake"
 DELETE = "Delete message"
 UNDO_TIMEOUT = "Undo time-out"
+SECOND_OPINION = "Second opinion"
 #: Labels once done (the button is greyed out).
 CONFIRMED = "Confirmed deepfake"
 CLEARED = "Marked not a deepfake"
@@ -75,3 +76,8 @@ def deleted_dm(
 
 def _because(reason: str | None) -> str:
     return f": “{sanitize(reason, limit=200)}”" if reason and reason.strip() else ""
+
+
+def second_opinion_label(provider: str, *, given: bool) -> str:
+    """The second-opinion button: whom it asks, or that the answer is on the case."""
+    return f"Second opinion given ({provider})" if given else f"Second opinion ({provider})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -17,7 +17,10 @@ from typing import Any
 import discord
 
 from bot.client import Spoofwatch, permission_name
+from bot.embeds import PROVIDER_NAMES
+from bot.second_opinion_flow import ask_second_opinion
 from bot.storage import AuditEvent, Review, ScanRecord
+from bot.verdict import ProviderName
 from cogs.alerts import _texts as texts
 from cogs.alerts._actions import delete_message, time_out, undo_time_out
 from cogs.alerts._public import mark_public_verdict
@@ -33,6 +36,7 @@ class AlertAction(StrEnum):
     TIMEOUT_1H = "t1h"
     TIMEOUT_1D = "t1d"
     UNDO_TIMEOUT = "untimeout"
+    SECOND_OPINION = "second"
 
 
 TIMEOUTS = {
@@ -48,6 +52,7 @@ LABELS = {
     AlertAction.TIMEOUT_1H: ("Time out 1 h", discord.ButtonStyle.secondary),
     AlertAction.TIMEOUT_1D: ("Time out 1 day", discord.ButtonStyle.secondary),
     AlertAction.UNDO_TIMEOUT: (texts.UNDO_TIMEOUT, discord.ButtonStyle.primary),
+    AlertAction.SECOND_OPINION: (texts.SECOND_OPINION, discord.ButtonStyle.primary),
 }
 REVIEWS = {
     AlertAction.CONFIRM: Review.CONFIRMED,
@@ -64,6 +69,8 @@ NEEDS = {
     AlertAction.TIMEOUT_1H: "moderate_members",
     AlertAction.TIMEOUT_1D: "moderate_members",
     AlertAction.UNDO_TIMEOUT: "moderate_members",
+    # Billed like a scan: moderators only, as the review buttons.
+    AlertAction.SECOND_OPINION: "manage_messages",
 }
 #: Alert colours: open, and once a moderator said it was not a deepfake.
 OPEN_COLOUR = discord.Colour.red()
@@ -79,6 +86,8 @@ class AlertState:
     timed_out: bool = False
     #: The case was deleted (forgotten or expired): nothing is left to act on.
     gone: bool = False
+    #: The other provider's verdict is on the case already (asked, or "provider both").
+    second_opinion: bool = False
 
 
 def state_of(record: ScanRecord | None, events: list[AuditEvent]) -> AlertState:
@@ -86,8 +95,11 @@ def state_of(record: ScanRecord | None, events: list[AuditEvent]) -> AlertState:
     if record is None:
         return AlertState(gone=True)
     timed_out = False
+    second = False
     for event in events:
-        if event.action == "timeout":
+        if event.action == "second_opinion":
+            second = True
+        elif event.action == "timeout":
             timed_out = True
         elif event.action == "untimeout":
             timed_out = False
@@ -95,6 +107,7 @@ def state_of(record: ScanRecord | None, events: list[AuditEvent]) -> AlertState:
         review=record.review,
         message_gone=any(e.action == "delete" for e in events),
         timed_out=timed_out,
+        second_opinion=second,
     )
 
 
@@ -126,6 +139,7 @@ class AlertButton(
         )
         self.action = action
         self.case_number = case_number
+        self.side_by_side: discord.Embed | None = None
 
     @classmethod
     async def from_custom_id(  # type: ignore[override]
@@ -181,6 +195,8 @@ class AlertButton(
             outcome,
         )
         await _show_outcome(interaction, self.case_number, outcome, message_gone=message_gone)
+        if self.side_by_side is not None:
+            await interaction.followup.send(embed=self.side_by_side)
 
     async def _act(
         self, interaction: discord.Interaction[Spoofwatch], guild_id: int, reason: str | None
@@ -219,7 +235,17 @@ class AlertButton(
             shown = texts.reviewed_line(decision, interaction.user.mention, reason)
             public = await mark_public_verdict(interaction.guild, reviewed, decision)
             return True, shown + (f"\n{public}" if public else ""), False
-        if self.action is AlertAction.DELETE:
+        if self.action is AlertAction.SECOND_OPINION:
+            kind = "second_opinion"
+            kept = interaction.message.attachments if interaction.message else []
+            answer = await ask_second_opinion(
+                interaction.client, record, requested_by=interaction.user.id, kept=kept
+            )
+            done, outcome, gone = answer.done, answer.line, False
+            # Both verdicts side by side, posted for every moderator once the alert is
+            # redrawn (`run`).
+            self.side_by_side = answer.embed
+        elif self.action is AlertAction.DELETE:
             kind = "delete"
             done, outcome = await delete_message(interaction, record.channel_id, record.message_id)
             gone = done or "already deleted" in outcome
@@ -329,8 +355,13 @@ async def _show_outcome(
     events = await audit.cases.case_events(interaction.guild.id, case_number) if record else []
     state = state_of(record, events)
     if message_gone:
-        state = AlertState(state.review, True, state.timed_out, state.gone)
-    view = alert_view(case_number, state)
+        state = replace(state, message_gone=True)
+    second_from = interaction.client.second_opinions.other(record) if record else None
+    if record is not None and second_from is not None and not state.second_opinion:
+        # Given without the button ("provider both"): on the case, not among its events.
+        given = await interaction.client.second_opinions.existing(record.guild_id, case_number)
+        state = replace(state, second_opinion=any(r.label is not None for r in given))
+    view = alert_view(case_number, state, second_from=second_from)
     message = interaction.message
     if message is None or not message.embeds:
         await interaction.followup.send(outcome, ephemeral=True)
@@ -354,10 +385,16 @@ def _clip(reason: str | None) -> str | None:
     return reason[: texts.REASON_CHARS] if reason else None
 
 
-def alert_view(case_number: int, state: AlertState | None = None) -> discord.ui.View:
+def alert_view(
+    case_number: int,
+    state: AlertState | None = None,
+    *,
+    second_from: ProviderName | None = None,
+) -> discord.ui.View:
     """The alert's buttons as `state` leaves them: what is done is greyed out and relabelled.
 
-    Row 0 holds the review (Confirm deepfake / Not a deepfake), row 1 the actions.
+    Row 0 holds the review (Confirm deepfake / Not a deepfake) and, when `second_from` (the
+    other configured provider) is given, the second opinion; row 1 the actions.
     """
     state = state or AlertState()
     view = discord.ui.View(timeout=None)
@@ -383,6 +420,15 @@ def alert_view(case_number: int, state: AlertState | None = None) -> discord.ui.
         style=grey if state.review is Review.CONFIRMED else None,
         disabled=reviewed,
     )
+    if second_from is not None:
+        name = PROVIDER_NAMES.get(second_from, str(second_from))
+        add(
+            AlertAction.SECOND_OPINION,
+            0,
+            label=texts.second_opinion_label(name, given=state.second_opinion),
+            style=grey if state.second_opinion else None,
+            disabled=state.second_opinion,
+        )
     add(
         AlertAction.DELETE,
         1,

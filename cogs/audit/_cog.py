@@ -13,13 +13,22 @@ from discord.ext import commands, tasks
 
 from bot.client import Spoofwatch
 from bot.embeds import FINDING_COLOURS, PROVIDER_NAMES, fit_embed, media_phrase, sanitize
+from bot.errors import error_for_kind
+from bot.opinion_embeds import Opinion, combined_words, opinion_line
 from bot.permissions import check_member
 from bot.provenance import LIKELY_MADE_WITH, generator_title
+from bot.second_opinion_flow import first_verdict_of
 from bot.settings import MIB
 from bot.storage import AuditEvent, Review, ReviewBand, ScanRecord, ScanStatus, Trigger
 from bot.storage.export import export_bytes, export_filename
-from bot.verdict import DEFAULT_THRESHOLD, decide
-from cogs.audit._views import REVIEW_WORDS, Pager, case_outcome, since_days
+from bot.verdict import DEFAULT_THRESHOLD, combine, decide
+from cogs.audit._views import (
+    REVIEW_WORDS,
+    Pager,
+    SecondOpinionButton,
+    case_outcome,
+    since_days,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +71,14 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
 
     async def _case_embed(self, record: ScanRecord) -> discord.Embed:
         events = await self.bot.audit.cases.case_events(record.guild_id, record.case_number)
-        return case_embed(record, events, await self._threshold(record.guild_id))
+        # The case's other verdict: its second opinions, or the case it is one of.
+        cases = self.bot.audit.cases
+        if record.second_opinion_of is not None:
+            first = await cases.case(record.guild_id, record.second_opinion_of)
+            linked = [first] if first is not None else []
+        else:
+            linked = await cases.second_opinions(record.guild_id, record.case_number)
+        return case_embed(record, events, await self._threshold(record.guild_id), linked)
 
     async def _pager(self, interaction: discord.Interaction[Spoofwatch], pager: Pager) -> None:
         embed = await pager.first_page()
@@ -117,9 +133,20 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
                 f"There is no case #{number} here.", ephemeral=True
             )
             return
-        await interaction.response.send_message(
-            embed=await self._case_embed(record), ephemeral=True
-        )
+        embed = await self._case_embed(record)
+        provider = self.bot.second_opinions.other(record)
+        given = await self.bot.second_opinions.existing(record.guild_id, record.case_number)
+        if (
+            provider is None
+            or record.second_opinion_of is not None
+            or any(r.label is not None and r.provider is provider for r in given)
+        ):
+            # One provider configured, a second opinion itself, or already answered.
+            await interaction.response.send_message(embed=embed, ephemeral=True)
+            return
+        view = discord.ui.View(timeout=None)
+        view.add_item(SecondOpinionButton(record.case_number, PROVIDER_NAMES[provider]))
+        await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
 
     @app_commands.command(name="flagged")
     @app_commands.describe(
@@ -271,7 +298,10 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
 
 
 def case_embed(
-    record: ScanRecord, events: Sequence[AuditEvent] = (), threshold: float = DEFAULT_THRESHOLD
+    record: ScanRecord,
+    events: Sequence[AuditEvent] = (),
+    threshold: float = DEFAULT_THRESHOLD,
+    linked: Sequence[ScanRecord] = (),
 ) -> discord.Embed:
     """A case in full, for moderators: coloured by outcome, with every action taken on it.
 
@@ -293,6 +323,7 @@ def case_embed(
         Trigger.CHECK: "`/check`",
         Trigger.CONTEXT_MENU: "Apps → Check for deepfake",
         Trigger.CLI: "command line",
+        Trigger.SECOND_OPINION: f"second opinion on case #{record.second_opinion_of}",
     }[record.trigger]
     if record.requested_by:
         how += f" by <@{record.requested_by}>"
@@ -336,10 +367,33 @@ def case_embed(
             value=f"{REVIEW_WORDS[record.review]} by <@{record.reviewed_by}>{when}{note}",
             inline=False,
         )
+    for line in _opinion_lines(record, linked, threshold):
+        embed.add_field(name=line[0], value=line[1], inline=line[2])
     actions = [_event_line(e) for e in events if e.action != "review"]
     if actions:
         embed.add_field(name="Actions", value=_lines(actions[-10:]), inline=False)
     return fit_embed(embed)
+
+
+def _opinion_lines(
+    record: ScanRecord, linked: Sequence[ScanRecord], threshold: float
+) -> list[tuple[str, str, bool]]:
+    """Both verdicts side by side and their combined outcome (`bot.verdict.combine`): the
+    case's own and the other provider's (its second opinion, or the case it gives one on)."""
+    if not linked:
+        return []
+    other = linked[-1]
+    pair = (record, other) if record.second_opinion_of is None else (other, record)
+    verdicts = [first_verdict_of(r) for r in pair]
+    both = combine(verdicts[0], verdicts[1], threshold)
+    fields = []
+    for r, verdict, finding in zip(pair, verdicts, both.findings, strict=True):
+        error = error_for_kind(r.error_kind, r.error_message or "") if r.error_kind else None
+        opinion = Opinion(r.provider, r.case_number, verdict, error)
+        name = PROVIDER_NAMES.get(r.provider, r.provider.value)
+        fields.append((name, opinion_line(opinion, finding, audience="moderators"), True))
+    fields.append(("Combined (two providers)", combined_words(both), False))
+    return fields
 
 
 _ACTION_WORDS = {
@@ -347,6 +401,7 @@ _ACTION_WORDS = {
     "timeout": "member timed out",
     "review_request": "review requested",
     "alert_not_posted": "alert could not be posted",
+    "second_opinion": "second opinion asked",
 }
 
 

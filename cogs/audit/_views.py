@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import discord
 
 from bot.client import Spoofwatch
 from bot.embeds import FINDING_WORDS
 from bot.provenance import generator_title
+from bot.second_opinion_flow import ask_second_opinion
 from bot.storage import Review, ScanRecord, ScanStatus
 from bot.verdict import DEFAULT_THRESHOLD, Finding, decide, percent
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 10
 Fetch = Callable[[int, int], Awaitable[list[ScanRecord]]]
@@ -131,3 +137,70 @@ class Pager(discord.ui.View):
 
 def since_days(now: datetime, days: int) -> datetime:
     return now - timedelta(days=days)
+
+
+class SecondOpinionButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sw:audit:second:(?P<case>\d+)",
+):
+    """`/audit case`'s "Second opinion" button; the case travels in the id (as the alert's),
+    the guild comes from the interaction."""
+
+    def __init__(self, case_number: int, provider_name: str = "the other provider") -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=f"Second opinion ({provider_name})"[:80],
+                style=discord.ButtonStyle.primary,
+                custom_id=f"sw:audit:second:{case_number}",
+            )
+        )
+        self.case_number = case_number
+
+    @classmethod
+    async def from_custom_id(  # type: ignore[override]
+        cls,
+        interaction: discord.Interaction[Spoofwatch],
+        item: discord.ui.Button[Any],
+        match: re.Match[str],
+    ) -> SecondOpinionButton:
+        return cls(int(match["case"]))
+
+    async def interaction_check(self, interaction: discord.Interaction[Spoofwatch]) -> bool:  # type: ignore[override]
+        # Billed like a scan: moderators only, as every /audit command.
+        if interaction.guild is None or not interaction.permissions.manage_messages:
+            await interaction.response.send_message(
+                "You need the Manage Messages permission for that.", ephemeral=True
+            )
+            return False
+        return True
+
+    async def callback(self, interaction: discord.Interaction[Spoofwatch]) -> None:  # type: ignore[override]
+        assert interaction.guild is not None
+        bot = interaction.client
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        record = await bot.audit.cases.case(interaction.guild.id, self.case_number)
+        if record is None:
+            await interaction.followup.send(
+                f"Case #{self.case_number} no longer exists.", ephemeral=True
+            )
+            return
+        answer = await ask_second_opinion(bot, record, requested_by=interaction.user.id)
+        if answer.done:
+            await bot.audit.admin.record_action(
+                interaction.guild.id,
+                self.case_number,
+                action="second_opinion",
+                actor_id=interaction.user.id,
+                outcome=answer.line,
+            )
+        log.info(
+            "second opinion on case %s/#%s asked by %s: %s",
+            interaction.guild.id,
+            self.case_number,
+            interaction.user.id,
+            answer.line,
+        )
+        if answer.embed is not None:
+            await interaction.followup.send(answer.line[:2000], embed=answer.embed, ephemeral=True)
+        else:
+            await interaction.followup.send(answer.line[:2000], ephemeral=True)

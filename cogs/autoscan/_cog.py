@@ -327,6 +327,9 @@ class AutoScan(commands.Cog):
             outcome = await self.bot.scans.scan(request)
             if isinstance(outcome.error, ScanInProgress):
                 return None
+            if config.both_providers:
+                # "provider both": the other provider too, as a linked case (bot.opinions).
+                outcome = await self.bot.second_opinions.alongside(outcome, request)
             outcomes.append(outcome)
         return outcomes
 
@@ -353,7 +356,7 @@ class AutoScan(commands.Cog):
                 and publicly_shown(o, config)
                 # A refused key or an empty balance is the operator's to fix: the mod-log
                 # is told (cogs/health), the channel is not shown billing details.
-                and account_problem(o.error) is None
+                and (account_problem(o.error) is None or _has_second_verdict(o))
             ]
             if shown:
                 reply_id = await self._existing_reply(message) if check_existing else None
@@ -369,6 +372,10 @@ class AutoScan(commands.Cog):
                 if reply_id is not None:
                     for outcome in shown:
                         await self.bot.audit.scans.mark_replied(outcome.record.id, reply_id)
+                        if outcome.second is not None:
+                            await self.bot.audit.scans.mark_replied(
+                                outcome.second.record.id, reply_id
+                            )
         # A replayed outcome was announced by the run that finished it.
         finished_now = [o for o in current if not o.replayed]
         if finished_now:
@@ -434,6 +441,11 @@ class AutoScan(commands.Cog):
         return None
 
 
+def _has_second_verdict(outcome: ScanOutcome) -> bool:
+    """A failed first scan whose second opinion ("provider both") still has a verdict."""
+    return outcome.second is not None and outcome.second.verdict is not None
+
+
 async def _timeline_pictures(
     outcomes: list[ScanOutcome], threshold: float
 ) -> dict[int, tuple[str, bytes]]:
@@ -445,7 +457,7 @@ async def _timeline_pictures(
     pictures: dict[int, tuple[str, bytes]] = {}
     for outcome in outcomes[:10]:
         verdict = outcome.verdict
-        if verdict is None or not wants_picture(verdict.segments):
+        if verdict is None or not wants_picture(verdict.segments) or outcome.second is not None:
             continue
         if verdict_finding(verdict, threshold) is Finding.GENUINE:
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Literal
 
 import discord
 from discord import app_commands
@@ -18,13 +19,14 @@ from bot.attachments import (
     scan_request,
 )
 from bot.client import Spoofwatch
+from bot.embeds import PROVIDER_NAMES
 from bot.errors import NotMedia, SpoofwatchError
 from bot.guild_config import GuildConfig
 from bot.replies import outcome_embeds
 from bot.scanning import ScanOutcome
 from bot.storage import Trigger
 from bot.timeline import picture_name, render_strip_async, wants_picture
-from bot.verdict import MediaKind
+from bot.verdict import MediaKind, ProviderName
 from cogs.check._delivery import CheckAnswers
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,17 @@ NO_MEDIA = "That message has no voice message, audio file or video to check."
 class BadTarget(SpoofwatchError):
     kind = "bad_target"
     hint = "Give a message link (Copy Message Link) or a message id from this channel."
+
+
+class ProviderChoice(SpoofwatchError):
+    """`/check … provider:` asked for what cannot be had here (or by this member)."""
+
+    kind = "provider_choice"
+    hint = "Leave `provider` out to use this server's detection service."
+
+
+#: `/check`'s `provider` option: one service, or both (billed twice, each case kept).
+ProviderOption = Literal["behavioral_signals", "resemble", "both"]
 
 
 class Check(commands.Cog):
@@ -62,6 +75,8 @@ class Check(commands.Cog):
         file="A voice recording or video to check",
         message="Link or id of a message in this server whose media to check",
         public="Show the answer to everyone in the channel (default: only you)",
+        provider="Moderators: ask this detection service, or both (billed twice) for a "
+        "second opinion",
     )
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
     async def check(
@@ -70,24 +85,31 @@ class Check(commands.Cog):
         file: discord.Attachment | None = None,
         message: str | None = None,
         public: bool = False,
+        provider: ProviderOption | None = None,
     ) -> None:
         """Check a file or a message for deepfaked speech."""
         await interaction.response.defer(ephemeral=not public, thinking=True)
         answers = CheckAnswers(interaction, public=public)
+        if provider is not None:
+            self._check_provider_choice(interaction, provider)
         await self._cooldown(interaction)
         if (file is None) == (message is None):
             raise BadTarget("Give either a file or a message to check (one of the two).")
         if file is not None:
             kind = guess_kind(file, voice_flag=False) or MediaKind.AUDIO
             candidate = Candidate(file, kind, file.is_voice_message())
-            await self._scan(interaction, [candidate], None, Trigger.CHECK, answers)
+            await self._scan(
+                interaction, [candidate], None, Trigger.CHECK, answers, chosen=provider
+            )
         else:
             assert message is not None
             target = await self._resolve(interaction, message)
             candidates = media_candidates(target)
             if not candidates:
                 raise NotMedia(NO_MEDIA)
-            await self._scan(interaction, candidates, target, Trigger.CHECK, answers)
+            await self._scan(
+                interaction, candidates, target, Trigger.CHECK, answers, chosen=provider
+            )
 
     async def check_menu(
         self, interaction: discord.Interaction[Spoofwatch], message: discord.Message
@@ -100,6 +122,25 @@ class Check(commands.Cog):
         if not candidates:
             raise NotMedia(NO_MEDIA)
         await self._scan(interaction, candidates, message, Trigger.CONTEXT_MENU, answers)
+
+    def _check_provider_choice(
+        self, interaction: discord.Interaction[Spoofwatch], chosen: ProviderOption
+    ) -> None:
+        """Only moderators choose (each choice may bill again), among configured services."""
+        if interaction.guild is None or not interaction.permissions.manage_messages:
+            raise ProviderChoice(
+                "Choosing the detection service is for moderators (Manage Messages)."
+            )
+        configured = self.bot.scans.providers
+        if chosen == "both":
+            if len(configured) < 2:
+                raise ProviderChoice(
+                    "Only one detection service is set up here, so there is no second opinion."
+                )
+        elif ProviderName(chosen) not in configured:
+            raise ProviderChoice(
+                f"{PROVIDER_NAMES[ProviderName(chosen)]} is not set up on this bot."
+            )
 
     async def _cooldown(self, interaction: discord.Interaction[Spoofwatch]) -> None:
         # Moderators are trusted with the service's cost; members share a per-user budget.
@@ -146,6 +187,8 @@ class Check(commands.Cog):
         message: discord.Message | None,
         trigger: Trigger,
         answers: CheckAnswers,
+        *,
+        chosen: ProviderOption | None = None,
     ) -> None:
         """Scan each file in turn and answer it as soon as it is done (one message per file).
 
@@ -155,6 +198,10 @@ class Check(commands.Cog):
         guild_id = interaction.guild.id if interaction.guild else None
         config = await self._config(guild_id)
         provider = guild_provider(self.bot.settings, config, self.bot.scans.providers)
+        # The other service is asked as a second opinion beside the server's own verdict
+        # (reused at no cost when the file was checked already), so both show side by side
+        # and the /check case of the message keeps the server's provider.
+        both = chosen == "both" or (chosen is not None and ProviderName(chosen) is not provider)
         limits = scan_limits(self.bot.settings, config)
         for candidate in candidates[:10]:
             request = scan_request(
@@ -170,6 +217,9 @@ class Check(commands.Cog):
                 paid_transcripts=self.bot.settings.resemble_intelligence,
             )
             outcome = await self.bot.scans.scan(request)
+            if both:
+                # The other service too, as a case linked to this one (bot.opinions).
+                outcome = await self.bot.second_opinions.alongside(outcome, request)
             pictures = await _picture(outcome, config.alert_threshold)
             await answers.send(
                 outcome_embeds(
@@ -182,6 +232,9 @@ class Check(commands.Cog):
             )
             # A refused key or an empty balance: the operator and the mod-log are told.
             await self.bot.provider_health.observe(outcome.record.provider, outcome.error)
+            if outcome.second is not None:
+                second = outcome.second
+                await self.bot.provider_health.observe(second.record.provider, second.error)
 
     async def _config(self, guild_id: int | None) -> GuildConfig:
         return await self.bot.guild_configs.get(guild_id) if guild_id else GuildConfig()
@@ -190,7 +243,7 @@ class Check(commands.Cog):
 async def _picture(outcome: ScanOutcome, threshold: float) -> list[tuple[str, bytes]]:
     """The timeline strip of a verdict with several stretches, as (file name, PNG)."""
     verdict = outcome.verdict
-    if verdict is None or not wants_picture(verdict.segments):
+    if verdict is None or not wants_picture(verdict.segments) or outcome.second is not None:
         return []
     try:
         data = await render_strip_async(verdict.segments, threshold, verdict.duration_s)

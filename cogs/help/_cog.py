@@ -60,7 +60,9 @@ def help_embed(
                 f"This server flags a file from **{percent(config.alert_threshold)}%** likely "
                 f"synthetic. Under {percent(GENUINE_BELOW)}% is a strong sign the voice is real; "
                 "in between is *unclear*. *What does this mean?* under a verdict explains it to "
-                "you alone; *This is wrong* asks the moderators to look."
+                "you alone; *This is wrong* asks the moderators to look. When two detectors "
+                "were asked and disagree, the verdict says so: nothing is decided, and "
+                "moderators take a look."
             ),
             inline=False,
         )
@@ -79,7 +81,10 @@ def help_embed(
                 "Flagged files reach the mod-log as alerts: *Confirm deepfake* or *Not a "
                 "deepfake* (the public verdict then says a moderator reviewed it), delete, "
                 "time out and undo. `/audit recent`, `user`, `case`, `flagged`, `stats` "
-                "(reviews per score band, to tune the threshold), `export`, `review`."
+                "(reviews per score band, to tune the threshold), `export`, `review`. With two "
+                "detection services, *Second opinion* asks the other one: agreeing verdicts "
+                "keep their finding; one flag beside a non-flag is *disputed* (alerted, never "
+                "averaged)."
             ),
             inline=False,
         )
