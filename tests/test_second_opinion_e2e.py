@@ -15,6 +15,7 @@ from tests._alerts_helpers import Alerted, buttons, make_alerted, make_modlog
 from tests.discord_emulator.models import Message
 from tests.e2e import Harness, MakeSpoofwatch
 from tests.moderation import FAKE, configure, field, listeners_done, run, text_of, wav
+from tests.standins.behavioral_signals import utterance
 
 SECOND = "Second opinion (Behavioral Signals)"
 
@@ -125,6 +126,12 @@ async def test_no_second_opinion_with_one_provider(
         assert not any("Second opinion" in str(b.get("label")) for b in buttons(answer))
         both = await run(sw, sw.emu.admin, "spoofwatch settings provider", {"provider": "both"})
         assert "Only one detection service" in both.content
+        upload = sw.emu.attachment(wav(tmp_path, 2), "clip.wav", "audio/wav")
+        check = await run(
+            sw, sw.emu.moderator, "check", {"file": upload, "provider": "behavioral_signals"}
+        )
+        assert "not set up" in check.content
+        assert sw.bs.submissions == 0
 
 
 async def test_audit_case_shows_both_verdicts_and_its_button_asks(
@@ -211,3 +218,34 @@ async def test_check_provider_is_for_moderators_and_shows_both(
     assert field(embed, "Resemble AI") and field(embed, "Behavioral Signals")
     assert "agree" in (field(embed, "Combined") or "")
     assert (spoofwatch.resemble.submissions, spoofwatch.bs.submissions) == (1, 1)
+
+
+async def test_both_mode_counts_both_scans_against_the_quota(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if the second provider's scan is free of the daily quota ("billed twice" must
+    count twice): with a quota of 1, the second opinion is refused and recorded as such."""
+    await configure(spoofwatch, "provider", {"provider": "both"})
+    await configure(spoofwatch, "quota", {"per_day": 1})
+    reply = await spoofwatch.reply_to(await spoofwatch.post(wav(tmp_path, 1)))
+    assert spoofwatch.bs.submissions == 0
+    [second] = await spoofwatch.bot.audit.cases.second_opinions(spoofwatch.emu.guild.id, 1)
+    assert (second.status, second.error_kind) == (ScanStatus.FAILED, "quota")
+    assert "could not check it" in (field(reply.embeds[0], "Behavioral Signals") or "")
+
+
+async def test_a_second_opinion_is_not_counted_as_another_flag_of_the_member(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if the alert's "Nth flag for this member" counts a second opinion on an earlier
+    file as a flag of its own."""
+    await configure(spoofwatch, "provider", {"provider": "both"})
+    modlog = await make_modlog(spoofwatch)
+    for n in (1, 2):
+        path = wav(tmp_path, n)
+        spoofwatch.resemble.script_result(path, metrics=FAKE)
+        spoofwatch.bs.script_result(path, utterance(0, 0.0, 1.0, spoofed=0.95))
+        await spoofwatch.reply_to(await spoofwatch.post(path))
+        await listeners_done(spoofwatch)
+    alerts = [m for m in spoofwatch.emu.bot_messages(modlog) if m.embeds]
+    assert "2nd flag for this member" in text_of(alerts[-1])

@@ -267,6 +267,8 @@ class Alerts(commands.Cog):
             r
             for r in records
             if r.case_number != outcome.record.case_number
+            # A second opinion is another look at a file already counted, not a new flag.
+            and r.second_opinion_of is None
             and r.label is not None
             and decide(r.label, r.spoofed_probability, config.alert_threshold) is Finding.FLAGGED
         ]
