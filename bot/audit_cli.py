@@ -93,6 +93,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     flagged.add_argument(
         "--generator", default=None, help="only cases the provider said this generator made"
     )
+    flagged.add_argument(
+        "--fraud", default=None, help="only cases Resemble classed as this fraud (e.g. vishing)"
+    )
 
     stats = queries.add_parser("stats", parents=[common], help="counts over recent days")
     stats.add_argument("--days", type=_positive_int, default=30)
@@ -202,11 +205,17 @@ async def _flagged(log: AuditLog, args: argparse.Namespace) -> int:
     if threshold is None:
         threshold = (await log.settings.guild_config(args.guild)).alert_threshold
     since = datetime.now(UTC) - timedelta(days=args.days)
+    fraud = "_".join(args.fraud.lower().split()) if args.fraud else None
     records = await log.cases.flagged(
-        args.guild, since=since, threshold=threshold, limit=args.limit, generator=args.generator
+        args.guild,
+        since=since,
+        threshold=threshold,
+        limit=args.limit,
+        generator=args.generator,
+        fraud_type=fraud,
     )
     total = await log.cases.count_flagged(
-        args.guild, since=since, threshold=threshold, generator=args.generator
+        args.guild, since=since, threshold=threshold, generator=args.generator, fraud_type=fraud
     )
     _print_cases(
         records,

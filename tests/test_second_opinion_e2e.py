@@ -7,6 +7,7 @@ answers its default, one bona fide utterance: so the two disagree unless told ot
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from bot.storage import ScanStatus, Trigger
@@ -249,3 +250,29 @@ async def test_a_second_opinion_is_not_counted_as_another_flag_of_the_member(
         await listeners_done(spoofwatch)
     alerts = [m for m in spoofwatch.emu.bot_messages(modlog) if m.embeds]
     assert "2nd flag for this member" in text_of(alerts[-1])
+
+
+# --- Resemble's fraud type on the case and in /audit flagged ------------------------------------
+
+
+async def test_fraud_type_is_shown_on_the_case_and_searchable(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path
+) -> None:
+    """Fails if `/audit case` leaves out the kind of fraud Resemble's report named, or if
+    `/audit flagged fraud:` lists a case of another kind."""
+    async with make_spoofwatch(resemble_intelligence=True) as sw:
+        vishing, other = wav(tmp_path, 1), wav(tmp_path, 2)
+        for path, kind in ((vishing, "vishing"), (other, "extortion")):
+            sw.resemble.script_result(
+                path,
+                metrics=FAKE,
+                description={
+                    "transcription": "send me the code",
+                    "fraud": {"type": kind, "confidence": 8, "reasoning": "…"},
+                },
+            )
+            await sw.reply_to(await sw.post(path))
+        case = await run(sw, sw.emu.moderator, "audit case", {"number": 1})
+        assert "Vishing (voice phishing)" in text_of(case)
+        listed = await run(sw, sw.emu.moderator, "audit flagged", {"fraud": "Vishing"})
+        assert re.findall(r"\*\*#(\d+)\*\*", text_of(listed)) == ["1"]

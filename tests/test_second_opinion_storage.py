@@ -74,3 +74,35 @@ async def test_the_export_names_the_case_a_second_opinion_judges(log: AuditLog) 
     header, *lines = rows.splitlines()
     column = header.split(",").index("second_opinion_of")
     assert [line.split(",")[column] for line in lines] == ["", str(first.case_number)]
+
+
+async def test_flagged_finds_cases_by_the_kind_of_fraud(log: AuditLog) -> None:
+    """Fails if Resemble's fraud type is not kept on the case, or if `/audit flagged fraud:`
+    returns another kind, an unflagged case, or miscounts (alone and with a generator)."""
+    spoofed = verdict(Label.SPOOFED, 0.95)
+    vishing = await finished_scan(
+        log, result=spoofed.model_copy(update={"fraud_type": "vishing", "generator": "elevenlabs"})
+    )
+    await finished_scan(log, result=spoofed.model_copy(update={"fraud_type": "extortion"}))
+    await finished_scan(log, result=verdict(Label.BONAFIDE, 0.05).model_copy(
+        update={"fraud_type": "vishing"}
+    ))  # fmt: skip
+    await finished_scan(log, result=spoofed)
+    since = vishing.created_at
+    assert vishing.fraud_type == "vishing"
+    found = await log.cases.flagged(
+        GUILD_A, since=since, threshold=0.5, limit=10, fraud_type="vishing"
+    )
+    assert [r.case_number for r in found] == [vishing.case_number]
+    assert (
+        await log.cases.count_flagged(GUILD_A, since=since, threshold=0.5, fraud_type="vishing")
+        == 1
+    )
+    both = await log.cases.flagged(
+        GUILD_A, since=since, threshold=0.5, limit=10, fraud_type="vishing", generator="xtts"
+    )
+    assert both == []
+    assert (
+        await log.cases.flagged(GUILD_B, since=since, threshold=0.5, limit=10, fraud_type="vishing")
+        == []
+    )

@@ -342,7 +342,8 @@ _V7_GENERATOR = Migration(
 
 _V8_SECOND_OPINIONS = Migration(
     8,
-    "second opinions: a case may name the case whose file it judges with the other provider",
+    "second opinions: a case may name the case whose file it judges with the other "
+    "provider; the kind of fraud Resemble named, searchable per guild",
     (
         # The first case's number in the same guild, or NULL (most cases); indexed where set,
         # so /audit case finds a case's second opinions at once.
@@ -350,6 +351,14 @@ _V8_SECOND_OPINIONS = Migration(
         """
         CREATE INDEX scans_second_opinion ON scans (guild_id, second_opinion_of)
         WHERE second_opinion_of IS NOT NULL
+        """,
+        # Resemble intelligence's `fraud.type` (a closed vocabulary, "vishing"), or NULL;
+        # /audit flagged fraud:... Earlier cases keep it only inside `detail` (compressed,
+        # not searchable): they are not backfilled.
+        "ALTER TABLE scans ADD COLUMN fraud_type TEXT",
+        """
+        CREATE INDEX scans_fraud_type ON scans (guild_id, fraud_type, created_at)
+        WHERE fraud_type IS NOT NULL
         """,
     ),
 )

@@ -122,6 +122,8 @@ class ScanRecord(BaseModel):
     generator: str | None = None
     #: The case number (same guild) this case is a second opinion on, or None.
     second_opinion_of: int | None = None
+    #: The kind of fraud Resemble's intelligence report named ("vishing"), or None.
+    fraud_type: str | None = None
 
 
 class GuildCases(BaseModel):

@@ -263,13 +263,20 @@ _V3_REVIEW_OUTCOMES = Migration(
 
 _V5_SECOND_OPINIONS = Migration(
     5,
-    "second opinions: a case may name the case whose file it judges with the other provider",
+    "second opinions: a case may name the case whose file it judges with the other "
+    "provider; the kind of fraud Resemble named, searchable per guild",
     (
-        # As SQLite's migration 8: the first case's number in the same guild, or NULL.
+        # As SQLite's migration 8: the first case's number in the same guild, or NULL; and
+        # Resemble's fraud type, indexed where set.
         "ALTER TABLE scans ADD COLUMN second_opinion_of BIGINT",
         """
         CREATE INDEX scans_second_opinion ON scans (guild_id, second_opinion_of)
         WHERE second_opinion_of IS NOT NULL
+        """,
+        "ALTER TABLE scans ADD COLUMN fraud_type TEXT",
+        """
+        CREATE INDEX scans_fraud_type ON scans (guild_id, fraud_type, created_at)
+        WHERE fraud_type IS NOT NULL
         """,
     ),
 )

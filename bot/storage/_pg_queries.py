@@ -99,7 +99,22 @@ class PostgresCaseQueries:
         limit: int,
         offset: int = 0,
         generator: str | None = None,
+        fraud_type: str | None = None,
     ) -> list[ScanRecord]:
+        if fraud_type is not None:
+            return await self._db.records(  # index scans_fraud_type
+                f"SELECT {rows.SELECT_SCAN} FROM scans "
+                f"WHERE guild_id = $1 AND fraud_type = $7 AND created_at >= $2 AND {_FLAGGED} "
+                "AND ($6::text IS NULL OR generator = $6) "
+                "ORDER BY created_at DESC, case_number DESC LIMIT $4 OFFSET $5",
+                guild_id,
+                rows.to_epoch(since),
+                threshold,
+                limit,
+                offset,
+                rows.generator_key(generator),
+                rows.generator_key(fraud_type),
+            )
         if generator is None:
             return await self._db.records(  # index scans_time
                 f"SELECT {rows.SELECT_SCAN} FROM scans "
@@ -124,8 +139,25 @@ class PostgresCaseQueries:
         )
 
     async def count_flagged(
-        self, guild_id: int, *, since: datetime, threshold: float, generator: str | None = None
+        self,
+        guild_id: int,
+        *,
+        since: datetime,
+        threshold: float,
+        generator: str | None = None,
+        fraud_type: str | None = None,
     ) -> int:
+        if fraud_type is not None:
+            return await self._db.count(
+                f"SELECT count(*) FROM scans "
+                f"WHERE guild_id = $1 AND fraud_type = $5 AND created_at >= $2 AND {_FLAGGED} "
+                "AND ($4::text IS NULL OR generator = $4)",
+                guild_id,
+                rows.to_epoch(since),
+                threshold,
+                rows.generator_key(generator),
+                rows.generator_key(fraud_type),
+            )
         if generator is None:
             return await self._db.count(
                 f"SELECT count(*) FROM scans "

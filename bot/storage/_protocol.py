@@ -136,13 +136,21 @@ class CaseQueries(Protocol):
         limit: int,
         offset: int = 0,
         generator: str | None = None,
+        fraud_type: str | None = None,
     ) -> list[ScanRecord]:
         """Flagged cases, newest first; with `generator`, only those the provider said that
-        generator made (compared in lower case)."""
+        generator made (compared in lower case); with `fraud_type`, only those Resemble's
+        intelligence report classed as that kind of fraud."""
         ...
 
     async def count_flagged(
-        self, guild_id: int, *, since: datetime, threshold: float, generator: str | None = None
+        self,
+        guild_id: int,
+        *,
+        since: datetime,
+        threshold: float,
+        generator: str | None = None,
+        fraud_type: str | None = None,
     ) -> int:
         """How many cases `flagged` can page through with the same arguments."""
         ...

@@ -123,9 +123,11 @@ class SQLiteCaseQueries:
         limit: int,
         offset: int = 0,
         generator: str | None = None,
+        fraud_type: str | None = None,
     ) -> list[ScanRecord]:
         # Index scans_time: the window is a range, the flag is tested on index columns, and
-        # the table is read only for the rows returned. With a generator, scans_generator.
+        # the table is read only for the rows returned. With a generator, scans_generator;
+        # with a fraud type, scans_fraud_type (the generator, if given too, is a filter).
         params = {
             "guild": guild_id,
             "since": rows.to_epoch(since),
@@ -133,7 +135,16 @@ class SQLiteCaseQueries:
             "limit": limit,
             "offset": offset,
             "generator": rows.generator_key(generator),
+            "fraud": rows.generator_key(fraud_type),
         }
+        if fraud_type is not None:
+            return await self._db.records(
+                f"SELECT {rows.SELECT_SCAN} FROM scans "
+                f"WHERE guild_id = :guild AND fraud_type = :fraud AND created_at >= :since "
+                f"AND {_FLAGGED} AND (:generator IS NULL OR generator = :generator) "
+                "ORDER BY created_at DESC, case_number DESC LIMIT :limit OFFSET :offset",
+                params,
+            )
         if generator is None:
             return await self._db.records(
                 f"SELECT {rows.SELECT_SCAN} FROM scans "
@@ -150,14 +161,28 @@ class SQLiteCaseQueries:
         )
 
     async def count_flagged(
-        self, guild_id: int, *, since: datetime, threshold: float, generator: str | None = None
+        self,
+        guild_id: int,
+        *,
+        since: datetime,
+        threshold: float,
+        generator: str | None = None,
+        fraud_type: str | None = None,
     ) -> int:
         params = {
             "guild": guild_id,
             "since": rows.to_epoch(since),
             "threshold": threshold,
             "generator": rows.generator_key(generator),
+            "fraud": rows.generator_key(fraud_type),
         }
+        if fraud_type is not None:
+            return await self._db.count(
+                f"SELECT count(*) FROM scans "
+                f"WHERE guild_id = :guild AND fraud_type = :fraud AND created_at >= :since "
+                f"AND {_FLAGGED} AND (:generator IS NULL OR generator = :generator)",
+                params,
+            )
         if generator is None:
             return await self._db.count(
                 f"SELECT count(*) FROM scans "

@@ -96,6 +96,7 @@ SCAN_COLUMNS: tuple[str, ...] = (
     "reply_message_id",
     "generator",
     "second_opinion_of",
+    "fraud_type",
 )
 SELECT_SCAN = ", ".join(SCAN_COLUMNS)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -279,7 +280,7 @@ def record_from_row(row: Sequence[Any]) -> ScanRecord:
         filename, content_type, size, duration_s, sha256, provider_job_id, source_url, label,
         spoofed_probability, language, speakers, transcript, error_kind, error_message,
         reused_from, review, reviewed_by, reviewed_at, review_note, reply_message_id,
-        generator, second_opinion_of,
+        generator, second_opinion_of, fraud_type,
     ) = row  # fmt: skip
     return ScanRecord.model_validate(
         {
@@ -320,6 +321,7 @@ def record_from_row(row: Sequence[Any]) -> ScanRecord:
             "reply_message_id": reply_message_id,
             "generator": generator,
             "second_opinion_of": second_opinion_of,
+            "fraud_type": fraud_type,
         }
     )
 

@@ -95,7 +95,7 @@ UPDATE scans SET
     status = $1, finished_at = $2, label = $3, spoofed_probability = $4, language = $5,
     speakers = $6, transcript = $7, detail = $8, provider_job_id = $9,
     duration_s = coalesce($10, duration_s), reused_from = $11, generator = $13,
-    source_url = NULL, error_kind = NULL, error_message = NULL
+    fraud_type = $14, source_url = NULL, error_kind = NULL, error_message = NULL
 WHERE id = $12
 RETURNING {rows.SELECT_SCAN}
 """
@@ -235,6 +235,7 @@ class PostgresScans:
             reused_from,
             scan_id,
             verdict.generator,
+            verdict.fraud_type,
         )
         if record is None:
             raise ScanNotFound(f"scan {scan_id} does not exist")

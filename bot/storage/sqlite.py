@@ -102,7 +102,7 @@ _MARK_DONE = f"""
 UPDATE scans SET
     status = ?, finished_at = ?, label = ?, spoofed_probability = ?, language = ?,
     speakers = ?, transcript = ?, detail = ?, provider_job_id = ?,
-    duration_s = coalesce(?, duration_s), reused_from = ?, generator = ?,
+    duration_s = coalesce(?, duration_s), reused_from = ?, generator = ?, fraud_type = ?,
     source_url = NULL, error_kind = NULL, error_message = NULL
 WHERE id = ?
 RETURNING {rows.SELECT_SCAN}
@@ -272,6 +272,7 @@ class SQLiteScans:
                 verdict.duration_s,
                 reused_from,
                 verdict.generator,
+                verdict.fraud_type,
                 scan_id,
             ),
             _first_record,

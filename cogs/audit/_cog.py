@@ -16,7 +16,7 @@ from bot.embeds import FINDING_COLOURS, PROVIDER_NAMES, fit_embed, media_phrase,
 from bot.errors import error_for_kind
 from bot.opinion_embeds import Opinion, combined_words, opinion_line
 from bot.permissions import check_member
-from bot.provenance import LIKELY_MADE_WITH, generator_title
+from bot.provenance import FRAUD_FIELD, LIKELY_MADE_WITH, fraud_text, generator_title
 from bot.second_opinion_flow import first_verdict_of
 from bot.settings import MIB
 from bot.storage import AuditEvent, Review, ReviewBand, ScanRecord, ScanStatus, Trigger
@@ -152,12 +152,14 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
     @app_commands.describe(
         days="How far back to look (default 7 days)",
         generator="Only cases the provider said this generator made (e.g. elevenlabs)",
+        fraud="Only cases Resemble's report classed as this kind of fraud (e.g. vishing)",
     )
     async def flagged(
         self,
         interaction: discord.Interaction[Spoofwatch],
         days: app_commands.Range[int, 1, 3650] = 7,
         generator: app_commands.Range[str, 1, 40] | None = None,
+        fraud: app_commands.Range[str, 1, 40] | None = None,
     ) -> None:
         """Cases flagged at this server's alert threshold (as replies and alerts are)."""
         guild_id = _guild_id(interaction)
@@ -172,11 +174,16 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
                 limit=n,
                 offset=offset,
                 generator=generator,
+                fraud_type=fraud_type,
             )
 
+        # As stored: Resemble's vocabulary is lower case with underscores ("romance_scam").
+        fraud_type = "_".join(fraud.lower().split()) if fraud else None
         title = f"Flagged in the last {days} day{'s' if days != 1 else ''}"
         if generator is not None:
             title += f", made with {generator_title(generator)}"
+        if fraud_type is not None:
+            title += f", {sanitize(fraud_text(fraud_type) or fraud_type, limit=60)}"
         pager = Pager(interaction.user.id, title, fetch, threshold=config.alert_threshold)
         await self._pager(interaction, pager)
 
@@ -345,6 +352,8 @@ def case_embed(
         details.append(f"language {sanitize(record.language, limit=20)}")
     if record.generator:
         embed.add_field(name=LIKELY_MADE_WITH, value=generator_title(record.generator))
+    if record.fraud_type and (fraud := fraud_text(record.fraud_type)):
+        embed.add_field(name=FRAUD_FIELD, value=sanitize(fraud, limit=100))
     if record.sha256:
         details.append(f"SHA-256 `{record.sha256[:16]}…`")
     if details:
