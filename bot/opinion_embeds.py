@@ -66,10 +66,11 @@ def opinion_line(opinion: Opinion, finding: Finding | None, *, audience: Audienc
     if verdict is None or finding is None:
         if opinion.error is None:
             return f"⏳ no answer yet{case}"
-        said = (
-            f"failed ({opinion.error.kind})" if audience == "moderators" else "could not check it"
-        )
-        if audience == "members":
+        # Moderators read the error's code (the detail is in the log and on the case);
+        # members only words they can act on, never a provider's own text.
+        if audience == "moderators":
+            said = f"failed ({opinion.error.kind})"
+        else:
             said = f"could not check it: {member_words(opinion.error)[0]}"
         return f"⚪ {sanitize(said, limit=300)}{case}"
     p = verdict.spoofed_probability

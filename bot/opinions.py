@@ -38,13 +38,13 @@ def combined(outcome: ScanOutcome, threshold: float) -> Combined:
     return combine(outcome.verdict, second, threshold)
 
 
-def second_new(first: ScanRecord | NewScan, provider: ProviderName, **changes: object) -> NewScan:
+def second_new(first: ScanRecord, provider: ProviderName, **changes: object) -> NewScan:
     """The second opinion's case: the first one's file and place, the other provider."""
     fields = {name: getattr(first, name, None) for name in NewScan.model_fields}
     fields.update(
         provider=provider,
         trigger=Trigger.SECOND_OPINION,
-        second_opinion_of=first.case_number if isinstance(first, ScanRecord) else None,
+        second_opinion_of=first.case_number,
         source_url=None,
     )
     fields.update(changes)
@@ -86,7 +86,6 @@ class SecondOpinions:
             provider,
             requested_by=request.new.requested_by if request else None,
             source_url=request.new.source_url if request else None,
-            second_opinion_of=first.case_number,
         )
         if first.sha256 is not None:
             free = await self._reuse(first, new)

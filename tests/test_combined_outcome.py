@@ -63,3 +63,45 @@ def test_the_guild_threshold_decides_each_side() -> None:
     a, b = _verdict(Label.SPOOFED, 0.75, BS), _verdict(Label.SPOOFED, 0.85, RE)
     assert combine(a, b, 0.7).agreement is Agreement.AGREE
     assert combine(a, b, 0.8).agreement is Agreement.DISPUTED
+
+
+# --- the side-by-side embed -------------------------------------------------------------------
+
+from bot.errors import ProviderUnavailable  # noqa: E402
+from bot.opinion_embeds import Opinion, opinions_embed  # noqa: E402
+
+
+@pytest.mark.parametrize("audience", ["members", "moderators"])
+def test_the_side_by_side_embed_fits_and_never_repeats_hostile_text(audience: str) -> None:
+    """Fails if the embed breaks Discord's limits or shows a provider's own error text (a
+    mention, markdown) to anyone, whatever the file name."""
+    hostile = "@everyone **" + "x" * 5000
+    error = ProviderUnavailable("behavioral_signals", hostile)
+    first = Opinion(RE, 1, _verdict(*FLAG, RE))
+    second = Opinion(BS, 2, None, error)
+    result = combine(first.verdict, None, THRESHOLD)
+    embed = opinions_embed(
+        [first, second],
+        result,
+        filename=hostile + ".ogg",
+        content_type="audio/ogg",
+        audience=audience,  # type: ignore[arg-type]
+    )
+    assert len(embed) <= 6000
+    assert all(0 < len(str(f.value)) <= 1024 for f in embed.fields)
+    text = str(embed.to_dict())
+    assert "@everyone" not in text and "xxxxxxxxxx" not in text
+
+
+def test_a_disputed_file_is_never_called_ai_generated_to_members() -> None:
+    """Fails if the members' wording of a disputed file says it may be AI-generated in its
+    title, or if moderators are not told it is treated as flagged."""
+    result = combine(_verdict(*FLAG, RE), _verdict(*CLEAR, BS), THRESHOLD)
+    sides = [Opinion(RE, 1, _verdict(*FLAG, RE)), Opinion(BS, 2, _verdict(*CLEAR, BS))]
+    members = opinions_embed(sides, result, filename="a.ogg", content_type="audio/ogg")
+    assert members.title is not None and "disagree" in members.title
+    assert "may be AI-generated" not in members.title
+    mods = opinions_embed(
+        sides, result, filename="a.ogg", content_type="audio/ogg", audience="moderators"
+    )
+    assert "treated as flagged" in (mods.description or "")
