@@ -154,6 +154,8 @@ async def test_audit_case_shows_both_verdicts_and_its_button_asks(
     assert not any("Second opinion" in str(b.get("label")) for b in buttons(after))
     linked = await run(spoofwatch, emu.moderator, "audit case", {"number": 2})
     assert "second opinion on case #1" in text_of(linked)
+    recent = await run(spoofwatch, emu.moderator, "audit recent")
+    assert "**#2**" in text_of(recent) and "second opinion on #1" in text_of(recent)
 
 
 async def test_both_mode_bills_twice_and_never_accuses_when_they_disagree(
@@ -276,3 +278,28 @@ async def test_fraud_type_is_shown_on_the_case_and_searchable(
         assert "Vishing (voice phishing)" in text_of(case)
         listed = await run(sw, sw.emu.moderator, "audit flagged", {"fraud": "Vishing"})
         assert re.findall(r"\*\*#(\d+)\*\*", text_of(listed)) == ["1"]
+
+
+async def test_both_mode_after_a_restart_answers_once_with_both_verdicts(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path
+) -> None:
+    """Fails if a file whose first scan was cut short by a restart loses its second opinion,
+    is sent to a provider twice, or is answered more than once."""
+    path = wav(tmp_path, 1)
+    async with make_spoofwatch(provider="behavioral_signals") as sw:
+        await configure(sw, "provider", {"provider": "both"})
+        sw.bs.processing_polls = 10**6  # pending until the second run
+        message = await sw.post(path)
+        await sw.emu.wait_for(lambda: sw.bs.status_polls >= 1)
+        await sw.bot.close()  # cancels the scan; its row stays `submitted`
+    sw.bs.processing_polls = 0
+    async with make_spoofwatch(provider="behavioral_signals") as sw:
+        reply = await sw.emu.wait_for_reply(message)
+        await sw.settle()
+        replies = [m for m in sw.emu.replies_to(message) if m.author.id == sw.emu.bot_user.id]
+        assert replies == [reply]
+        assert (sw.bs.submissions, sw.resemble.submissions) == (1, 1)
+        embed = reply.embeds[0]
+        assert field(embed, "Behavioral Signals") and field(embed, "Resemble AI")
+        seconds = await sw.bot.audit.cases.second_opinions(sw.emu.guild.id, 1)
+        assert [r.provider for r in seconds] == [ProviderName.RESEMBLE]

@@ -48,7 +48,12 @@ def case_line(record: ScanRecord, threshold: float = DEFAULT_THRESHOLD) -> str:
     review = f" · ✔ {REVIEW_WORDS[record.review]}" if record.review else ""
     link = f" · [open]({record.jump_url})" if record.jump_url else ""
     outcome = case_outcome(record, threshold)
-    return f"**#{record.case_number}** {when} · {who} · {outcome}{review}{link}"
+    second = (
+        f" · second opinion on #{record.second_opinion_of}"
+        if record.second_opinion_of is not None
+        else ""
+    )
+    return f"**#{record.case_number}** {when} · {who} · {outcome}{second}{review}{link}"
 
 
 def page_embed(

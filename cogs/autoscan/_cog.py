@@ -136,6 +136,8 @@ class AutoScan(commands.Cog):
                 outcome = await self.bot.scans.scan(request)
             if isinstance(outcome.error, ScanInProgress):
                 return  # another task owns this message and answers it
+            if config.both_providers:
+                outcome = await self.bot.second_opinions.alongside(outcome, request)
             outcomes.append(outcome)
         for record in pending.values():
             # The attachment is no longer on the message (edited away): close the case.
