@@ -166,6 +166,9 @@ async def test_both_mode_bills_twice_and_never_accuses_when_they_disagree(
     disagree; moderators must still be alerted."""
     saved = await configure(spoofwatch, "provider", {"provider": "both"})
     assert "billed twice" in saved.content
+    assert "billed twice" in text_of(saved)  # the settings embed's Provider line too
+    checklist = await run(spoofwatch, spoofwatch.emu.admin, "spoofwatch setup")
+    assert "two paid calls (billed twice)" in text_of(checklist)
     modlog = await make_modlog(spoofwatch)
     path = wav(tmp_path, 1)
     spoofwatch.resemble.script_result(path, metrics=FAKE)

@@ -102,10 +102,16 @@ def checklist_embed(bot: Spoofwatch, guild: discord.Guild, config: GuildConfig) 
     )
     provider = guild_provider(bot.settings, config, bot.scans.providers)
     quota = f"at most {config.daily_quota} a day" if config.daily_quota else "no daily limit"
+    cost = (
+        f"{_PROVIDERS.get(provider, provider.value)}: each new file is one paid call to "
+        "the provider"
+    )
+    if config.both_providers and len(bot.scans.providers) > 1:
+        names = " and ".join(_PROVIDERS.get(p, p.value) for p in bot.scans.providers)
+        cost = f"both, {names}: each new file is two paid calls (billed twice)"
     embed.add_field(
         name=f"{OK} Provider and cost",
-        value=f"{_PROVIDERS.get(provider, provider.value)}: each new file is one paid call to "
-        f"the provider (the same file again reuses its verdict); {quota}. "
+        value=f"{cost} (the same file again reuses its verdict); {quota}. "
         "`/spoofwatch settings quota`",
         inline=False,
     )
