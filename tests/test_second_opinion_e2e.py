@@ -306,3 +306,14 @@ async def test_both_mode_after_a_restart_answers_once_with_both_verdicts(
         assert field(embed, "Behavioral Signals") and field(embed, "Resemble AI")
         seconds = await sw.bot.audit.cases.second_opinions(sw.emu.guild.id, 1)
         assert [r.provider for r in seconds] == [ProviderName.RESEMBLE]
+
+
+async def test_check_naming_the_servers_own_provider_is_a_plain_check(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if `/check provider:` naming the server's own provider bills the other one."""
+    emu = spoofwatch.emu
+    upload = emu.attachment(wav(tmp_path, 1), "clip.wav", "audio/wav")
+    answer = await run(spoofwatch, emu.moderator, "check", {"file": upload, "provider": "resemble"})
+    assert field(answer.embeds[0], "Behavioral Signals") is None
+    assert (spoofwatch.resemble.submissions, spoofwatch.bs.submissions) == (1, 0)
