@@ -70,13 +70,22 @@ class SecondOpinions:
         return await self._cases.second_opinions(guild_id, case_number)
 
     async def ask(
-        self, first: ScanRecord, request: ScanRequest | None, provider: ProviderName
+        self,
+        first: ScanRecord,
+        request: ScanRequest | None,
+        provider: ProviderName,
+        *,
+        retry: bool = False,
     ) -> ScanOutcome:
         """The `provider`'s outcome on `first`'s file, as a new case linked to `first`.
 
         `request` carries a fresh source for the file (its `new` is replaced by the linked
         case); None when the file is no longer to be had, in which case only a verdict the
         provider already gave on the same bytes can answer. Never raises for a scan problem.
+
+        A second opinion is one case per message attachment (a replayed event finds it
+        again); `retry` (a moderator asking again after it failed) opens a new case without
+        that key, so the failure stays in the log next to the new attempt.
         """
         if provider not in self._scans.providers or provider is first.provider:
             # Callers offer only `other()`; anything else is a bug, not a scan to record.
@@ -86,6 +95,7 @@ class SecondOpinions:
             provider,
             requested_by=request.new.requested_by if request else None,
             source_url=request.new.source_url if request else None,
+            **({"message_id": None} if retry else {}),
         )
         if first.sha256 is not None:
             free = await self._reuse(first, new)

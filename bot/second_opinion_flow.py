@@ -19,7 +19,7 @@ from bot.client import Spoofwatch
 from bot.embeds import PROVIDER_NAMES
 from bot.opinion_embeds import Opinion, combined_words, opinion_line, opinions_embed
 from bot.scan_types import ScanOutcome, provider_meta
-from bot.storage import ScanRecord, Trigger
+from bot.storage import ScanRecord, ScanStatus, Trigger
 from bot.verdict import Combined, Verdict, combine
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ async def ask_second_opinion(
                 attachment_id=record.attachment_id,
             ),
         )
-    outcome = await bot.second_opinions.ask(record, request, provider)
+    # An earlier attempt that failed is kept; asking again is a new case.
+    retry = any(r.status is ScanStatus.FAILED for r in earlier)
+    outcome = await bot.second_opinions.ask(record, request, provider, retry=retry)
     return _answer(record, outcome, config.alert_threshold)
 
 

@@ -114,6 +114,15 @@ async def test_a_refusing_provider_is_a_recorded_failure_and_the_button_stays(
     alert = _alert_now(a)
     assert "failed" in (field(alert.embeds[0], "Actions") or "")
     assert alert.button(label=SECOND).get("disabled") is not True
+    # Asking again works once the provider does; the failure stays in the log.
+    ix = await spoofwatch.emu.click_button(alert, spoofwatch.emu.moderator, label=SECOND)
+    await ix.wait_for_ack()
+    await spoofwatch.emu.wait_for(
+        lambda: "disputed" in (field(_alert_now(a).embeds[0], "Actions") or "") or None
+    )
+    seconds = await spoofwatch.bot.audit.cases.second_opinions(spoofwatch.emu.guild.id, 1)
+    assert [r.status for r in seconds] == [ScanStatus.FAILED, ScanStatus.DONE]
+    assert spoofwatch.bs.submissions == 2
 
 
 async def test_no_second_opinion_with_one_provider(
