@@ -314,11 +314,13 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, provider_feedback=enabled)
 
     @settings.command(name="retention")
-    @app_commands.describe(days="Cases older than this are deleted")
+    @app_commands.describe(
+        days="Cases older than this are deleted, and the file kept on their mod-log alert"
+    )
     async def retention(
         self, interaction: discord.Interaction[Spoofwatch], days: app_commands.Range[int, 1, 3650]
     ) -> None:
-        """How long the audit log keeps cases."""
+        """How long the audit log keeps cases (and the mod-log alerts their files)."""
         await self._update(interaction, retention_days=days)
 
     @settings.command(name="provider")
@@ -368,8 +370,8 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
     async def forget(
         self, interaction: discord.Interaction[Spoofwatch], member: discord.User
     ) -> None:
-        """Delete every case of a member in this server, and the providers' copies where
-        they allow it."""
+        """Delete a member's cases here, the files on their mod-log alerts, and the
+        providers' copies."""
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         jobs = await _provider_jobs(self.bot, interaction.guild_id, member.id)
@@ -379,6 +381,7 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         copies = await self.bot.provider_copies.delete_copies(
             interaction.guild_id, jobs, why=f"forget of user {member.id}"
         )
+        alerts = (await self.bot.kept_evidence.remove_owed(self.bot)).get(interaction.guild_id, 0)
         log.info(
             "forgot %d cases of user %s in guild %s at the request of %s",
             count,
@@ -389,7 +392,13 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         summary = deletion_summary(copies)
         await interaction.followup.send(
             f"Deleted {count} case{'s' if count != 1 else ''} of {member.mention}."
-            + (f"\n-# {summary}" if summary else ""),
+            + (f"\n-# {summary}" if summary else "")
+            + (
+                f"\n-# The kept file was taken off {alerts} mod-log alert"
+                f"{'s' if alerts != 1 else ''}."
+                if alerts
+                else ""
+            ),
             ephemeral=True,
         )
 
