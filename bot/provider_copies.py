@@ -14,7 +14,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.detectors import Detector, VendorAck
 from bot.guild_config import GuildConfig
@@ -31,6 +31,15 @@ _PROVIDER_NAMES = {
 }
 #: Providers that let a job be deleted (Resemble `DELETE /detect/{uuid}`, reference §7).
 DELETABLE = frozenset({ProviderName.RESEMBLE})
+#: Providers that take feedback (Resemble `POST /detect/{uuid}/feedback`, reference §7).
+TAKES_FEEDBACK = frozenset({ProviderName.RESEMBLE})
+#: Feedback owed to a provider (recorded before it is sent), and its outcome. An owed one
+#: with no outcome after it was cut short (a crash, a restart) and is sent again.
+FEEDBACK_OWED = "provider_feedback_pending"
+FEEDBACK = "provider_feedback"
+#: Owed feedback younger than this may still be in flight in another process.
+RESEND_AFTER = timedelta(minutes=10)
+RESEND_BATCH = 100
 _ACK_WORDS = {
     VendorAck.DONE: "done",
     VendorAck.REFUSED: "refused by the vendor (HTTP 403)",
@@ -71,32 +80,81 @@ class ProviderCopies:
         self, case: ScanRecord, decision: Review, *, config: GuildConfig | None = None
     ) -> VendorAck | None:
         """Tell the case's provider a moderator's decision, if the guild opted in
-        (`provider_feedback`); None when nothing was sent. Never raises."""
+        (`provider_feedback`); None when nothing was sent. Never raises.
+
+        Recorded as owed first, so feedback a crash cut short is sent at the next start
+        (`resend_owed`)."""
         try:
             config = config or await self._config_of(case.guild_id)
         except Exception:
             log.exception("feedback on case %s/#%s: no settings", case.guild_id, case.case_number)
             return None
-        if not config.provider_feedback or not case.provider_job_id or case.label is None:
+        if not _wants_feedback(config, case) or case.provider not in self._detectors:
             return None
-        detector = self._detectors.get(case.provider)
-        if detector is None:
-            return None
+        if not await self._record(
+            case.guild_id,
+            action=FEEDBACK_OWED,
+            target=f"case {case.case_number}",
+            reason=decision.value,
+        ):
+            return None  # not sent unrecorded: the vendor would hear it twice, or never
+        return await self._send_feedback(case, decision)
+
+    async def resend_owed(self, now: datetime, *, older_than: timedelta = RESEND_AFTER) -> int:
+        """Send the feedback that was recorded as owed but never answered (the process
+        stopped in between), each to its outcome; how many were settled. Owed feedback
+        younger than `older_than` is left alone. Never raises."""
         try:
-            ack = await detector.send_feedback(
-                case.provider_job_id,
-                synthetic=decision is Review.CONFIRMED,
-                said_synthetic=case.label is Label.SPOOFED,
+            owed = await self._audit.cases.unresolved_events(
+                FEEDBACK_OWED, FEEDBACK, limit=RESEND_BATCH
             )
+        except Exception:
+            log.exception("could not read the feedback owed to the providers")
+            return 0
+        settled = 0
+        for event in owed:
+            if event.at > now - older_than:
+                continue  # perhaps still being sent, by this process or another
+            assert event.case_number is not None
+            try:
+                case = await self._audit.cases.case(event.guild_id, event.case_number)
+                config = await self._config_of(event.guild_id)
+                decision = Review(event.reason)
+            except Exception:
+                log.exception("owed feedback %s not readable", event.id)
+                continue
+            target = f"case {event.case_number}"
+            if case is None or not _wants_feedback(config, case):
+                why = "the case was deleted" if case is None else "feedback was turned off"
+                settled += await self._record(
+                    event.guild_id, action=FEEDBACK, target=target, reason=f"not sent: {why}"
+                )
+                continue
+            await self._send_feedback(case, decision)
+            settled += 1
+        return settled
+
+    async def _send_feedback(self, case: ScanRecord, decision: Review) -> VendorAck:
+        detector = self._detectors.get(case.provider)
+        assert case.provider_job_id is not None
+        try:
+            if detector is None:
+                ack = VendorAck.FAILED  # the provider is no longer configured
+            else:
+                ack = await detector.send_feedback(
+                    case.provider_job_id,
+                    synthetic=decision is Review.CONFIRMED,
+                    said_synthetic=case.label is Label.SPOOFED,
+                )
         except Exception:  # a bug here must not cost the moderator's review
             log.exception("feedback on case %s/#%s failed", case.guild_id, case.case_number)
             ack = VendorAck.FAILED
-        if ack is VendorAck.UNSUPPORTED:
-            return ack
+        # The outcome settles what was owed, whatever it is: a refusal or an outage is
+        # recorded, not retried (the vendor's feedback is a courtesy, not the case).
         await self._record(
             case.guild_id,
-            action="provider_feedback",
-            target=f"case #{case.case_number}",
+            action=FEEDBACK,
+            target=f"case {case.case_number}",
             reason=(f"{_PROVIDER_NAMES[case.provider]} told '{decision.value}': {_ACK_WORDS[ack]}"),
         )
         return ack
@@ -145,16 +203,29 @@ class ProviderCopies:
             await self.delete_copies(guild_id, guild_jobs, why="retention purge")
         return purged
 
-    async def _record(self, guild_id: int, *, action: str, target: str, reason: str) -> None:
+    async def _record(self, guild_id: int, *, action: str, target: str, reason: str) -> bool:
+        """Write an event; False (and logged) if the audit log refused it."""
         try:
             await self._audit.admin.log_event(
                 guild_id, actor=ACTOR, action=action, target=target, reason=reason
             )
         except Exception:
             log.exception("could not record %s for guild %s: %s", action, guild_id, reason)
+            return False
         log.info(
             "%s: actor=%s target=guild %s %s reason=%s", action, ACTOR, guild_id, target, reason
         )
+        return True
+
+
+def _wants_feedback(config: GuildConfig, case: ScanRecord) -> bool:
+    """The guild opted in, and the case has a verdict from a provider that takes feedback."""
+    return (
+        config.provider_feedback
+        and case.provider in TAKES_FEEDBACK
+        and bool(case.provider_job_id)
+        and case.label is not None
+    )
 
 
 def deletion_summary(counts: Mapping[VendorAck, int]) -> str | None:

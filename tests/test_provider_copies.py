@@ -14,7 +14,13 @@ import pytest
 
 from bot.detectors import SubmitOptions, VendorAck
 from bot.guild_config import GuildConfig
-from bot.provider_copies import ProviderCopies, deletion_summary
+from bot.provider_copies import (
+    FEEDBACK,
+    FEEDBACK_OWED,
+    RESEND_AFTER,
+    ProviderCopies,
+    deletion_summary,
+)
 from bot.storage import Review, ScanRecord
 from bot.verdict import Label, ProviderName
 from tests._audit_helpers import GUILD_A, GUILD_B, finished_scan, new_scan, verdict
@@ -152,12 +158,75 @@ async def test_feedback_outcome_is_recorded_in_the_audit_log(
     copies = _copies(sqlite_log, resemble_client, feedback=True)
     copies.send_review_feedback_soon(case, Review.FALSE_POSITIVE)
     await copies.drain()
-    [event] = await sqlite_log.cases.events(GUILD_A, limit=5)
-    assert event.action == "provider_feedback"
-    assert event.target == f"case #{case.case_number}"
+    owed, event = await sqlite_log.cases.case_events(GUILD_A, case.case_number)
+    assert (owed.action, owed.reason) == (FEEDBACK_OWED, "false_positive")
+    assert event.action == FEEDBACK
+    assert event.target == f"case {case.case_number}"
     assert ("refused" in event.reason) is refused
     if not refused:
         assert resemble_standin.feedback[job]["type"] == "should_be_authentic"
+    assert await sqlite_log.cases.unresolved_events(FEEDBACK_OWED, FEEDBACK) == []
+
+
+async def _owed(log, case: ScanRecord, decision: Review) -> None:
+    """Feedback recorded as owed and never sent: the process stopped right after."""
+    await log.admin.log_event(
+        GUILD_A,
+        actor="spoofwatch",
+        action=FEEDBACK_OWED,
+        target=f"case {case.case_number}",
+        reason=decision.value,
+    )
+
+
+async def test_feedback_cut_short_is_sent_at_the_next_start(
+    log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload
+) -> None:
+    """Fails if feedback owed when the process stopped is never sent, is sent twice, or
+    its outcome is not recorded (either backend)."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    case = await _case(log, job)
+    await _owed(log, case, Review.FALSE_POSITIVE)
+    copies = _copies(log, resemble_client, feedback=True)
+    assert await copies.resend_owed(clock.now, older_than=timedelta(0)) == 1
+    assert resemble_standin.feedback[job]["type"] == "should_be_authentic"
+    assert await copies.resend_owed(clock.now, older_than=timedelta(0)) == 0
+    assert resemble_standin.received["feedback"] == 1
+    [event] = [e for e in await log.cases.case_events(GUILD_A, case.case_number)
+               if e.action == FEEDBACK]  # fmt: skip
+    assert "told 'false_positive': done" in event.reason
+
+
+async def test_recent_owed_feedback_is_left_to_the_sender(
+    sqlite_log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload
+) -> None:
+    """Fails if the hourly run sends feedback younger than RESEND_AFTER, which another
+    process may be sending at that moment."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    case = await _case(sqlite_log, job)
+    await _owed(sqlite_log, case, Review.CONFIRMED)
+    copies = _copies(sqlite_log, resemble_client, feedback=True)
+    assert await copies.resend_owed(clock.now) == 0
+    assert resemble_standin.received["feedback"] == 0
+    assert await copies.resend_owed(clock.now + RESEND_AFTER + timedelta(seconds=1)) == 1
+    assert resemble_standin.feedback[job]["type"] == "correct"
+
+
+@pytest.mark.parametrize("change", ["case deleted", "feedback turned off"])
+async def test_owed_feedback_no_longer_wanted_is_settled_unsent(
+    sqlite_log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload, change
+) -> None:
+    """Fails if owed feedback is sent for a case deleted meanwhile or a guild that opted
+    out meanwhile, or is left owed (and read again at every start)."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    case = await _case(sqlite_log, job)
+    await _owed(sqlite_log, case, Review.CONFIRMED)
+    if change == "case deleted":
+        await sqlite_log.admin.forget_author(GUILD_A, case.author_id, actor_id=9)
+    copies = _copies(sqlite_log, resemble_client, feedback=change != "feedback turned off")
+    assert await copies.resend_owed(clock.now, older_than=timedelta(0)) == 1
+    assert resemble_standin.received["feedback"] == 0
+    assert await sqlite_log.cases.unresolved_events(FEEDBACK_OWED, FEEDBACK) == []
 
 
 async def test_forgetting_deletes_each_provider_copy_once_and_says_so(

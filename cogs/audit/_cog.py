@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Literal
 
 import discord
@@ -15,6 +16,7 @@ from bot.client import Spoofwatch
 from bot.embeds import FINDING_COLOURS, PROVIDER_NAMES, fit_embed, media_phrase, sanitize
 from bot.permissions import check_member
 from bot.provenance import LIKELY_MADE_WITH, generator_title
+from bot.provider_copies import RESEND_AFTER
 from bot.settings import MIB
 from bot.storage import AuditEvent, Review, ReviewBand, ScanRecord, ScanStatus, Trigger
 from bot.storage.export import export_bytes, export_filename
@@ -43,7 +45,13 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
     @tasks.loop(hours=1)
     async def purge(self) -> None:
         """Delete cases past each guild's retention, and the providers' copies where they
-        allow it (the audit log records each purge and each deletion)."""
+        allow it (the audit log records each purge and each deletion); finish what a
+        stopped process left owed (feedback to the providers, files on mod-log alerts)."""
+        # At start-up (the first run) nothing of this process is in flight yet.
+        starting = self.purge.current_loop == 0
+        await self.bot.provider_copies.resend_owed(
+            self.bot.clock(), older_than=timedelta(0) if starting else RESEND_AFTER
+        )
         purged = await self.bot.provider_copies.purge_expired(self.bot.clock())
         for guild_id, count in purged.items():
             log.info("retention: purged %d old case(s) of guild %s", count, guild_id)
@@ -351,6 +359,8 @@ _ACTION_WORDS = {
     "timeout": "member timed out",
     "review_request": "review requested",
     "alert_not_posted": "alert could not be posted",
+    "evidence_kept": "file kept on the mod-log alert",
+    "provider_feedback_pending": "feedback to the provider queued",
 }
 
 
