@@ -31,8 +31,8 @@ _EVENT_COLUMNS = "id, guild_id, at, actor, action, target, reason, case_number"
 
 
 #: Events still owing their resolution (`unresolved_events`); index events_case per probe.
-_UNRESOLVED = f"""
-SELECT {", ".join("e." + c for c in _EVENT_COLUMNS.split(", "))}
+_UNRESOLVED = """
+SELECT e.id, e.guild_id, e.at, e.actor, e.action, e.target, e.reason, e.case_number
 FROM events AS e
 WHERE e.action = $1 AND e.case_number IS NOT NULL
 AND NOT EXISTS (

@@ -16,11 +16,16 @@ from bot.provider_copies import deletion_summary
 from bot.verdict import MediaKind, ProviderName
 from cogs.admin._checklist import checklist_embed, welcome
 from cogs.admin._display import LABELS, clip, settings_embed, show, show_for
+from cogs.help import answer_help
 
 log = logging.getLogger(__name__)
 
 Place = discord.TextChannel | discord.VoiceChannel | discord.CategoryChannel | discord.Thread
 _SENDS = ("view_channel", "send_messages", "embed_links")
+#: Subcommands that answer anyone who can reach them: Discord shows the group to Manage
+#: Server by default, but a server admin may open it to others (Server Settings →
+#: Integrations), and reading the help needs no permission.
+OPEN_TO_ALL = frozenset({"spoofwatch help"})
 
 
 @app_commands.guild_only()
@@ -33,8 +38,15 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction[Spoofwatch]) -> bool:  # type: ignore[override]
+        if interaction.command is not None and interaction.command.qualified_name in OPEN_TO_ALL:
+            return True  # whoever a server admin let see this group may read its help
         check_member(interaction, manage_guild=True)
         return True
+
+    @app_commands.command(name="help")
+    async def help(self, interaction: discord.Interaction[Spoofwatch]) -> None:
+        """What Spoofwatch does and how to use it (as /help, which every member has)."""
+        await answer_help(interaction)
 
     async def _update(
         self, interaction: discord.Interaction[Spoofwatch], note: str = "", **changes: Any
