@@ -15,10 +15,14 @@ import pytest
 from bot.detectors import SubmitOptions, VendorAck
 from bot.guild_config import GuildConfig
 from bot.provider_copies import (
+    DELETE_CHUNK,
+    DELETE_OWED,
+    DELETE_SETTLED,
     FEEDBACK,
     FEEDBACK_OWED,
     RESEND_AFTER,
     ProviderCopies,
+    _chunks,
     deletion_summary,
 )
 from bot.storage import Review, ScanRecord
@@ -279,13 +283,13 @@ async def test_expired_jobs_are_the_purges_cases(log, clock) -> None:
     await finished_scan(log, new_scan(GUILD_A), verdict(job_id="young-job"))
 
     jobs = await log.admin.expired_jobs(clock.now, [ProviderName.RESEMBLE])
-    assert jobs == {GUILD_A: [(ProviderName.RESEMBLE, uuid_job)]}
+    assert jobs == {GUILD_A: [(ProviderName.RESEMBLE, uuid_job, 1)]}
     assert await log.admin.expired_jobs(clock.now, []) == {}
     assert await log.admin.purge_expired(clock.now) == {GUILD_A: 2}
     later = clock.now + timedelta(days=90)
     assert await log.admin.expired_jobs(later, [ProviderName.RESEMBLE]) == {
-        GUILD_A: [(ProviderName.RESEMBLE, "young-job")],
-        GUILD_B: [(ProviderName.RESEMBLE, "text-job-id")],
+        GUILD_A: [(ProviderName.RESEMBLE, "young-job", 3)],
+        GUILD_B: [(ProviderName.RESEMBLE, "text-job-id", 1)],
     }
 
 
@@ -299,6 +303,74 @@ async def test_the_retention_purge_deletes_the_provider_copies(
     copies = _copies(sqlite_log, resemble_client, feedback=False)
     assert await copies.purge_expired(clock.now + timedelta(days=91)) == {GUILD_A: 1}
     assert resemble_standin.deleted == [job]
-    actions = {e.action: e for e in await sqlite_log.cases.events(GUILD_A, limit=5)}
-    assert set(actions) == {"purge", "provider_delete"}
-    assert "retention purge" in actions["provider_delete"].reason
+    events = await sqlite_log.cases.events(GUILD_A, limit=5)
+    assert [e.action for e in reversed(events)] == [
+        DELETE_OWED,  # recorded before the purge, so a crash cannot lose it
+        "purge",
+        "provider_delete",
+        DELETE_SETTLED,
+    ]
+    assert "retention purge" in events[1].reason
+    assert await sqlite_log.cases.unresolved_events(DELETE_OWED, DELETE_SETTLED) == []
+
+
+async def test_copies_owed_when_the_process_stopped_are_deleted_at_the_next_start(
+    log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload
+) -> None:
+    """Fails if a copy recorded as owed, whose case was purged before the process stopped,
+    is never deleted at the vendor, or is deleted again at the following start (either
+    backend)."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    case = await _case(log, job)
+    copies = _copies(log, resemble_client, feedback=False)
+    later = clock.now + timedelta(days=91)
+
+    async def purge_then_stop() -> None:
+        await log.admin.purge_expired(later)
+        raise SystemExit  # the process dies before the vendor hears of it
+
+    with pytest.raises(SystemExit):
+        await copies.delete_with_cases(
+            GUILD_A, [(ProviderName.RESEMBLE, job, case.case_number)], purge_then_stop, why="x"
+        )
+    assert resemble_standin.deleted == []
+    assert await copies.resend_owed(later, older_than=timedelta(0)) == 1
+    assert resemble_standin.deleted == [job]
+    assert await copies.resend_owed(later, older_than=timedelta(0)) == 0
+    assert resemble_standin.deleted == [job]
+    [event] = [
+        e for e in await log.cases.events(GUILD_A, limit=10) if e.action == "provider_delete"
+    ]
+    assert "resumed after a restart" in event.reason
+
+
+async def test_copies_of_cases_still_kept_are_not_deleted(
+    sqlite_log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload
+) -> None:
+    """Fails if a delete owed by a forget that never committed (the cases are still there)
+    deletes the vendor's copy of a case the audit log still keeps."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    case = await _case(sqlite_log, job)
+    copies = _copies(sqlite_log, resemble_client, feedback=False)
+
+    async def fails() -> None:
+        raise RuntimeError("database gone")
+
+    with pytest.raises(RuntimeError):
+        await copies.delete_with_cases(
+            GUILD_A, [(ProviderName.RESEMBLE, job, case.case_number)], fails, why="x"
+        )
+    assert await copies.resend_owed(clock.now, older_than=timedelta(0)) == 0
+    assert resemble_standin.deleted == []
+
+
+def test_owed_deletes_come_in_chunks_keyed_to_one_of_their_cases() -> None:
+    """Fails if a job shared by several cases is owed twice, a job of a provider without a
+    delete is owed, or a chunk's key is not one of its own cases."""
+    jobs = [(ProviderName.RESEMBLE, f"job-{n}", n) for n in range(1, DELETE_CHUNK + 3)]
+    jobs += [(ProviderName.RESEMBLE, "job-1", 99), (ProviderName.BEHAVIORAL_SIGNALS, "7", 100)]
+    jobs += [(ProviderName.RESEMBLE, None, 101)]
+    chunks = _chunks(jobs)
+    assert [key for key, _ in chunks] == [1, DELETE_CHUNK + 1]
+    assert [len(chunk) for _, chunk in chunks] == [DELETE_CHUNK, 2]
+    assert sum(chunk.count((ProviderName.RESEMBLE, "job-1")) for _, chunk in chunks) == 1

@@ -203,9 +203,10 @@ class CaseAdmin(Protocol):
 
     async def expired_jobs(
         self, now: datetime, providers: Collection[ProviderName]
-    ) -> dict[int, list[tuple[ProviderName, str]]]:
+    ) -> dict[int, list[tuple[ProviderName, str, int]]]:
         """The provider jobs (of these providers) of the cases `purge_expired(now)` would
-        delete, per guild: read first, so the providers' copies can go with them."""
+        delete, per guild, as (provider, job id, case number): read first, so the providers'
+        copies can go with them."""
         ...
 
 

@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot.client import Spoofwatch, permission_name
 from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig, PublicReplies
 from bot.permissions import check_member
-from bot.provider_copies import deletion_summary
+from bot.provider_copies import CaseJob, deletion_summary
 from bot.verdict import MediaKind, ProviderName
 from cogs.admin._checklist import checklist_embed, welcome
 from cogs.admin._display import LABELS, clip, settings_embed, show, show_for
@@ -386,12 +386,15 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         providers' copies."""
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
-        jobs = await _provider_jobs(self.bot, interaction.guild_id, member.id)
-        count = await self.bot.audit.admin.forget_author(
-            interaction.guild_id, member.id, actor_id=interaction.user.id
-        )
-        copies = await self.bot.provider_copies.delete_copies(
-            interaction.guild_id, jobs, why=f"forget of user {member.id}"
+        guild_id = interaction.guild_id
+        jobs = await _provider_jobs(self.bot, guild_id, member.id)
+        count, copies = await self.bot.provider_copies.delete_with_cases(
+            guild_id,
+            jobs,
+            lambda: self.bot.audit.admin.forget_author(
+                guild_id, member.id, actor_id=interaction.user.id
+            ),
+            why=f"forget of user {member.id}",
         )
         alerts = (await self.bot.kept_evidence.remove_owed(self.bot)).get(interaction.guild_id, 0)
         log.info(
@@ -415,14 +418,14 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         )
 
 
-async def _provider_jobs(
-    bot: Spoofwatch, guild_id: int, author_id: int
-) -> list[tuple[ProviderName, str | None]]:
+async def _provider_jobs(bot: Spoofwatch, guild_id: int, author_id: int) -> list[CaseJob]:
     """The provider jobs of a member's cases, read before the cases are deleted."""
-    jobs: list[tuple[ProviderName, str | None]] = []
+    jobs: list[CaseJob] = []
     page = 500
     while True:
         records = await bot.audit.cases.by_author(guild_id, author_id, limit=page, offset=len(jobs))
-        jobs.extend((record.provider, record.provider_job_id) for record in records)
+        jobs.extend(
+            (record.provider, record.provider_job_id, record.case_number) for record in records
+        )
         if len(records) < page:
             return jobs
