@@ -95,14 +95,24 @@ async def test_forget_takes_the_file_off_the_alert_and_says_so(
     assert len(await _events(spoofwatch, REMOVAL)) == 1
 
 
+@pytest.mark.parametrize("gone", ["alert", "channel"])
 async def test_a_deleted_alert_is_recorded_once_and_not_retried(
-    spoofwatch: Harness, tmp_path: Path
+    spoofwatch: Harness, tmp_path: Path, gone: str
 ) -> None:
-    """Fails if an alert a moderator deleted makes the purge fail, or is tried again at
-    every run instead of being recorded as gone."""
+    """Fails if an alert (or its channel) a moderator deleted makes the purge fail, or is
+    tried again at every run instead of being recorded as gone."""
     emu = spoofwatch.emu
     modlog, alert = await _alert_with_evidence(spoofwatch, tmp_path)
-    await emu.delete_message(modlog, alert)
+    if gone == "alert":
+        await emu.delete_message(modlog, alert)
+    else:
+        # A deleted channel answers 10003 Unknown Channel (Discord docs, "JSON Error Codes").
+        emu.fail_next(
+            "GET",
+            f"/channels/{modlog.id}/messages/*",
+            404,
+            json={"message": "Unknown Channel", "code": 10003},
+        )
     await _purge(spoofwatch)
     await _purge(spoofwatch)
     [removal] = await _events(spoofwatch, REMOVAL)
