@@ -7,7 +7,8 @@ alert posted with the file is recorded as `evidence_kept` (channel and message i
 reason); once its case is gone, `remove_owed` edits the alert and records `evidence_removal`
 with the outcome. An alert or channel already gone (404) or out of reach (403) is an
 outcome like any other, recorded once; Discord being down is not: the removal stays owed,
-the first failed try is recorded, and the next run (hourly, and at start-up) tries again.
+the first failed try is recorded, the run stops there (the other alerts would only wait out
+the same outage), and the next run (hourly, and at start-up) tries again.
 """
 
 from __future__ import annotations
@@ -83,12 +84,15 @@ class KeptEvidence:
                 return {}
             handled: collections.Counter[int] = collections.Counter()
             for event in owed:
-                if await self._remove(client, event):
-                    handled[event.guild_id] += 1
+                outcome = await self._remove(client, event)
+                if outcome is None:
+                    break  # Discord is unreachable: the rest wait for the next run too
+                handled[event.guild_id] += outcome
             return dict(handled)
 
-    async def _remove(self, client: discord.Client, event: AuditEvent) -> bool:
-        """One alert: True once its outcome is recorded, False if it stays owed."""
+    async def _remove(self, client: discord.Client, event: AuditEvent) -> bool | None:
+        """One alert: True once its outcome is recorded, False if that record failed, None
+        if Discord could not be reached (it stays owed)."""
         assert event.case_number is not None
         where = _WHERE.search(event.reason)
         if where is None:  # not ours to read: resolve it rather than trip on it every hour
@@ -109,10 +113,10 @@ class KeptEvidence:
                     event, f"refused by Discord, file left in place ({describe_http_error(exc)})"
                 )
             await self._failed(event, describe_http_error(exc))
-            return False
+            return None
         except (aiohttp.ClientError, TimeoutError) as exc:
             await self._failed(event, f"{type(exc).__name__}: {exc}")
-            return False
+            return None
         return await self._resolve(event, "file removed from the alert")
 
     async def _resolve(self, event: AuditEvent, outcome: str) -> bool:

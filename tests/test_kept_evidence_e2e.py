@@ -136,19 +136,29 @@ async def test_discord_down_does_not_block_the_purge_and_the_removal_is_retried(
     spoofwatch: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fails if Discord being unreachable keeps the case past its retention, drops the
-    removal, leaves no trace of the failed try, or records it at every try."""
+    removal, leaves no trace of the failed try, records it at every try, or has a run try
+    every owed alert (each waiting out its timeout) once one found Discord unreachable."""
     emu = spoofwatch.emu
-    _, alert = await _alert_with_evidence(spoofwatch, tmp_path)
+    modlog, alert = await _alert_with_evidence(spoofwatch, tmp_path)
+    second = wav(tmp_path, 2)
+    spoofwatch.resemble.script_result(second, metrics=FAKE)
+    await spoofwatch.post(second)
+    await spoofwatch.settle()
+    await listeners_done(spoofwatch)
+    [_, other] = [m for m in emu.bot_messages(modlog) if m.embeds]
     real_edit = bot.kept_evidence._edit
+    tries: list[int] = []
 
-    async def unreachable(*_: object) -> None:
+    async def unreachable(_client: object, _channel: int, message_id: int) -> None:
         # A connection error as aiohttp raises it when Discord cannot be reached (the
         # emulator's 5xx would cost discord.py's own retries, about 25 s, first).
+        tries.append(message_id)
         raise aiohttp.ClientConnectionError("Cannot connect to host discord.com:443")
 
     monkeypatch.setattr(bot.kept_evidence, "_edit", unreachable)
     await _purge(spoofwatch)
     await _purge(spoofwatch)
+    assert tries == [alert.id, alert.id]  # one try per run, the oldest first
     assert await spoofwatch.bot.audit.cases.case(emu.guild.id, 1) is None
     assert "case-1-clip-1.wav" in [a.filename for a in emu.message(alert).attachments]
     [failed] = await _events(spoofwatch, REMOVAL_FAILED)
@@ -157,5 +167,5 @@ async def test_discord_down_does_not_block_the_purge_and_the_removal_is_retried(
 
     monkeypatch.setattr(bot.kept_evidence, "_edit", real_edit)
     await _purge(spoofwatch)
-    assert _removed(emu.message(alert))
+    assert _removed(emu.message(alert)) and _removed(emu.message(other))
     assert len(await _events(spoofwatch, REMOVAL)) == 1
