@@ -11,7 +11,8 @@ VARIANT is one of:
   limits), every file as a task: submit, then `wait` (the bot's default poll settings).
 - sdk-bs: the official `behavioralsignals` SDK, one `Client`, its `deepfakes.upload_audio`
   then `wait_for_result` per file in a thread pool (how a bot wraps a synchronous SDK).
-- spoofwatch-resemble: `ResembleClient` (multipart upload with Prefer: wait, polls if needed).
+- spoofwatch-resemble: `ResembleClient` (multipart upload answered at once with the job's
+  uuid, then polling).
 - sdk-resemble: the official `resemble` SDK's `detect_and_get(file=...)` per file in a thread
   pool: Secure Upload, create, then its own polling (3 s sleeps).
 - sdk-resemble-sync: the SDK's `detect(file=..., synchronous=True)` (adds Prefer: wait).

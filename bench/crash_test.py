@@ -56,6 +56,7 @@ from typing import IO, Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bot.embeds import ERROR_CODE  # noqa: E402
 from bot.storage import open_audit_log  # noqa: E402
 from tests.discord_emulator.emulator import DiscordEmulator  # noqa: E402
 from tests.discord_emulator.fixtures import build_default_scene  # noqa: E402
@@ -478,10 +479,12 @@ def _bot_replies(emu: DiscordEmulator, message: Message) -> list[dict[str, Any]]
 
 
 def _embed_kind(embed: dict[str, Any]) -> tuple[str, str | None]:
-    """("verdict", None) or ("failure", error kind) for one answer's card."""
+    """("verdict", None) or ("failure", error kind) for one answer's card: the kind is in
+    the failure card's footer (`bot.embeds.failure_embed`: "Case #3 · error code: …")."""
     if embed.get("title", "").startswith("Could not check"):
-        kind = next((f["value"] for f in embed.get("fields", []) if f["name"] == "Error"), "?")
-        return "failure", kind.strip("`")
+        footer = (embed.get("footer") or {}).get("text", "")
+        found = re.search(re.escape(ERROR_CODE) + r"\s*([\w.-]+)", footer)
+        return "failure", found[1] if found else "?"
     return "verdict", None
 
 

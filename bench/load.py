@@ -30,9 +30,10 @@ lag (window only), its peak RSS, provider requests per scan and Discord REST cal
 
 `--provider-seconds S` makes the stand-in take S seconds per job instead of answering at once
 (Behavioral Signals: complete at the first status check S s after the upload; Resemble:
-`Prefer: wait` holds up to 5 s, then status checks). Latency then includes those S seconds;
-the bot's part is the rest ("added"). With a slow provider, scans in flight exceed the
-workers: `--hand-off off` keeps each scan on its worker until the verdict, as before.
+the upload answers at once with the job's uuid, then status checks). Latency then includes
+those S seconds; the bot's part is the rest ("added"). With a slow provider, scans in flight
+exceed the workers: `--hand-off off` keeps each scan on its worker until the verdict, as
+before.
 
 The emulator enforces Discord's rate limits (5 messages per 5 s per channel, 50 requests/s in
 all; tests/discord_emulator/ratelimits.py), as Discord would: the 429s it sent are reported,
@@ -126,7 +127,8 @@ async def run_case(
     """One bot, one provider, one way of sending; returns every figure of the run."""
     async with contextlib.AsyncExitStack() as stack:
         if provider == "resemble":
-            # Prefer: wait answers with the finished detect at once.
+            # The upload answers at once with the job's uuid; with --provider-seconds 0 the
+            # first status check finds the detect finished.
             standin: ResembleStandIn | BehavioralSignalsStandIn = ResembleStandIn(
                 processing_s=args.provider_seconds
             )

@@ -13,7 +13,8 @@ against a fresh stand-in:
   one aiohttp session with the bot's connection limits, default poll settings) against the
   official `behavioralsignals` SDK (`upload_audio` + `wait_for_result` per file in a thread
   pool of `--threads`; the SDK polls every second).
-- Resemble: Spoofwatch's `ResembleClient` (multipart upload with Prefer: wait) against the
+- Resemble: Spoofwatch's `ResembleClient` (multipart upload answered at once with the job's
+  uuid, then polling `GET /detect/{uuid}`) against the
   official `resemble` SDK, both ways its API allows a local file: `detect_and_get(file=...)`
   (Secure Upload, create, then get every 3 s) and `detect(file=..., synchronous=True)`
   (Secure Upload, then create with Prefer: wait).

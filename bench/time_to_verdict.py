@@ -1,15 +1,16 @@
 """Time to verdict: how late after the provider finishes does the reply reach Discord?
 
     .venv/bin/python -m bench.time_to_verdict [--provider resemble|behavioral_signals|both]
-        [--times 2,10,60] [--jobs 8] [--schedule learned|backoff|both] [--hold 5] [--json]
+        [--times 2,10,60] [--jobs 8] [--schedule learned|backoff|both] [--json]
 
 The whole bot (`python -m bench._botproc`, default settings) against the Discord emulator and
 a provider stand-in whose jobs take `--times` seconds: Behavioral Signals with
 `processing_s` (completed on the first status check after that time), Resemble with the same
-processing time and a `Prefer: wait` hold of `--hold` seconds (shorter than the 10 s and 60 s
-jobs, so those fall back to polling). Each series is one bot: one warm-up voice message
-(reported apart: the first job after a start has nothing learned yet), then `--jobs` voice
-messages posted a quarter of the processing time apart, all 10 s long (distinct bytes).
+processing time (the upload answers at once with the job's uuid, as Spoofwatch sends no
+`Prefer: wait`; the verdict comes from polling `GET /detect/{uuid}`). Each series is one
+bot: one warm-up voice message (reported apart: the first job after a start has nothing
+learned yet), then `--jobs` voice messages posted a quarter of the processing time apart, all
+10 s long (distinct bytes).
 
 Delay = the verdict reply stored by the emulator - the moment the stand-in's job became
 finished (created + processing time). Status requests = the stand-in's count of status
@@ -60,7 +61,7 @@ async def run_series(
     async with contextlib.AsyncExitStack() as stack:
         if provider == "resemble":
             standin: ResembleStandIn | BehavioralSignalsStandIn = ResembleStandIn(
-                processing_s=processing_s, wait_hold_s=args.hold
+                processing_s=processing_s
             )
             kwargs: dict[str, Any] = {"resemble": standin}
         else:
@@ -123,7 +124,6 @@ async def run_series(
         "provider": provider,
         "processing_s": processing_s,
         "schedule": schedule,
-        "hold_s": args.hold if provider == "resemble" else None,
         "jobs": len(ids),
         "complete": complete,
         "delay_s": {
@@ -142,9 +142,8 @@ async def run_series(
 
 def _print(result: dict[str, Any]) -> None:
     delay, polls, first = result["delay_s"], result["status_requests"], result["first_job"]
-    hold = f", hold {result['hold_s']:g} s" if result["hold_s"] else ""
     print(
-        f"{result['provider']:>18} {result['processing_s']:>4g} s job{hold:<12} "
+        f"{result['provider']:>18} {result['processing_s']:>4g} s job "
         f"{result['schedule']:>8}: delay median {delay['median']:.2f} s "
         f"(max {delay['max']:.2f}), status requests median {polls['median']:g} "
         f"(max {polls['max']}); first job after start: {first['delay_s']:.2f} s, "
@@ -182,7 +181,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--schedule", choices=(*SCHEDULES, "both"), default="both")
-    parser.add_argument("--hold", type=float, default=5.0, help="Resemble's Prefer: wait hold")
     parser.add_argument("--json", default="time_to_verdict.json")
     args = parser.parse_args(argv)
     if not 1 <= args.jobs <= 50 or any(not 0 <= t <= 300 for t in args.times):

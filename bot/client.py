@@ -19,6 +19,7 @@ from bot import metrics
 from bot.discord_pacing import DiscordPacing
 from bot.errors import LimitReached, SpoofwatchError
 from bot.guild_config import GuildConfig
+from bot.kept_evidence import KeptEvidence
 from bot.limits import Cooldown
 from bot.opinions import SecondOpinions
 from bot.provider_copies import ProviderCopies
@@ -191,6 +192,8 @@ class Spoofwatch(commands.AutoShardedBot):
         self.provider_copies = ProviderCopies(
             runtime.detectors, runtime.audit, self.guild_configs.get
         )
+        #: Files kept on mod-log alerts, taken off when their case is deleted.
+        self.kept_evidence = KeptEvidence(runtime.audit)
         self.check_cooldown = Cooldown(runtime.audit.cooldowns, bucket="check", rate=5, per_s=600)
         self.shutdown_grace_s = SHUTDOWN_GRACE_S
         #: Sync slash commands at start-up when they changed (off for `python -m bot sync`).

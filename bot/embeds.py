@@ -245,6 +245,10 @@ def verdict_embed(
     return embed
 
 
+#: How a failure's footer names its kind ("Case #3 · error code: provider_unavailable").
+ERROR_CODE = "error code:"
+
+
 def failure_embed(
     error: SpoofwatchError,
     *,
@@ -268,7 +272,7 @@ def failure_embed(
     else:
         embed.description = said
         embed.add_field(name="What to do", value=_truncate(hint, FIELD_VALUE_LIMIT), inline=False)
-    embed.set_footer(text=_footer(case_number, f"error code: {error.kind}"))
+    embed.set_footer(text=_footer(case_number, f"{ERROR_CODE} {error.kind}"))
     _fit(embed, max_chars)
     return embed
 

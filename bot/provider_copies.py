@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from bot.detectors import Detector, VendorAck
 from bot.guild_config import GuildConfig
@@ -22,6 +24,8 @@ from bot.storage import AuditLog, Review, ScanRecord
 from bot.verdict import Label, ProviderName
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: How the audit log names the bot when it acts on its own.
 ACTOR = "spoofwatch"
@@ -31,6 +35,20 @@ _PROVIDER_NAMES = {
 }
 #: Providers that let a job be deleted (Resemble `DELETE /detect/{uuid}`, reference §7).
 DELETABLE = frozenset({ProviderName.RESEMBLE})
+#: Providers that take feedback (Resemble `POST /detect/{uuid}/feedback`, reference §7).
+TAKES_FEEDBACK = frozenset({ProviderName.RESEMBLE})
+#: Feedback owed to a provider (recorded before it is sent), and its outcome. An owed one
+#: with no outcome after it was cut short (a crash, a restart) and is sent again.
+FEEDBACK_OWED = "provider_feedback_pending"
+FEEDBACK = "provider_feedback"
+#: Provider copies owed a delete, recorded before their cases are deleted (in chunks, each
+#: keyed to one of its cases), and the settling of each chunk once the vendor answered.
+DELETE_OWED = "provider_delete_pending"
+DELETE_SETTLED = "provider_delete_settled"
+DELETE_CHUNK = 50
+#: Owed work younger than this may still be in flight in another process.
+RESEND_AFTER = timedelta(minutes=10)
+RESEND_BATCH = 100
 _ACK_WORDS = {
     VendorAck.DONE: "done",
     VendorAck.REFUSED: "refused by the vendor (HTTP 403)",
@@ -71,32 +89,87 @@ class ProviderCopies:
         self, case: ScanRecord, decision: Review, *, config: GuildConfig | None = None
     ) -> VendorAck | None:
         """Tell the case's provider a moderator's decision, if the guild opted in
-        (`provider_feedback`); None when nothing was sent. Never raises."""
+        (`provider_feedback`); None when nothing was sent. Never raises.
+
+        Recorded as owed first, so feedback a crash cut short is sent at the next start
+        (`resend_owed`)."""
         try:
             config = config or await self._config_of(case.guild_id)
         except Exception:
             log.exception("feedback on case %s/#%s: no settings", case.guild_id, case.case_number)
             return None
-        if not config.provider_feedback or not case.provider_job_id or case.label is None:
+        if not _wants_feedback(config, case) or case.provider not in self._detectors:
             return None
-        detector = self._detectors.get(case.provider)
-        if detector is None:
-            return None
+        if not await self._record(
+            case.guild_id,
+            action=FEEDBACK_OWED,
+            target=f"case {case.case_number}",
+            reason=decision.value,
+        ):
+            return None  # not sent unrecorded: the vendor would hear it twice, or never
+        return await self._send_feedback(case, decision)
+
+    async def resend_owed(self, now: datetime, *, older_than: timedelta = RESEND_AFTER) -> int:
+        """Send the feedback that was recorded as owed but never answered (the process
+        stopped in between), each to its outcome, and delete the providers' copies owed by
+        cases deleted meanwhile; how many were settled. Owed work younger than `older_than`
+        is left alone. Never raises."""
+        return await self._resend_feedback(now, older_than) + await self._resend_deletes(
+            now, older_than
+        )
+
+    async def _resend_feedback(self, now: datetime, older_than: timedelta) -> int:
         try:
-            ack = await detector.send_feedback(
-                case.provider_job_id,
-                synthetic=decision is Review.CONFIRMED,
-                said_synthetic=case.label is Label.SPOOFED,
+            owed = await self._audit.cases.unresolved_events(
+                FEEDBACK_OWED, FEEDBACK, limit=RESEND_BATCH
             )
+        except Exception:
+            log.exception("could not read the feedback owed to the providers")
+            return 0
+        settled = 0
+        for event in owed:
+            if event.at > now - older_than:
+                continue  # perhaps still being sent, by this process or another
+            assert event.case_number is not None
+            try:
+                case = await self._audit.cases.case(event.guild_id, event.case_number)
+                config = await self._config_of(event.guild_id)
+                decision = Review(event.reason)
+            except Exception:
+                log.exception("owed feedback %s not readable", event.id)
+                continue
+            target = f"case {event.case_number}"
+            if case is None or not _wants_feedback(config, case):
+                why = "the case was deleted" if case is None else "feedback was turned off"
+                settled += await self._record(
+                    event.guild_id, action=FEEDBACK, target=target, reason=f"not sent: {why}"
+                )
+                continue
+            await self._send_feedback(case, decision)
+            settled += 1
+        return settled
+
+    async def _send_feedback(self, case: ScanRecord, decision: Review) -> VendorAck:
+        detector = self._detectors.get(case.provider)
+        assert case.provider_job_id is not None
+        try:
+            if detector is None:
+                ack = VendorAck.FAILED  # the provider is no longer configured
+            else:
+                ack = await detector.send_feedback(
+                    case.provider_job_id,
+                    synthetic=decision is Review.CONFIRMED,
+                    said_synthetic=case.label is Label.SPOOFED,
+                )
         except Exception:  # a bug here must not cost the moderator's review
             log.exception("feedback on case %s/#%s failed", case.guild_id, case.case_number)
             ack = VendorAck.FAILED
-        if ack is VendorAck.UNSUPPORTED:
-            return ack
+        # The outcome settles what was owed, whatever it is: a refusal or an outage is
+        # recorded, not retried (the vendor's feedback is a courtesy, not the case).
         await self._record(
             case.guild_id,
-            action="provider_feedback",
-            target=f"case #{case.case_number}",
+            action=FEEDBACK,
+            target=f"case {case.case_number}",
             reason=(f"{_PROVIDER_NAMES[case.provider]} told '{decision.value}': {_ACK_WORDS[ack]}"),
         )
         return ack
@@ -135,26 +208,134 @@ class ProviderCopies:
             )
         return dict(counts)
 
+    async def delete_with_cases(
+        self,
+        guild_id: int,
+        jobs: Iterable[CaseJob],
+        delete_cases: Callable[[], Awaitable[T]],
+        *,
+        why: str,
+    ) -> tuple[T, dict[VendorAck, int]]:
+        """Delete cases (`delete_cases`) and then the providers' copies of their jobs,
+        durably: the copies are recorded as owed before the cases go, so a crash in between
+        leaves them to `resend_owed` rather than forgotten with the cases."""
+        chunks = _chunks(jobs)
+        await self._owe_deletes(guild_id, chunks)
+        result = await delete_cases()
+        return result, await self._settle_deletes(guild_id, chunks, why=why)
+
     async def purge_expired(self, now: datetime) -> dict[int, int]:
         """The retention purge (`CaseAdmin.purge_expired`), the providers' copies of the
         purged cases deleted after it where the vendor allows; guild → cases purged."""
         providers = [p for p in self._detectors if p in DELETABLE]
         jobs = await self._audit.admin.expired_jobs(now, providers) if providers else {}
+        chunks = {guild_id: _chunks(guild_jobs) for guild_id, guild_jobs in jobs.items()}
+        for guild_id, guild_chunks in chunks.items():
+            await self._owe_deletes(guild_id, guild_chunks)
         purged = await self._audit.admin.purge_expired(now)
-        for guild_id, guild_jobs in jobs.items():
-            await self.delete_copies(guild_id, guild_jobs, why="retention purge")
+        for guild_id, guild_chunks in chunks.items():
+            await self._settle_deletes(guild_id, guild_chunks, why="retention purge")
         return purged
 
-    async def _record(self, guild_id: int, *, action: str, target: str, reason: str) -> None:
+    async def _owe_deletes(self, guild_id: int, chunks: list[_Chunk]) -> None:
+        for key, chunk in chunks:
+            await self._record(
+                guild_id, action=DELETE_OWED, target=f"case {key}", reason=_pack(chunk)
+            )
+
+    async def _settle_deletes(
+        self, guild_id: int, chunks: list[_Chunk], *, why: str
+    ) -> dict[VendorAck, int]:
+        counts = await self.delete_copies(guild_id, [j for _, c in chunks for j in c], why=why)
+        for key, _ in chunks:
+            await self._record(guild_id, action=DELETE_SETTLED, target=f"case {key}", reason=why)
+        return counts
+
+    async def _resend_deletes(self, now: datetime, older_than: timedelta) -> int:
+        """Delete the copies owed by cases that are gone but whose deletes never settled."""
+        try:
+            owed = await self._audit.cases.unresolved_events(
+                DELETE_OWED, DELETE_SETTLED, case_deleted=True, limit=RESEND_BATCH
+            )
+        except Exception:
+            log.exception("could not read the provider copies owed a delete")
+            return 0
+        settled = 0
+        for event in owed:
+            if event.at > now - older_than:
+                continue  # perhaps still being deleted, by this process or another
+            why = "resumed after a restart"
+            try:
+                chunk = _unpack(event.reason)
+            except ValueError:
+                log.exception("owed delete %s not readable", event.id)
+                chunk, why = [], f"unreadable record {event.id}"
+            await self.delete_copies(event.guild_id, chunk, why=why)
+            settled += await self._record(
+                event.guild_id,
+                action=DELETE_SETTLED,
+                target=f"case {event.case_number}",
+                reason=why,
+            )
+        return settled
+
+    async def _record(self, guild_id: int, *, action: str, target: str, reason: str) -> bool:
+        """Write an event; False (and logged) if the audit log refused it."""
         try:
             await self._audit.admin.log_event(
                 guild_id, actor=ACTOR, action=action, target=target, reason=reason
             )
         except Exception:
             log.exception("could not record %s for guild %s: %s", action, guild_id, reason)
+            return False
         log.info(
             "%s: actor=%s target=guild %s %s reason=%s", action, ACTOR, guild_id, target, reason
         )
+        return True
+
+
+#: (provider, job id, case number) of a case about to be deleted.
+CaseJob = tuple[ProviderName, str | None, int]
+
+
+#: A chunk of owed deletes: the case it is keyed to, and its (provider, job id) pairs.
+_Chunk = tuple[int, list[tuple[ProviderName, str]]]
+
+
+def _chunks(jobs: Iterable[CaseJob]) -> list[_Chunk]:
+    """The deletable jobs, each once (reused cases share their original's job), in chunks of
+    `DELETE_CHUNK`, each keyed to the lowest case number among its jobs."""
+    first: dict[tuple[ProviderName, str], int] = {}
+    for provider, job, case_number in jobs:
+        if job and provider in DELETABLE:
+            key = (provider, job)
+            first[key] = min(case_number, first.get(key, case_number))
+    ordered = sorted(first, key=lambda j: (first[j], j))
+    return [
+        (first[ordered[i]], ordered[i : i + DELETE_CHUNK])
+        for i in range(0, len(ordered), DELETE_CHUNK)
+    ]
+
+
+def _pack(chunk: Iterable[tuple[ProviderName, str]]) -> str:
+    return json.dumps([[provider.value, job] for provider, job in chunk])
+
+
+def _unpack(reason: str) -> list[tuple[ProviderName, str]]:
+    try:
+        return [(ProviderName(provider), str(job)) for provider, job in json.loads(reason)]
+    except (TypeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"not a packed job list: {reason[:80]!r}") from exc
+
+
+def _wants_feedback(config: GuildConfig, case: ScanRecord) -> bool:
+    """The guild opted in, and the case has a verdict from a provider that takes feedback."""
+    return (
+        config.provider_feedback
+        and case.provider in TAKES_FEEDBACK
+        and bool(case.provider_job_id)
+        and case.label is not None
+    )
 
 
 def deletion_summary(counts: Mapping[VendorAck, int]) -> str | None:

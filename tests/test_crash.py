@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.crash_test import run_crash_test, summary
+from bench.crash_test import _embed_kind, run_crash_test, summary
+from bot.embeds import failure_embed
+from bot.errors import MediaError
 
 
 @pytest.mark.slow
@@ -19,3 +21,16 @@ async def test_sigkilled_bot_answers_every_message_once_and_submits_each_file_on
     report = await run_crash_test(messages=50, kills=6, workdir=tmp_path)
     # The summary names the seed: `bench/crash_test.py --seed N` replays the kill schedule.
     assert report.passed, summary(report)
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+def test_the_report_reads_the_failure_kind_from_the_failure_card(compact: bool) -> None:
+    """Fails if the crash test's report cannot read a failure card's error kind (it prints
+    "?" then), in either shape of the card the bot posts."""
+    card = failure_embed(
+        MediaError("Could not decode this file."),
+        filename="voice-message.ogg",
+        case_number=3,
+        compact=compact,
+    ).to_dict()
+    assert _embed_kind(dict(card)) == ("failure", MediaError.kind)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.e2e import Harness
-from tests.moderation import configure, text_of
+from tests.moderation import configure, run, text_of
 
 
 async def test_a_member_reads_the_members_help_privately(spoofwatch: Harness) -> None:
@@ -31,3 +31,15 @@ async def test_moderators_and_admins_read_their_tools(spoofwatch: Harness) -> No
     assert "For moderators" in moderator and "/audit" in moderator
     assert "For admins" not in moderator
     assert "For admins" in admin and "/spoofwatch setup" in admin
+
+
+async def test_spoofwatch_help_answers_as_help_does(spoofwatch: Harness) -> None:
+    """Fails if `/spoofwatch help` does not exist, is public, differs from `/help` for the
+    same reader, or refuses a member a server admin let see the group."""
+    emu = spoofwatch.emu
+    for who in (emu.member, emu.moderator, emu.admin):
+        grouped = await run(spoofwatch, who, "spoofwatch help")
+        plain = await run(spoofwatch, who, "help")
+        assert grouped.ephemeral
+        assert grouped.embeds == plain.embeds
+    assert "/spoofwatch help" in text_of(await run(spoofwatch, emu.admin, "help"))

@@ -14,7 +14,17 @@ import pytest
 
 from bot.detectors import SubmitOptions, VendorAck
 from bot.guild_config import GuildConfig
-from bot.provider_copies import ProviderCopies, deletion_summary
+from bot.provider_copies import (
+    DELETE_CHUNK,
+    DELETE_OWED,
+    DELETE_SETTLED,
+    FEEDBACK,
+    FEEDBACK_OWED,
+    RESEND_AFTER,
+    ProviderCopies,
+    _chunks,
+    deletion_summary,
+)
 from bot.storage import Review, ScanRecord
 from bot.verdict import Label, ProviderName
 from tests._audit_helpers import GUILD_A, GUILD_B, finished_scan, new_scan, verdict
@@ -152,12 +162,75 @@ async def test_feedback_outcome_is_recorded_in_the_audit_log(
     copies = _copies(sqlite_log, resemble_client, feedback=True)
     copies.send_review_feedback_soon(case, Review.FALSE_POSITIVE)
     await copies.drain()
-    [event] = await sqlite_log.cases.events(GUILD_A, limit=5)
-    assert event.action == "provider_feedback"
-    assert event.target == f"case #{case.case_number}"
+    owed, event = await sqlite_log.cases.case_events(GUILD_A, case.case_number)
+    assert (owed.action, owed.reason) == (FEEDBACK_OWED, "false_positive")
+    assert event.action == FEEDBACK
+    assert event.target == f"case {case.case_number}"
     assert ("refused" in event.reason) is refused
     if not refused:
         assert resemble_standin.feedback[job]["type"] == "should_be_authentic"
+    assert await sqlite_log.cases.unresolved_events(FEEDBACK_OWED, FEEDBACK) == []
+
+
+async def _owed(log, case: ScanRecord, decision: Review) -> None:
+    """Feedback recorded as owed and never sent: the process stopped right after."""
+    await log.admin.log_event(
+        GUILD_A,
+        actor="spoofwatch",
+        action=FEEDBACK_OWED,
+        target=f"case {case.case_number}",
+        reason=decision.value,
+    )
+
+
+async def test_feedback_cut_short_is_sent_at_the_next_start(
+    log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload
+) -> None:
+    """Fails if feedback owed when the process stopped is never sent, is sent twice, or
+    its outcome is not recorded (either backend)."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    case = await _case(log, job)
+    await _owed(log, case, Review.FALSE_POSITIVE)
+    copies = _copies(log, resemble_client, feedback=True)
+    assert await copies.resend_owed(clock.now, older_than=timedelta(0)) == 1
+    assert resemble_standin.feedback[job]["type"] == "should_be_authentic"
+    assert await copies.resend_owed(clock.now, older_than=timedelta(0)) == 0
+    assert resemble_standin.received["feedback"] == 1
+    [event] = [e for e in await log.cases.case_events(GUILD_A, case.case_number)
+               if e.action == FEEDBACK]  # fmt: skip
+    assert "told 'false_positive': done" in event.reason
+
+
+async def test_recent_owed_feedback_is_left_to_the_sender(
+    sqlite_log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload
+) -> None:
+    """Fails if the hourly run sends feedback younger than RESEND_AFTER, which another
+    process may be sending at that moment."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    case = await _case(sqlite_log, job)
+    await _owed(sqlite_log, case, Review.CONFIRMED)
+    copies = _copies(sqlite_log, resemble_client, feedback=True)
+    assert await copies.resend_owed(clock.now) == 0
+    assert resemble_standin.received["feedback"] == 0
+    assert await copies.resend_owed(clock.now + RESEND_AFTER + timedelta(seconds=1)) == 1
+    assert resemble_standin.feedback[job]["type"] == "correct"
+
+
+@pytest.mark.parametrize("change", ["case deleted", "feedback turned off"])
+async def test_owed_feedback_no_longer_wanted_is_settled_unsent(
+    sqlite_log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload, change
+) -> None:
+    """Fails if owed feedback is sent for a case deleted meanwhile or a guild that opted
+    out meanwhile, or is left owed (and read again at every start)."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    case = await _case(sqlite_log, job)
+    await _owed(sqlite_log, case, Review.CONFIRMED)
+    if change == "case deleted":
+        await sqlite_log.admin.forget_author(GUILD_A, case.author_id, actor_id=9)
+    copies = _copies(sqlite_log, resemble_client, feedback=change != "feedback turned off")
+    assert await copies.resend_owed(clock.now, older_than=timedelta(0)) == 1
+    assert resemble_standin.received["feedback"] == 0
+    assert await sqlite_log.cases.unresolved_events(FEEDBACK_OWED, FEEDBACK) == []
 
 
 async def test_forgetting_deletes_each_provider_copy_once_and_says_so(
@@ -210,13 +283,13 @@ async def test_expired_jobs_are_the_purges_cases(log, clock) -> None:
     await finished_scan(log, new_scan(GUILD_A), verdict(job_id="young-job"))
 
     jobs = await log.admin.expired_jobs(clock.now, [ProviderName.RESEMBLE])
-    assert jobs == {GUILD_A: [(ProviderName.RESEMBLE, uuid_job)]}
+    assert jobs == {GUILD_A: [(ProviderName.RESEMBLE, uuid_job, 1)]}
     assert await log.admin.expired_jobs(clock.now, []) == {}
     assert await log.admin.purge_expired(clock.now) == {GUILD_A: 2}
     later = clock.now + timedelta(days=90)
     assert await log.admin.expired_jobs(later, [ProviderName.RESEMBLE]) == {
-        GUILD_A: [(ProviderName.RESEMBLE, "young-job")],
-        GUILD_B: [(ProviderName.RESEMBLE, "text-job-id")],
+        GUILD_A: [(ProviderName.RESEMBLE, "young-job", 3)],
+        GUILD_B: [(ProviderName.RESEMBLE, "text-job-id", 1)],
     }
 
 
@@ -230,6 +303,74 @@ async def test_the_retention_purge_deletes_the_provider_copies(
     copies = _copies(sqlite_log, resemble_client, feedback=False)
     assert await copies.purge_expired(clock.now + timedelta(days=91)) == {GUILD_A: 1}
     assert resemble_standin.deleted == [job]
-    actions = {e.action: e for e in await sqlite_log.cases.events(GUILD_A, limit=5)}
-    assert set(actions) == {"purge", "provider_delete"}
-    assert "retention purge" in actions["provider_delete"].reason
+    events = await sqlite_log.cases.events(GUILD_A, limit=5)
+    assert [e.action for e in reversed(events)] == [
+        DELETE_OWED,  # recorded before the purge, so a crash cannot lose it
+        "purge",
+        "provider_delete",
+        DELETE_SETTLED,
+    ]
+    assert "retention purge" in events[1].reason
+    assert await sqlite_log.cases.unresolved_events(DELETE_OWED, DELETE_SETTLED) == []
+
+
+async def test_copies_owed_when_the_process_stopped_are_deleted_at_the_next_start(
+    log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload
+) -> None:
+    """Fails if a copy recorded as owed, whose case was purged before the process stopped,
+    is never deleted at the vendor, or is deleted again at the following start (either
+    backend)."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    case = await _case(log, job)
+    copies = _copies(log, resemble_client, feedback=False)
+    later = clock.now + timedelta(days=91)
+
+    async def purge_then_stop() -> None:
+        await log.admin.purge_expired(later)
+        raise SystemExit  # the process dies before the vendor hears of it
+
+    with pytest.raises(SystemExit):
+        await copies.delete_with_cases(
+            GUILD_A, [(ProviderName.RESEMBLE, job, case.case_number)], purge_then_stop, why="x"
+        )
+    assert resemble_standin.deleted == []
+    assert await copies.resend_owed(later, older_than=timedelta(0)) == 1
+    assert resemble_standin.deleted == [job]
+    assert await copies.resend_owed(later, older_than=timedelta(0)) == 0
+    assert resemble_standin.deleted == [job]
+    [event] = [
+        e for e in await log.cases.events(GUILD_A, limit=10) if e.action == "provider_delete"
+    ]
+    assert "resumed after a restart" in event.reason
+
+
+async def test_copies_of_cases_still_kept_are_not_deleted(
+    sqlite_log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload
+) -> None:
+    """Fails if a delete owed by a forget that never committed (the cases are still there)
+    deletes the vendor's copy of a case the audit log still keeps."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    case = await _case(sqlite_log, job)
+    copies = _copies(sqlite_log, resemble_client, feedback=False)
+
+    async def fails() -> None:
+        raise RuntimeError("database gone")
+
+    with pytest.raises(RuntimeError):
+        await copies.delete_with_cases(
+            GUILD_A, [(ProviderName.RESEMBLE, job, case.case_number)], fails, why="x"
+        )
+    assert await copies.resend_owed(clock.now, older_than=timedelta(0)) == 0
+    assert resemble_standin.deleted == []
+
+
+def test_owed_deletes_come_in_chunks_keyed_to_one_of_their_cases() -> None:
+    """Fails if a job shared by several cases is owed twice, a job of a provider without a
+    delete is owed, or a chunk's key is not one of its own cases."""
+    jobs = [(ProviderName.RESEMBLE, f"job-{n}", n) for n in range(1, DELETE_CHUNK + 3)]
+    jobs += [(ProviderName.RESEMBLE, "job-1", 99), (ProviderName.BEHAVIORAL_SIGNALS, "7", 100)]
+    jobs += [(ProviderName.RESEMBLE, None, 101)]
+    chunks = _chunks(jobs)
+    assert [key for key, _ in chunks] == [1, DELETE_CHUNK + 1]
+    assert [len(chunk) for _, chunk in chunks] == [DELETE_CHUNK, 2]
+    assert sum(chunk.count((ProviderName.RESEMBLE, "job-1")) for _, chunk in chunks) == 1

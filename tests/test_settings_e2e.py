@@ -217,7 +217,11 @@ async def test_policy_deletion_is_recorded_on_the_case(
     await spoofwatch.reply_to(await spoofwatch.post(path))
     await listeners_done(spoofwatch)
     events = await spoofwatch.bot.audit.cases.case_events(emu.guild.id, 1)
-    assert [(e.action, e.actor) for e in events] == [("delete", str(emu.bot_user.id))]
+    # Then the alert carrying the file says where it is, for the retention purge.
+    assert [(e.action, e.actor) for e in events] == [
+        ("delete", str(emu.bot_user.id)),
+        ("evidence_kept", "spoofwatch"),
+    ]
 
 
 async def test_alert_policy_without_modlog_says_alerts_need_one(spoofwatch: Harness) -> None:
@@ -432,7 +436,8 @@ async def test_settings_refuse_without_manage_server(
 
 
 def test_settings_matrix_covers_every_command(spoofwatch_commands: dict[str, Any]) -> None:
-    """The refusal matrix above names every /spoofwatch command the bot registers."""
+    """The refusal matrix above names every /spoofwatch command the bot registers, but the
+    help, which answers anyone who reaches it (tests/test_help_e2e.py)."""
     group = spoofwatch_commands["spoofwatch"]
     registered = set()
     for option in group["options"]:
@@ -440,7 +445,7 @@ def test_settings_matrix_covers_every_command(spoofwatch_commands: dict[str, Any
             registered |= {f"{option['name']} {o['name']}" for o in option["options"]}
         else:
             registered.add(option["name"])
-    assert registered == {c for c, _ in SETTINGS_COMMANDS}
+    assert registered == {c for c, _ in SETTINGS_COMMANDS} | {"help"}
     assert int(group["default_member_permissions"]) == MANAGE_GUILD
 
 

@@ -91,6 +91,37 @@ async def test_purge_expired_with_nothing_old_deletes_nothing(log: AuditLog) -> 
     assert await log.cases.events(GUILD_A, limit=10) == []
 
 
+async def test_unresolved_events_are_those_without_a_later_resolution(log: AuditLog) -> None:
+    """Fails if owed work (an event with no later resolving event on its case) is missed,
+    reported once resolved, mixed up across guilds, or, with case_deleted, reported while
+    its case still exists."""
+    gone = await finished_scan(log, new_scan(author_id=500))
+    kept = await finished_scan(log, new_scan(author_id=501))
+    elsewhere = await finished_scan(log, new_scan(GUILD_B, author_id=500))
+    for guild, case in ((GUILD_A, gone), (GUILD_A, kept), (GUILD_B, elsewhere)):
+        await log.admin.log_event(
+            guild, actor="bot", action="owed", target=f"case {case.case_number}", reason="x"
+        )
+    # Resolving GUILD_A's case in GUILD_B resolves nothing; an earlier resolution neither.
+    await log.admin.log_event(
+        GUILD_B, actor="bot", action="done", target=f"case {kept.case_number}", reason="y"
+    )
+    await log.admin.forget_author(GUILD_A, 500, actor_id=9)
+    owed = await log.cases.unresolved_events("owed", "done")
+    assert [(e.guild_id, e.case_number) for e in owed] == [
+        (GUILD_A, gone.case_number),
+        (GUILD_A, kept.case_number),
+        (GUILD_B, elsewhere.case_number),
+    ]
+    deleted = await log.cases.unresolved_events("owed", "done", case_deleted=True)
+    assert [(e.guild_id, e.case_number) for e in deleted] == [(GUILD_A, gone.case_number)]
+    await log.admin.log_event(
+        GUILD_A, actor="bot", action="done", target=f"case {gone.case_number}", reason="z"
+    )
+    assert await log.cases.unresolved_events("owed", "done", case_deleted=True) == []
+    assert len(await log.cases.unresolved_events("owed", "done", limit=1)) == 1
+
+
 # --- privacy -------------------------------------------------------------------------------------
 
 

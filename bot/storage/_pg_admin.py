@@ -193,7 +193,7 @@ class PostgresCaseAdmin:
 
     async def expired_jobs(
         self, now: datetime, providers: Collection[ProviderName]
-    ) -> dict[int, list[tuple[ProviderName, str]]]:
+    ) -> dict[int, list[tuple[ProviderName, str, int]]]:
         codes = sorted(rows.PROVIDER_CODES[p] for p in providers)
         if not codes:
             return {}
@@ -202,19 +202,19 @@ class PostgresCaseAdmin:
             "LEFT JOIN guild_settings AS s ON s.guild_id = c.guild_id",
             _DEFAULT_RETENTION_DAYS,
         )
-        found: dict[int, list[tuple[ProviderName, str]]] = {}
+        found: dict[int, list[tuple[ProviderName, str, int]]] = {}
         for guild_id, days in retention:
             before = rows.to_epoch(now) - int(days) * 86400
             listed = await self._db.fetch_all(
-                "SELECT provider, provider_job_id FROM scans WHERE guild_id = $1 "
+                "SELECT provider, provider_job_id, case_number FROM scans WHERE guild_id = $1 "
                 "AND created_at < $2 AND provider_job_id IS NOT NULL AND provider = ANY($3)",
                 guild_id,
                 before,
                 codes,
             )
             jobs = [
-                (rows.provider_from_code(code), job)
-                for code, packed in listed
+                (rows.provider_from_code(code), job, case_number)
+                for code, packed, case_number in listed
                 if (job := rows.unpack_job_id(pg_rows.unpack(packed)))
             ]
             if jobs:

@@ -30,6 +30,21 @@ _FLAGGED = f"(spoofed_probability >= $3 OR (spoofed_probability IS NULL AND labe
 _EVENT_COLUMNS = "id, guild_id, at, actor, action, target, reason, case_number"
 
 
+#: Events still owing their resolution (`unresolved_events`); index events_case per probe.
+_UNRESOLVED = """
+SELECT e.id, e.guild_id, e.at, e.actor, e.action, e.target, e.reason, e.case_number
+FROM events AS e
+WHERE e.action = $1 AND e.case_number IS NOT NULL
+AND NOT EXISTS (
+    SELECT 1 FROM events AS r WHERE r.guild_id = e.guild_id
+    AND r.case_number = e.case_number AND r.action = $2 AND r.id > e.id
+)"""
+_CASE_DELETED = """
+AND NOT EXISTS (
+    SELECT 1 FROM scans AS s WHERE s.guild_id = e.guild_id AND s.case_number = e.case_number
+)"""
+
+
 class PostgresCaseQueries:
     """`CaseQueries` over PostgreSQL."""
 
@@ -270,6 +285,16 @@ class PostgresCaseQueries:
             guild_id,
             limit,
             offset,
+        )
+
+    async def unresolved_events(
+        self, action: str, resolved_by: str, *, case_deleted: bool = False, limit: int = 100
+    ) -> list[AuditEvent]:
+        return await self._events(
+            _UNRESOLVED + (_CASE_DELETED if case_deleted else "") + " ORDER BY e.id LIMIT $3",
+            action,
+            resolved_by,
+            limit,
         )
 
     async def _events(self, sql: str, *params: Any) -> list[AuditEvent]:

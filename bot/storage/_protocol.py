@@ -167,6 +167,15 @@ class CaseQueries(Protocol):
         """The guild's administrative events, newest first."""
         ...
 
+    async def unresolved_events(
+        self, action: str, resolved_by: str, *, case_deleted: bool = False, limit: int = 100
+    ) -> list[AuditEvent]:
+        """Work the bot still owes, in every guild, oldest first: the `action` events about a
+        case with no later `resolved_by` event about the same case (feedback to send, a
+        mod-log alert's evidence to remove). With `case_deleted`, only those whose case is
+        gone (forgotten or purged)."""
+        ...
+
 
 class CaseAdmin(Protocol):
     """Moderators' and admins' writes: reviews, actions, events, deletion and retention."""
@@ -207,9 +216,10 @@ class CaseAdmin(Protocol):
 
     async def expired_jobs(
         self, now: datetime, providers: Collection[ProviderName]
-    ) -> dict[int, list[tuple[ProviderName, str]]]:
+    ) -> dict[int, list[tuple[ProviderName, str, int]]]:
         """The provider jobs (of these providers) of the cases `purge_expired(now)` would
-        delete, per guild: read first, so the providers' copies can go with them."""
+        delete, per guild, as (provider, job id, case number): read first, so the providers'
+        copies can go with them."""
         ...
 
 

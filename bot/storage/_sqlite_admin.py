@@ -195,7 +195,7 @@ class SQLiteCaseAdmin:
 
     async def expired_jobs(
         self, now: datetime, providers: Collection[ProviderName]
-    ) -> dict[int, list[tuple[ProviderName, str]]]:
+    ) -> dict[int, list[tuple[ProviderName, str, int]]]:
         codes = {rows.PROVIDER_CODES[p] for p in providers}
         if not codes:
             return {}
@@ -204,17 +204,17 @@ class SQLiteCaseAdmin:
             "LEFT JOIN guild_settings AS s ON s.guild_id = c.guild_id",
             (_DEFAULT_RETENTION_DAYS,),
         )
-        found: dict[int, list[tuple[ProviderName, str]]] = {}
+        found: dict[int, list[tuple[ProviderName, str, int]]] = {}
         for guild_id, days in retention:
             before = rows.to_epoch(now) - int(days) * 86400
             listed = await self._db.fetch_all(
-                "SELECT provider, provider_job_id FROM scans WHERE guild_id = ? "
+                "SELECT provider, provider_job_id, case_number FROM scans WHERE guild_id = ? "
                 "AND created_at < ? AND provider_job_id IS NOT NULL",
                 (guild_id, before),
             )
             jobs = [
-                (rows.provider_from_code(code), job)
-                for code, packed in listed
+                (rows.provider_from_code(code), job, case_number)
+                for code, packed, case_number in listed
                 if code in codes and (job := rows.unpack_job_id(packed))
             ]
             if jobs:

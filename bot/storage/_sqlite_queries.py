@@ -52,6 +52,21 @@ _OUTCOME_NAMES = {
 }
 
 
+#: Events still owing their resolution (`unresolved_events`); index events_case per probe.
+_UNRESOLVED = """
+SELECT e.id, e.guild_id, e.at, e.actor, e.action, e.target, e.reason, e.case_number
+FROM events AS e
+WHERE e.action = ? AND e.case_number IS NOT NULL
+AND NOT EXISTS (
+    SELECT 1 FROM events AS r WHERE r.guild_id = e.guild_id
+    AND r.case_number = e.case_number AND r.action = ? AND r.id > e.id
+)"""
+_CASE_DELETED = """
+AND NOT EXISTS (
+    SELECT 1 FROM scans AS s WHERE s.guild_id = e.guild_id AND s.case_number = e.case_number
+)"""
+
+
 class SQLiteCaseQueries:
     """`CaseQueries` over SQLite: guild-scoped reads on the reader connection."""
 
@@ -290,6 +305,14 @@ class SQLiteCaseQueries:
             "SELECT id, guild_id, at, actor, action, target, reason, case_number FROM events "
             "WHERE guild_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
             (guild_id, limit, offset),
+        )
+
+    async def unresolved_events(
+        self, action: str, resolved_by: str, *, case_deleted: bool = False, limit: int = 100
+    ) -> list[AuditEvent]:
+        return await self._events(
+            _UNRESOLVED + (_CASE_DELETED if case_deleted else "") + " ORDER BY e.id LIMIT ?",
+            (action, resolved_by, limit),
         )
 
     # --- helpers ------------------------------------------------------------------------

@@ -12,15 +12,20 @@ from discord.ext import commands
 from bot.client import Spoofwatch, permission_name
 from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig, PublicReplies
 from bot.permissions import check_member
-from bot.provider_copies import deletion_summary
+from bot.provider_copies import CaseJob, deletion_summary
 from bot.verdict import MediaKind, ProviderName
 from cogs.admin._checklist import checklist_embed, welcome
 from cogs.admin._display import LABELS, clip, settings_embed, show, show_for
+from cogs.help import answer_help
 
 log = logging.getLogger(__name__)
 
 Place = discord.TextChannel | discord.VoiceChannel | discord.CategoryChannel | discord.Thread
 _SENDS = ("view_channel", "send_messages", "embed_links")
+#: Subcommands that answer anyone who can reach them: Discord shows the group to Manage
+#: Server by default, but a server admin may open it to others (Server Settings →
+#: Integrations), and reading the help needs no permission.
+OPEN_TO_ALL = frozenset({"spoofwatch help"})
 
 
 @app_commands.guild_only()
@@ -33,8 +38,15 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction[Spoofwatch]) -> bool:  # type: ignore[override]
+        if interaction.command is not None and interaction.command.qualified_name in OPEN_TO_ALL:
+            return True  # whoever a server admin let see this group may read its help
         check_member(interaction, manage_guild=True)
         return True
+
+    @app_commands.command(name="help")
+    async def help(self, interaction: discord.Interaction[Spoofwatch]) -> None:
+        """What Spoofwatch does and how to use it (as /help, which every member has)."""
+        await answer_help(interaction)
 
     async def _update(
         self, interaction: discord.Interaction[Spoofwatch], note: str = "", **changes: Any
@@ -314,11 +326,13 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         await self._update(interaction, provider_feedback=enabled)
 
     @settings.command(name="retention")
-    @app_commands.describe(days="Cases older than this are deleted")
+    @app_commands.describe(
+        days="Cases older than this are deleted, and the file kept on their mod-log alert"
+    )
     async def retention(
         self, interaction: discord.Interaction[Spoofwatch], days: app_commands.Range[int, 1, 3650]
     ) -> None:
-        """How long the audit log keeps cases."""
+        """How long the audit log keeps cases (and the mod-log alerts their files)."""
         await self._update(interaction, retention_days=days)
 
     @settings.command(name="provider")
@@ -384,17 +398,21 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
     async def forget(
         self, interaction: discord.Interaction[Spoofwatch], member: discord.User
     ) -> None:
-        """Delete every case of a member in this server, and the providers' copies where
-        they allow it."""
+        """Delete a member's cases here, the files on their mod-log alerts, and the
+        providers' copies."""
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
-        jobs = await _provider_jobs(self.bot, interaction.guild_id, member.id)
-        count = await self.bot.audit.admin.forget_author(
-            interaction.guild_id, member.id, actor_id=interaction.user.id
+        guild_id = interaction.guild_id
+        jobs = await _provider_jobs(self.bot, guild_id, member.id)
+        count, copies = await self.bot.provider_copies.delete_with_cases(
+            guild_id,
+            jobs,
+            lambda: self.bot.audit.admin.forget_author(
+                guild_id, member.id, actor_id=interaction.user.id
+            ),
+            why=f"forget of user {member.id}",
         )
-        copies = await self.bot.provider_copies.delete_copies(
-            interaction.guild_id, jobs, why=f"forget of user {member.id}"
-        )
+        alerts = (await self.bot.kept_evidence.remove_owed(self.bot)).get(interaction.guild_id, 0)
         log.info(
             "forgot %d cases of user %s in guild %s at the request of %s",
             count,
@@ -405,19 +423,25 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
         summary = deletion_summary(copies)
         await interaction.followup.send(
             f"Deleted {count} case{'s' if count != 1 else ''} of {member.mention}."
-            + (f"\n-# {summary}" if summary else ""),
+            + (f"\n-# {summary}" if summary else "")
+            + (
+                f"\n-# The kept file was taken off {alerts} mod-log alert"
+                f"{'s' if alerts != 1 else ''}."
+                if alerts
+                else ""
+            ),
             ephemeral=True,
         )
 
 
-async def _provider_jobs(
-    bot: Spoofwatch, guild_id: int, author_id: int
-) -> list[tuple[ProviderName, str | None]]:
+async def _provider_jobs(bot: Spoofwatch, guild_id: int, author_id: int) -> list[CaseJob]:
     """The provider jobs of a member's cases, read before the cases are deleted."""
-    jobs: list[tuple[ProviderName, str | None]] = []
+    jobs: list[CaseJob] = []
     page = 500
     while True:
         records = await bot.audit.cases.by_author(guild_id, author_id, limit=page, offset=len(jobs))
-        jobs.extend((record.provider, record.provider_job_id) for record in records)
+        jobs.extend(
+            (record.provider, record.provider_job_id, record.case_number) for record in records
+        )
         if len(records) < page:
             return jobs

@@ -56,7 +56,10 @@ def settings_embed(config: GuildConfig, defaults: Settings) -> discord.Embed:
         value=f"{'shown' if config.show_transcripts else 'hidden'}, "
         f"{'stored' if config.store_transcripts else 'not stored'}",
     )
-    embed.add_field(name="Retention", value=f"{config.retention_days} days")
+    embed.add_field(
+        name="Retention",
+        value=f"{config.retention_days} days (cases, and the files kept on mod-log alerts)",
+    )
     provider = config.provider or defaults.provider
     chosen = f"{PROVIDER_NAMES[provider]}{'' if config.provider else ' (bot default)'}"
     if config.both_providers:

@@ -222,7 +222,9 @@ class Alerts(commands.Cog):
             files=files,
             allowed_mentions=mentions,
         )
-        if first is None:
+        if isinstance(first, discord.Message):
+            if evidence is not None:
+                await self.bot.kept_evidence.kept(message.guild.id, case_number, first)
             return
         log.error(
             "alert for case %s/#%s not posted in %s (%s); posting a plain alert",
@@ -239,7 +241,7 @@ class Alerts(commands.Cog):
             view=None if "components" in first else view,
             allowed_mentions=mentions,
         )
-        if second is None:
+        if isinstance(second, discord.Message):
             return
         log.error(
             "alert for case %s/#%s could not be posted in %s: %s; then %s",
@@ -296,16 +298,17 @@ def _ping(config: GuildConfig) -> tuple[str | None, discord.AllowedMentions]:
     )
 
 
-async def _post(channel: discord.TextChannel | discord.Thread, **message: Any) -> str | None:
-    """Send; None when it was posted, else what went wrong (for the log and the case)."""
+async def _post(
+    channel: discord.TextChannel | discord.Thread, **message: Any
+) -> discord.Message | str:
+    """Send; the message posted, else what went wrong (for the log and the case)."""
     try:
-        await channel.send(**message)
+        return await channel.send(**message)
     except discord.HTTPException as exc:
         # discord.py has already retried 429s and 5xx; what is left is a refusal or an outage.
         return describe_http_error(exc)
     except (aiohttp.ClientError, TimeoutError) as exc:
         return f"{type(exc).__name__}: {exc}"
-    return None
 
 
 def plain_alert(message: discord.Message, outcome: ScanOutcome, deleted: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Literal
 
 import discord
@@ -17,6 +18,7 @@ from bot.errors import error_for_kind
 from bot.opinion_embeds import Opinion, combined_words, opinion_line
 from bot.permissions import check_member
 from bot.provenance import FRAUD_FIELD, LIKELY_MADE_WITH, fraud_text, generator_title
+from bot.provider_copies import RESEND_AFTER
 from bot.second_opinion_flow import first_verdict_of
 from bot.settings import MIB
 from bot.storage import AuditEvent, Review, ReviewBand, ScanRecord, ScanStatus, Trigger
@@ -52,10 +54,20 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
     @tasks.loop(hours=1)
     async def purge(self) -> None:
         """Delete cases past each guild's retention, and the providers' copies where they
-        allow it (the audit log records each purge and each deletion)."""
+        allow it (the audit log records each purge and each deletion); finish what a
+        stopped process left owed (feedback to the providers, files on mod-log alerts)."""
+        # At start-up (the first run) nothing of this process is in flight yet.
+        starting = self.purge.current_loop == 0
+        await self.bot.provider_copies.resend_owed(
+            self.bot.clock(), older_than=timedelta(0) if starting else RESEND_AFTER
+        )
         purged = await self.bot.provider_copies.purge_expired(self.bot.clock())
         for guild_id, count in purged.items():
             log.info("retention: purged %d old case(s) of guild %s", count, guild_id)
+        # After the purge, never before it: Discord being down must not keep cases past
+        # their retention. What cannot be removed now stays owed until the next run.
+        for guild_id, count in (await self.bot.kept_evidence.remove_owed(self.bot)).items():
+            log.info("retention: evidence taken off %d alert(s) of guild %s", count, guild_id)
 
     @purge.error
     async def _purge_failed(self, error: BaseException) -> None:
@@ -411,6 +423,8 @@ _ACTION_WORDS = {
     "review_request": "review requested",
     "alert_not_posted": "alert could not be posted",
     "second_opinion": "second opinion asked",
+    "evidence_kept": "file kept on the mod-log alert",
+    "provider_feedback_pending": "feedback to the provider queued",
 }
 
 

@@ -1,7 +1,9 @@
 """`/help`: what Spoofwatch does, in words for members, and for moderators and admins."""
 
 from bot.client import Spoofwatch
-from cogs.help._cog import Help
+from cogs.help._cog import Help, answer_help
+
+__all__ = ["answer_help", "setup"]
 
 
 async def setup(bot: Spoofwatch) -> None:

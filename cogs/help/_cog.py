@@ -2,6 +2,7 @@
 manage messages also reads the moderators' tools, and whoever can manage the server the set-up.
 
 Public on purpose (the `/spoofwatch` group is for Manage Server only), always private.
+`/spoofwatch help` (cogs/admin) answers the same, for whoever can open that group.
 """
 
 from __future__ import annotations
@@ -23,19 +24,24 @@ class Help(commands.Cog):
     @app_commands.command(name="help")
     async def help(self, interaction: discord.Interaction[Spoofwatch]) -> None:
         """What Spoofwatch does here and how to use it."""
-        config = (
-            await self.bot.guild_configs.get(interaction.guild_id)
-            if interaction.guild_id
-            else GuildConfig()
-        )
-        permissions = interaction.permissions
-        embed = help_embed(
-            config,
-            in_guild=interaction.guild_id is not None,
-            moderator=permissions.manage_messages,
-            admin=permissions.manage_guild,
-        )
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await answer_help(interaction)
+
+
+async def answer_help(interaction: discord.Interaction[Spoofwatch]) -> None:
+    """The help for this reader, privately: `/help`, and `/spoofwatch help` for those who
+    find Spoofwatch's commands under its group."""
+    bot = interaction.client
+    config = (
+        await bot.guild_configs.get(interaction.guild_id) if interaction.guild_id else GuildConfig()
+    )
+    permissions = interaction.permissions
+    embed = help_embed(
+        config,
+        in_guild=interaction.guild_id is not None,
+        moderator=permissions.manage_messages,
+        admin=permissions.manage_guild,
+    )
+    await interaction.response.send_message(embed=embed, ephemeral=True)
 
 
 def help_embed(
@@ -95,7 +101,8 @@ def help_embed(
                 "`/spoofwatch setup` shows what is set up and what is left; "
                 "`/spoofwatch settings …` chooses channels, threshold, public replies, the "
                 "mod-log, actions, exempt roles, transcripts, retention and provider; "
-                "`/spoofwatch forget` deletes a member's cases."
+                "`/spoofwatch forget` deletes a member's cases. This help is also "
+                "`/spoofwatch help`."
             ),
             inline=False,
         )

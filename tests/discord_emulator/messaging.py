@@ -99,6 +99,9 @@ def edit_message(
     if "flags" in changes and changes["flags"] is not None:
         keep = message.flags & MESSAGE_FLAG_EPHEMERAL
         message.flags = (int(changes["flags"]) & ~MESSAGE_FLAG_EPHEMERAL) | keep
+    # Only the attachments listed are kept; `attachments: []` removes them all (Discord
+    # OpenAPI spec, MessageEditRequestPartial.attachments; docs "Edit Message": "supply the
+    # attachments field which specifies the files to retain on the message after edit").
     if "attachments" in changes and changes["attachments"] is not None:
         kept = {
             int(a["id"]) for a in changes["attachments"] if "id" in a and str(a["id"]).isdigit()
