@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from bot.storage import AuditLog, Trigger
 from bot.storage.export import export_bytes
 from bot.verdict import Label, ProviderName
-from tests._audit_helpers import GUILD_A, GUILD_B, finished_scan, new_scan, verdict
+from tests._audit_helpers import GUILD_A, GUILD_B, T0, finished_scan, new_scan, verdict
 
 
 async def _second_of(log: AuditLog, first_case: int, message_id: int, attachment_id: int) -> int:
@@ -106,3 +108,20 @@ async def test_flagged_finds_cases_by_the_kind_of_fraud(log: AuditLog) -> None:
         await log.cases.flagged(GUILD_B, since=since, threshold=0.5, limit=10, fraud_type="vishing")
         == []
     )
+
+
+async def test_stats_name_second_opinions_and_count_a_flagged_file_once(log: AuditLog) -> None:
+    """Fails if `/audit stats` cannot tell second opinions apart (a guild checking with both
+    providers would read every file twice with no word why), or if the member whose one file
+    both providers flagged is counted as flagged twice."""
+    first = await finished_scan(
+        log, new_scan(author_id=777), verdict(Label.SPOOFED, 0.97, transcript=None)
+    )
+    assert first.message_id is not None and first.attachment_id is not None
+    await _second_of(log, first.case_number, first.message_id, first.attachment_id)
+    since = T0 - timedelta(days=1)
+    stats = await log.cases.stats(GUILD_A, since=since)
+    assert stats.total == 2
+    assert stats.second_opinions == 1
+    assert dict(stats.top_flagged_authors) == {777: 1}
+    assert (await log.cases.stats(GUILD_B, since=since)).second_opinions == 0

@@ -162,6 +162,9 @@ class AuditStats(BaseModel):
     errors_by_kind: dict[str, int] = Field(default_factory=dict)
     #: Review outcomes per probability band (bands with reviews only, lowest first).
     reviews_by_band: list[ReviewBand] = Field(default_factory=list)
+    #: Of `total`, the cases that are a second opinion on an earlier case's file: a guild
+    #: that checks with both providers sees each file counted twice in `total`.
+    second_opinions: int = 0
 
 
 class StoredVerdict(BaseModel):

@@ -229,7 +229,8 @@ class PostgresCaseQueries:
         authors = await self._db.fetch_all(  # index scans_time (author_id included)
             "SELECT author_id, count(*) AS n FROM scans "
             f"WHERE guild_id = $1 AND created_at >= $2 AND {_FLAGGED} "
-            "AND author_id IS NOT NULL GROUP BY author_id ORDER BY n DESC, author_id LIMIT $4",
+            "AND author_id IS NOT NULL AND second_opinion_of IS NULL "
+            "GROUP BY author_id ORDER BY n DESC, author_id LIMIT $4",
             guild_id,
             since_s,
             threshold,
@@ -249,7 +250,13 @@ class PostgresCaseQueries:
             guild_id,
             since_s,
         )
-        return stats_from_rows(per_day, channels, authors, errors, reviews)
+        second = await self._db.count(  # index scans_second_opinion
+            "SELECT count(*) FROM scans WHERE guild_id = $1 "
+            "AND second_opinion_of IS NOT NULL AND created_at >= $2",
+            guild_id,
+            since_s,
+        )
+        return stats_from_rows(per_day, channels, authors, errors, reviews, second_opinions=second)
 
     async def export(self, guild_id: int, *, since: datetime) -> AsyncIterator[ScanRecord]:
         """Every case since `since`, oldest first, `EXPORT_BATCH` rows at a time (keyset)."""

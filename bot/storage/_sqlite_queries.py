@@ -254,7 +254,8 @@ class SQLiteCaseQueries:
         authors = await self._db.fetch_all(
             "SELECT author_id, count(*) AS n FROM scans "
             f"WHERE guild_id = :guild AND created_at >= :since AND {_FLAGGED} "
-            "AND author_id IS NOT NULL GROUP BY author_id ORDER BY n DESC, author_id LIMIT :top",
+            "AND author_id IS NOT NULL AND second_opinion_of IS NULL "
+            "GROUP BY author_id ORDER BY n DESC, author_id LIMIT :top",
             window,
         )
         errors = await self._db.fetch_all(  # index scans_errors (failures only)
@@ -269,7 +270,12 @@ class SQLiteCaseQueries:
             "AND review IS NOT NULL GROUP BY review, band",
             window,
         )
-        return stats_from_rows(per_day, channels, authors, errors, reviews)
+        second = await self._db.count(  # index scans_second_opinion
+            "SELECT count(*) FROM scans WHERE guild_id = :guild "
+            "AND second_opinion_of IS NOT NULL AND created_at >= :since",
+            window,
+        )
+        return stats_from_rows(per_day, channels, authors, errors, reviews, second_opinions=second)
 
     async def export(self, guild_id: int, *, since: datetime) -> AsyncIterator[ScanRecord]:
         """Every case since `since`, oldest first, fetched `EXPORT_BATCH` rows at a time."""
@@ -341,8 +347,10 @@ def stats_from_rows(
     authors: Iterable[Sequence[Any]],
     errors: Iterable[Sequence[Any]],
     reviews: Iterable[Sequence[Any]] = (),
+    *,
+    second_opinions: int = 0,
 ) -> AuditStats:
-    """`AuditStats` from the five queries of `stats` (the same in both backends)."""
+    """`AuditStats` from the queries of `stats` (the same in both backends)."""
     by_label: dict[str, int] = {}
     by_day: dict[str, int] = {}
     for day, outcome, count in per_day:
@@ -358,6 +366,7 @@ def stats_from_rows(
         top_flagged_authors=[(author, n) for author, n in authors],
         errors_by_kind={kind: n for kind, n in errors},
         reviews_by_band=review_bands(reviews),
+        second_opinions=second_opinions,
     )
 
 

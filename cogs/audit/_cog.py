@@ -210,9 +210,18 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         stats = await self.bot.audit.cases.stats(
             _guild_id(interaction), since=since_days(self.bot.clock(), days)
         )
+        description = f"**{stats.total}** scans"
+        if stats.second_opinions:
+            # Each second opinion is a case of its own: say how many, so a guild that checks
+            # with both providers does not read its file count as doubled.
+            description += (
+                f", of which **{stats.second_opinions}** "
+                f"{'is a second opinion' if stats.second_opinions == 1 else 'are second opinions'}"
+                " on an earlier file"
+            )
         embed = discord.Embed(
             title=f"Scans in the last {days} day{'s' if days != 1 else ''}",
-            description=f"**{stats.total}** scans",
+            description=description,
             colour=discord.Colour.blurple(),
         )
         embed.add_field(
