@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.discord_emulator import messaging
-from tests.discord_emulator.emulator import DiscordEmulator
-from tests.discord_emulator.models import Message
-from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
-from tests.standins import behavioral_signals as bs_module
-from tests.standins import resemble as resemble_module
+from testkit.discord_emulator import messaging
+from testkit.discord_emulator.emulator import DiscordEmulator
+from testkit.discord_emulator.models import Message
+from testkit.standins import BehavioralSignalsStandIn, ResembleStandIn
+from testkit.standins import behavioral_signals as bs_module
+from testkit.standins import resemble as resemble_module
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"

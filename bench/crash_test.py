@@ -58,13 +58,13 @@ sys.path.insert(0, str(REPO))
 
 from bot.embeds import ERROR_CODE  # noqa: E402
 from bot.storage import open_audit_log  # noqa: E402
-from tests.discord_emulator.emulator import DiscordEmulator  # noqa: E402
-from tests.discord_emulator.fixtures import build_default_scene  # noqa: E402
-from tests.discord_emulator.models import Channel, Guild, Member, Message  # noqa: E402
-from tests.postgres_server import drop_schema, fresh_schema  # noqa: E402
-from tests.standins import BehavioralSignalsStandIn, ResembleStandIn  # noqa: E402
-from tests.standins import behavioral_signals as bs_module  # noqa: E402
-from tests.standins import resemble as resemble_module  # noqa: E402
+from testkit.discord_emulator.emulator import DiscordEmulator  # noqa: E402
+from testkit.discord_emulator.fixtures import build_default_scene  # noqa: E402
+from testkit.discord_emulator.models import Channel, Guild, Member, Message  # noqa: E402
+from testkit.postgres_server import drop_schema, fresh_schema  # noqa: E402
+from testkit.standins import BehavioralSignalsStandIn, ResembleStandIn  # noqa: E402
+from testkit.standins import behavioral_signals as bs_module  # noqa: E402
+from testkit.standins import resemble as resemble_module  # noqa: E402
 
 KILL_KINDS = ("time", "upload", "reply")
 #: Lines of the bot's own log counted for the report (what recovery had to do).
@@ -311,7 +311,7 @@ async def run_crash_test(
         voices = await asyncio.to_thread(make_voice_messages, media_dir, messages)
 
         # Discord's rate limits on: a restarted bot must not run into a window the killed
-        # one used (tests/discord_emulator/ratelimits.py).
+        # one used (testkit/discord_emulator/ratelimits.py).
         emu = await DiscordEmulator(rate_limits=True).start()
         standin: BehavioralSignalsStandIn | ResembleStandIn
         if provider == "behavioral_signals":

@@ -36,7 +36,7 @@ exceed the workers: `--hand-off off` keeps each scan on its worker until the ver
 before.
 
 The emulator enforces Discord's rate limits (5 messages per 5 s per channel, 50 requests/s in
-all; tests/discord_emulator/ratelimits.py), as Discord would: the 429s it sent are reported,
+all; testkit/discord_emulator/ratelimits.py), as Discord would: the 429s it sent are reported,
 and in a burst the channels' message buckets, not the CPU, set the pace. `--rate-limits off`
 only stops the emulator enforcing them: the bot paces itself as on Discord either way (and,
 with no rate-limit headers to read, more slowly). Raids, spread traffic and
@@ -73,9 +73,9 @@ from bench._common import (
     system_busy_cpu,
     voice_pool,
 )
-from tests.discord_emulator.emulator import DiscordEmulator
-from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
-from tests.standins.resemble import metrics as resemble_metrics
+from testkit.discord_emulator.emulator import DiscordEmulator
+from testkit.standins import BehavioralSignalsStandIn, ResembleStandIn
+from testkit.standins.resemble import metrics as resemble_metrics
 
 PROVIDERS = ("resemble", "behavioral_signals")
 MODES = ("burst", "paced")

@@ -46,9 +46,9 @@ from bench._common import (
     system_busy_cpu,
     voice_pool,
 )
-from tests.discord_emulator.emulator import DiscordEmulator
-from tests.postgres_server import drop_schema, fresh_schema
-from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
+from testkit.discord_emulator.emulator import DiscordEmulator
+from testkit.postgres_server import drop_schema, fresh_schema
+from testkit.standins import BehavioralSignalsStandIn, ResembleStandIn
 
 SHARDS = 2
 WARMUP = 20

@@ -43,8 +43,8 @@ from bench._common import (
     machine,
     memory_kib,
 )
-from tests.discord_emulator.emulator import DiscordEmulator
-from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
+from testkit.discord_emulator.emulator import DiscordEmulator
+from testkit.standins import BehavioralSignalsStandIn, ResembleStandIn
 
 PROVIDERS = ("behavioral_signals", "resemble")
 TARGET_GROWTH_MIB = 64

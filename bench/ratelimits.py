@@ -6,7 +6,7 @@
 
 The bot runs as its own process (`python -m bench._botproc`) against the Discord emulator with
 Discord's limits on (5 messages per 5 s and one reaction call per 0.25 s per channel, 50
-requests/s in all; tests/discord_emulator/ratelimits.py) and a Resemble stand-in that answers
+requests/s in all; testkit/discord_emulator/ratelimits.py) and a Resemble stand-in that answers
 at once, both in this process. Every voice message is a distinct real OGG/Opus file
 (bench/_common.voice_pool). An answer is a reply to the message or, in a flooded channel, a
 combined answer whose card links to it (SPOOFWATCH_COMBINE_REPLIES); latency runs from the
@@ -56,12 +56,12 @@ from bench._common import (
     system_busy_cpu,
     voice_pool,
 )
-from tests.discord_emulator.emulator import DiscordEmulator
-from tests.standins import ResembleStandIn
+from testkit.discord_emulator.emulator import DiscordEmulator
+from testkit.standins import ResembleStandIn
 
 SCENARIOS = ("raid", "spread", "sustained")
 WARMUP = 20
-#: The channel's message bucket: 5 per 5 s (tests/discord_emulator/ratelimits.py).
+#: The channel's message bucket: 5 per 5 s (testkit/discord_emulator/ratelimits.py).
 WINDOW_S = 5.0
 PER_WINDOW = 5
 #: Verdicts per combined answer (cogs/autoscan/_reply_queue.py: one row of buttons each).

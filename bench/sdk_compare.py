@@ -41,10 +41,10 @@ from typing import Any
 from aiohttp import web
 
 from bench._common import CACHE, REPO, ffmpeg, finish, machine, voice_pool
-from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
-from tests.standins import behavioral_signals as bs_module
-from tests.standins import resemble as resemble_module
-from tests.standins._common import Handler
+from testkit.standins import BehavioralSignalsStandIn, ResembleStandIn
+from testkit.standins import behavioral_signals as bs_module
+from testkit.standins import resemble as resemble_module
+from testkit.standins._common import Handler
 
 #: (worker variant, Spoofwatch's files in flight: None = the SDK's thread pool, 0 = all).
 CASES: dict[str, tuple[tuple[str, int | None], ...]] = {

@@ -41,8 +41,8 @@ from bench._common import (
     sha256_file,
     voice_pool,
 )
-from tests.discord_emulator.emulator import DiscordEmulator
-from tests.standins import BehavioralSignalsStandIn, ResembleStandIn
+from testkit.discord_emulator.emulator import DiscordEmulator
+from testkit.standins import BehavioralSignalsStandIn, ResembleStandIn
 
 PROVIDERS = ("behavioral_signals", "resemble")
 SCHEDULES = ("backoff", "learned")

@@ -14,10 +14,10 @@ from bot.detectors import PollPolicy, RetryPolicy, Upload
 from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.detectors.resemble import ResembleClient
 from bot.verdict import MediaKind
-from tests.media_factory import media, media_dir  # noqa: F401  (media fixtures)
-from tests.standins import BehavioralSignalsStandIn, ResembleStandIn, write_wav
-from tests.standins import behavioral_signals as bs_standin_module
-from tests.standins import resemble as resemble_standin_module
+from testkit.media_factory import media, media_dir  # noqa: F401  (media fixtures)
+from testkit.standins import BehavioralSignalsStandIn, ResembleStandIn, write_wav
+from testkit.standins import behavioral_signals as bs_standin_module
+from testkit.standins import resemble as resemble_standin_module
 
 # --- provider stand-ins and clients -------------------------------------------------------
 
@@ -115,15 +115,15 @@ def make_wav_upload(tmp_path: Path) -> Callable[..., Upload]:
     return make
 
 
-# --- Discord emulator (tests/discord_emulator) ----------------------------------------------
+# --- Discord emulator (testkit/discord_emulator) ----------------------------------------------
 
-# --- the SQLite audit log on a test clock (tests/_audit_helpers.py) -------------------------
-from tests._audit_helpers import clock, log, sqlite_log  # noqa: E402, F401
-from tests.discord_emulator.fixtures import bare_emulator, emulator  # noqa: E402, F401
+# --- the SQLite audit log on a test clock (testkit/audit_log.py) -------------------------
+from testkit.audit_log import clock, log, sqlite_log  # noqa: E402, F401
+from testkit.discord_emulator.fixtures import bare_emulator, emulator  # noqa: E402, F401
 
-# --- the whole bot, end to end (tests/e2e.py) -----------------------------------------------
-from tests.e2e import make_spoofwatch, spoofwatch  # noqa: E402, F401
-from tests.postgres_server import postgres_server, postgres_url  # noqa: E402, F401
+# --- the whole bot, end to end (testkit/e2e.py) -----------------------------------------------
+from testkit.e2e import make_spoofwatch, spoofwatch  # noqa: E402, F401
+from testkit.postgres_server import postgres_server, postgres_url  # noqa: E402, F401
 
-# --- the scan service without Discord (tests/scan_support.py) -----------------------------
-from tests.scan_support import audit  # noqa: E402, F401
+# --- the scan service without Discord (testkit/scan_support.py) -----------------------------
+from testkit.scan_support import audit  # noqa: E402, F401

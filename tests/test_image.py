@@ -32,10 +32,10 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.media_factory import MediaFiles
-from tests.standins import BehavioralSignalsStandIn
-from tests.standins import behavioral_signals as bs_module
-from tests.standins.behavioral_signals import utterance
+from testkit.media_factory import MediaFiles
+from testkit.standins import BehavioralSignalsStandIn
+from testkit.standins import behavioral_signals as bs_module
+from testkit.standins.behavioral_signals import utterance
 from tests.test_lock import DEV_LOCK, ROOT, RUNTIME_LOCK, _pins
 
 DOCKERFILE = ROOT / "Dockerfile"

@@ -19,8 +19,8 @@ from discord.ext import commands
 
 from bot.settings import Settings, settings_env_names
 from cogs.admin._cog import OPEN_TO_ALL
-from tests.e2e import Harness
-from tests.media_factory import MediaFiles
+from testkit.e2e import Harness
+from testkit.media_factory import MediaFiles
 
 ENV_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
 #: Discord shows this when a command or option has no description of its own.

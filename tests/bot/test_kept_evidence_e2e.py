@@ -1,0 +1,171 @@
+"""The file a mod-log alert keeps of a deleted message goes when its case does: the retention
+purge and `/spoofwatch forget` take it off the alert, through Discord, and say so.
+
+The real bot against the Discord emulator, the Resemble stand-in and a real SQLite file.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+import bot.kept_evidence
+from bot.kept_evidence import KEPT, REMOVAL, REMOVAL_FAILED
+from bot.storage import AuditEvent
+from testkit.discord_emulator.models import Channel, Message
+from testkit.e2e import Harness
+from testkit.moderation import FAKE, configure, field, listeners_done, run, wav
+
+
+async def _alert_with_evidence(sw: Harness, tmp_path: Path) -> tuple[Channel, Message]:
+    """A flagged voice file deleted by the guild's policy: the alert carries the file."""
+    emu = sw.emu
+    modlog = emu.create_text_channel(emu.guild, "mod-log")
+    await emu.wait_for(lambda: sw.bot.get_channel(modlog.id))
+    await configure(sw, "modlog", {"channel": modlog})
+    await configure(sw, "action", {"policy": "delete_and_alert"})
+    path = wav(tmp_path, 1)
+    sw.resemble.script_result(path, metrics=FAKE)
+    await sw.post(path)
+    await sw.settle()
+    await listeners_done(sw)
+    [alert] = [m for m in emu.bot_messages(modlog) if m.embeds]
+    assert "case-1-clip-1.wav" in [a.filename for a in alert.attachments]
+    return modlog, alert
+
+
+async def _events(sw: Harness, action: str) -> list[AuditEvent]:
+    events = await sw.bot.audit.cases.case_events(sw.emu.guild.id, 1)
+    return [e for e in events if e.action == action]
+
+
+async def _purge(sw: Harness) -> None:
+    """The hourly retention run, now (past the default 90 days)."""
+    sw.now[0] += timedelta(days=91)
+    await sw.bot.get_cog("Audit").purge()  # type: ignore[union-attr]
+
+
+def _removed(alert: Message) -> bool:
+    [embed] = alert.embeds
+    return (
+        alert.attachments == []
+        and "image" not in embed
+        and "retention setting" in (field(embed, "Actions") or "")
+        and "The file is attached here" not in (field(embed, "Actions") or "")
+    )
+
+
+async def test_the_alert_records_where_its_evidence_is(spoofwatch: Harness, tmp_path: Path) -> None:
+    """Fails if an alert posted with the file leaves no record of its channel and message,
+    so the retention purge could never find it."""
+    modlog, alert = await _alert_with_evidence(spoofwatch, tmp_path)
+    [kept] = await _events(spoofwatch, KEPT)
+    assert kept.reason == f"alert {modlog.id}/{alert.id}"
+
+
+async def test_the_retention_purge_takes_the_file_off_the_alert(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if the case passes its retention and the alert still carries the audio, or
+    does not say why it was removed, or the removal is not in the audit log."""
+    emu = spoofwatch.emu
+    _, alert = await _alert_with_evidence(spoofwatch, tmp_path)
+    await _purge(spoofwatch)
+    assert await spoofwatch.bot.audit.cases.case(emu.guild.id, 1) is None
+    assert _removed(emu.message(alert))
+    assert emu.message(alert).edits[-1]["attachments"] == []
+    [removal] = await _events(spoofwatch, REMOVAL)
+    assert removal.reason.endswith("file removed from the alert")
+    assert await spoofwatch.bot.audit.cases.unresolved_events(KEPT, REMOVAL) == []
+
+
+async def test_forget_takes_the_file_off_the_alert_and_says_so(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if /spoofwatch forget leaves the member's audio on the mod-log alert, or the
+    admin is not told."""
+    emu = spoofwatch.emu
+    _, alert = await _alert_with_evidence(spoofwatch, tmp_path)
+    answer = await run(spoofwatch, emu.admin, "spoofwatch forget", {"member": emu.member})
+    assert "taken off 1 mod-log alert." in answer.content
+    assert _removed(emu.message(alert))
+    assert len(await _events(spoofwatch, REMOVAL)) == 1
+
+
+@pytest.mark.parametrize("gone", ["alert", "channel"])
+async def test_a_deleted_alert_is_recorded_once_and_not_retried(
+    spoofwatch: Harness, tmp_path: Path, gone: str
+) -> None:
+    """Fails if an alert (or its channel) a moderator deleted makes the purge fail, or is
+    tried again at every run instead of being recorded as gone."""
+    emu = spoofwatch.emu
+    modlog, alert = await _alert_with_evidence(spoofwatch, tmp_path)
+    if gone == "alert":
+        await emu.delete_message(modlog, alert)
+    else:
+        # A deleted channel answers 10003 Unknown Channel (Discord docs, "JSON Error Codes").
+        emu.fail_next(
+            "GET",
+            f"/channels/{modlog.id}/messages/*",
+            404,
+            json={"message": "Unknown Channel", "code": 10003},
+        )
+    await _purge(spoofwatch)
+    await _purge(spoofwatch)
+    [removal] = await _events(spoofwatch, REMOVAL)
+    assert "already gone (404)" in removal.reason
+
+
+async def test_an_alert_out_of_reach_is_recorded_not_retried(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if losing access to the mod-log (403) loops or goes unrecorded."""
+    emu = spoofwatch.emu
+    modlog, _ = await _alert_with_evidence(spoofwatch, tmp_path)
+    emu.deny_bot(modlog, "view_channel")
+    await _purge(spoofwatch)
+    await _purge(spoofwatch)
+    [removal] = await _events(spoofwatch, REMOVAL)
+    assert "out of reach, file left in place" in removal.reason
+
+
+async def test_discord_down_does_not_block_the_purge_and_the_removal_is_retried(
+    spoofwatch: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if Discord being unreachable keeps the case past its retention, drops the
+    removal, leaves no trace of the failed try, records it at every try, or has a run try
+    every owed alert (each waiting out its timeout) once one found Discord unreachable."""
+    emu = spoofwatch.emu
+    modlog, alert = await _alert_with_evidence(spoofwatch, tmp_path)
+    second = wav(tmp_path, 2)
+    spoofwatch.resemble.script_result(second, metrics=FAKE)
+    await spoofwatch.post(second)
+    await spoofwatch.settle()
+    await listeners_done(spoofwatch)
+    [_, other] = [m for m in emu.bot_messages(modlog) if m.embeds]
+    real_edit = bot.kept_evidence._edit
+    tries: list[int] = []
+
+    async def unreachable(_client: object, _channel: int, message_id: int) -> None:
+        # A connection error as aiohttp raises it when Discord cannot be reached (the
+        # emulator's 5xx would cost discord.py's own retries, about 25 s, first).
+        tries.append(message_id)
+        raise aiohttp.ClientConnectionError("Cannot connect to host discord.com:443")
+
+    monkeypatch.setattr(bot.kept_evidence, "_edit", unreachable)
+    await _purge(spoofwatch)
+    await _purge(spoofwatch)
+    assert tries == [alert.id, alert.id]  # one try per run, the oldest first
+    assert await spoofwatch.bot.audit.cases.case(emu.guild.id, 1) is None
+    assert "case-1-clip-1.wav" in [a.filename for a in emu.message(alert).attachments]
+    [failed] = await _events(spoofwatch, REMOVAL_FAILED)
+    assert "ClientConnectionError" in failed.reason and "will retry" in failed.reason
+    assert await _events(spoofwatch, REMOVAL) == []
+
+    monkeypatch.setattr(bot.kept_evidence, "_edit", real_edit)
+    await _purge(spoofwatch)
+    assert _removed(emu.message(alert)) and _removed(emu.message(other))
+    assert len(await _events(spoofwatch, REMOVAL)) == 1
