@@ -56,11 +56,11 @@ from typing import IO, Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bot.embeds import ERROR_CODE  # noqa: E402
 from bot.storage import open_audit_log  # noqa: E402
 from testkit.discord_emulator.emulator import DiscordEmulator  # noqa: E402
 from testkit.discord_emulator.fixtures import build_default_scene  # noqa: E402
 from testkit.discord_emulator.models import Channel, Guild, Member, Message  # noqa: E402
+from testkit.moderation import embed_kind  # noqa: E402
 from testkit.postgres_server import drop_schema, fresh_schema  # noqa: E402
 from testkit.standins import BehavioralSignalsStandIn, ResembleStandIn  # noqa: E402
 from testkit.standins import behavioral_signals as bs_module  # noqa: E402
@@ -478,16 +478,6 @@ def _bot_replies(emu: DiscordEmulator, message: Message) -> list[dict[str, Any]]
     return cards
 
 
-def _embed_kind(embed: dict[str, Any]) -> tuple[str, str | None]:
-    """("verdict", None) or ("failure", error kind) for one answer's card: the kind is in
-    the failure card's footer (`bot.embeds.failure_embed`: "Case #3 · error code: …")."""
-    if embed.get("title", "").startswith("Could not check"):
-        footer = (embed.get("footer") or {}).get("text", "")
-        found = re.search(re.escape(ERROR_CODE) + r"\s*([\w.-]+)", footer)
-        return "failure", found[1] if found else "?"
-    return "verdict", None
-
-
 async def _report(
     *,
     emu: DiscordEmulator,
@@ -504,7 +494,7 @@ async def _report(
     started: float,
 ) -> CrashReport:
     replies = {m.id: _bot_replies(emu, m) for m in sent}
-    kinds = [_embed_kind(r[0]) for r in replies.values() if len(r) == 1]
+    kinds = [embed_kind(r[0]) for r in replies.values() if len(r) == 1]
     failure_kinds = collections.Counter(k for what, k in kinds if what == "failure" and k)
 
     per_attachment: collections.Counter[str] = collections.Counter()

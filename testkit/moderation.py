@@ -7,9 +7,11 @@ whose bytes differ (identical bytes would reuse a verdict instead of calling the
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
+from bot.embeds import ERROR_CODE
 from testkit.discord_emulator.models import Message
 from testkit.e2e import Harness
 from testkit.standins import write_wav
@@ -25,7 +27,16 @@ MANAGE_GUILD = 1 << 5
 
 
 def footer(embed: dict[str, Any]) -> str:
-    return str(embed.get("footer", {}).get("text", ""))
+    return str((embed.get("footer") or {}).get("text", ""))
+
+
+def embed_kind(embed: dict[str, Any]) -> tuple[str, str | None]:
+    """("verdict", None) or ("failure", error kind) for one answer's card: the kind is in
+    the failure card's footer (`bot.embeds.failure_embed`: "Case #3 · error code: …")."""
+    if embed.get("title", "").startswith("Could not check"):
+        found = re.search(re.escape(ERROR_CODE) + r"\s*([\w.-]+)", footer(embed))
+        return "failure", found[1] if found else "?"
+    return "verdict", None
 
 
 def field(embed: dict[str, Any], name: str) -> str | None:

@@ -6,6 +6,7 @@ added later is held to the same rules without anyone listing it here.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +23,8 @@ from cogs.admin._cog import OPEN_TO_ALL
 from testkit.e2e import Harness
 from testkit.media_factory import MediaFiles
 
-ENV_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
+REPO = Path(__file__).resolve().parent.parent
+ENV_EXAMPLE = REPO / ".env.example"
 #: Discord shows this when a command or option has no description of its own.
 NO_DESCRIPTION = "…"
 #: Commands every member may use; anything else must be for moderators (see below).
@@ -188,3 +190,33 @@ def test_env_example_parses_into_settings() -> None:
 def test_env_example_lists_every_setting() -> None:
     """Every operator setting has a line in `.env.example`, and every line is a setting."""
     assert _example_names() == set(settings_env_names().values())
+
+
+def _imported_packages(path: Path) -> set[str]:
+    """The top-level packages a module imports (absolute imports, anywhere in the module)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+#: Who may not import whom: tests and benchmarks share the test kit, never each other, and
+#: the kit serves both, so it imports neither.
+FORBIDDEN_IMPORTS = {"tests": {"bench"}, "bench": {"tests"}, "testkit": {"tests", "bench"}}
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN_IMPORTS))
+def test_tests_and_benchmarks_share_only_the_test_kit(package: str) -> None:
+    """Fails if a test imports a benchmark, a benchmark imports a test, or the test kit
+    imports either (what they share belongs in `testkit/`)."""
+    modules = sorted((REPO / package).rglob("*.py"))
+    assert modules, f"no modules under {package}/"
+    offenders = {
+        f"{path.relative_to(REPO)} imports {sorted(found)}"
+        for path in modules
+        if (found := _imported_packages(path) & FORBIDDEN_IMPORTS[package])
+    }
+    assert not offenders, sorted(offenders)
