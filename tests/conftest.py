@@ -19,6 +19,20 @@ from testkit.standins import BehavioralSignalsStandIn, ResembleStandIn, write_wa
 from testkit.standins import behavioral_signals as bs_standin_module
 from testkit.standins import resemble as resemble_standin_module
 
+# --- parallel runs (pytest-xdist) ----------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `serial` are skipped on xdist workers: the README's test command runs them
+    afterwards, alone (`-m serial -n 0`)."""
+    if not hasattr(config, "workerinput"):
+        return
+    alone = pytest.mark.skip(reason="needs the machine to itself: run by `pytest -m serial -n 0`")
+    for item in items:
+        if item.get_closest_marker("serial"):
+            item.add_marker(alone)
+
+
 # --- provider stand-ins and clients -------------------------------------------------------
 
 #: Retries and polls measured in milliseconds, so fault tests stay fast.
