@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    AliasChoices,
     Field,
     SecretStr,
     ValidationError,
@@ -30,7 +29,12 @@ MIB = 1024 * 1024
 class Settings(BaseSettings):
     """Everything an operator can set. Secrets are `SecretStr` and never printed."""
 
+    # Each setting is read from SPOOFWATCH_<FIELD NAME> (any case), except those with a
+    # `validation_alias`: the Discord token and the providers' own credentials keep the names
+    # their vendors' tools use, and the SQLite file is SPOOFWATCH_DB. The names are an
+    # interface (tests/bot/test_settings.py lists them); code passes field names.
     model_config = SettingsConfigDict(
+        env_prefix="SPOOFWATCH_",
         env_file=".env",
         env_file_encoding="utf-8",
         env_ignore_empty=True,
@@ -39,127 +43,54 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    discord_token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "discord_token")
-    )
-    provider: ProviderName = Field(
-        default=ProviderName.BEHAVIORAL_SIGNALS,
-        validation_alias=AliasChoices("SPOOFWATCH_PROVIDER", "provider"),
-    )
+    discord_token: SecretStr | None = Field(default=None, validation_alias="DISCORD_TOKEN")
+    provider: ProviderName = ProviderName.BEHAVIORAL_SIGNALS
 
     behavioralsignals_cid: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("BEHAVIORALSIGNALS_CID", "behavioralsignals_cid"),
+        default=None, validation_alias="BEHAVIORALSIGNALS_CID"
     )
     behavioralsignals_api_key: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("BEHAVIORALSIGNALS_API_KEY", "behavioralsignals_api_key"),
+        default=None, validation_alias="BEHAVIORALSIGNALS_API_KEY"
     )
     behavioralsignals_api_url: str = Field(
-        default="https://api.behavioralsignals.com/v5",
-        validation_alias=AliasChoices("BEHAVIORALSIGNALS_API_URL", "behavioralsignals_api_url"),
+        default="https://api.behavioralsignals.com/v5", validation_alias="BEHAVIORALSIGNALS_API_URL"
     )
     behavioralsignals_upload_timeout_s: float = Field(
         # How long an upload's answer may take once the file is sent: the SDK's 300 s.
         default=300.0,
         gt=0,
-        validation_alias=AliasChoices(
-            "BEHAVIORALSIGNALS_UPLOAD_TIMEOUT_S", "behavioralsignals_upload_timeout_s"
-        ),
+        validation_alias="BEHAVIORALSIGNALS_UPLOAD_TIMEOUT_S",
     )
 
-    resemble_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("RESEMBLE_API_KEY", "resemble_api_key")
-    )
+    resemble_api_key: SecretStr | None = Field(default=None, validation_alias="RESEMBLE_API_KEY")
     resemble_api_url: str = Field(
-        default="https://app.resemble.ai/api/v2",
-        validation_alias=AliasChoices("RESEMBLE_API_URL", "resemble_api_url"),
+        default="https://app.resemble.ai/api/v2", validation_alias="RESEMBLE_API_URL"
     )
-    resemble_intelligence: bool = Field(
-        default=False,
-        validation_alias=AliasChoices("SPOOFWATCH_RESEMBLE_INTELLIGENCE", "resemble_intelligence"),
-    )
-    resemble_zero_retention: bool = Field(
-        default=True,
-        validation_alias=AliasChoices(
-            "SPOOFWATCH_RESEMBLE_ZERO_RETENTION", "resemble_zero_retention"
-        ),
-    )
+    resemble_intelligence: bool = False
+    resemble_zero_retention: bool = True
 
-    db_path: Path = Field(
-        default=Path("data/spoofwatch.db"),
-        validation_alias=AliasChoices("SPOOFWATCH_DB", "db_path"),
-    )
+    db_path: Path = Field(default=Path("data/spoofwatch.db"), validation_alias="SPOOFWATCH_DB")
     #: postgresql://user:password@host/db: the audit log in PostgreSQL, shared by every
     #: process of a sharded deployment. Unset: SQLite at `db_path`. (A secret: it may hold
     #: the password.)
-    database_url: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("SPOOFWATCH_DATABASE_URL", "database_url"),
-    )
-    allowed_media_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=DEFAULT_MEDIA_HOSTS,
-        validation_alias=AliasChoices("SPOOFWATCH_ALLOWED_MEDIA_HOSTS", "allowed_media_hosts"),
-    )
-    dev_guild: int | None = Field(
-        default=None, validation_alias=AliasChoices("SPOOFWATCH_DEV_GUILD", "dev_guild")
-    )
+    database_url: SecretStr | None = None
+    allowed_media_hosts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_MEDIA_HOSTS
+    dev_guild: int | None = None
 
     #: Shards across processes: every process of a deployment sets the same count, and
     #: each its own ids. Unset: one process runs every shard Discord recommends.
-    shard_count: int | None = Field(
-        default=None,
-        ge=1,
-        validation_alias=AliasChoices("SPOOFWATCH_SHARD_COUNT", "shard_count"),
-    )
-    shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = Field(
-        default=None,
-        validation_alias=AliasChoices("SPOOFWATCH_SHARD_IDS", "shard_ids"),
-    )
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = None
 
-    discord_api_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("SPOOFWATCH_DISCORD_API_URL", "discord_api_url"),
-    )
-    discord_gateway_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("SPOOFWATCH_DISCORD_GATEWAY_URL", "discord_gateway_url"),
-    )
-    max_file_mb: float = Field(
-        default=100.0,
-        gt=0,
-        validation_alias=AliasChoices("SPOOFWATCH_MAX_FILE_MB", "max_file_mb"),
-    )
-    max_duration_s: float = Field(
-        default=600.0,
-        gt=0,
-        validation_alias=AliasChoices("SPOOFWATCH_MAX_DURATION_S", "max_duration_s"),
-    )
-    ffmpeg_timeout_s: float = Field(
-        default=120.0,
-        gt=0,
-        validation_alias=AliasChoices("SPOOFWATCH_FFMPEG_TIMEOUT_S", "ffmpeg_timeout_s"),
-    )
-    poll_deadline_s: float = Field(
-        default=300.0,
-        gt=0,
-        validation_alias=AliasChoices("SPOOFWATCH_POLL_DEADLINE_S", "poll_deadline_s"),
-    )
-    poll_initial_s: float = Field(
-        default=1.0,
-        gt=0,
-        validation_alias=AliasChoices("SPOOFWATCH_POLL_INITIAL_S", "poll_initial_s"),
-    )
-    poll_max_interval_s: float = Field(
-        default=5.0,
-        gt=0,
-        validation_alias=AliasChoices("SPOOFWATCH_POLL_MAX_INTERVAL_S", "poll_max_interval_s"),
-    )
-    request_timeout_s: float = Field(
-        default=60.0,
-        gt=0,
-        validation_alias=AliasChoices("SPOOFWATCH_REQUEST_TIMEOUT_S", "request_timeout_s"),
-    )
+    discord_api_url: str | None = None
+    discord_gateway_url: str | None = None
+    max_file_mb: float = Field(default=100.0, gt=0)
+    max_duration_s: float = Field(default=600.0, gt=0)
+    ffmpeg_timeout_s: float = Field(default=120.0, gt=0)
+    poll_deadline_s: float = Field(default=300.0, gt=0)
+    poll_initial_s: float = Field(default=1.0, gt=0)
+    poll_max_interval_s: float = Field(default=5.0, gt=0)
+    request_timeout_s: float = Field(default=60.0, gt=0)
     workers: int = Field(
         # Scans downloading, decoding or uploading at once. Once a scan's file is sent it
         # waits for the provider (seconds to minutes) without a worker (`bot.worker_pool`);
@@ -168,63 +99,25 @@ class Settings(BaseSettings):
         default=16,
         ge=1,
         le=64,
-        validation_alias=AliasChoices("SPOOFWATCH_WORKERS", "workers"),
     )
-    decoder_processes: int = Field(
-        default_factory=lambda: min(os.cpu_count() or 1, 8),
-        ge=0,
-        le=64,
-        validation_alias=AliasChoices("SPOOFWATCH_DECODER_PROCESSES", "decoder_processes"),
-    )
-    catch_up_messages: int = Field(
-        default=100,
-        ge=0,
-        le=1000,
-        validation_alias=AliasChoices("SPOOFWATCH_CATCH_UP_MESSAGES", "catch_up_messages"),
-    )
-    catch_up_hours: float = Field(
-        default=24.0,
-        ge=0,
-        validation_alias=AliasChoices("SPOOFWATCH_CATCH_UP_HOURS", "catch_up_hours"),
-    )
-    search_mark_delay_s: float = Field(
-        default=1.5,
-        ge=0,
-        le=60,
-        validation_alias=AliasChoices("SPOOFWATCH_SEARCH_MARK_DELAY_S", "search_mark_delay_s"),
-    )
-    combine_replies: bool = Field(
-        default=True,
-        validation_alias=AliasChoices("SPOOFWATCH_COMBINE_REPLIES", "combine_replies"),
-    )
+    decoder_processes: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 8), ge=0, le=64)
+    catch_up_messages: int = Field(default=100, ge=0, le=1000)
+    catch_up_hours: float = Field(default=24.0, ge=0)
+    search_mark_delay_s: float = Field(default=1.5, ge=0, le=60)
+    combine_replies: bool = True
     credential_check_s: float = Field(
         # How often the providers are asked whether they still take the credentials; a
         # refusal goes to the log and the mod-logs. 0 turns the periodic check off.
         default=3600.0,
         ge=0,
-        validation_alias=AliasChoices("SPOOFWATCH_CREDENTIAL_CHECK_S", "credential_check_s"),
     )
-    temp_dir: Path | None = Field(
-        default=None, validation_alias=AliasChoices("SPOOFWATCH_TEMP_DIR", "temp_dir")
-    )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", validation_alias=AliasChoices("SPOOFWATCH_LOG_LEVEL", "log_level")
-    )
-    log_format: Literal["text", "json"] = Field(
-        default="text", validation_alias=AliasChoices("SPOOFWATCH_LOG_FORMAT", "log_format")
-    )
+    temp_dir: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     #: Serve /metrics (Prometheus) and /healthz on this port; unset: no server at all.
-    metrics_port: int | None = Field(
-        default=None,
-        ge=1,
-        le=65535,
-        validation_alias=AliasChoices("SPOOFWATCH_METRICS_PORT", "metrics_port"),
-    )
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     #: Loopback unless the operator says otherwise: the metrics name guilds' activity.
-    metrics_host: str = Field(
-        default="127.0.0.1",
-        validation_alias=AliasChoices("SPOOFWATCH_METRICS_HOST", "metrics_host"),
-    )
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("allowed_media_hosts", mode="before")
     @classmethod
@@ -401,13 +294,10 @@ def is_loopback_host(host: str) -> bool:
 
 # Field name → the environment variable an operator would set, for error messages.
 _ENV_NAMES = {
-    name: next(
-        (
-            str(choice)
-            for choice in getattr(field.validation_alias, "choices", ())
-            if isinstance(choice, str) and choice.isupper()
-        ),
-        name.upper(),
+    name: (
+        field.validation_alias
+        if isinstance(field.validation_alias, str)
+        else f"{Settings.model_config.get('env_prefix', '')}{name}".upper()
     )
     for name, field in Settings.model_fields.items()
 }
