@@ -19,14 +19,27 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import math
 import statistics
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
 
-from bot.detectors._base import PollPolicy
+import aiohttp
+from pydantic import SecretStr
+
+from bot.detectors._base import PollPolicy, RetryPolicy
+from bot.detectors._http import DISPLAY_NAMES, ProviderHTTP
+from bot.errors import ProviderTimeout
+from bot.verdict import ProviderName
+
+log = logging.getLogger(__name__)
+
+_Status = TypeVar("_Status")
 
 #: Jobs on media closer in length than this say nothing about the cost per second.
 _MIN_MEDIA_GAP_S = 0.5
@@ -397,3 +410,73 @@ class JobChecks:
             (self._last_running + finished) / 2,
             window_s=finished - self._last_running,
         )
+
+
+class JobState(StrEnum):
+    """Where a provider's job stands, as its client reads a status answer."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class PollingClient:
+    """What both provider clients share: their HTTP (the key in the headers, redacted from
+    every message), the poll policy with its `JobClock`, and the wait for a job.
+
+    A client says how it authenticates and, per job, how to read its status and what that
+    status means; the deadline, the checks and what a timeout tells the member are here.
+    """
+
+    #: How the provider calls a job in messages ("process", "detect").
+    job_noun = "job"
+
+    def __init__(
+        self,
+        http_session: aiohttp.ClientSession,
+        *,
+        provider: ProviderName,
+        api_key: SecretStr,
+        headers: Mapping[str, str],
+        retry: RetryPolicy,
+        poll: PollPolicy,
+        request_timeout_s: float,
+    ) -> None:
+        self._poll = poll
+        self._clock = JobClock(poll)
+        self._http = ProviderHTTP(
+            http_session,
+            provider=provider,
+            headers=headers,
+            retry=retry,
+            request_timeout_s=request_timeout_s,
+            secrets=[api_key.get_secret_value()],
+        )
+
+    async def _poll_until_done(
+        self,
+        job_id: str,
+        read: Callable[[], Awaitable[_Status]],
+        state: Callable[[_Status], JobState],
+    ) -> _Status:
+        """The job's status once it is no longer running, read as the clock plans the
+        checks; `ProviderTimeout` past the policy's deadline."""
+        try:
+            async with asyncio.timeout(self._poll.deadline_s):
+                checks = self._clock.checks(job_id)
+                while True:
+                    await checks.wait()
+                    status = await read()
+                    seen = state(status)
+                    if seen is not JobState.RUNNING:
+                        if seen is JobState.COMPLETED:
+                            checks.done()  # failures end early: they say nothing about speed
+                        return status
+                    checks.still_running()
+                    log.debug("%s %s %s: still running", self._http.name, self.job_noun, job_id)
+        except TimeoutError as exc:
+            raise ProviderTimeout(
+                self._http.provider,
+                f"{DISPLAY_NAMES[self._http.provider]} did not finish {self.job_noun} {job_id} "
+                f"within {self._poll.deadline_s:g} s; it may still finish later.",
+            ) from exc

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.detectors._http import describe
+from bot.detectors._polling import JobState
 from bot.errors import ProviderProtocolError
 from bot.verdict import Label, ProviderName, Segment, Verdict, generator_name
 
@@ -92,12 +93,6 @@ class DetectEnvelope(_Wire):
 
 
 # --- deciding --------------------------------------------------------------------------
-
-
-class JobState(StrEnum):
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
 
 
 def job_state(item: DetectItem) -> JobState:

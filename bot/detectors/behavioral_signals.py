@@ -45,8 +45,8 @@ from bot.detectors._bs_video import (
     split_job_id,
     video_job_id,
 )
-from bot.detectors._http import ProviderHTTP, describe, first_line
-from bot.detectors._polling import JobClock, JobTiming
+from bot.detectors._http import describe, first_line
+from bot.detectors._polling import JobState, JobTiming, PollingClient
 from bot.detectors._upload import FilePart
 from bot.errors import (
     ProductRefused,
@@ -473,8 +473,10 @@ def _protocol(detail: str) -> ProviderProtocolError:
 # --- client ----------------------------------------------------------------------------
 
 
-class BehavioralSignalsClient:
+class BehavioralSignalsClient(PollingClient):
     """The Behavioral Signals deepfake API over the shared aiohttp session."""
+
+    job_noun = "process"
 
     def __init__(
         self,
@@ -488,6 +490,15 @@ class BehavioralSignalsClient:
         request_timeout_s: float,
         upload_read_timeout_s: float = UPLOAD_READ_TIMEOUT_S,
     ) -> None:
+        super().__init__(
+            http_session,
+            provider=PROVIDER,
+            api_key=api_key,
+            headers={"X-Auth-Token": api_key.get_secret_value(), "accept": "application/json"},
+            retry=retry,
+            poll=poll,
+            request_timeout_s=request_timeout_s,
+        )
         self._base = f"{base_url.rstrip('/')}/detection/clients/{cid}/processes"
         self._auth_url = f"{base_url.rstrip('/')}/auth"
         self._cid = cid
@@ -495,16 +506,6 @@ class BehavioralSignalsClient:
         #: the product): later videos go audio-only until a restart.
         self._video_refused = False
         self._upload_read_timeout_s = upload_read_timeout_s
-        self._poll = poll
-        self._clock = JobClock(poll)
-        self._http = ProviderHTTP(
-            http_session,
-            provider=PROVIDER,
-            headers={"X-Auth-Token": api_key.get_secret_value(), "accept": "application/json"},
-            retry=retry,
-            request_timeout_s=request_timeout_s,
-            secrets=[api_key.get_secret_value()],
-        )
 
     @property
     def provider(self) -> ProviderName:
@@ -725,15 +726,11 @@ class BehavioralSignalsClient:
         if not pid.isdigit():
             raise ProviderNotFound(PROVIDER, f"{job_id!r} is not a Behavioral Signals process id.")
         url = f"{self._base}/video/{pid}" if video else f"{self._base}/{pid}"
-        try:
-            async with asyncio.timeout(self._poll.deadline_s):
-                process = await self._poll_until_done(url, job_id)
-        except TimeoutError as exc:
-            raise ProviderTimeout(
-                PROVIDER,
-                f"Behavioral Signals did not finish process {job_id} within "
-                f"{self._poll.deadline_s:g} s; it may still finish later.",
-            ) from exc
+        process = await self._poll_until_done(
+            job_id,
+            lambda: self._http.request("GET", url, Process, what="job status", retry_safe=True),
+            _process_state,
+        )
 
         if process.status == STATUS_INSUFFICIENT_CREDITS:
             raise ProviderOutOfCredits(
@@ -777,17 +774,9 @@ class BehavioralSignalsClient:
         visual = normalize_visual(result.video_results)
         return combine_visual(audio, visual)
 
-    async def _poll_until_done(self, url: str, job_id: str) -> Process:
-        checks = self._clock.checks(job_id)
-        while True:
-            await checks.wait()
-            process = await self._http.request(
-                "GET", url, Process, what="job status", retry_safe=True
-            )
-            # A null status (the SDK's model allows it) says nothing yet: keep polling.
-            if process.status is not None and process.status not in _RUNNING:
-                if process.status == STATUS_COMPLETE:
-                    checks.done()  # failures end early: they say nothing about speed
-                return process
-            checks.still_running()
-            log.debug("Behavioral Signals process %s: status %s", job_id, process.status)
+
+def _process_state(process: Process) -> JobState:
+    """A null status (the SDK's model allows it) says nothing yet: still running."""
+    if process.status is None or process.status in _RUNNING:
+        return JobState.RUNNING
+    return JobState.COMPLETED if process.status == STATUS_COMPLETE else JobState.FAILED

@@ -28,8 +28,8 @@ from bot.detectors._base import (
     Upload,
     VendorAck,
 )
-from bot.detectors._http import ProviderHTTP, first_line
-from bot.detectors._polling import JobClock, JobTiming
+from bot.detectors._http import first_line
+from bot.detectors._polling import JobTiming, PollingClient
 from bot.detectors._resemble_items import (
     FRAME_LENGTH_S,
     PROVIDER,
@@ -52,7 +52,6 @@ from bot.errors import (
     ProviderNotFound,
     ProviderProtocolError,
     ProviderRejected,
-    ProviderTimeout,
 )
 from bot.verdict import MediaKind, ProviderName, Verdict
 
@@ -148,8 +147,10 @@ class _AnyBody(RootModel[Any]):
     """An answer only its status matters for (the credential check)."""
 
 
-class ResembleClient:
+class ResembleClient(PollingClient):
     """The Resemble Detect API over the shared aiohttp session."""
+
+    job_noun = "detect"
 
     def __init__(
         self,
@@ -163,9 +164,19 @@ class ResembleClient:
         zero_retention: bool = True,
         intelligence_wait_s: float = INTELLIGENCE_WAIT_S,
     ) -> None:
+        super().__init__(
+            http_session,
+            provider=PROVIDER,
+            api_key=api_key,
+            headers={
+                "Authorization": f"Bearer {api_key.get_secret_value()}",
+                "Accept": "application/json",
+            },
+            retry=retry,
+            poll=poll,
+            request_timeout_s=request_timeout_s,
+        )
         self._base = base_url.rstrip("/")
-        self._poll = poll
-        self._clock = JobClock(poll)
         self._zero_retention = zero_retention
         self._intelligence_wait_s = intelligence_wait_s
         #: Jobs submitted in this process that asked for a transcript; a job resumed after a
@@ -176,17 +187,6 @@ class ResembleClient:
         self._intelligence_refused = False
         #: The same for audio source tracing.
         self._tracing_refused = False
-        self._http = ProviderHTTP(
-            http_session,
-            provider=PROVIDER,
-            headers={
-                "Authorization": f"Bearer {api_key.get_secret_value()}",
-                "Accept": "application/json",
-            },
-            retry=retry,
-            request_timeout_s=request_timeout_s,
-            secrets=[api_key.get_secret_value()],
-        )
 
     @property
     def provider(self) -> ProviderName:
@@ -383,15 +383,7 @@ class ResembleClient:
         """
         url = f"{self._base}/detect/{quote(job_id, safe='')}"
         deadline = time.monotonic() + self._poll.deadline_s
-        try:
-            async with asyncio.timeout(self._poll.deadline_s):
-                item = await self._poll_until_done(url, job_id)
-        except TimeoutError as exc:
-            raise ProviderTimeout(
-                PROVIDER,
-                f"Resemble did not finish detect {job_id} within {self._poll.deadline_s:g} s; "
-                "it may still finish later.",
-            ) from exc
+        item = await self._poll_until_done(job_id, lambda: self._get(url), job_state)
         want_transcript = job_id in self._want_transcript
         self._want_transcript.discard(job_id)
 
@@ -410,19 +402,6 @@ class ResembleClient:
             "Resemble detect %s: %s (p=%s)", job_id, verdict.label, verdict.spoofed_probability
         )
         return verdict
-
-    async def _poll_until_done(self, url: str, job_id: str) -> DetectItem:
-        checks = self._clock.checks(job_id)
-        while True:
-            await checks.wait()
-            item = await self._get(url)
-            state = job_state(item)
-            if state is not JobState.RUNNING:
-                if state is JobState.COMPLETED:
-                    checks.done()  # failures end early: they say nothing about speed
-                return item
-            checks.still_running()
-            log.debug("Resemble detect %s: still running (%s)", job_id, item.status)
 
     async def _await_report(
         self, url: str, job_id: str, item: DetectItem, deadline: float

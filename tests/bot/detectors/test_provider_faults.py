@@ -222,8 +222,9 @@ async def test_bs_hang_past_the_deadline_is_a_timeout(bs_standin, make_bs_client
     bs_standin.hang("status", times=None)
     client = make_bs_client(poll=TINY_DEADLINE)
     submission = await client.submit(make_wav_upload(), SubmitOptions())
-    with pytest.raises(ProviderTimeout, match=r"within 0\.2 s"):
+    with pytest.raises(ProviderTimeout, match=r"within 0\.2 s") as raised:
         await client.wait(submission.job_id)
+    assert f"Behavioral Signals did not finish process {submission.job_id} " in str(raised.value)
 
 
 async def test_resemble_job_never_finishing_is_a_timeout(
@@ -234,9 +235,10 @@ async def test_resemble_job_never_finishing_is_a_timeout(
     resemble_standin.wait_hold_s = 0.001
     client = make_resemble_client(poll=TINY_DEADLINE)
     submission = await client.submit(make_wav_upload(), SubmitOptions())
-    with pytest.raises(ProviderTimeout, match=r"within 0\.2 s"):
+    with pytest.raises(ProviderTimeout, match=r"within 0\.2 s") as raised:
         await client.wait(submission.job_id)
     assert resemble_standin.status_polls > 1
+    assert f"Resemble did not finish detect {submission.job_id} " in str(raised.value)
 
 
 async def test_slow_status_answers_time_out_per_request(
