@@ -1,7 +1,8 @@
 """The bot as the benchmarks run it: `python -m bot`'s run path, plus an event-loop lag probe.
 
 Started by `bench._common.BotProcess` as `python -m bench._botproc`, configured entirely by
-the environment like `python -m bot`. It calls the bot's own runner (`bot.runner.run_bot`);
+the environment like `python -m bot`. It calls the bot's own start-up
+(`bot.discord_glue.lifecycle.run_bot`);
 the only addition is a task on the bot's event loop that sleeps `SPOOFWATCH_BENCH_LAG_TICK_S`
 (default 0.02 s) again and again and records by how much each wake-up was late. At exit it
 writes `{"lag": [[monotonic_time, lag_s], ...], "rusage_self": ..., "rusage_children": ...}`
@@ -91,7 +92,7 @@ def _plain_backoff() -> None:
 
 
 def main() -> int:
-    from bot import runner
+    from bot.discord_glue import lifecycle as runner
     from bot.settings import load_settings
 
     stats_path = Path(os.environ["SPOOFWATCH_BENCH_STATS"])
@@ -113,7 +114,7 @@ def main() -> int:
 
         _probe.read_ogg_opus = lambda path: None
     if rate := os.environ.get("SPOOFWATCH_BENCH_GLOBAL_RATE"):
-        from bot import discord_pacing
+        from bot.discord_glue import pacing as discord_pacing
 
         kwdefaults = discord_pacing.DiscordPacing.__init__.__kwdefaults__ or {}
         kwdefaults["global_rate"] = int(rate)

@@ -66,7 +66,7 @@ async def _spoofwatch(
     from bot.detectors.resemble import ResembleClient
     from bot.verdict import MediaKind
 
-    # The same connection limits as bot.runtime.open_runtime (not imported: it would load the
+    # The same connection limits as bot.resources.open_runtime (not imported: it would load the
     # storage and media packages too, and their memory is not the client's).
     connector = aiohttp.TCPConnector(limit=100, limit_per_host=64, ttl_dns_cache=300)
     async with aiohttp.ClientSession(connector=connector) as s:

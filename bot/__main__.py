@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "scan":
             return asyncio.run(cli.run(args, settings))
         # discord.py is imported only when the bot runs, keeping `scan` and `audit` light.
-        from bot.runner import run_bot  # noqa: PLC0415
+        from bot.discord_glue.lifecycle import run_bot  # noqa: PLC0415
 
         return run_bot(settings, sync_only=command == "sync")
     except SettingsError as exc:

@@ -16,7 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 
 from bot.errors import FileMissing, ScanInterrupted, SpoofwatchError
 from bot.provenance import provenance_fields
-from bot.runtime import Runtime, open_runtime
+from bot.resources import Runtime, open_runtime
 from bot.scan_types import ScanStage, StageListener
 from bot.scanning import MediaSource, ScanLimits, ScanOutcome, ScanRequest
 from bot.settings import Settings

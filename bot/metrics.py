@@ -70,7 +70,7 @@ class _Pool(Protocol):
 
 
 class _Bot(Protocol):
-    """What metrics read from the Discord client (`bot.client.Spoofwatch`)."""
+    """What metrics read from the Discord client (`bot.discord_glue.client.Spoofwatch`)."""
 
     @property
     def scan_pool(self) -> _Pool: ...

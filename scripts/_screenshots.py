@@ -26,9 +26,9 @@ import discord
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bot.discord_glue.replies import outcome_embeds  # noqa: E402
 from bot.errors import ProviderUnavailable  # noqa: E402
 from bot.guild_config import GuildConfig  # noqa: E402
-from bot.replies import outcome_embeds  # noqa: E402
 from bot.scanning import ScanOutcome  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.storage import AuditEvent, Review, ScanRecord, ScanStatus, Trigger  # noqa: E402

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.client import Spoofwatch
-from bot.runtime import Runtime, open_runtime
+from bot.discord_glue.client import Spoofwatch
+from bot.resources import Runtime, open_runtime
 from bot.settings import Settings
 from bot.verdict import ProviderName
 from testkit.discord_emulator.emulator import DiscordEmulator

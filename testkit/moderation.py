@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bot.embeds import ERROR_CODE
+from bot.discord_glue.embeds import ERROR_CODE
 from testkit.discord_emulator.models import Message
 from testkit.e2e import Harness
 from testkit.standins import write_wav
@@ -32,7 +32,8 @@ def footer(embed: dict[str, Any]) -> str:
 
 def embed_kind(embed: dict[str, Any]) -> tuple[str, str | None]:
     """("verdict", None) or ("failure", error kind) for one answer's card: the kind is in
-    the failure card's footer (`bot.embeds.failure_embed`: "Case #3 · error code: …")."""
+    the failure card's footer (`bot.discord_glue.embeds.failure_embed`:
+    "Case #3 · error code: …")."""
     if embed.get("title", "").startswith("Could not check"):
         found = re.search(re.escape(ERROR_CODE) + r"\s*([\w.-]+)", footer(embed))
         return "failure", found[1] if found else "?"

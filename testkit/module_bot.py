@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.client import Spoofwatch
-from bot.runtime import open_runtime
+from bot.discord_glue.client import Spoofwatch
+from bot.resources import open_runtime
 from testkit.discord_emulator import DiscordEmulator
 from testkit.discord_emulator.fixtures import build_default_scene
 from testkit.e2e import e2e_settings

@@ -220,3 +220,37 @@ def test_tests_and_benchmarks_share_only_the_test_kit(package: str) -> None:
         if (found := _imported_packages(path) & FORBIDDEN_IMPORTS[package])
     }
     assert not offenders, sorted(offenders)
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The dotted modules a module imports (absolute imports, anywhere in the module)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+#: The one core module allowed to reach into the Discord boundary: the command line's
+#: entry point, which starts the bot.
+ENTRY_POINT = REPO / "bot" / "__main__.py"
+
+
+def test_core_modules_are_discord_free() -> None:
+    """Fails if a module of `bot` outside `bot/discord_glue/` imports discord.py, or reaches
+    into the boundary: scanning, media, detectors, storage, verdicts and settings must be
+    usable (and testable) without Discord. Discord glue belongs in `bot/discord_glue/`."""
+    glue = REPO / "bot" / "discord_glue"
+    core = [p for p in sorted((REPO / "bot").rglob("*.py")) if glue not in p.parents]
+    assert len(core) > 30, "the core modules were not found"
+    offenders = set()
+    for path in core:
+        found = _imported_modules(path)
+        if "discord" in {name.split(".")[0] for name in found}:
+            offenders.add(f"{path.relative_to(REPO)} imports discord")
+        if path != ENTRY_POINT and any(n.startswith("bot.discord_glue") for n in found):
+            offenders.add(f"{path.relative_to(REPO)} imports the Discord boundary")
+    assert not offenders, sorted(offenders)

@@ -1,6 +1,6 @@
 """`/spoofwatch settings …` and `/spoofwatch forget` for server admins (Manage Guild)."""
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
 from cogs.admin._cog import Admin
 
 

@@ -10,11 +10,11 @@ import logging
 
 import discord
 
-from bot.attachments import guild_provider
-from bot.client import Spoofwatch, permission_name
-from bot.embeds import fit_embed, mention_list
+from bot.discord_glue.attachments import guild_provider
+from bot.discord_glue.client import Spoofwatch, permission_name
+from bot.discord_glue.embeds import fit_embed, mention_list
+from bot.discord_glue.invite import lacking
 from bot.guild_config import ActionPolicy, GuildConfig
-from bot.invite import lacking
 from bot.verdict import ProviderName
 from cogs.admin._display import REPLY_WORDS
 

@@ -9,9 +9,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import Spoofwatch, permission_name
+from bot.discord_glue.client import Spoofwatch, permission_name
+from bot.discord_glue.permissions import check_member
 from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig, PublicReplies
-from bot.permissions import check_member
 from bot.provider_copies import CaseJob, deletion_summary
 from bot.verdict import MediaKind, ProviderName
 from cogs.admin._checklist import checklist_embed, welcome

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import discord
 
-from bot.embeds import PROVIDER_NAMES, fit_embed, mention_list
+from bot.discord_glue.embeds import PROVIDER_NAMES, fit_embed, mention_list
 from bot.guild_config import ActionPolicy, ChannelScope, GuildConfig, PublicReplies
 from bot.settings import MIB, Settings
 from bot.verdict import MediaKind

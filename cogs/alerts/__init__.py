@@ -1,6 +1,6 @@
 """Mod-log alerts for suspicious scans, with buttons that survive restarts."""
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
 from cogs.alerts._cog import Alerts
 from cogs.alerts._views import AlertButton
 

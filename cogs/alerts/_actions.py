@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import discord
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
 from cogs.alerts import _texts as texts
 
 

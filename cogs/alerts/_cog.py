@@ -12,13 +12,19 @@ import aiohttp
 import discord
 from discord.ext import commands
 
-from bot.client import Spoofwatch
-from bot.embeds import PROVIDER_NAMES, fit_embed, media_phrase, sanitize, timeline_summary
+from bot.discord_glue.client import Spoofwatch
+from bot.discord_glue.embeds import (
+    PROVIDER_NAMES,
+    fit_embed,
+    media_phrase,
+    sanitize,
+    timeline_summary,
+)
+from bot.discord_glue.opinion_embeds import DISPUTED_COLOUR, combined_words, opinion_line
+from bot.discord_glue.replies import describe_http_error, opinions_of
 from bot.guild_config import ActionPolicy, GuildConfig
-from bot.opinion_embeds import DISPUTED_COLOUR, combined_words, opinion_line
 from bot.opinions import combined
 from bot.provenance import provenance_fields
-from bot.replies import describe_http_error, opinions_of
 from bot.scanning import ScanOutcome
 from bot.storage import Review
 from bot.timeline import picture_name, render_strip_async, wants_picture

@@ -12,7 +12,7 @@ from typing import Final
 
 import discord
 
-from bot.embeds import PROVIDER_NAMES, fit_embed, sanitize
+from bot.discord_glue.embeds import PROVIDER_NAMES, fit_embed, sanitize
 from bot.errors import (
     InternalError,
     ProviderError,

@@ -5,7 +5,7 @@ Kept apart from the logic so that the wording can change without touching what t
 
 from __future__ import annotations
 
-from bot.embeds import sanitize
+from bot.discord_glue.embeds import sanitize
 from bot.storage import Review
 
 #: Button labels before anything was done (Discord: at most 80 characters).

@@ -16,9 +16,9 @@ from typing import Any
 
 import discord
 
-from bot.client import Spoofwatch, permission_name
-from bot.embeds import PROVIDER_NAMES
-from bot.second_opinion_flow import ask_second_opinion
+from bot.discord_glue.client import Spoofwatch, permission_name
+from bot.discord_glue.embeds import PROVIDER_NAMES
+from bot.discord_glue.second_opinion_flow import ask_second_opinion
 from bot.storage import AuditEvent, Review, ScanRecord
 from bot.verdict import ProviderName
 from cogs.alerts import _texts as texts

@@ -1,6 +1,6 @@
 """`/audit …`: moderators' queries of the audit log (Manage Messages)."""
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
 from cogs.audit._cog import Audit
 from cogs.audit._views import SecondOpinionButton
 

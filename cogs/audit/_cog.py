@@ -12,14 +12,20 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot.client import Spoofwatch
-from bot.embeds import FINDING_COLOURS, PROVIDER_NAMES, fit_embed, media_phrase, sanitize
+from bot.discord_glue.client import Spoofwatch
+from bot.discord_glue.embeds import (
+    FINDING_COLOURS,
+    PROVIDER_NAMES,
+    fit_embed,
+    media_phrase,
+    sanitize,
+)
+from bot.discord_glue.opinion_embeds import Opinion, combined_words, opinion_line
+from bot.discord_glue.permissions import check_member
+from bot.discord_glue.second_opinion_flow import first_verdict_of
 from bot.errors import error_for_kind
-from bot.opinion_embeds import Opinion, combined_words, opinion_line
-from bot.permissions import check_member
 from bot.provenance import FRAUD_FIELD, LIKELY_MADE_WITH, fraud_text, generator_title
 from bot.provider_copies import RESEND_AFTER
-from bot.second_opinion_flow import first_verdict_of
 from bot.settings import MIB
 from bot.storage import AuditEvent, Review, ReviewBand, ScanRecord, ScanStatus, Trigger
 from bot.storage.export import export_bytes, export_filename

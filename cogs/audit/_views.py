@@ -11,10 +11,10 @@ from typing import Any
 
 import discord
 
-from bot.client import Spoofwatch
-from bot.embeds import FINDING_WORDS
+from bot.discord_glue.client import Spoofwatch
+from bot.discord_glue.embeds import FINDING_WORDS
+from bot.discord_glue.second_opinion_flow import ask_second_opinion
 from bot.provenance import generator_title
-from bot.second_opinion_flow import ask_second_opinion
 from bot.storage import Review, ScanRecord, ScanStatus
 from bot.verdict import DEFAULT_THRESHOLD, Finding, decide, percent
 

@@ -1,6 +1,6 @@
 """Automatic scans of voice messages, audio files and videos posted in guild channels."""
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
 from cogs.autoscan._cog import AutoScan
 from cogs.autoscan._views import VerdictButton
 

@@ -19,7 +19,7 @@ from datetime import datetime
 
 import discord
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
 from cogs.autoscan._reply_queue import answered_ids
 
 log = logging.getLogger(__name__)

@@ -28,12 +28,23 @@ from datetime import timedelta
 import discord
 from discord.ext import commands
 
-from bot.attachments import Candidate, guild_provider, media_candidates, scan_limits, scan_request
-from bot.client import Spoofwatch
+from bot.discord_glue.attachments import (
+    Candidate,
+    guild_provider,
+    media_candidates,
+    scan_limits,
+    scan_request,
+)
+from bot.discord_glue.client import Spoofwatch
+from bot.discord_glue.replies import (
+    describe_http_error,
+    outcome_embeds,
+    publicly_shown,
+    reply_target_gone,
+)
 from bot.errors import ScanInProgress
 from bot.guild_config import GuildConfig
 from bot.provider_health import account_problem
-from bot.replies import describe_http_error, outcome_embeds, publicly_shown, reply_target_gone
 from bot.scanning import ScanLimits, ScanOutcome, ScanRequest
 from bot.storage import ScanRecord, Trigger
 from bot.timeline import picture_name, render_strip_async, wants_picture

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 import discord
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from typing import Final
 import discord
 
 from bot import worker_pool
-from bot.discord_pacing import DiscordPacing
-from bot.embeds import fit_embed, message_embeds
+from bot.discord_glue.embeds import fit_embed, message_embeds
+from bot.discord_glue.pacing import DiscordPacing
 from bot.scanning import ScanOutcome
 from cogs.autoscan._views import MAX_ROWS, verdict_view
 

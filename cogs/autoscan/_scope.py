@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import discord
 
-from bot.attachments import Candidate
-from bot.client import Spoofwatch
+from bot.discord_glue.attachments import Candidate
+from bot.discord_glue.client import Spoofwatch
 from bot.guild_config import GuildConfig
 
 

@@ -15,8 +15,8 @@ from typing import Any, Final
 
 import discord
 
-from bot.client import Spoofwatch
-from bot.embeds import FINDING_COLOURS, fit_embed, media_phrase, sanitize
+from bot.discord_glue.client import Spoofwatch
+from bot.discord_glue.embeds import FINDING_COLOURS, fit_embed, media_phrase, sanitize
 from bot.guild_config import GuildConfig
 from bot.scanning import ScanOutcome
 from bot.storage import ScanRecord

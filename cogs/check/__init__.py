@@ -1,6 +1,6 @@
 """`/check` and the message menu *Apps → Check for deepfake*."""
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
 from cogs.check._cog import Check
 
 

@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.attachments import (
+from bot.discord_glue.attachments import (
     Candidate,
     guess_kind,
     guild_provider,
@@ -18,11 +18,11 @@ from bot.attachments import (
     scan_limits,
     scan_request,
 )
-from bot.client import Spoofwatch
-from bot.embeds import PROVIDER_NAMES
+from bot.discord_glue.client import Spoofwatch
+from bot.discord_glue.embeds import PROVIDER_NAMES
+from bot.discord_glue.replies import outcome_embeds
 from bot.errors import NotMedia, SpoofwatchError
 from bot.guild_config import GuildConfig
-from bot.replies import outcome_embeds
 from bot.scanning import ScanOutcome
 from bot.storage import Trigger
 from bot.timeline import picture_name, render_strip_async, wants_picture

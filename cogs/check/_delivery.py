@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import discord
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
 
 log = logging.getLogger(__name__)
 

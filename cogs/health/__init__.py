@@ -1,6 +1,6 @@
 """Provider account health: periodic credential checks, and mod-log notices when it changes."""
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
 from cogs.health._cog import Health
 
 

@@ -14,9 +14,9 @@ import logging
 import discord
 from discord.ext import commands
 
-from bot.attachments import guild_provider
-from bot.client import Spoofwatch
-from bot.embeds import sanitize
+from bot.discord_glue.attachments import guild_provider
+from bot.discord_glue.client import Spoofwatch
+from bot.discord_glue.embeds import sanitize
 from bot.guild_config import GuildConfig
 from bot.provider_health import AccountProblem, ProviderState
 from bot.scanning import ScanOutcome
@@ -85,7 +85,7 @@ class Health(commands.Cog):
                 await self._task
 
     async def _check_every(self, interval: float) -> None:
-        # The start-up check already ran (bot.runtime): the first one here is one interval on.
+        # The start-up check already ran (bot.resources): the first one here is one interval on.
         while True:
             await asyncio.sleep(interval)
             try:

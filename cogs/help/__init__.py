@@ -1,6 +1,6 @@
 """`/help`: what Spoofwatch does, in words for members, and for moderators and admins."""
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
 from cogs.help._cog import Help, answer_help
 
 __all__ = ["answer_help", "setup"]

@@ -11,8 +11,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import Spoofwatch
-from bot.embeds import fit_embed
+from bot.discord_glue.client import Spoofwatch
+from bot.discord_glue.embeds import fit_embed
 from bot.guild_config import GuildConfig
 from bot.verdict import GENUINE_BELOW, percent
 

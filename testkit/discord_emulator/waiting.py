@@ -13,7 +13,11 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = 10.0
+#: How long a test waits for something the bot should do. Generous: with the suite spread
+#: over every core (pytest-xdist), a test that starts bot processes shares the CPU with
+#: another worker's, and a slow machine must not fail a correct bot; a wait that succeeds
+#: returns as soon as the condition holds, so this costs time only when a test fails.
+DEFAULT_TIMEOUT = 30.0
 POLL_INTERVAL = 0.05
 
 

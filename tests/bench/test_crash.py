@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.embeds import failure_embed
+from bot.discord_glue.embeds import failure_embed
 from bot.errors import MediaError
 from testkit.moderation import embed_kind
 

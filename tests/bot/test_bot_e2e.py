@@ -330,9 +330,9 @@ async def test_refused_message_content_intent_says_which_switch(
     emulator, resemble_standin, bs_standin, tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Close code 4014 ends the bot with exit 3 and the exact Developer Portal switch."""
-    from bot.client import Spoofwatch
-    from bot.runner import serve
-    from bot.runtime import open_runtime
+    from bot.discord_glue.client import Spoofwatch
+    from bot.discord_glue.lifecycle import serve
+    from bot.resources import open_runtime
     from testkit.e2e import e2e_settings
 
     emulator.set_portal_intents(message_content=False)

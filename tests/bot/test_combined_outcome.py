@@ -67,8 +67,8 @@ def test_the_guild_threshold_decides_each_side() -> None:
 
 # --- the side-by-side embed -------------------------------------------------------------------
 
+from bot.discord_glue.opinion_embeds import Opinion, opinions_embed  # noqa: E402
 from bot.errors import ProviderUnavailable  # noqa: E402
-from bot.opinion_embeds import Opinion, opinions_embed  # noqa: E402
 
 
 @pytest.mark.parametrize("audience", ["members", "moderators"])

@@ -16,7 +16,7 @@ import pytest
 from bot.detectors import SubmitOptions, Upload
 from bot.detectors.behavioral_signals import normalize_results
 from bot.detectors.resemble import normalize_item
-from bot.embeds import verdict_embed
+from bot.discord_glue.embeds import verdict_embed
 from bot.provenance import LIKELY_MADE_WITH, generator_text
 from bot.verdict import Label, MediaKind, ProviderName, Verdict, VisualVerdict, generator_name
 from testkit.audit_log import GUILD_A, T0, finished_scan, new_scan, verdict

@@ -20,10 +20,10 @@ from typing import Any
 import discord
 import pytest
 
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
+from bot.discord_glue.lifecycle import serve
 from bot.guild_config import GuildConfig
-from bot.runner import serve
-from bot.runtime import open_runtime
+from bot.resources import open_runtime
 from bot.settings import load_settings
 from bot.storage import ScanStatus
 from testkit.discord_emulator import DiscordEmulator

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.errors import SettingsError
-from bot.runtime import open_runtime
+from bot.resources import open_runtime
 from bot.verdict import ProviderName
 from testkit.e2e import e2e_settings
 from testkit.media_factory import MediaFiles
@@ -61,7 +61,7 @@ async def test_an_unreachable_check_only_warns(
     """Fails if a check the service cannot answer stops start-up or passes silently."""
     bs_standin.fail_next("auth", 404)
     settings = e2e_settings(tmp_path, resemble_standin, bs_standin)
-    with caplog.at_level(logging.WARNING, logger="bot.runtime"):
+    with caplog.at_level(logging.WARNING, logger="bot.resources"):
         async with open_runtime(settings, providers=BS):
             pass
     assert "could not check the Behavioral Signals credentials" in caplog.text
@@ -77,7 +77,7 @@ async def test_an_accepting_answer_with_an_undocumented_body_passes(
     as a failed check."""
     bs_standin.malformed("auth", body=b"OK")
     settings = e2e_settings(tmp_path, resemble_standin, bs_standin)
-    with caplog.at_level(logging.INFO, logger="bot.runtime"):
+    with caplog.at_level(logging.INFO, logger="bot.resources"):
         async with open_runtime(settings, providers=BS):
             pass
     assert "accepted the API key and project id" in caplog.text

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import asyncpg
 import pytest
 
-from bot.client import GuildConfigs
+from bot.discord_glue.client import GuildConfigs
 from bot.guild_config import GuildConfig
 from bot.storage._pg_migrations import LATEST_VERSION
 from bot.storage.postgres import PostgresAuditLog

@@ -16,7 +16,7 @@ from typing import Any
 import discord
 import pytest
 
-from bot.embeds import MESSAGE_CHAR_LIMIT, MESSAGE_EMBED_LIMIT, verdict_embed
+from bot.discord_glue.embeds import MESSAGE_CHAR_LIMIT, MESSAGE_EMBED_LIMIT, verdict_embed
 from cogs.autoscan._reply_queue import Answer, ReplyQueue, answered_ids, combined_embeds
 from tests.bot.test_embeds import make_verdict
 

@@ -2,7 +2,7 @@
 
 Finds the case's file again (its message, with a fresh URL; else the copy an alert kept
 when the message was deleted), asks the other provider through `bot.opinions`, and words
-the answer. Shared by the alerts and audit features, as `bot.attachments` is by the
+the answer. Shared by the alerts and audit features, as `bot.discord_glue.attachments` is by the
 features that scan.
 """
 
@@ -14,10 +14,16 @@ from dataclasses import dataclass, replace
 
 import discord
 
-from bot.attachments import Candidate, guess_kind, media_candidates, scan_limits, scan_request
-from bot.client import Spoofwatch
-from bot.embeds import PROVIDER_NAMES
-from bot.opinion_embeds import Opinion, combined_words, opinion_line, opinions_embed
+from bot.discord_glue.attachments import (
+    Candidate,
+    guess_kind,
+    media_candidates,
+    scan_limits,
+    scan_request,
+)
+from bot.discord_glue.client import Spoofwatch
+from bot.discord_glue.embeds import PROVIDER_NAMES
+from bot.discord_glue.opinion_embeds import Opinion, combined_words, opinion_line, opinions_embed
 from bot.scan_types import ScanOutcome, provider_meta
 from bot.storage import ScanRecord, ScanStatus, Trigger
 from bot.verdict import Combined, Verdict, combine

@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 
 import discord
 
-from bot.embeds import failure_embed, message_embeds, per_embed_budget, verdict_embed
+from bot.discord_glue.embeds import failure_embed, message_embeds, per_embed_budget, verdict_embed
+from bot.discord_glue.opinion_embeds import Opinion, opinions_embed
 from bot.errors import SpoofwatchError
 from bot.guild_config import GuildConfig, PublicReplies
-from bot.opinion_embeds import Opinion, opinions_embed
 from bot.opinions import combined
 from bot.scanning import ScanOutcome
 from bot.verdict import DEFAULT_THRESHOLD, Finding

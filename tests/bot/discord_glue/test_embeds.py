@@ -8,7 +8,7 @@ import re
 import discord
 import pytest
 
-from bot.embeds import (
+from bot.discord_glue.embeds import (
     FAILURE_COLOUR,
     FINDING_COLOURS,
     failure_embed,

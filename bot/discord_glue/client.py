@@ -16,15 +16,15 @@ from discord.ext import commands
 
 import cogs
 from bot import metrics
-from bot.discord_pacing import DiscordPacing
+from bot.discord_glue.kept_evidence import KeptEvidence
+from bot.discord_glue.pacing import DiscordPacing
 from bot.errors import LimitReached, SpoofwatchError
 from bot.guild_config import GuildConfig
-from bot.kept_evidence import KeptEvidence
 from bot.limits import Cooldown
 from bot.opinions import SecondOpinions
 from bot.provider_copies import ProviderCopies
 from bot.provider_health import ProviderHealth
-from bot.runtime import Runtime
+from bot.resources import Runtime
 from bot.scanning import Clock, utc_now
 from bot.sharding import IdentifyGate, KeyLock, MemoryKeyLock, PostgresKeyLock
 from bot.storage.postgres import PostgresAuditLog

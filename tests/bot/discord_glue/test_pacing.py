@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import discord
 import pytest
 
-from bot.discord_pacing import DiscordPacing
+from bot.discord_glue.pacing import DiscordPacing
 from testkit.discord_emulator import DiscordEmulator
 from testkit.discord_emulator.ratelimits import ROUTE_RULES, BucketRule, _Window, describe
 

@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 import discord
 
-from bot.embeds import (
+from bot.discord_glue.embeds import (
     FAILURE_COLOUR,
     FIELD_VALUE_LIMIT,
     FINDING_COLOURS,

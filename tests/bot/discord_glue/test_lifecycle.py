@@ -15,12 +15,12 @@ from urllib.parse import parse_qs, urlparse
 import discord
 import pytest
 
-from bot.client import extension_names
+from bot.discord_glue.client import extension_names
 from bot.settings import Settings
 from testkit.discord_emulator.emulator import DiscordEmulator
 from testkit.e2e import MakeSpoofwatch
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_every_feature_package_is_an_extension() -> None:
@@ -116,6 +116,9 @@ async def test_sigterm_stops_the_bot_cleanly(emulator: DiscordEmulator, tmp_path
         )  # fmt: skip
         try:
             await emulator.wait_for(lambda: bool(emulator.command_syncs), timeout=60)
+            # Connected, as the docstring says: a SIGTERM while the shard is still
+            # connecting has discord.py log the cancelled connect attempt.
+            await emulator.wait_until_connected(timeout=60)
             proc.send_signal(signal.SIGTERM)
             _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
         finally:
@@ -202,14 +205,14 @@ async def test_invite_url_with_the_needed_permissions_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Fails if start-up does not log an invite URL asking for what the bot needs."""
-    from bot.client import Spoofwatch
-    from bot.invite import needed_permissions
-    from bot.runner import serve
-    from bot.runtime import open_runtime
+    from bot.discord_glue.client import Spoofwatch
+    from bot.discord_glue.invite import needed_permissions
+    from bot.discord_glue.lifecycle import serve
+    from bot.resources import open_runtime
     from testkit.e2e import e2e_settings
 
     settings = e2e_settings(tmp_path, resemble_standin, bs_standin)
-    with caplog.at_level(logging.INFO, logger="bot.runner"):
+    with caplog.at_level(logging.INFO, logger="bot.discord_glue.lifecycle"):
         async with open_runtime(settings) as runtime:
             bot = Spoofwatch(runtime)
             running = asyncio.create_task(serve(bot, emulator.token))

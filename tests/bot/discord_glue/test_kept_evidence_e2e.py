@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-import bot.kept_evidence
-from bot.kept_evidence import KEPT, REMOVAL, REMOVAL_FAILED
+import bot.discord_glue.kept_evidence
+from bot.discord_glue.kept_evidence import KEPT, REMOVAL, REMOVAL_FAILED
 from bot.storage import AuditEvent
 from testkit.discord_emulator.models import Channel, Message
 from testkit.e2e import Harness
@@ -146,7 +146,7 @@ async def test_discord_down_does_not_block_the_purge_and_the_removal_is_retried(
     await spoofwatch.settle()
     await listeners_done(spoofwatch)
     [_, other] = [m for m in emu.bot_messages(modlog) if m.embeds]
-    real_edit = bot.kept_evidence._edit
+    real_edit = bot.discord_glue.kept_evidence._edit
     tries: list[int] = []
 
     async def unreachable(_client: object, _channel: int, message_id: int) -> None:
@@ -155,7 +155,7 @@ async def test_discord_down_does_not_block_the_purge_and_the_removal_is_retried(
         tries.append(message_id)
         raise aiohttp.ClientConnectionError("Cannot connect to host discord.com:443")
 
-    monkeypatch.setattr(bot.kept_evidence, "_edit", unreachable)
+    monkeypatch.setattr(bot.discord_glue.kept_evidence, "_edit", unreachable)
     await _purge(spoofwatch)
     await _purge(spoofwatch)
     assert tries == [alert.id, alert.id]  # one try per run, the oldest first
@@ -165,7 +165,7 @@ async def test_discord_down_does_not_block_the_purge_and_the_removal_is_retried(
     assert "ClientConnectionError" in failed.reason and "will retry" in failed.reason
     assert await _events(spoofwatch, REMOVAL) == []
 
-    monkeypatch.setattr(bot.kept_evidence, "_edit", real_edit)
+    monkeypatch.setattr(bot.discord_glue.kept_evidence, "_edit", real_edit)
     await _purge(spoofwatch)
     assert _removed(emu.message(alert)) and _removed(emu.message(other))
     assert len(await _events(spoofwatch, REMOVAL)) == 1

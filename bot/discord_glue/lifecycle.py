@@ -15,11 +15,11 @@ import discord.http
 import yarl
 
 from bot import metrics
-from bot.client import Spoofwatch
+from bot.discord_glue.client import Spoofwatch
+from bot.discord_glue.invite import invite_url
 from bot.health import serve_health
-from bot.invite import invite_url
 from bot.logging_setup import setup_logging
-from bot.runtime import open_runtime
+from bot.resources import open_runtime
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)

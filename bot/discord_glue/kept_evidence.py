@@ -22,7 +22,7 @@ from typing import Final
 import aiohttp
 import discord
 
-from bot.replies import describe_http_error
+from bot.discord_glue.replies import describe_http_error
 from bot.storage import AuditEvent, AuditLog
 
 log = logging.getLogger(__name__)
