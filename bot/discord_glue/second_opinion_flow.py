@@ -168,3 +168,42 @@ def first_verdict_of(record: ScanRecord) -> Verdict | None:
         provider_job_id=record.provider_job_id or "",
         duration_s=record.duration_s,
     )
+
+
+async def announce_resumed(bot: Spoofwatch, second: ScanRecord, outcome: ScanOutcome) -> bool:
+    """Tell the mod-log how a moderator's second opinion ended when a restart cut it short.
+
+    The button's interaction died with the process, so its answer (or its failure, which
+    invites asking again) goes to the guild's mod-log channel instead, with both verdicts
+    side by side. False, and logged, when there is no first case or no mod-log to post in.
+    """
+    if second.second_opinion_of is None:
+        return False
+    first = await bot.audit.cases.case(second.guild_id, second.second_opinion_of)
+    config = await bot.guild_configs.get(second.guild_id)
+    channel = bot.get_channel(config.modlog_channel_id) if config.modlog_channel_id else None
+    if first is None or not isinstance(channel, discord.abc.Messageable):
+        log.warning(
+            "second opinion case #%s finished after a restart; no mod-log to tell",
+            second.case_number,
+        )
+        return False
+    answer = _answer(first, outcome, config.alert_threshold)
+    asked = f" (asked by <@{second.requested_by}>)" if second.requested_by else ""
+    again = "" if answer.done else " Press *Second opinion* on the alert to ask again."
+    content = (
+        f"Case #{first.case_number}: the second opinion asked before a restart has finished"
+        f"{asked}. {answer.line}{again}"
+    )
+    try:
+        await channel.send(
+            content=content[:2000],
+            embed=answer.embed or discord.utils.MISSING,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+    except discord.HTTPException as exc:
+        log.warning(
+            "could not post the resumed second opinion of case #%s: %s", second.case_number, exc
+        )
+        return False
+    return True

@@ -42,6 +42,7 @@ from bot.discord_glue.replies import (
     publicly_shown,
     reply_target_gone,
 )
+from bot.discord_glue.second_opinion_flow import announce_resumed
 from bot.errors import ScanInProgress
 from bot.guild_config import GuildConfig
 from bot.provider_health import account_problem
@@ -107,6 +108,9 @@ class AutoScan(commands.Cog):
                 and record.message_id is not None
             ):
                 by_message.setdefault((record.channel_id, record.message_id), []).append(record)
+            elif record.trigger is Trigger.SECOND_OPINION and record.requested_by is not None:
+                # A moderator's button: its interaction is gone, so the mod-log is told.
+                self.bot.scan_pool.submit(functools.partial(self._finish_second_opinion, record))
             else:
                 # /check and the menu answered through an interaction that is gone now:
                 # finish the case for the audit log; there is nobody to reply to.
@@ -116,6 +120,11 @@ class AutoScan(commands.Cog):
 
     async def _finish_quietly(self, record: ScanRecord) -> None:
         await self.bot.scans.resume(record, None)
+
+    async def _finish_second_opinion(self, record: ScanRecord) -> None:
+        outcome = await self.bot.scans.resume(record, None)
+        if not isinstance(outcome.error, ScanInProgress):
+            await announce_resumed(self.bot, outcome.record, outcome)
 
     async def _resume_message(self, records: list[ScanRecord]) -> None:
         """Finish one message's unfinished scans (and any attachment not yet accepted), then

@@ -326,3 +326,33 @@ async def test_check_naming_the_servers_own_provider_is_a_plain_check(
     answer = await run(spoofwatch, emu.moderator, "check", {"file": upload, "provider": "resemble"})
     assert field(answer.embeds[0], "Behavioral Signals") is None
     assert (spoofwatch.resemble.submissions, spoofwatch.bs.submissions) == (1, 0)
+
+
+async def test_a_second_opinion_cut_short_by_a_restart_is_told_in_the_mod_log(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path
+) -> None:
+    """Fails if a moderator's second opinion interrupted by a restart finishes silently (the
+    button's interaction died with the process, so the mod-log must hear the answer, once),
+    or if finishing it sends the file to the provider again."""
+    async with make_spoofwatch() as sw:
+        a = await make_alerted(sw, tmp_path)
+        modlog = a.modlog
+        sw.bs.processing_polls = 10**6  # pending until the second run
+        ix = await sw.emu.click_button(a.alert, sw.emu.moderator, label=SECOND)
+        await ix.wait_for_ack()
+        await sw.emu.wait_for(lambda: sw.bs.status_polls >= 1)
+        await sw.bot.close()  # the second opinion's row stays `submitted`
+    sw.bs.processing_polls = 0
+    async with make_spoofwatch() as sw:
+        told = await sw.emu.wait_for_message(
+            modlog, predicate=lambda m: "asked before a restart" in m.content
+        )
+        await sw.settle()
+        assert sw.bs.submissions == 1
+        assert told.content.startswith("Case #1:")
+        assert f"<@{sw.emu.moderator.id}>" in told.content
+        assert field(told.embeds[0], "Behavioral Signals") and field(told.embeds[0], "Resemble AI")
+        second = await sw.bot.audit.cases.case(sw.emu.guild.id, 2)
+        assert second is not None and second.status is ScanStatus.DONE
+        restarts = [m for m in sw.emu.bot_messages(modlog) if "before a restart" in m.content]
+        assert restarts == [told]
