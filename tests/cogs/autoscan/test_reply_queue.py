@@ -18,7 +18,7 @@ import pytest
 
 from bot.discord_glue.embeds import MESSAGE_CHAR_LIMIT, MESSAGE_EMBED_LIMIT, verdict_embed
 from cogs.autoscan._reply_queue import Answer, ReplyQueue, answered_ids, combined_embeds
-from tests.bot.test_embeds import make_verdict
+from tests.bot.discord_glue.test_embeds import make_verdict
 
 GUILD, CHANNEL = 1000, 2000
 
