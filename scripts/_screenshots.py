@@ -26,6 +26,7 @@ import discord
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bot.discord_glue.opinion_embeds import Opinion, opinions_embed  # noqa: E402
 from bot.discord_glue.replies import outcome_embeds  # noqa: E402
 from bot.errors import ProviderUnavailable  # noqa: E402
 from bot.guild_config import GuildConfig  # noqa: E402
@@ -33,7 +34,7 @@ from bot.scanning import ScanOutcome  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.storage import AuditEvent, Review, ScanRecord, ScanStatus, Trigger  # noqa: E402
 from bot.timeline import picture_name, render_strip  # noqa: E402
-from bot.verdict import Label, ProviderName, Segment, Verdict  # noqa: E402
+from bot.verdict import Label, ProviderName, Segment, Verdict, combine  # noqa: E402
 from cogs.admin._cog import settings_embed  # noqa: E402
 from cogs.alerts._cog import alert_embed  # noqa: E402
 from cogs.audit._cog import case_embed  # noqa: E402
@@ -378,11 +379,26 @@ def moderator_views() -> list[str]:
     defaults = Settings(
         _env_file=None,
         discord_token="unused",  # noqa: S106  (nothing connects: only the defaults are read)
-        provider="resemble",  # type: ignore[call-arg]
+        provider="resemble",
         resemble_api_key="x",
+    )
+    # A second opinion that disagrees: Resemble flags the clip, Behavioral Signals does not.
+    first = verdict(0.91, Label.SPOOFED, duration_s=12.0, provider=ProviderName.RESEMBLE)
+    second = verdict(0.18, Label.BONAFIDE, duration_s=12.0)
+    both = combine(first, second, 0.5)
+    side_by_side = opinions_embed(
+        [
+            Opinion(ProviderName.RESEMBLE, 41, first),
+            Opinion(ProviderName.BEHAVIORAL_SIGNALS, 42, second),
+        ],
+        both,
+        filename="voice-message.ogg",
+        content_type="audio/ogg",
+        audience="moderators",
     )
     return [
         message_html("Mod-log alert", [alert], files=files),
+        message_html("Second opinion, in the mod-log", [side_by_side]),
         message_html("/audit case 41", [case_embed(reviewed, events, 0.5)], ephemeral=True),
         message_html("/audit recent", [page_embed("Latest cases", recent, 0, 0.5)], ephemeral=True),
         message_html(
@@ -428,7 +444,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, blocks, height in (
         ("member-replies", member_replies(), 1900),
-        ("moderator-views", moderator_views(), 2300),
+        ("moderator-views", moderator_views(), 2900),
     ):
         print(capture(name, blocks, browser, height))
 
