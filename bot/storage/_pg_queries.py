@@ -19,7 +19,13 @@ from bot.storage import _sqlite_rows as rows
 from bot.storage._models import AuditEvent, AuditStats, GuildCases, ScanRecord
 from bot.storage._pg_admin import read_guild_config
 from bot.storage._pg_base import PostgresDatabase
-from bot.storage._sqlite_queries import DAY, EXPORT_BATCH, TOP_N, stats_from_rows
+from bot.storage._sqlite_queries import (
+    DAY,
+    EXPORT_BATCH,
+    TOP_N,
+    stats_from_rows,
+    without_second_opinions,
+)
 from bot.verdict import Label
 
 _SPOOFED = rows.LABEL_CODES[Label.SPOOFED]
@@ -226,16 +232,26 @@ class PostgresCaseQueries:
             boundary,
             TOP_N,
         )
-        authors = await self._db.fetch_all(  # index scans_time (author_id included)
-            "SELECT author_id, count(*) AS n FROM scans "
-            f"WHERE guild_id = $1 AND created_at >= $2 AND {_FLAGGED} "
-            "AND author_id IS NOT NULL AND second_opinion_of IS NULL "
-            "GROUP BY author_id ORDER BY n DESC, author_id LIMIT $4",
+        # As in SQLite: second opinions' flags come off a widened, index-only top list.
+        doubled = await self._db.fetch_all(  # index scans_second_opinion
+            "SELECT author_id, count(*) FROM scans "
+            "WHERE guild_id = $1 AND second_opinion_of IS NOT NULL "
+            f"AND created_at >= $2 AND {_FLAGGED} AND author_id IS NOT NULL "
+            "GROUP BY author_id",
             guild_id,
             since_s,
             threshold,
-            TOP_N,
         )
+        authors = await self._db.fetch_all(  # index scans_time (author_id included)
+            "SELECT author_id, count(*) AS n FROM scans "
+            f"WHERE guild_id = $1 AND created_at >= $2 AND {_FLAGGED} "
+            "AND author_id IS NOT NULL GROUP BY author_id ORDER BY n DESC, author_id LIMIT $4",
+            guild_id,
+            since_s,
+            threshold,
+            TOP_N + len(doubled),
+        )
+        authors = without_second_opinions(authors, doubled)
         errors = await self._db.fetch_all(  # index scans_errors
             "SELECT error_kind, count(*) AS n FROM scans "
             "WHERE guild_id = $1 AND created_at >= $2 AND error_kind IS NOT NULL "

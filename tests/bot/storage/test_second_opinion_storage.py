@@ -125,3 +125,15 @@ async def test_stats_name_second_opinions_and_count_a_flagged_file_once(log: Aud
     assert stats.second_opinions == 1
     assert dict(stats.top_flagged_authors) == {777: 1}
     assert (await log.cases.stats(GUILD_B, since=since)).second_opinions == 0
+
+
+def test_second_opinion_flags_come_off_the_widened_top_list() -> None:
+    """Fails if taking second opinions' flags off the widened top list loses an author of
+    the true top list, keeps one whose flags were all second opinions, or mis-orders them."""
+    from bot.storage._sqlite_queries import without_second_opinions
+
+    # Raw counts, top 2 + 1 (one author has second opinions): 1 has 5 of which 3 doubled.
+    raw = [(1, 5), (2, 4), (3, 3)]
+    assert without_second_opinions(raw, [(1, 3)], top=2) == [(2, 4), (3, 3)]
+    assert without_second_opinions([(9, 1)], [(9, 1)], top=2) == []
+    assert without_second_opinions([(4, 2), (3, 2)], [], top=5) == [(3, 2), (4, 2)]
