@@ -170,13 +170,14 @@ def first_verdict_of(record: ScanRecord) -> Verdict | None:
     )
 
 
-async def announce_resumed(bot: Spoofwatch, second: ScanRecord, outcome: ScanOutcome) -> bool:
+async def announce_resumed(bot: Spoofwatch, outcome: ScanOutcome) -> bool:
     """Tell the mod-log how a moderator's second opinion ended when a restart cut it short.
 
     The button's interaction died with the process, so its answer (or its failure, which
     invites asking again) goes to the guild's mod-log channel instead, with both verdicts
     side by side. False, and logged, when there is no first case or no mod-log to post in.
     """
+    second = outcome.record
     if second.second_opinion_of is None:
         return False
     first = await bot.audit.cases.case(second.guild_id, second.second_opinion_of)

@@ -124,7 +124,7 @@ class AutoScan(commands.Cog):
     async def _finish_second_opinion(self, record: ScanRecord) -> None:
         outcome = await self.bot.scans.resume(record, None)
         if not isinstance(outcome.error, ScanInProgress):
-            await announce_resumed(self.bot, outcome.record, outcome)
+            await announce_resumed(self.bot, outcome)
 
     async def _resume_message(self, records: list[ScanRecord]) -> None:
         """Finish one message's unfinished scans (and any attachment not yet accepted), then

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.storage import AuditLog, Trigger
+from bot.storage._sqlite_queries import without_second_opinions
 from bot.storage.export import export_bytes
 from bot.verdict import Label, ProviderName
 from testkit.audit_log import GUILD_A, GUILD_B, T0, finished_scan, new_scan, verdict
@@ -130,8 +131,6 @@ async def test_stats_name_second_opinions_and_count_a_flagged_file_once(log: Aud
 def test_second_opinion_flags_come_off_the_widened_top_list() -> None:
     """Fails if taking second opinions' flags off the widened top list loses an author of
     the true top list, keeps one whose flags were all second opinions, or mis-orders them."""
-    from bot.storage._sqlite_queries import without_second_opinions
-
     # Raw counts, top 2 + 1 (one author has second opinions): 1 has 5 of which 3 doubled.
     raw = [(1, 5), (2, 4), (3, 3)]
     assert without_second_opinions(raw, [(1, 3)], top=2) == [(2, 4), (3, 3)]
