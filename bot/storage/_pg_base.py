@@ -27,13 +27,11 @@ SETTINGS_CHANNEL = "spoofwatch_guild_settings"
 #: Connections per process: scans in flight hold one for a statement at a time.
 POOL_MIN, POOL_MAX = 2, 16
 
-#: The same durability as the SQLite backend (WAL with synchronous=NORMAL): a crash of the
-#: database server or the machine may lose the last fraction of a second of commits, never
-#: consistency; a crash of a Spoofwatch process loses nothing. Waiting for the WAL flush at
-#: every scan step instead cut the rate at which scans are recorded several times over
-#: (BENCHMARKS.md). An operator who wants every commit flushed adds
-#: `?synchronous_commit=on` to SPOOFWATCH_DATABASE_URL, which then decides.
-SERVER_SETTINGS = {"synchronous_commit": "off"}
+#: Durability is the server's: Spoofwatch leaves `synchronous_commit` as configured (on by
+#: default: a scan step is acknowledged only once its commit is flushed to the WAL). Concurrent
+#: scan steps share one statement and so one flush (`_pg_writer`), which is what keeps the
+#: rate up, not a weaker commit. An operator may still set it in the URL
+#: (`?synchronous_commit=...`), as any server setting.
 
 INSERT_EVENT = (
     "INSERT INTO events (guild_id, at, actor, action, target, reason, case_number) "
@@ -86,7 +84,6 @@ class PostgresDatabase:
             url,
             min_size=min(POOL_MIN, pool_max),
             max_size=pool_max,
-            server_settings=None if "synchronous_commit=" in url else SERVER_SETTINGS,
             reset=_keep_session,
         )
         try:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.storage._models import Review, ScanRecord, ScanStatus, Trigger
+from bot.storage._models import NewScan, Review, ScanRecord, ScanStatus, Trigger
 from bot.verdict import Label, ProviderName, Segment, Verdict, VisualVerdict
 
 # Codes are part of the on-disk format: append new members, never renumber.
@@ -57,48 +57,20 @@ _COMPRESS_FROM_BYTES = 160
 #: `json.dumps` with non-default separators builds a new encoder at every call (~1 µs).
 _compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-#: Every column of `scans`, in the order `record_from_row` reads them.
-SCAN_COLUMNS: tuple[str, ...] = (
-    "id",
-    "guild_id",
-    "case_number",
-    "status",
-    "scan_trigger",
-    "provider",
-    "created_at",
-    "submitted_at",
-    "finished_at",
-    "channel_id",
-    "message_id",
-    "author_id",
-    "attachment_id",
-    "requested_by",
-    "jump_url",
-    "filename",
-    "content_type",
-    "size",
-    "duration_s",
-    "sha256",
-    "provider_job_id",
-    "source_url",
-    "label",
-    "spoofed_probability",
-    "language",
-    "speakers",
-    "transcript",
-    "error_kind",
-    "error_message",
-    "reused_from",
-    "review",
-    "reviewed_by",
-    "reviewed_at",
-    "review_note",
-    "reply_message_id",
-    "generator",
-    "second_opinion_of",
-    "fraud_type",
-)
+# The `scans` columns are the models' fields, named once there: a case is read from a column
+# per `ScanRecord` field, an accepted scan inserted with a column per `NewScan` field and its
+# `created_at`. One field is named apart from its column: `trigger`, an SQL keyword.
+_COLUMN_OF_FIELD = {"trigger": "scan_trigger"}
+#: `ScanRecord`'s fields, in the order `record_from_row` reads them.
+SCAN_FIELDS: tuple[str, ...] = tuple(ScanRecord.model_fields)
+#: Every column of `scans` a case is read from (all but `detail`), in `SCAN_FIELDS` order.
+SCAN_COLUMNS: tuple[str, ...] = tuple(_COLUMN_OF_FIELD.get(f, f) for f in SCAN_FIELDS)
 SELECT_SCAN = ", ".join(SCAN_COLUMNS)
+#: The columns `create_scan` binds (`insert_params`), in parameter order.
+INSERT_COLUMNS: tuple[str, ...] = (
+    *(_COLUMN_OF_FIELD.get(f, f) for f in NewScan.model_fields),
+    "created_at",
+)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -274,56 +246,52 @@ def label_from_code(code: int) -> Label:
 
 def record_from_row(row: Sequence[Any]) -> ScanRecord:
     """A `scans` row (columns in `SCAN_COLUMNS` order) as a validated `ScanRecord`."""
-    (
-        id_, guild_id, case_number, status, trigger, provider, created_at, submitted_at,
-        finished_at, channel_id, message_id, author_id, attachment_id, requested_by, jump_url,
-        filename, content_type, size, duration_s, sha256, provider_job_id, source_url, label,
-        spoofed_probability, language, speakers, transcript, error_kind, error_message,
-        reused_from, review, reviewed_by, reviewed_at, review_note, reply_message_id,
-        generator, second_opinion_of, fraud_type,
-    ) = row  # fmt: skip
-    return ScanRecord.model_validate(
-        {
-            "id": id_,
-            "guild_id": guild_id,
-            "case_number": case_number,
-            "channel_id": channel_id,
-            "message_id": message_id,
-            "author_id": author_id,
-            "jump_url": unpack_jump_url(jump_url, guild_id, channel_id, message_id),
-            "attachment_id": attachment_id,
-            "filename": filename,
-            "content_type": content_type,
-            "size": size,
-            "duration_s": duration_s,
-            "sha256": unpack_sha256(sha256),
-            "trigger": _TRIGGERS[trigger],
-            "requested_by": requested_by,
-            "provider": _PROVIDERS[provider],
-            "provider_job_id": unpack_job_id(provider_job_id),
-            "source_url": source_url,
-            "status": _STATUSES[status],
-            "created_at": from_epoch(created_at),
-            "submitted_at": from_epoch(submitted_at),
-            "finished_at": from_epoch(finished_at),
-            "label": None if label is None else _LABELS[label],
-            "spoofed_probability": spoofed_probability,
-            "language": language,
-            "speakers": speakers,
-            "transcript": transcript,
-            "error_kind": error_kind,
-            "error_message": error_message,
-            "reused_from": reused_from,
-            "review": None if review is None else _REVIEWS[review],
-            "reviewed_by": reviewed_by,
-            "reviewed_at": from_epoch(reviewed_at),
-            "review_note": review_note,
-            "reply_message_id": reply_message_id,
-            "generator": generator,
-            "second_opinion_of": second_opinion_of,
-            "fraud_type": fraud_type,
-        }
+    # Rows come from `SELECT {SELECT_SCAN}`: one value per field, so no length check (~0.3 µs).
+    values = dict(zip(SCAN_FIELDS, row))  # noqa: B905
+    values["jump_url"] = unpack_jump_url(
+        values["jump_url"], values["guild_id"], values["channel_id"], values["message_id"]
     )
+    values["sha256"] = unpack_sha256(values["sha256"])
+    values["provider_job_id"] = unpack_job_id(values["provider_job_id"])
+    values["trigger"] = _TRIGGERS[values["trigger"]]
+    values["provider"] = _PROVIDERS[values["provider"]]
+    values["status"] = _STATUSES[values["status"]]
+    values["created_at"] = from_epoch(values["created_at"])
+    values["submitted_at"] = from_epoch(values["submitted_at"])
+    values["finished_at"] = from_epoch(values["finished_at"])
+    values["reviewed_at"] = from_epoch(values["reviewed_at"])
+    if values["label"] is not None:
+        values["label"] = _LABELS[values["label"]]
+    if values["review"] is not None:
+        values["review"] = _REVIEWS[values["review"]]
+    return ScanRecord.model_validate(values)
+
+
+def insert_params(new: NewScan, created_at: int) -> tuple[Any, ...]:
+    """The values `create_scan` binds for `new`, in `INSERT_COLUMNS` order: codes for the
+    enumerations, '' for a canonical jump URL, everything else as given."""
+    values = dict(new)
+    values["trigger"] = TRIGGER_CODES[new.trigger]
+    values["provider"] = PROVIDER_CODES[new.provider]
+    values["jump_url"] = pack_jump_url(new.jump_url, new.guild_id, new.channel_id, new.message_id)
+    return (*values.values(), created_at)
+
+
+def queued_record(scan_id: int, case_number: int, params: Sequence[Any]) -> ScanRecord:
+    """The case `create_scan` just inserted with `params` (`insert_params`) and was given
+    `scan_id` and `case_number` for: read from the values bound, since the database stores
+    them as given, instead of copied back."""
+    row: list[Any] = [None] * len(SCAN_COLUMNS)
+    for position, value in zip(_INSERT_POSITIONS, params, strict=True):
+        row[position] = value
+    row[_ID] = scan_id
+    row[_CASE_NUMBER] = case_number
+    row[_STATUS] = STATUS_CODES[ScanStatus.QUEUED]
+    return record_from_row(row)
+
+
+_INSERT_POSITIONS = tuple(SCAN_COLUMNS.index(column) for column in INSERT_COLUMNS)
+_ID, _CASE_NUMBER, _STATUS = (SCAN_COLUMNS.index(c) for c in ("id", "case_number", "status"))
 
 
 def verdict_from_row(row: Sequence[Any]) -> Verdict:

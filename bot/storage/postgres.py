@@ -5,10 +5,13 @@ The same repositories as SQLite (`bot.storage._protocol`), over one `PostgresDat
 - here: the scan lifecycle (`PostgresScans`), and opening;
 - `_pg_queries`: the moderators' reads; `_pg_admin`: administration and guild settings.
 
+Each step of a scan's life is batched with the same step of the other scans in flight: one
+statement (one round trip, one commit) for all of them (`_pg_writer`).
+
 What must hold across processes is decided by the database:
-- case numbers: one statement bumps the guild's counter row (its row lock orders concurrent
-  allocations) and inserts the case; if the insert fails (the same attachment accepted
-  twice) the whole statement is undone, counter included, so numbers never skip;
+- case numbers: one statement bumps each guild's counter row (its row lock orders concurrent
+  allocations) and inserts the cases; if an insert fails (the same attachment accepted
+  twice) the whole statement is undone, counters included, so numbers never skip;
 - one provider submission per file: `claim_submission` inserts a unique (sha256, provider)
   row; the scan whose insert wins submits;
 - cooldowns: each hit holds a transaction-scoped advisory lock on its key (`_pg_admin`).
@@ -20,60 +23,132 @@ What must hold across processes is decided by the database:
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 
 from bot.storage import _pg_rows as pg_rows
 from bot.storage import _sqlite_rows as rows
-from bot.storage._models import NewScan, ScanRecord, ScanStatus, ShardFilter, StoredVerdict
+from bot.storage._models import (
+    NewScan,
+    ScanRecord,
+    ScanStatus,
+    ShardFilter,
+    StoredVerdict,
+    Trigger,
+)
 from bot.storage._pg_admin import PostgresCaseAdmin, PostgresCooldowns, PostgresGuildSettings
 from bot.storage._pg_base import PostgresDatabase, utc_now
 from bot.storage._pg_queries import PostgresCaseQueries
+from bot.storage._pg_writer import Batched
 from bot.storage._protocol import AuditLog, ScanNotFound
 from bot.verdict import ProviderName, Verdict
 
 log = logging.getLogger(__name__)
 
-_INSERT_COLUMNS: tuple[str, ...] = (
-    "guild_id",
-    "scan_trigger",
-    "provider",
-    "created_at",
-    "channel_id",
-    "message_id",
-    "author_id",
-    "attachment_id",
-    "requested_by",
-    "jump_url",
-    "filename",
-    "content_type",
-    "size",
-    "source_url",
-    "second_opinion_of",
+#: PostgreSQL types of `NewScan`'s field types: ids and sizes BIGINT, enumerations their
+#: SMALLINT codes (`rows.TRIGGER_CODES`, `rows.PROVIDER_CODES`), text TEXT.
+_PG_TYPES: dict[Any, str] = {
+    int: "bigint",
+    str: "text",
+    Trigger: "smallint",
+    ProviderName: "smallint",
+}
+
+
+def _pg_type(annotation: Any) -> str:
+    kinds = [kind for kind in get_args(annotation) if kind is not type(None)] or [annotation]
+    return _PG_TYPES[kinds[0]]
+
+
+#: The columns `create_scan` binds (`rows.INSERT_COLUMNS`: `NewScan`'s fields, then the unix
+#: time `created_at`), with their PostgreSQL types.
+_INSERT_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    zip(
+        rows.INSERT_COLUMNS,
+        (*(_pg_type(field.annotation) for field in NewScan.model_fields.values()), "bigint"),
+        strict=True,
+    )
 )
-_INSERT_COLUMN_LIST = ", ".join(_INSERT_COLUMNS)
-_INSERT_PLACEHOLDERS = ", ".join(f"${n}" for n in range(1, len(_INSERT_COLUMNS) + 1))
-# $1 guild, $2 trigger, $6 message, $8 attachment. `existing` keeps a replayed event from
+_INSERT_NAMES = rows.INSERT_COLUMNS
+_GUILD, _TRIGGER, _MESSAGE, _ATTACHMENT = (
+    _INSERT_NAMES.index(c) for c in ("guild_id", "scan_trigger", "message_id", "attachment_id")
+)
+
+
+def _unnest(columns: Sequence[tuple[str, str]]) -> str:
+    """`unnest` over one array parameter per column, named as the columns ($1 first)."""
+    arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(columns, start=1))
+    return f"unnest({arrays})"
+
+
+def _as(columns: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(name for name, _ in columns)
+
+
+def _param(column: str) -> str:
+    return f"${_INSERT_NAMES.index(column) + 1}"
+
+
+# One accepted scan with its guild's next case number. `existing` keeps a replayed event from
 # bumping the counter; a race between two inserts of the same attachment ends in a unique
 # violation that undoes the whole statement, counter included.
 _INSERT_SCAN = f"""
 WITH existing AS (
     SELECT 1 FROM scans
-    WHERE guild_id = $1 AND message_id = $6 AND attachment_id = $8 AND scan_trigger = $2
+    WHERE guild_id = {_param("guild_id")} AND message_id = {_param("message_id")}
+        AND attachment_id = {_param("attachment_id")} AND scan_trigger = {_param("scan_trigger")}
 ), allocated AS (
     INSERT INTO guild_counters AS c (guild_id, last_case)
-    SELECT $1, 1 WHERE NOT EXISTS (SELECT 1 FROM existing)
+    SELECT {_param("guild_id")}, 1 WHERE NOT EXISTS (SELECT 1 FROM existing)
     ON CONFLICT (guild_id) DO UPDATE SET last_case = c.last_case + 1
     RETURNING last_case
 )
-INSERT INTO scans (case_number, status, {_INSERT_COLUMN_LIST})
-SELECT last_case, {rows.STATUS_CODES[ScanStatus.QUEUED]}, {_INSERT_PLACEHOLDERS}
+INSERT INTO scans (case_number, status, {", ".join(_INSERT_NAMES)})
+SELECT last_case, {rows.STATUS_CODES[ScanStatus.QUEUED]},
+    {", ".join(f"${n}" for n in range(1, len(_INSERT_NAMES) + 1))}
 FROM allocated
-RETURNING {rows.SELECT_SCAN}
+RETURNING id, case_number
+"""
+# Many accepted scans at once (`_pg_writer`), each with its guild's next case numbers.
+# - `fresh` drops attachments already recorded (a replayed event bumps no counter); a
+#   concurrent insert of the same attachment elsewhere ends in a unique violation that undoes
+#   the whole statement, counters included, so numbers never skip (the calls are then
+#   retried one by one, and the loser finds the winner's case).
+# - Each guild's counter moves once, by its number of new cases, and the counter rows are
+#   locked in guild order, so two processes' statements cannot deadlock on them.
+# - Within a guild, cases are numbered in arrival order.
+_INSERT_SCANS = f"""
+WITH input AS (
+    SELECT * FROM {_unnest(_INSERT_COLUMNS)} WITH ORDINALITY
+        AS i({_as(_INSERT_COLUMNS)}, arrival)
+), fresh AS (
+    SELECT i.*,
+        row_number() OVER (PARTITION BY i.guild_id ORDER BY i.arrival) AS nth,
+        count(*) OVER (PARTITION BY i.guild_id) AS taken
+    FROM input i
+    WHERE NOT EXISTS (
+        SELECT 1 FROM scans s
+        WHERE s.guild_id = i.guild_id AND s.message_id = i.message_id
+            AND s.attachment_id = i.attachment_id AND s.scan_trigger = i.scan_trigger
+    )
+), allocated AS (
+    INSERT INTO guild_counters AS c (guild_id, last_case)
+    SELECT guild_id, max(taken) FROM fresh GROUP BY guild_id ORDER BY guild_id
+    ON CONFLICT (guild_id) DO UPDATE SET last_case = c.last_case + excluded.last_case
+    RETURNING guild_id, last_case
+)
+INSERT INTO scans (case_number, status, {", ".join(_INSERT_NAMES)})
+SELECT a.last_case - f.taken + f.nth, {rows.STATUS_CODES[ScanStatus.QUEUED]},
+    {", ".join(f"f.{name}" for name in _INSERT_NAMES)}
+FROM fresh f JOIN allocated a ON a.guild_id = f.guild_id
+ORDER BY f.guild_id, f.arrival
+RETURNING id, guild_id, case_number, message_id, attachment_id, scan_trigger
 """
 _EXISTING_SCAN = (
     f"SELECT {rows.SELECT_SCAN} FROM scans WHERE guild_id = $1 AND message_id = $2 "
@@ -89,56 +164,147 @@ ON CONFLICT (sha256, provider) DO UPDATE
     WHERE NOT EXISTS (SELECT 1 FROM scans WHERE scans.id = c.scan_id AND scans.status < 2)
 RETURNING scan_id
 """
+_RETURN_SCAN = ", ".join(f"s.{column}" for column in rows.SCAN_COLUMNS)
 
-_MARK_DONE = f"""
-UPDATE scans SET
-    status = $1, finished_at = $2, label = $3, spoofed_probability = $4, language = $5,
-    speakers = $6, transcript = $7, detail = $8, provider_job_id = $9,
-    duration_s = coalesce($10, duration_s), reused_from = $11, generator = $13,
-    fraud_type = $14, source_url = NULL, error_kind = NULL, error_message = NULL
-WHERE id = $12
-RETURNING {rows.SELECT_SCAN}
-"""
-_MARK_FAILED = f"""
-UPDATE scans SET status = $1, finished_at = $2, error_kind = $3, error_message = $4,
-    source_url = NULL
-WHERE id = $5
-RETURNING {rows.SELECT_SCAN}
-"""
+
+@dataclass(frozen=True)
+class _Update:
+    """One UPDATE of scans by id, for one scan (`one`) and for many (`many`, over arrays)."""
+
+    one: str
+    many: str
+
+
+def _update_scans(columns: Sequence[tuple[str, str]], assignments: str, returning: str) -> _Update:
+    """Each scan by id (`columns`, id first) gets values of its own, read from `v`."""
+    one = ", ".join(f"${n}::{kind} AS {name}" for n, (name, kind) in enumerate(columns, start=1))
+    source = f"{_unnest(columns)} AS v({_as(columns)})"
+    return _Update(
+        one=f"""
+UPDATE scans AS s SET {assignments}
+FROM (SELECT {one}) AS v
+WHERE s.id = v.id
+RETURNING {returning}
+""",
+        many=f"""
+UPDATE scans AS s SET {assignments}
+FROM {source}
+WHERE s.id = v.id
+RETURNING {returning}
+""",
+    )
+
+
+_SET_MEDIA = _update_scans(
+    (
+        ("id", "bigint"),
+        ("sha256", "bytea"),
+        ("size", "bigint"),
+        ("content_type", "text"),
+        ("duration_s", "float8"),
+    ),
+    "sha256 = v.sha256, size = v.size, content_type = v.content_type, duration_s = v.duration_s",
+    "s.id",
+)
+_MARK_SUBMITTED = _update_scans(
+    (("id", "bigint"), ("provider_job_id", "bytea"), ("submitted_at", "bigint")),
+    f"status = {rows.STATUS_CODES[ScanStatus.SUBMITTED]}, "
+    "provider_job_id = v.provider_job_id, submitted_at = v.submitted_at",
+    "s.id",
+)
+_MARK_DONE = _update_scans(
+    (
+        ("id", "bigint"),
+        ("status", "smallint"),
+        ("finished_at", "bigint"),
+        ("label", "smallint"),
+        ("spoofed_probability", "float8"),
+        ("language", "text"),
+        ("speakers", "integer"),
+        ("transcript", "text"),
+        ("detail", "bytea"),
+        ("provider_job_id", "bytea"),
+        ("duration_s", "float8"),
+        ("reused_from", "bigint"),
+        ("generator", "text"),
+        ("fraud_type", "text"),
+    ),
+    """status = v.status, finished_at = v.finished_at, label = v.label,
+    spoofed_probability = v.spoofed_probability, language = v.language,
+    speakers = v.speakers, transcript = v.transcript, detail = v.detail,
+    provider_job_id = v.provider_job_id, duration_s = coalesce(v.duration_s, s.duration_s),
+    reused_from = v.reused_from, generator = v.generator, fraud_type = v.fraud_type,
+    source_url = NULL, error_kind = NULL, error_message = NULL""",
+    _RETURN_SCAN,
+)
+_MARK_FAILED = _update_scans(
+    (
+        ("id", "bigint"),
+        ("finished_at", "bigint"),
+        ("error_kind", "text"),
+        ("error_message", "text"),
+    ),
+    f"status = {rows.STATUS_CODES[ScanStatus.FAILED]}, finished_at = v.finished_at, "
+    "error_kind = v.error_kind, error_message = v.error_message, source_url = NULL",
+    _RETURN_SCAN,
+)
+_MARK_REPLIED = _update_scans(
+    (("id", "bigint"), ("reply_message_id", "bigint")),
+    "reply_message_id = v.reply_message_id",
+    "s.id",
+)
 #: Scans that reached the provider (as in SQLite's `_BILLED`).
 _BILLED = "(status IN (1, 2) OR (status = 3 AND provider_job_id IS NOT NULL))"
 
 
+def _attachment_key(params: tuple[Any, ...]) -> tuple[int, int, int, int] | None:
+    """Guild, message, attachment and trigger: at most one case each (index scans_message)."""
+    if params[_MESSAGE] is None or params[_ATTACHMENT] is None:
+        return None
+    return (params[_GUILD], params[_MESSAGE], params[_ATTACHMENT], params[_TRIGGER])
+
+
+def _scan_key(params: tuple[Any, ...]) -> int:
+    scan_id: int = params[0]
+    return scan_id
+
+
+def _arrays(batch: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Column arrays for `_update_scans`, the rows in id order: two statements updating
+    scans (and the daily rollups their triggers touch) take their row locks alike."""
+    return [list(column) for column in zip(*sorted(batch, key=_scan_key), strict=True)]
+
+
 class PostgresScans:
-    """`ScanLifecycle` over PostgreSQL."""
+    """`ScanLifecycle` over PostgreSQL: each step's concurrent calls share a statement."""
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
+        # Keys: the attachment (one case per attachment and trigger), else the scan. Opening
+        # and finishing cases move the shared counters and daily rollups: one lane.
+        rollups = asyncio.Lock()
+        self._insert = Batched(
+            "create_scan",
+            one=self._insert_scan,
+            many=self._insert_scans,
+            key=_attachment_key,
+            lane=rollups,
+        )
+        self._set_media = self._updating_ids("set_media", _SET_MEDIA)
+        self._submitted = self._updating_ids("mark_submitted", _MARK_SUBMITTED)
+        self._done = self._updating_records("mark_done", _MARK_DONE, lane=rollups)
+        self._failed = self._updating_records("mark_failed", _MARK_FAILED, lane=rollups)
+        self._replied = self._updating_ids("mark_replied", _MARK_REPLIED)
 
     async def create_scan(self, new: NewScan) -> tuple[ScanRecord, bool]:
         trigger = rows.TRIGGER_CODES[new.trigger]
-        params = (
-            new.guild_id,
-            trigger,
-            rows.PROVIDER_CODES[new.provider],
-            self._db.now(),
-            new.channel_id,
-            new.message_id,
-            new.author_id,
-            new.attachment_id,
-            new.requested_by,
-            rows.pack_jump_url(new.jump_url, new.guild_id, new.channel_id, new.message_id),
-            new.filename,
-            new.content_type,
-            new.size,
-            new.source_url,
-            new.second_opinion_of,
-        )
+        params = rows.insert_params(new, self._db.now())
         try:
-            record = await self._db.record(_INSERT_SCAN, *params)
+            allocated = await self._insert(params)
         except asyncpg.UniqueViolationError:
-            record = None  # accepted at the same moment by another task or process
-        if record is not None:
+            allocated = None  # accepted at the same moment by another task or process
+        if allocated is not None:
+            record = rows.queued_record(*allocated, params)
             log.debug(
                 "case opened: actor=%s target=guild %d case %d reason=%s scan of %r",
                 new.requested_by or "auto",
@@ -155,6 +321,33 @@ class PostgresScans:
             raise ScanNotFound(f"scan of attachment {new.attachment_id} vanished")
         return existing, False
 
+    async def _insert_scan(self, params: tuple[Any, ...]) -> tuple[int, int] | None:
+        """`_INSERT_SCAN`: (id, case number) of the new case, None if it was recorded before."""
+        row = await self._db.fetch_one(_INSERT_SCAN, *params)
+        return None if row is None else (row[0], row[1])
+
+    async def _insert_scans(self, batch: Sequence[tuple[Any, ...]]) -> list[tuple[int, int] | None]:
+        """`_INSERT_SCANS` for these `create_scan` parameters: (id, case number) of each new
+        case, None where the attachment was already recorded."""
+        returned = await self._db.fetch_all(_INSERT_SCANS, *zip(*batch, strict=True))
+        recorded = {
+            (row["guild_id"], row["message_id"], row["attachment_id"], row["scan_trigger"])
+            for row in returned
+        }
+        by_guild: dict[int, list[asyncpg.Record]] = {}
+        for row in sorted(returned, key=lambda row: row["case_number"]):
+            by_guild.setdefault(row["guild_id"], []).append(row)
+        results: list[tuple[int, int] | None] = []
+        for params in batch:
+            key = _attachment_key(params)
+            if key is not None and key not in recorded:
+                results.append(None)
+                continue
+            # A guild's new cases were numbered in arrival order, which is `batch`'s order.
+            row = by_guild[params[_GUILD]].pop(0)
+            results.append((row["id"], row["case_number"]))
+        return results
+
     async def set_media(
         self,
         scan_id: int,
@@ -164,15 +357,11 @@ class PostgresScans:
         content_type: str | None,
         duration_s: float | None,
     ) -> None:
-        await self._update(
-            "UPDATE scans SET sha256 = $1, size = $2, content_type = $3, duration_s = $4 "
-            "WHERE id = $5 RETURNING id",
-            pg_rows.pack(rows.pack_sha256(sha256)),
-            size,
-            content_type,
-            duration_s,
-            scan_id,
+        found = await self._set_media(
+            (scan_id, pg_rows.pack(rows.pack_sha256(sha256)), size, content_type, duration_s)
         )
+        if not found:
+            raise ScanNotFound(f"scan {scan_id} does not exist")
 
     async def find_verdict(self, sha256: str, provider: ProviderName) -> StoredVerdict | None:
         row = await self._db.fetch_one(  # index scans_reuse
@@ -197,14 +386,11 @@ class PostgresScans:
         return None if holder is None or holder[0] == scan_id else int(holder[0])
 
     async def mark_submitted(self, scan_id: int, provider_job_id: str) -> None:
-        await self._update(
-            "UPDATE scans SET status = $1, provider_job_id = $2, submitted_at = $3 "
-            "WHERE id = $4 RETURNING id",
-            rows.STATUS_CODES[ScanStatus.SUBMITTED],
-            pg_rows.pack(rows.pack_job_id(provider_job_id)),
-            self._db.now(),
-            scan_id,
+        found = await self._submitted(
+            (scan_id, pg_rows.pack(rows.pack_job_id(provider_job_id)), self._db.now())
         )
+        if not found:
+            raise ScanNotFound(f"scan {scan_id} does not exist")
 
     async def mark_done(
         self,
@@ -215,27 +401,28 @@ class PostgresScans:
         store_transcript: bool = True,
     ) -> ScanRecord:
         status = ScanStatus.DONE if reused_from is None else ScanStatus.REUSED
-        record = await self._db.record(
-            _MARK_DONE,
-            rows.STATUS_CODES[status],
-            self._db.now(),
-            rows.LABEL_CODES[verdict.label],
-            verdict.spoofed_probability,
-            verdict.language,
-            verdict.speakers,
-            # Privacy: with store_transcript off, no trace of the words reaches the disk.
+        record = await self._done(
             (
-                rows.snippet(verdict.transcript, rows.TRANSCRIPT_SNIPPET_CHARS)
-                if store_transcript
-                else None
-            ),
-            pg_rows.pack(rows.pack_detail(verdict)),
-            pg_rows.pack(rows.pack_job_id(verdict.provider_job_id)),
-            verdict.duration_s,
-            reused_from,
-            scan_id,
-            verdict.generator,
-            verdict.fraud_type,
+                scan_id,
+                rows.STATUS_CODES[status],
+                self._db.now(),
+                rows.LABEL_CODES[verdict.label],
+                verdict.spoofed_probability,
+                verdict.language,
+                verdict.speakers,
+                # Privacy: with store_transcript off, no trace of the words reaches the disk.
+                (
+                    rows.snippet(verdict.transcript, rows.TRANSCRIPT_SNIPPET_CHARS)
+                    if store_transcript
+                    else None
+                ),
+                pg_rows.pack(rows.pack_detail(verdict)),
+                pg_rows.pack(rows.pack_job_id(verdict.provider_job_id)),
+                verdict.duration_s,
+                reused_from,
+                verdict.generator,
+                verdict.fraud_type,
+            )
         )
         if record is None:
             raise ScanNotFound(f"scan {scan_id} does not exist")
@@ -250,13 +437,13 @@ class PostgresScans:
         return record
 
     async def mark_failed(self, scan_id: int, error_kind: str, error_message: str) -> ScanRecord:
-        record = await self._db.record(
-            _MARK_FAILED,
-            rows.STATUS_CODES[ScanStatus.FAILED],
-            self._db.now(),
-            error_kind,
-            rows.snippet(error_message, rows.ERROR_MESSAGE_CHARS),
-            scan_id,
+        record = await self._failed(
+            (
+                scan_id,
+                self._db.now(),
+                error_kind,
+                rows.snippet(error_message, rows.ERROR_MESSAGE_CHARS),
+            )
         )
         if record is None:
             raise ScanNotFound(f"scan {scan_id} does not exist")
@@ -269,11 +456,8 @@ class PostgresScans:
         return record
 
     async def mark_replied(self, scan_id: int, reply_message_id: int) -> None:
-        await self._update(
-            "UPDATE scans SET reply_message_id = $1 WHERE id = $2 RETURNING id",
-            reply_message_id,
-            scan_id,
-        )
+        if not await self._replied((scan_id, reply_message_id)):
+            raise ScanNotFound(f"scan {scan_id} does not exist")
 
     async def get_scan(self, scan_id: int) -> ScanRecord | None:
         return await self._db.record(f"SELECT {rows.SELECT_SCAN} FROM scans WHERE id = $1", scan_id)
@@ -297,9 +481,34 @@ class PostgresScans:
             rows.to_epoch(since),
         )
 
-    async def _update(self, sql: str, *params: Any) -> None:
-        if await self._db.fetch_one(sql, *params) is None:
-            raise ScanNotFound(f"scan {params[-1]} does not exist")
+    def _updating_ids(self, name: str, update: _Update) -> Batched[tuple[Any, ...], bool]:
+        """A step whose UPDATE returns ids: each call learns whether its scan exists."""
+
+        async def one(params: tuple[Any, ...]) -> bool:
+            return await self._db.fetch_one(update.one, *params) is not None
+
+        async def many(batch: Sequence[tuple[Any, ...]]) -> list[bool]:
+            updated = {row[0] for row in await self._db.fetch_all(update.many, *_arrays(batch))}
+            return [params[0] in updated for params in batch]
+
+        return Batched(name, one=one, many=many, key=_scan_key)
+
+    def _updating_records(
+        self, name: str, update: _Update, *, lane: asyncio.Lock
+    ) -> Batched[tuple[Any, ...], ScanRecord | None]:
+        """A step whose UPDATE returns whole rows: each call gets its case, or None."""
+
+        async def one(params: tuple[Any, ...]) -> ScanRecord | None:
+            return await self._db.record(update.one, *params)
+
+        async def many(batch: Sequence[tuple[Any, ...]]) -> list[ScanRecord | None]:
+            returned = {
+                row[0]: row for row in await self._db.fetch_all(update.many, *_arrays(batch))
+            }
+            found = (returned.get(params[0]) for params in batch)
+            return [None if row is None else pg_rows.record_from_row(row) for row in found]
+
+        return Batched(name, one=one, many=many, key=_scan_key, lane=lane)
 
 
 class PostgresAuditLog(AuditLog):

@@ -48,43 +48,24 @@ log = logging.getLogger(__name__)
 #: refused-before-submission scans cost nothing.
 _BILLED = "(status IN (1, 2) OR (status = 3 AND provider_job_id IS NOT NULL))"
 
-#: The columns `create_scan` binds, in parameter order (?1 is the guild id).
-_INSERT_COLUMNS: tuple[str, ...] = (
-    "guild_id",
-    "scan_trigger",
-    "provider",
-    "created_at",
-    "channel_id",
-    "message_id",
-    "author_id",
-    "attachment_id",
-    "requested_by",
-    "jump_url",
-    "filename",
-    "content_type",
-    "size",
-    "source_url",
-    "second_opinion_of",
-)
-# Positional parameters: binding by name costs the writer thread a lookup per parameter.
-# RETURNING only what SQLite chose: the rest of the new row is what was bound, so the record
-# is built from the parameters (`_queued_row`) instead of copying 35 columns back.
-_INSERT_COLUMN_LIST = ", ".join(_INSERT_COLUMNS)
-_INSERT_PLACEHOLDERS = ", ".join(f"?{n}" for n in range(1, len(_INSERT_COLUMNS) + 1))
+# Positional parameters (`rows.INSERT_COLUMNS` order): binding by name costs the writer thread
+# a lookup per parameter. RETURNING only what SQLite chose: the rest of the new row is what was
+# bound, so the record is built from the parameters (`rows.queued_record`) instead of copying
+# 35 columns back. SQLite stores each bound value as given (an int or str, or None, for an
+# INTEGER or TEXT column: column affinity converts nothing).
+_GUILD_PARAM = f"?{rows.INSERT_COLUMNS.index('guild_id') + 1}"
 _INSERT_SCAN = f"""
-INSERT INTO scans (case_number, status, {_INSERT_COLUMN_LIST})
+INSERT INTO scans (case_number, status, {", ".join(rows.INSERT_COLUMNS)})
 VALUES (
-    coalesce((SELECT last_case FROM guild_counters WHERE guild_id = ?1), 0) + 1,
+    coalesce((SELECT last_case FROM guild_counters WHERE guild_id = {_GUILD_PARAM}), 0) + 1,
     {rows.STATUS_CODES[ScanStatus.QUEUED]},
-    {_INSERT_PLACEHOLDERS}
+    {", ".join(f"?{n}" for n in range(1, len(rows.INSERT_COLUMNS) + 1))}
 )
 ON CONFLICT (guild_id, message_id, attachment_id, scan_trigger)
     WHERE message_id IS NOT NULL AND attachment_id IS NOT NULL
 DO NOTHING
 RETURNING id, case_number
 """
-_INSERT_POSITIONS = tuple(rows.SCAN_COLUMNS.index(column) for column in _INSERT_COLUMNS)
-_ID, _CASE_NUMBER, _STATUS = (rows.SCAN_COLUMNS.index(c) for c in ("id", "case_number", "status"))
 
 # Taken when free, or over from a scan that is no longer queued or submitted (finished,
 # failed, or deleted): a dead claim never blocks a file for good.
@@ -114,27 +95,12 @@ def _queued_record(params: tuple[Any, ...], returned: list[Any]) -> ScanRecord |
     if not returned:
         return None
     scan_id, case_number = returned[0]
-    return rows.record_from_row(_queued_row(scan_id, case_number, params))
+    return rows.queued_record(scan_id, case_number, params)
 
 
 def _first_record(returned: list[Any]) -> ScanRecord | None:
     """The case an UPDATE ... RETURNING every column changed, or None if there is none."""
     return rows.record_from_row(returned[0]) if returned else None
-
-
-def _queued_row(scan_id: int, case_number: int, params: tuple[Any, ...]) -> list[Any]:
-    """The `scans` row `_INSERT_SCAN` just wrote, in `SCAN_COLUMNS` order.
-
-    The values are the bound parameters, which SQLite stores as given: each is an int or
-    str (or None) for an INTEGER or TEXT column, so column affinity converts nothing.
-    """
-    row: list[Any] = [None] * len(rows.SCAN_COLUMNS)
-    for position, value in zip(_INSERT_POSITIONS, params, strict=True):
-        row[position] = value
-    row[_ID] = scan_id
-    row[_CASE_NUMBER] = case_number
-    row[_STATUS] = rows.STATUS_CODES[ScanStatus.QUEUED]
-    return row
 
 
 class SQLiteScans:
@@ -148,23 +114,7 @@ class SQLiteScans:
     async def create_scan(self, new: NewScan) -> tuple[ScanRecord, bool]:
         """Record an accepted scan with the guild's next case number (see `AuditLog`)."""
         trigger = rows.TRIGGER_CODES[new.trigger]
-        params = (  # in `_INSERT_COLUMNS` order
-            new.guild_id,
-            trigger,
-            rows.PROVIDER_CODES[new.provider],
-            self._db.now(),
-            new.channel_id,
-            new.message_id,
-            new.author_id,
-            new.attachment_id,
-            new.requested_by,
-            rows.pack_jump_url(new.jump_url, new.guild_id, new.channel_id, new.message_id),
-            new.filename,
-            new.content_type,
-            new.size,
-            new.source_url,
-            new.second_opinion_of,
-        )
+        params = rows.insert_params(new, self._db.now())
         record = await self._db.write_record(_INSERT_SCAN, params, partial(_queued_record, params))
         if record is not None:
             log.debug(
