@@ -12,12 +12,16 @@
    biggest guild holds ~19% of all cases), members and channels within a guild too.
 2. Size: WAL checkpointed, then file size / cases, and per table and index (dbstat). On
    PostgreSQL: every relation of the schema (heap, TOAST, indexes) / cases, as the fill
-   left them (autovacuum running as it would), and again after a plain VACUUM.
+   left them (autovacuum running as it would: the server's, or a stand-in where the server has
+   it off, see `AutovacuumStandIn`), and again after a plain VACUUM.
 3. Queries: each /audit query 200 times against guilds picked in proportion to their
    activity (busy servers are queried more, and the biggest is picked ~1 time in 5, so p99 is
    the worst guild); median and p99 of the awaited call, pydantic rows included.
 4. Insert rate on top of the full database: create_scan + mark_done for 20,000 scans with
    1, 8 and 64 scans in flight (concurrent steps share a group commit), three times over.
+   With each run, the CPU time per scan of this process and, on PostgreSQL, of the server
+   processes serving its database (read from /proc, so the server must run on this machine
+   and the database should be the benchmark's own: `createdb` one, as BENCHMARKS.md does).
 
 Results go to stdout and to `bench/out/audit_bench.json`.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import math
@@ -298,6 +303,9 @@ async def fill(
     start = end - 120 * DAY
     chosen = iter(enumerate(rng.choices(guilds, weights=[g.weight for g in guilds], k=rows)))
     report_every = max(1, rows // 20)
+    server = await _server_processes(log)
+    server_cpu = server()
+    cpu = time.process_time()
     began = time.perf_counter()
 
     async def worker() -> None:
@@ -310,12 +318,19 @@ async def fill(
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     elapsed = time.perf_counter() - began
-    return {
+    filled: dict[str, Any] = {
         "rows": rows,
         "workers": workers,
         "seconds": round(elapsed, 1),
         "scans_per_s": round(rows / elapsed),
+        "cpu_us_per_scan": round((time.process_time() - cpu) / rows * 1e6, 1),
     }
+    if server_cpu is not None:
+        used, whole = _server_cpu_since(server_cpu, server())
+        filled["server_cpu_us_per_scan"] = round(used / rows * 1e6, 1)
+        if not whole:
+            filled["server_cpu_partial"] = True
+    return filled
 
 
 async def timed(runs: int, call: Callable[[], Awaitable[Any]]) -> dict[str, float]:
@@ -448,26 +463,91 @@ async def insert_rate(
         for new, verdict in mine:
             await one(new, verdict)
 
+    server = await _server_processes(log)
+
     # Each concurrency is measured `repeats` times, interleaved, with the machine's load
     # average: on a small shared machine one run alone says little.
     results: dict[str, Any] = {"scans_per_run": scans, "runs": []}
     for repeat in range(repeats):
         for in_flight in (1, 8, 64):
             todo = inputs(scans)
+            server_cpu = server()
+            cpu = time.process_time()
             began = time.perf_counter()
             await asyncio.gather(*(worker(todo[k::in_flight]) for k in range(in_flight)))
             rate = scans / (time.perf_counter() - began)
-            load = os.getloadavg()[0]
-            results["runs"].append({"in_flight": in_flight, "per_s": round(rate), "load": load})
+            run: dict[str, Any] = {
+                "in_flight": in_flight,
+                "per_s": round(rate),
+                "load": os.getloadavg()[0],
+                "cpu_us_per_scan": round((time.process_time() - cpu) / scans * 1e6, 1),
+            }
+            if server_cpu is not None:
+                used, whole = _server_cpu_since(server_cpu, server())
+                run["server_cpu_us_per_scan"] = round(used / scans * 1e6, 1)
+                if not whole:
+                    run["server_cpu_partial"] = True
+            results["runs"].append(run)
             print(
                 f"  run {repeat + 1}, {in_flight:>2} in flight: {rate:,.0f} scans/s "
-                f"(load {load:.2f})",
+                f"(load {run['load']:.2f}; CPU per scan: {run['cpu_us_per_scan']} µs here, "
+                f"{run.get('server_cpu_us_per_scan', '-')} µs in the database server)",
                 flush=True,
             )
     for in_flight in (1, 8, 64):
-        rates = sorted(r["per_s"] for r in results["runs"] if r["in_flight"] == in_flight)
-        results[f"in_flight_{in_flight}_median_per_s"] = rates[len(rates) // 2]
+        mine = [r for r in results["runs"] if r["in_flight"] == in_flight]
+        for key in ("per_s", "cpu_us_per_scan", "server_cpu_us_per_scan"):
+            # A partial server figure (a backend ended mid-run) is left out of its median.
+            partial = key == "server_cpu_us_per_scan"
+            values = sorted(
+                r[key] for r in mine if key in r and not (partial and r.get("server_cpu_partial"))
+            )
+            if values:
+                results[f"in_flight_{in_flight}_median_{key}"] = values[len(values) // 2]
     return results
+
+
+async def _server_processes(log: AuditLog) -> Callable[[], dict[int, float] | None]:
+    """A reader of the CPU seconds used so far by each server process serving the
+    benchmark's PostgreSQL database, or of None on SQLite (its CPU is this process's)."""
+    if not isinstance(log, PostgresAuditLog):
+        return lambda: None
+    async with log.db.pool.acquire() as conn:
+        database = await conn.fetchval("SELECT current_database()")
+    # A backend's title reads "postgres: <cluster>: <user> <database> <client> <state>".
+    marker = f" {database} ".encode()
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used() -> dict[int, float]:
+        found = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    title = f.read()
+                if not title.startswith(b"postgres: ") or marker not in title:
+                    continue
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        return found
+
+    return used
+
+
+def _server_cpu_since(
+    before: dict[int, float] | None, now: dict[int, float] | None
+) -> tuple[float, bool]:
+    """CPU seconds the server processes used between two readings, and whether that is all
+    of it: a process that ended in between (the pool closes connections idle for minutes)
+    took its CPU time with it."""
+    if before is None or now is None:
+        return 0.0, True
+    used = sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items())
+    return used, before.keys() <= now.keys()
 
 
 def machine() -> dict[str, Any]:
@@ -560,6 +640,103 @@ async def postgres_sizes(url: str, schema: str, rows: int) -> dict[str, Any]:
     }
 
 
+class AutovacuumStandIn:
+    """Autovacuum's work, done by the benchmark when the server has `autovacuum = off`.
+
+    A production PostgreSQL vacuums and analyzes tables as they change; without it dead rows
+    pile up and the planner keeps the row counts of an empty table, and plans made then
+    (e.g. a hash join over a whole table where an index lookup was meant) are never revised.
+    So, with the server's own thresholds and pacing, once per `autovacuum_naptime`: VACUUM
+    a table once its dead rows (or rows inserted since the last vacuum) pass
+    threshold + scale factor × rows, ANALYZE it once its changes pass the analyze ones, at
+    autovacuum's cost delay and limit. Its CPU is the server's, counted with the rest.
+    """
+
+    def __init__(self, url: str, schema: str) -> None:
+        self._url = url
+        self._schema = schema
+        self.passes: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> bool:
+        """Start, if the server does not vacuum by itself; say whether it started."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self._url)
+        try:
+            if await conn.fetchval("SHOW autovacuum") == "on":
+                await conn.close()
+                return False
+            settings = dict(
+                await conn.fetch(
+                    "SELECT name, setting FROM pg_settings WHERE name LIKE 'autovacuum%'"
+                    " OR name = 'vacuum_cost_limit'"
+                )
+            )
+            # At autovacuum's pace, on this one connection (a backend that came and went
+            # during a run would take its CPU time out of the benchmark's count).
+            cost_limit = int(settings["autovacuum_vacuum_cost_limit"])
+            if cost_limit < 0:
+                cost_limit = int(settings["vacuum_cost_limit"])
+            await conn.execute(f"SET vacuum_cost_limit = {cost_limit}")
+            delay = float(settings["autovacuum_vacuum_cost_delay"])
+            await conn.execute(f"SET vacuum_cost_delay = {delay}")
+        except BaseException:
+            await conn.close()
+            raise
+        self._task = asyncio.create_task(self._run(conn, settings))
+        return True
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self, conn: Any, settings: dict[str, str]) -> None:
+        due = (
+            "SELECT s.relname,"
+            " s.n_dead_tup > $2::float8 + $3::float8 * greatest(c.reltuples, 0)"
+            " OR s.n_ins_since_vacuum > $4::float8 + $5::float8 * greatest(c.reltuples, 0),"
+            " s.n_mod_since_analyze > $6::float8 + $7::float8 * greatest(c.reltuples, 0)"
+            " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+            " WHERE s.schemaname = $1"
+        )
+        limits = [
+            float(settings[f"autovacuum_{name}"])
+            for name in (
+                "vacuum_threshold",
+                "vacuum_scale_factor",
+                "vacuum_insert_threshold",
+                "vacuum_insert_scale_factor",
+                "analyze_threshold",
+                "analyze_scale_factor",
+            )
+        ]
+        try:
+            while True:
+                await asyncio.sleep(float(settings["autovacuum_naptime"]))
+                for table, vacuum, analyze in await conn.fetch(due, self._schema, *limits):
+                    if not (vacuum or analyze):
+                        continue
+                    what = (
+                        "VACUUM (ANALYZE)"
+                        if vacuum and analyze
+                        else ("VACUUM" if vacuum else "ANALYZE")
+                    )
+                    began = time.perf_counter()
+                    await conn.execute(f'{what} "{self._schema}"."{table}"')
+                    self.passes.append(
+                        {
+                            "table": table,
+                            "what": what,
+                            "seconds": round(time.perf_counter() - began, 2),
+                        }
+                    )
+        finally:
+            await conn.close()
+
+
 def fresh_database(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
@@ -586,9 +763,11 @@ async def main(argv: list[str] | None = None) -> int:
     clock = SimClock()
     guilds = make_guilds(rng, args.guilds, args.rows)
     log: AuditLog
+    autovacuum: AutovacuumStandIn | None = None
     if args.database_url:
         url = await fresh_schema(args.database_url, args.schema)
         log = await PostgresAuditLog.open(url, clock=clock)
+        autovacuum = AutovacuumStandIn(url, args.schema)
     else:
         fresh_database(args.db)
         log = await SQLiteAuditLog.open(args.db, clock=clock)
@@ -598,6 +777,12 @@ async def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
     }
     try:
+        if autovacuum is not None:
+            report["autovacuum"] = (
+                "the benchmark's stand-in (the server has autovacuum off)"
+                if await autovacuum.start()
+                else "the server's"
+            )
         # Other work on the machine shows up in every figure; say how busy it was.
         report["load_average"] = {"start": os.getloadavg()}
         print(f"filling {args.rows:,} cases across {args.guilds} guilds …", flush=True)
@@ -625,6 +810,9 @@ async def main(argv: list[str] | None = None) -> int:
         report["load_average"]["end"] = os.getloadavg()
         print(json.dumps(report["insert"]), flush=True)
     finally:
+        if autovacuum is not None:
+            await autovacuum.stop()
+            report["autovacuum_passes"] = autovacuum.passes
         await log.close()
     OUT.mkdir(exist_ok=True)
     name = "audit_bench_postgres.json" if args.database_url else "audit_bench.json"
