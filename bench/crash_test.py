@@ -116,6 +116,8 @@ class CrashReport:
     machine: dict[str, str] = field(default_factory=dict)
     #: 429s the emulator answered the bot with (Discord's rate limits are on).
     received_429s: int = 0
+    #: Each of them: method, path and scope ("user" for a route's bucket, "global", "edge").
+    rate_limited: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -550,6 +552,7 @@ async def _report(
         recovery=recovery,
         machine=machine(),
         received_429s=emu.ratelimits.sent_429s,
+        rate_limited=[f"{e.method} {e.path} ({e.scope})" for e in emu.ratelimits.events],
     )
     report.failures = _check(report)
     if "Traceback" in logs:
@@ -564,7 +567,9 @@ def _check(r: CrashReport) -> list[str]:
     if r.messages_with_duplicate_replies:
         problems.append(f"{r.messages_with_duplicate_replies} message(s) answered twice")
     if r.received_429s:
-        problems.append(f"{r.received_429s} 429(s) from Discord's rate limits")
+        problems.append(
+            f"{r.received_429s} 429(s) from Discord's rate limits: {'; '.join(r.rate_limited)}"
+        )
     if r.max_submissions_per_attachment > 1:
         problems.append(f"an attachment was submitted {r.max_submissions_per_attachment} times")
     if r.cases != r.messages:
