@@ -206,10 +206,16 @@ def combine(first: Verdict | None, second: Verdict | None, threshold: float) -> 
     - unclear and genuine → unclear (a file is called genuine only when both say so);
     - one verdict missing (a provider failed) → the other one's finding, alone.
     """
-    findings = (
-        None if first is None else verdict_finding(first, threshold),
-        None if second is None else verdict_finding(second, threshold),
+    return combine_findings(
+        (
+            None if first is None else verdict_finding(first, threshold),
+            None if second is None else verdict_finding(second, threshold),
+        )
     )
+
+
+def combine_findings(findings: tuple[Finding | None, Finding | None]) -> Combined:
+    """`combine` for two findings already decided (None: that provider gave no verdict)."""
     present = [f for f in findings if f is not None]
     if not present:
         return Combined(Finding.UNCLEAR, Agreement.SINGLE, findings)

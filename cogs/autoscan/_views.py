@@ -16,11 +16,18 @@ from typing import Any, Final
 import discord
 
 from bot.discord_glue.client import Spoofwatch
-from bot.discord_glue.embeds import FINDING_COLOURS, fit_embed, media_phrase, sanitize
+from bot.discord_glue.embeds import (
+    FINDING_COLOURS,
+    PROVIDER_NAMES,
+    fit_embed,
+    media_phrase,
+    sanitize,
+)
+from bot.discord_glue.opinion_embeds import DISPUTED_COLOUR
 from bot.guild_config import GuildConfig
 from bot.scanning import ScanOutcome
 from bot.storage import ScanRecord
-from bot.verdict import GENUINE_BELOW, Finding, decide, percent
+from bot.verdict import GENUINE_BELOW, Agreement, Finding, combine_findings, decide, percent
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +116,9 @@ class VerdictButton(
                 "explainer of case %s/#%s shown to %s", guild_id, record.case_number,
                 interaction.user.id,
             )  # fmt: skip
+            second = await shown_alongside(bot, record)
             await interaction.response.send_message(
-                embed=explainer_embed(record, config), ephemeral=True
+                embed=explainer_embed(record, config, second), ephemeral=True
             )
         else:
             await interaction.response.send_message(
@@ -132,33 +140,52 @@ def verdict_view(outcomes: list[ScanOutcome]) -> discord.ui.View | None:
     return view
 
 
-def explainer_embed(record: ScanRecord, config: GuildConfig) -> discord.Embed:
-    """What a verdict means, for the member who asked: the score, the bands, what to do."""
+async def shown_alongside(bot: Spoofwatch, record: ScanRecord) -> ScanRecord | None:
+    """The second opinion the verdict's reply showed beside this case, if any.
+
+    A guild that scans with both providers (and `/check … provider: both`) answers with both
+    verdicts in one reply: the second case was asked by whoever asked the first (no one, for
+    an automatic scan). A second opinion a moderator asked for later, from the mod-log, was
+    never shown to members and is left out.
+    """
+    if record.second_opinion_of is not None:
+        return None
+    linked = await bot.audit.cases.second_opinions(record.guild_id, record.case_number)
+    shown = (r for r in linked if r.requested_by == record.requested_by)
+    # Still running (a restart cut it short): the reply showed no verdict of it yet either.
+    return next((r for r in shown if r.finished_at is not None), None)
+
+
+def _finding(record: ScanRecord, threshold: float) -> Finding | None:
+    if record.label is None:
+        return None
+    return decide(record.label, record.spoofed_probability, threshold)
+
+
+_SHOWN_AS: Final = {
+    Finding.FLAGGED: "*may be AI-generated*",
+    Finding.UNCLEAR: "*unclear*",
+    Finding.GENUINE: "*no sign of AI generation*",
+}
+
+
+def explainer_embed(
+    record: ScanRecord, config: GuildConfig, second: ScanRecord | None = None
+) -> discord.Embed:
+    """What a verdict means, for the member who asked: the score, the bands, what to do.
+    With `second` (the other provider's case shown in the same reply), what the two verdicts
+    mean together: each is judged alone and the scores are never averaged (`combine`)."""
     threshold = config.alert_threshold
     what = media_phrase(record.filename, record.content_type, record.duration_s)
-    p = record.spoofed_probability
-    finding = decide(record.label, p, threshold) if record.label is not None else None
-    embed = discord.Embed(
-        title=f"What this verdict means (case #{record.case_number})",
-        colour=FINDING_COLOURS[finding] if finding else discord.Colour.light_grey(),
-    )
-    lines = [f"Spoofwatch sent this {what} to an automated deepfake detector."]
-    if p is not None:
-        lines.append(
-            f"It rated the speech **{percent(p)}% likely synthetic** (made by AI). This server "
-            f"flags a file from {percent(threshold)}%."
-        )
-    elif finding is not None:
-        lines.append("The detector gave a decision but no score.")
-    lines.append(
-        {
-            Finding.FLAGGED: "So it is shown as *may be AI-generated*.",
-            Finding.UNCLEAR: "That is neither a flag nor a clear all-clear: *unclear*.",
-            Finding.GENUINE: "So it is shown as *no sign of AI generation*.",
-            None: "The check did not reach a verdict.",
-        }[finding]
-    )
-    embed.description = " ".join(lines)
+    if second is None:
+        finding = _finding(record, threshold)
+        title = f"What this verdict means (case #{record.case_number})"
+        colour = FINDING_COLOURS[finding] if finding else discord.Colour.light_grey()
+        description = _one_verdict(record, finding, what, threshold)
+    else:
+        title = f"What these verdicts mean (cases #{record.case_number} + #{second.case_number})"
+        colour, description = _two_verdicts(record, second, what, threshold)
+    embed = discord.Embed(title=title, colour=colour, description=description)
     embed.add_field(
         name="How to read the score",
         value=(
@@ -191,6 +218,73 @@ def explainer_embed(record: ScanRecord, config: GuildConfig) -> discord.Embed:
         inline=False,
     )
     return fit_embed(embed)
+
+
+def _one_verdict(record: ScanRecord, finding: Finding | None, what: str, threshold: float) -> str:
+    lines = [f"Spoofwatch sent this {what} to an automated deepfake detector."]
+    p = record.spoofed_probability
+    if p is not None:
+        lines.append(
+            f"It rated the speech **{percent(p)}% likely synthetic** (made by AI). This server "
+            f"flags a file from {percent(threshold)}%."
+        )
+    elif finding is not None:
+        lines.append("The detector gave a decision but no score.")
+    lines.append(
+        {
+            Finding.FLAGGED: "So it is shown as *may be AI-generated*.",
+            Finding.UNCLEAR: "That is neither a flag nor a clear all-clear: *unclear*.",
+            Finding.GENUINE: "So it is shown as *no sign of AI generation*.",
+            None: "The check did not reach a verdict.",
+        }[finding]
+    )
+    return " ".join(lines)
+
+
+def _two_verdicts(
+    first: ScanRecord, second: ScanRecord, what: str, threshold: float
+) -> tuple[discord.Colour, str]:
+    """The colour and words of the explainer for two providers' verdicts on one file."""
+    records = (first, second)
+    combined = combine_findings((_finding(first, threshold), _finding(second, threshold)))
+    lines = [f"Spoofwatch sent this {what} to two automated deepfake detectors, separately."]
+    for record, finding in zip(records, combined.findings, strict=True):
+        name = PROVIDER_NAMES.get(record.provider, str(record.provider))
+        p = record.spoofed_probability
+        if finding is None:
+            lines.append(f"{name} could not check it.")
+        elif p is None:
+            lines.append(f"{name} gave a decision but no score.")
+        else:
+            lines.append(f"{name} rated the speech **{percent(p)}% likely synthetic**.")
+    lines.append(
+        f"This server flags a file from {percent(threshold)}%, and each verdict is judged "
+        "on its own: the scores are never averaged."
+    )
+    shown = _SHOWN_AS[combined.finding]
+    if combined.agreement is Agreement.AGREE:
+        lines.append(f"Both reach the same finding, so it is shown as {shown}.")
+    elif combined.disputed:
+        lines.append(
+            "One flags it and the other does not, so nothing is decided: it is shown as "
+            "*the detectors disagree*, and the server's moderators are asked to look."
+        )
+    elif combined.agreement is Agreement.UNCLEAR:
+        lines.append(
+            "One finds no sign of AI generation and the other is unsure; a file is called "
+            "genuine only when both say so, so it is shown as *unclear*."
+        )
+    elif any(f is not None for f in combined.findings):
+        lines.append(f"With one verdict only, that one stands: it is shown as {shown}.")
+    else:
+        lines.append("Neither check reached a verdict.")
+    if combined.disputed:
+        colour = DISPUTED_COLOUR
+    elif all(f is None for f in combined.findings):
+        colour = discord.Colour.light_grey()
+    else:
+        colour = FINDING_COLOURS[combined.finding]
+    return colour, " ".join(lines)
 
 
 async def request_review(

@@ -196,6 +196,48 @@ async def test_both_mode_bills_twice_and_never_accuses_when_they_disagree(
     assert seconds[0].reply_message_id == reply.id
 
 
+async def test_the_explainer_of_a_both_mode_reply_explains_both_verdicts(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if "What does this mean?" under a reply showing two detectors' verdicts explains
+    only the first one's score (the member reads "90%" beside a reply that says the detectors
+    disagree), or does not say that the two are judged apart and never averaged."""
+    await configure(spoofwatch, "provider", {"provider": "both"})
+    path = wav(tmp_path, 1)
+    spoofwatch.resemble.script_result(path, metrics=FAKE)
+    reply = await spoofwatch.reply_to(await spoofwatch.post(path))
+    await listeners_done(spoofwatch)
+    emu = spoofwatch.emu
+    answer = await (
+        await emu.click_button(reply, emu.member, label="What does this mean?")
+    ).wait_for_reply()
+    text = text_of(answer)
+    assert answer.ephemeral
+    assert "cases #1 + #2" in answer.embeds[0]["title"]
+    assert "two automated deepfake detectors" in text
+    assert "Resemble AI rated the speech **90% likely synthetic**" in text
+    assert "Behavioral Signals rated the speech" in text
+    assert "never averaged" in text and "*the detectors disagree*" in text
+    assert "shown as *may be AI-generated*" not in text
+
+
+async def test_the_explainer_leaves_out_a_second_opinion_moderators_asked_later(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if a member's explainer reveals a second opinion a moderator asked for from the
+    mod-log: the member's reply showed one verdict, and its explainer explains that one."""
+    a = await make_alerted(spoofwatch, tmp_path)
+    await _press_second(a)
+    reply = await spoofwatch.reply_to(a.message)
+    emu = spoofwatch.emu
+    answer = await (
+        await emu.click_button(reply, emu.member, label="What does this mean?")
+    ).wait_for_reply()
+    text = text_of(answer)
+    assert answer.embeds[0]["title"] == "What this verdict means (case #1)"
+    assert "an automated deepfake detector" in text and "Behavioral Signals" not in text
+
+
 async def test_both_mode_one_provider_failing_still_answers_with_the_other(
     spoofwatch: Harness, tmp_path: Path
 ) -> None:
