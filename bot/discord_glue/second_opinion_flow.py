@@ -23,6 +23,7 @@ from bot.discord_glue.attachments import (
 )
 from bot.discord_glue.client import Spoofwatch
 from bot.discord_glue.embeds import PROVIDER_NAMES
+from bot.discord_glue.modlog import modlog_channel, post
 from bot.discord_glue.opinion_embeds import Opinion, combined_words, opinion_line, opinions_embed
 from bot.scan_types import ScanOutcome, provider_meta
 from bot.storage import ScanRecord, ScanStatus, Trigger
@@ -182,8 +183,8 @@ async def announce_resumed(bot: Spoofwatch, outcome: ScanOutcome) -> bool:
         return False
     first = await bot.audit.cases.case(second.guild_id, second.second_opinion_of)
     config = await bot.guild_configs.get(second.guild_id)
-    channel = bot.get_channel(config.modlog_channel_id) if config.modlog_channel_id else None
-    if first is None or not isinstance(channel, discord.abc.Messageable):
+    channel = modlog_channel(bot.get_guild(second.guild_id), config)
+    if first is None or channel is None:
         log.warning(
             "second opinion case #%s finished after a restart; no mod-log to tell",
             second.case_number,
@@ -196,15 +197,12 @@ async def announce_resumed(bot: Spoofwatch, outcome: ScanOutcome) -> bool:
         f"Case #{first.case_number}: the second opinion asked before a restart has finished"
         f"{asked}. {answer.line}{again}"
     )
-    try:
-        await channel.send(
-            content=content[:2000],
-            embed=answer.embed or discord.utils.MISSING,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
-    except discord.HTTPException as exc:
+    posted = await post(
+        channel, content=content[:2000], embed=answer.embed or discord.utils.MISSING
+    )
+    if isinstance(posted, str):
         log.warning(
-            "could not post the resumed second opinion of case #%s: %s", second.case_number, exc
+            "could not post the resumed second opinion of case #%s: %s", second.case_number, posted
         )
         return False
     return True

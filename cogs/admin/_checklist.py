@@ -14,6 +14,7 @@ from bot.discord_glue.attachments import guild_provider
 from bot.discord_glue.client import Spoofwatch, permission_name
 from bot.discord_glue.embeds import fit_embed, mention_list
 from bot.discord_glue.invite import lacking
+from bot.discord_glue.modlog import modlog_channel
 from bot.guild_config import ActionPolicy, GuildConfig
 from bot.verdict import ProviderName
 from cogs.admin._display import REPLY_WORDS
@@ -39,8 +40,8 @@ def _modlog(guild: discord.Guild, config: GuildConfig) -> tuple[bool, str]:
         if config.action is ActionPolicy.REPLY:
             return True, "Not set; not needed while the action is reply only."
         return False, "Not set: alerts are off. `/spoofwatch settings modlog`"
-    channel = guild.get_channel(config.modlog_channel_id)
-    if not isinstance(channel, discord.TextChannel):
+    channel = modlog_channel(guild, config)
+    if channel is None:
         return False, "The channel is gone: alerts are off. `/spoofwatch settings modlog`"
     perms = channel.permissions_for(guild.me)
     missing = [n for n in ("view_channel", "send_messages", "embed_links") if not getattr(perms, n)]

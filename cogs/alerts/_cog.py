@@ -6,7 +6,7 @@ import asyncio
 import io
 import logging
 import re
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 import discord
@@ -20,8 +20,9 @@ from bot.discord_glue.embeds import (
     sanitize,
     timeline_summary,
 )
+from bot.discord_glue.modlog import GONE, modlog_channel, post
 from bot.discord_glue.opinion_embeds import DISPUTED_COLOUR, combined_words, opinion_line
-from bot.discord_glue.replies import describe_http_error, opinions_of
+from bot.discord_glue.replies import opinions_of
 from bot.guild_config import ActionPolicy, GuildConfig
 from bot.opinions import combined
 from bot.provenance import provenance_fields
@@ -184,13 +185,13 @@ class Alerts(commands.Cog):
         assert message.guild is not None
         if config.modlog_channel_id is None:
             return
-        channel = message.guild.get_channel(config.modlog_channel_id)
+        channel = modlog_channel(message.guild, config)
         case_number = outcome.record.case_number
-        if not isinstance(channel, discord.TextChannel | discord.Thread):
+        if channel is None:
             log.warning(
                 "mod-log channel %s of guild %s is gone", config.modlog_channel_id, message.guild.id
             )
-            await self._not_posted(message.guild.id, case_number, "the mod-log channel is gone")
+            await self._not_posted(message.guild.id, case_number, GONE)
             return
         has_second = outcome.second is not None and outcome.second.verdict is not None
         view = alert_view(
@@ -212,7 +213,7 @@ class Alerts(commands.Cog):
                 log.exception("timeline picture of case %s/#%s not drawn", channel.guild.id,
                               case_number)  # fmt: skip
         files = [f for f in (picture, evidence) if f is not None]
-        first = await _post(
+        first = await post(
             channel,
             content=ping,
             embed=alert_embed(
@@ -241,7 +242,7 @@ class Alerts(commands.Cog):
         )
         # A lost alert is lost moderation: a second, plain-text try carries what a moderator
         # needs (case, link, score), with the buttons unless they were what Discord refused.
-        second = await _post(
+        second = await post(
             channel,
             content=(f"{ping}\n" if ping else "") + plain_alert(message, outcome, deleted),
             view=None if "components" in first else view,
@@ -302,19 +303,6 @@ def _ping(config: GuildConfig) -> tuple[str | None, discord.AllowedMentions]:
     return f"<@&{config.alert_role_id}>", discord.AllowedMentions(
         everyone=False, users=False, roles=[role], replied_user=False
     )
-
-
-async def _post(
-    channel: discord.TextChannel | discord.Thread, **message: Any
-) -> discord.Message | str:
-    """Send; the message posted, else what went wrong (for the log and the case)."""
-    try:
-        return await channel.send(**message)
-    except discord.HTTPException as exc:
-        # discord.py has already retried 429s and 5xx; what is left is a refusal or an outage.
-        return describe_http_error(exc)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return f"{type(exc).__name__}: {exc}"
 
 
 def plain_alert(message: discord.Message, outcome: ScanOutcome, deleted: str | None) -> str:

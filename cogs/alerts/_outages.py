@@ -13,6 +13,7 @@ from typing import Final
 import discord
 
 from bot.discord_glue.embeds import PROVIDER_NAMES, fit_embed, sanitize
+from bot.discord_glue.modlog import post_to_modlog
 from bot.errors import (
     InternalError,
     ProviderError,
@@ -140,16 +141,8 @@ def _ended_embed(outage: Outage, now: datetime) -> discord.Embed:
 
 
 async def _post(guild: discord.Guild, config: GuildConfig, embed: discord.Embed) -> None:
-    if config.modlog_channel_id is None:
-        log.warning("guild %s: %s (no mod-log channel to tell)", guild.id, embed.title)
-        return
-    channel = guild.get_channel(config.modlog_channel_id)
-    if not isinstance(channel, discord.TextChannel | discord.Thread):
-        log.warning("guild %s: %s (the mod-log channel is gone)", guild.id, embed.title)
-        return
-    try:
-        await channel.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
-    except discord.HTTPException as exc:
-        log.warning("guild %s: outage notice not posted in %s: %s", guild.id, channel.id, exc)
+    posted = await post_to_modlog(guild, config, embed=embed)
+    if isinstance(posted, str):
+        log.warning("guild %s: %s (not posted: %s)", guild.id, embed.title, posted)
     else:
         log.info("guild %s: %s (posted in the mod-log)", guild.id, embed.title)

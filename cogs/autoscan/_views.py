@@ -23,6 +23,7 @@ from bot.discord_glue.embeds import (
     media_phrase,
     sanitize,
 )
+from bot.discord_glue.modlog import post_to_modlog
 from bot.discord_glue.opinion_embeds import DISPUTED_COLOUR
 from bot.guild_config import GuildConfig
 from bot.scanning import ScanOutcome
@@ -312,25 +313,21 @@ async def request_review(
         posted = "not posted: enough requests for this case are in the mod-log already"
         answer = "Thanks: moderators have already been asked to review this case."
     elif config.modlog_channel_id is not None:
-        channel = guild.get_channel(config.modlog_channel_id)
-        if isinstance(channel, discord.TextChannel | discord.Thread):
-            try:
-                await channel.send(
-                    embed=review_request_embed(record, interaction, config),
-                    allowed_mentions=discord.AllowedMentions.none(),
-                )
-                posted = f"posted to the mod-log {channel.id}"
-                answer = "Thanks: the server's moderators have been asked to review this verdict."
-            except discord.HTTPException as exc:
-                log.warning(
-                    "review request for case %s/#%s not posted in %s: %s",
-                    guild.id, record.case_number, channel.id, exc,
-                )  # fmt: skip
-                posted = f"not posted: Discord refused ({exc.status})"
-                answer = (
-                    "Your request is recorded, but it could not be posted for the moderators; "
-                    "tell a moderator directly."
-                )
+        sent = await post_to_modlog(
+            guild, config, embed=review_request_embed(record, interaction, config)
+        )
+        if isinstance(sent, discord.Message):
+            posted = f"posted to the mod-log {sent.channel.id}"
+            answer = "Thanks: the server's moderators have been asked to review this verdict."
+        else:
+            log.warning(
+                "review request for case %s/#%s not posted: %s", guild.id, record.case_number, sent
+            )
+            posted = f"not posted: {sent}"
+            answer = (
+                "Your request is recorded, but it could not be posted for the moderators; "
+                "tell a moderator directly."
+            )
     await bot.audit.admin.record_action(
         guild.id,
         record.case_number,

@@ -17,6 +17,7 @@ from discord.ext import commands
 from bot.discord_glue.attachments import guild_provider
 from bot.discord_glue.client import Spoofwatch
 from bot.discord_glue.embeds import sanitize
+from bot.discord_glue.modlog import post_to_modlog
 from bot.guild_config import GuildConfig
 from bot.provider_health import AccountProblem, ProviderState
 from bot.scanning import ScanOutcome
@@ -110,16 +111,11 @@ class Health(commands.Cog):
             provider = guild_provider(self.bot.settings, config, self.bot.scans.providers)
             if provider is not state.provider:
                 continue
-            channel = guild.get_channel(config.modlog_channel_id)
-            if not isinstance(channel, discord.TextChannel | discord.Thread):
-                continue
-            try:
-                await channel.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
-            except discord.HTTPException as exc:
+            posted = await post_to_modlog(guild, config, embed=embed)
+            if isinstance(posted, str):
                 log.warning(
-                    "could not tell the mod-log %s of guild %s about %s: %s",
-                    channel.id,
+                    "could not tell the mod-log of guild %s about %s: %s",
                     guild.id,
                     state.provider.value,
-                    exc,
+                    posted,
                 )
