@@ -95,23 +95,33 @@ def _param(column: str) -> str:
     return f"${_INSERT_NAMES.index(column) + 1}"
 
 
+# The pieces of the two INSERTs, spelled once (SQL text interpolates module constants only).
+_P_GUILD, _P_TRIGGER, _P_MESSAGE, _P_ATTACHMENT = (
+    _param(c) for c in ("guild_id", "scan_trigger", "message_id", "attachment_id")
+)
+_INSERT_LIST = ", ".join(_INSERT_NAMES)
+_INSERT_PARAMS = ", ".join(f"${n}" for n in range(1, len(_INSERT_NAMES) + 1))
+_INSERT_UNNEST = _unnest(_INSERT_COLUMNS)
+_INSERT_AS = _as(_INSERT_COLUMNS)
+_INSERT_FRESH = ", ".join(f"f.{name}" for name in _INSERT_NAMES)
+
+
 # One accepted scan with its guild's next case number. `existing` keeps a replayed event from
 # bumping the counter; a race between two inserts of the same attachment ends in a unique
 # violation that undoes the whole statement, counter included.
 _INSERT_SCAN = f"""
 WITH existing AS (
     SELECT 1 FROM scans
-    WHERE guild_id = {_param("guild_id")} AND message_id = {_param("message_id")}
-        AND attachment_id = {_param("attachment_id")} AND scan_trigger = {_param("scan_trigger")}
+    WHERE guild_id = {_P_GUILD} AND message_id = {_P_MESSAGE}
+        AND attachment_id = {_P_ATTACHMENT} AND scan_trigger = {_P_TRIGGER}
 ), allocated AS (
     INSERT INTO guild_counters AS c (guild_id, last_case)
-    SELECT {_param("guild_id")}, 1 WHERE NOT EXISTS (SELECT 1 FROM existing)
+    SELECT {_P_GUILD}, 1 WHERE NOT EXISTS (SELECT 1 FROM existing)
     ON CONFLICT (guild_id) DO UPDATE SET last_case = c.last_case + 1
     RETURNING last_case
 )
-INSERT INTO scans (case_number, status, {", ".join(_INSERT_NAMES)})
-SELECT last_case, {rows.STATUS_CODES[ScanStatus.QUEUED]},
-    {", ".join(f"${n}" for n in range(1, len(_INSERT_NAMES) + 1))}
+INSERT INTO scans (case_number, status, {_INSERT_LIST})
+SELECT last_case, {rows.STATUS_CODES[ScanStatus.QUEUED]}, {_INSERT_PARAMS}
 FROM allocated
 RETURNING id, case_number
 """
@@ -125,8 +135,7 @@ RETURNING id, case_number
 # - Within a guild, cases are numbered in arrival order.
 _INSERT_SCANS = f"""
 WITH input AS (
-    SELECT * FROM {_unnest(_INSERT_COLUMNS)} WITH ORDINALITY
-        AS i({_as(_INSERT_COLUMNS)}, arrival)
+    SELECT * FROM {_INSERT_UNNEST} WITH ORDINALITY AS i({_INSERT_AS}, arrival)
 ), fresh AS (
     SELECT i.*,
         row_number() OVER (PARTITION BY i.guild_id ORDER BY i.arrival) AS nth,
@@ -143,9 +152,8 @@ WITH input AS (
     ON CONFLICT (guild_id) DO UPDATE SET last_case = c.last_case + excluded.last_case
     RETURNING guild_id, last_case
 )
-INSERT INTO scans (case_number, status, {", ".join(_INSERT_NAMES)})
-SELECT a.last_case - f.taken + f.nth, {rows.STATUS_CODES[ScanStatus.QUEUED]},
-    {", ".join(f"f.{name}" for name in _INSERT_NAMES)}
+INSERT INTO scans (case_number, status, {_INSERT_LIST})
+SELECT a.last_case - f.taken + f.nth, {rows.STATUS_CODES[ScanStatus.QUEUED]}, {_INSERT_FRESH}
 FROM fresh f JOIN allocated a ON a.guild_id = f.guild_id
 ORDER BY f.guild_id, f.arrival
 RETURNING id, guild_id, case_number, message_id, attachment_id, scan_trigger
@@ -175,83 +183,104 @@ class _Update:
     many: str
 
 
-def _update_scans(columns: Sequence[tuple[str, str]], assignments: str, returning: str) -> _Update:
-    """Each scan by id (`columns`, id first) gets values of its own, read from `v`."""
-    one = ", ".join(f"${n}::{kind} AS {name}" for n, (name, kind) in enumerate(columns, start=1))
-    source = f"{_unnest(columns)} AS v({_as(columns)})"
-    return _Update(
-        one=f"""
-UPDATE scans AS s SET {assignments}
-FROM (SELECT {one}) AS v
-WHERE s.id = v.id
-RETURNING {returning}
-""",
-        many=f"""
-UPDATE scans AS s SET {assignments}
-FROM {source}
-WHERE s.id = v.id
-RETURNING {returning}
-""",
-    )
+def _one_row(columns: Sequence[tuple[str, str]]) -> str:
+    """The values of `v`'s one row: typed parameters named as the columns ($1 first)."""
+    return ", ".join(f"${n}::{kind} AS {name}" for n, (name, kind) in enumerate(columns, 1))
 
 
-_SET_MEDIA = _update_scans(
-    (
-        ("id", "bigint"),
-        ("sha256", "bytea"),
-        ("size", "bigint"),
-        ("content_type", "text"),
-        ("duration_s", "float8"),
-    ),
-    "sha256 = v.sha256, size = v.size, content_type = v.content_type, duration_s = v.duration_s",
-    "s.id",
+def _many_rows(columns: Sequence[tuple[str, str]]) -> str:
+    """`v`: one row per element of the array parameters, named as the columns."""
+    return f"{_unnest(columns)} AS v({_as(columns)})"
+
+
+# Each step: its columns (the scan id first), the assignments from `v`, and the two forms.
+# SQL text interpolates module constants only (tests/bot/test_security.py).
+_SET_MEDIA_COLUMNS = (
+    ("id", "bigint"),
+    ("sha256", "bytea"),
+    ("size", "bigint"),
+    ("content_type", "text"),
+    ("duration_s", "float8"),
 )
-_MARK_SUBMITTED = _update_scans(
-    (("id", "bigint"), ("provider_job_id", "bytea"), ("submitted_at", "bigint")),
+_SET_MEDIA_SET = (
+    "sha256 = v.sha256, size = v.size, content_type = v.content_type, duration_s = v.duration_s"
+)
+_SET_MEDIA_ONE, _SET_MEDIA_MANY = _one_row(_SET_MEDIA_COLUMNS), _many_rows(_SET_MEDIA_COLUMNS)
+_SET_MEDIA = _Update(
+    one=f"UPDATE scans AS s SET {_SET_MEDIA_SET} FROM (SELECT {_SET_MEDIA_ONE}) AS v "
+    "WHERE s.id = v.id RETURNING s.id",
+    many=f"UPDATE scans AS s SET {_SET_MEDIA_SET} FROM {_SET_MEDIA_MANY} "
+    "WHERE s.id = v.id RETURNING s.id",
+)
+
+_SUBMITTED_COLUMNS = (("id", "bigint"), ("provider_job_id", "bytea"), ("submitted_at", "bigint"))
+_SUBMITTED_SET = (
     f"status = {rows.STATUS_CODES[ScanStatus.SUBMITTED]}, "
-    "provider_job_id = v.provider_job_id, submitted_at = v.submitted_at",
-    "s.id",
+    "provider_job_id = v.provider_job_id, submitted_at = v.submitted_at"
 )
-_MARK_DONE = _update_scans(
-    (
-        ("id", "bigint"),
-        ("status", "smallint"),
-        ("finished_at", "bigint"),
-        ("label", "smallint"),
-        ("spoofed_probability", "float8"),
-        ("language", "text"),
-        ("speakers", "integer"),
-        ("transcript", "text"),
-        ("detail", "bytea"),
-        ("provider_job_id", "bytea"),
-        ("duration_s", "float8"),
-        ("reused_from", "bigint"),
-        ("generator", "text"),
-        ("fraud_type", "text"),
-    ),
-    """status = v.status, finished_at = v.finished_at, label = v.label,
+_SUBMITTED_ONE, _SUBMITTED_MANY = _one_row(_SUBMITTED_COLUMNS), _many_rows(_SUBMITTED_COLUMNS)
+_MARK_SUBMITTED = _Update(
+    one=f"UPDATE scans AS s SET {_SUBMITTED_SET} FROM (SELECT {_SUBMITTED_ONE}) AS v "
+    "WHERE s.id = v.id RETURNING s.id",
+    many=f"UPDATE scans AS s SET {_SUBMITTED_SET} FROM {_SUBMITTED_MANY} "
+    "WHERE s.id = v.id RETURNING s.id",
+)
+
+_DONE_COLUMNS = (
+    ("id", "bigint"),
+    ("status", "smallint"),
+    ("finished_at", "bigint"),
+    ("label", "smallint"),
+    ("spoofed_probability", "float8"),
+    ("language", "text"),
+    ("speakers", "integer"),
+    ("transcript", "text"),
+    ("detail", "bytea"),
+    ("provider_job_id", "bytea"),
+    ("duration_s", "float8"),
+    ("reused_from", "bigint"),
+    ("generator", "text"),
+    ("fraud_type", "text"),
+)
+_DONE_SET = """status = v.status, finished_at = v.finished_at, label = v.label,
     spoofed_probability = v.spoofed_probability, language = v.language,
     speakers = v.speakers, transcript = v.transcript, detail = v.detail,
     provider_job_id = v.provider_job_id, duration_s = coalesce(v.duration_s, s.duration_s),
     reused_from = v.reused_from, generator = v.generator, fraud_type = v.fraud_type,
-    source_url = NULL, error_kind = NULL, error_message = NULL""",
-    _RETURN_SCAN,
+    source_url = NULL, error_kind = NULL, error_message = NULL"""
+_DONE_ONE, _DONE_MANY = _one_row(_DONE_COLUMNS), _many_rows(_DONE_COLUMNS)
+_MARK_DONE = _Update(
+    one=f"UPDATE scans AS s SET {_DONE_SET} FROM (SELECT {_DONE_ONE}) AS v "
+    f"WHERE s.id = v.id RETURNING {_RETURN_SCAN}",
+    many=f"UPDATE scans AS s SET {_DONE_SET} FROM {_DONE_MANY} "
+    f"WHERE s.id = v.id RETURNING {_RETURN_SCAN}",
 )
-_MARK_FAILED = _update_scans(
-    (
-        ("id", "bigint"),
-        ("finished_at", "bigint"),
-        ("error_kind", "text"),
-        ("error_message", "text"),
-    ),
+
+_FAILED_COLUMNS = (
+    ("id", "bigint"),
+    ("finished_at", "bigint"),
+    ("error_kind", "text"),
+    ("error_message", "text"),
+)
+_FAILED_SET = (
     f"status = {rows.STATUS_CODES[ScanStatus.FAILED]}, finished_at = v.finished_at, "
-    "error_kind = v.error_kind, error_message = v.error_message, source_url = NULL",
-    _RETURN_SCAN,
+    "error_kind = v.error_kind, error_message = v.error_message, source_url = NULL"
 )
-_MARK_REPLIED = _update_scans(
-    (("id", "bigint"), ("reply_message_id", "bigint")),
-    "reply_message_id = v.reply_message_id",
-    "s.id",
+_FAILED_ONE, _FAILED_MANY = _one_row(_FAILED_COLUMNS), _many_rows(_FAILED_COLUMNS)
+_MARK_FAILED = _Update(
+    one=f"UPDATE scans AS s SET {_FAILED_SET} FROM (SELECT {_FAILED_ONE}) AS v "
+    f"WHERE s.id = v.id RETURNING {_RETURN_SCAN}",
+    many=f"UPDATE scans AS s SET {_FAILED_SET} FROM {_FAILED_MANY} "
+    f"WHERE s.id = v.id RETURNING {_RETURN_SCAN}",
+)
+
+_REPLIED_COLUMNS = (("id", "bigint"), ("reply_message_id", "bigint"))
+_REPLIED_ONE, _REPLIED_MANY = _one_row(_REPLIED_COLUMNS), _many_rows(_REPLIED_COLUMNS)
+_MARK_REPLIED = _Update(
+    one="UPDATE scans AS s SET reply_message_id = v.reply_message_id "
+    f"FROM (SELECT {_REPLIED_ONE}) AS v WHERE s.id = v.id RETURNING s.id",
+    many=f"UPDATE scans AS s SET reply_message_id = v.reply_message_id FROM {_REPLIED_MANY} "
+    "WHERE s.id = v.id RETURNING s.id",
 )
 #: Scans that reached the provider (as in SQLite's `_BILLED`).
 _BILLED = "(status IN (1, 2) OR (status = 3 AND provider_job_id IS NOT NULL))"

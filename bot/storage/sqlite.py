@@ -54,12 +54,14 @@ _BILLED = "(status IN (1, 2) OR (status = 3 AND provider_job_id IS NOT NULL))"
 # 35 columns back. SQLite stores each bound value as given (an int or str, or None, for an
 # INTEGER or TEXT column: column affinity converts nothing).
 _GUILD_PARAM = f"?{rows.INSERT_COLUMNS.index('guild_id') + 1}"
+_INSERT_LIST = ", ".join(rows.INSERT_COLUMNS)
+_INSERT_PARAMS = ", ".join(f"?{n}" for n in range(1, len(rows.INSERT_COLUMNS) + 1))
 _INSERT_SCAN = f"""
-INSERT INTO scans (case_number, status, {", ".join(rows.INSERT_COLUMNS)})
+INSERT INTO scans (case_number, status, {_INSERT_LIST})
 VALUES (
     coalesce((SELECT last_case FROM guild_counters WHERE guild_id = {_GUILD_PARAM}), 0) + 1,
     {rows.STATUS_CODES[ScanStatus.QUEUED]},
-    {", ".join(f"?{n}" for n in range(1, len(rows.INSERT_COLUMNS) + 1))}
+    {_INSERT_PARAMS}
 )
 ON CONFLICT (guild_id, message_id, attachment_id, scan_trigger)
     WHERE message_id IS NOT NULL AND attachment_id IS NOT NULL
