@@ -7,6 +7,7 @@ that need their own settings or a restart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -38,8 +39,41 @@ class Harness:
     now: list[datetime]
 
     async def settle(self) -> None:
-        """Wait until every queued automatic scan has finished and answered."""
+        """Wait until every queued automatic scan has finished and answered.
+
+        First until the bot has read every gateway event sent so far and its `on_message`
+        listeners have run: a scan is queued only then, and on a busy machine a message the
+        emulator has written to the socket may not have been read yet, leaving an empty pool
+        to join.
+        """
+        await self.emu.gateway.flush()
+        await self._gateway_read()
+        await asyncio.sleep(0)  # the listener tasks the last events scheduled start
+        running = [t for t in asyncio.all_tasks() if t.get_name() == "discord.py: on_message"]
+        await asyncio.gather(*running)
         await self.bot.scan_pool.join()
+
+    async def _gateway_read(self, timeout: float = 10.0) -> None:
+        """Wait until each of this bot's sessions has read up to the emulator's last event."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            # discord.py sets a shard's `sequence` as it reads an event, before dispatching it.
+            read = {
+                ws.session_id: ws.sequence or 0
+                for info in self.bot.shards.values()
+                if (ws := info._parent.ws) is not None
+            }
+            behind = [
+                s
+                for s in self.emu.gateway.sessions
+                if s.live and s.connected and s.session_id in read and read[s.session_id] < s.seq
+            ]
+            if not behind:
+                return
+            if loop.time() > deadline:
+                raise TimeoutError("the bot did not read the gateway events sent to it")
+            await asyncio.sleep(0.002)
 
     async def post(self, *files: Path | bytes, voice: bool = False, **kwargs: Any) -> Message:
         """A member posts files (one voice message when `voice`) in #general."""
