@@ -8,6 +8,7 @@ import json
 import logging
 import pkgutil
 from pathlib import Path
+from typing import Any
 
 import discord
 import yarl
@@ -274,11 +275,26 @@ class Spoofwatch(commands.AutoShardedBot):
         log.info("synced %d global commands", len(self.tree.get_commands()))
         return True
 
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        # Before any reply is posted there (automatic scans wait for on_ready): where the
+        # newest message is seconds old, this bot's previous life may have used the window.
+        self.pacing.note_guild(guild.id, _last_messages(guild))
+
     async def on_ready(self) -> None:
         user = self.user
         log.info(
             "connected as %s (%s) to %d guilds", user, user.id if user else "?", len(self.guilds)
         )
+
+
+def _last_messages(guild: discord.Guild) -> list[tuple[int, int]]:
+    """(channel, newest message) of each channel and active thread of the guild that has one."""
+    places: list[Any] = [*guild.channels, *guild.threads]
+    return [
+        (place.id, last)
+        for place in places
+        if (last := getattr(place, "last_message_id", None)) is not None
+    ]
 
 
 def _identify_lock(runtime: Runtime) -> KeyLock:

@@ -15,6 +15,11 @@ keeps its own account, per bucket and per top-level resource, in generations:
   remove sharing it) are seeded, other routes start at one request until a response says;
   even a seeded bucket sends one request alone first, since its current window may have been
   used by another process or by this bot before a restart (its headers say how much is left);
+- a channel whose newest message, when this process first saw its guild, was posted less than a
+  window ago may have had its message window filled by this bot's previous life (a restart
+  within seconds): its first post waits until any such window has ended, else even the lone
+  first request could meet a full bucket. The newest message bounds what that life posted
+  there, so a channel quiet for a window is not held at all;
 - the next generation starts only when every request of this one has been answered and the
   latest window they reported (`X-RateLimit-Reset-After`, counted from receipt, so never
   early) has ended: whatever discord.py's own accounting does in between, no request can
@@ -40,7 +45,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import SimpleNamespace, TracebackType
@@ -64,6 +69,8 @@ RESET_MARGIN_S = 0.02
 _UNANSWERED_WAIT_S = 1.0
 #: Idle buckets are forgotten once there are more than this many.
 _MAX_BUCKETS = 2048
+#: How far Discord's clock (a snowflake's time) and this machine's may be apart.
+CLOCK_SKEW_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,7 @@ class _Bucket:
     def __init__(self, pacer: DiscordPacing, major: str, known: KnownLimit | None) -> None:
         self.pacer = pacer
         self.major = major
+        self.known = known
         self.seeded = known is not None
         self.limit = known.limit if known else 1
         self.per_s = known.per_s if known else _UNANSWERED_WAIT_S
@@ -143,10 +151,23 @@ class _Bucket:
         """Requests this generation may send: the limit, or one until Discord has answered."""
         return self.limit if self.heard else 1
 
+    def closed_until(self, now: float) -> float | None:
+        """Until when a channel's message bucket stays shut for a window this bot may have
+        filled before a restart (None: it is not). Only until Discord has answered for it."""
+        if self.heard or self.known is not _MESSAGES:
+            return None
+        posted = self.pacer.posted_before_start(self.major)
+        if posted is None:
+            return None
+        until = posted + self.per_s + CLOCK_SKEW_S + RESET_MARGIN_S
+        return until if now < until else None
+
     def full(self, now: float) -> bool:
         """No request may go out now."""
         if self.unlimited:
             return False
+        if self.closed_until(now) is not None:
+            return True
         if self.used < self.window_limit:
             return False
         return not self._may_renew(now)
@@ -161,6 +182,8 @@ class _Bucket:
         if self.unlimited:
             self.in_flight += 1
             return True
+        if self.closed_until(now) is not None:
+            return False
         if self.used >= self.window_limit:
             if not self._may_renew(now):
                 return False
@@ -171,6 +194,9 @@ class _Bucket:
 
     def _wait_s(self, now: float) -> float | None:
         """Seconds until capacity may come back by itself (None: only a response brings it)."""
+        closed = self.closed_until(now)
+        if closed is not None:
+            return closed - now
         if self.in_flight or self.reset_at is None:
             return None
         return max(0.0, self.reset_at - now)
@@ -261,10 +287,19 @@ class DiscordPacing:
     _priority: ContextVar[int | None] = ContextVar("discord_pacing_priority", default=None)
 
     def __init__(
-        self, *, global_rate: int = GLOBAL_RATE, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        global_rate: int = GLOBAL_RATE,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.global_rate = global_rate
         self.clock = clock
+        self.wall_clock = wall_clock
+        #: Channel → when (on `clock`) its newest message was posted, for channels whose newest
+        #: message was under a window old when this process first saw their guild.
+        self._posted_before: dict[str, float] = {}
+        self._guilds_noted: set[int] = set()
         self.sequence = itertools.count()
         #: 429s Discord answered despite the pacing (each one also logged).
         self.received_429s = 0
@@ -312,12 +347,38 @@ class DiscordPacing:
         finally:
             self._priority.reset(token)
 
+    def note_guild(self, guild_id: int, last_messages: Iterable[tuple[int, int]]) -> None:
+        """The newest message of each channel of a guild as this process first sees it
+        (channel id, message id): a channel posted in less than a window ago may hold posts of
+        this bot's previous life, so its message bucket stays shut until that window has
+        surely ended (`_Bucket.closed_until`). Later calls for the same guild (it became
+        available again) change nothing: by then this process's own account holds."""
+        if guild_id in self._guilds_noted:
+            return
+        self._guilds_noted.add(guild_id)
+        now, wall = self.clock(), self.wall_clock()
+        for channel_id, message_id in last_messages:
+            posted_at = ((message_id >> 22) + discord.utils.DISCORD_EPOCH) / 1000
+            age = wall - posted_at
+            if age < _MESSAGES.per_s + CLOCK_SKEW_S:
+                self._posted_before[str(channel_id)] = now - max(0.0, age)
+
+    def posted_before_start(self, major: str) -> float | None:
+        """When (on `clock`) the channel's newest message at start was posted, if recent."""
+        posted = self._posted_before.get(major)
+        if posted is not None and self.clock() > posted + _MESSAGES.per_s + 2 * CLOCK_SKEW_S:
+            del self._posted_before[major]  # long past: nothing to hold any more
+            return None
+        return posted
+
     def message_room(self, channel_id: int) -> int:
         """How many messages the bot may post in this channel now without waiting (its
         message bucket's room in this window, less the sends already queued on it)."""
         bucket = self._channel_messages(channel_id)
         now = self.clock()
-        if bucket.unlimited:
+        if bucket.closed_until(now) is not None:
+            room = 0
+        elif bucket.unlimited:
             room = bucket.limit
         elif bucket.used < bucket.window_limit:
             room = bucket.window_limit - bucket.used

@@ -16,11 +16,9 @@ from testkit.moderation import embed_kind
 REPO = Path(__file__).resolve().parents[2]
 
 
-#: One fixed kill schedule, so CI judges the same run every time. Some random schedules
-#: (seeds 306727120 and 3674909425 seen) draw one or two 429s: a bot restarted within a
-#: second does not know how much of a channel's bucket its last life used, and its catch-up
-#: replies can overrun it. That is an open problem of the bot's pacing, not of this test;
-#: `python -m bench.crash_test` without `--seed` keeps exploring random schedules.
+#: One fixed kill schedule, so CI judges the same run every time; `python -m bench.crash_test`
+#: without `--seed` explores random ones (BENCHMARKS.md, "Crash test": before the pacer held a
+#: restarted bot's first post in a channel its last life may have filled, some drew a 429).
 KILL_SCHEDULE_SEED = 14
 
 

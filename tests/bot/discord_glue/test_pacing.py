@@ -10,6 +10,7 @@ comes from the headers, as against Discord.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from collections.abc import AsyncIterator
 
@@ -216,3 +217,45 @@ async def test_message_room_counts_down_and_comes_back_with_the_window(
     await asyncio.wait_for(pacing.wait_for_message_room(limited.text_channel.id), timeout=30)
     assert pacing.message_room(limited.text_channel.id) == 5
     assert pacing.message_room(limited.voice_channel.id) == 1
+
+
+def _snowflake_ago(seconds: float) -> int:
+    return discord.utils.time_snowflake(
+        discord.utils.utcnow() - datetime.timedelta(seconds=seconds), high=True
+    )
+
+
+async def test_a_restart_waits_out_the_window_its_last_life_may_have_filled(
+    limited: DiscordEmulator,
+    client: tuple[discord.Client, DiscordPacing],
+) -> None:
+    """Fails if a restarted bot's first post lands in a channel window its previous life
+    filled (all five used, the last of them under a second ago): even the lone first request
+    would meet a 429. The channel's newest message, seen when the guild became available,
+    says the window may still be running."""
+    bot, pacing = client
+    rule = limited.ratelimits.rules[("POST", "/api/v10/channels/{channel}/messages")]
+    limited.ratelimits._windows[(rule.name, str(limited.text_channel.id))] = _Window(
+        time.monotonic(), used=rule.limit
+    )
+    # Pacer time: the newest message is 4.5 s old, so the shut lasts ~1.5 s more, past the
+    # emulator's shortened (1 s) window. Without the note, the first send met the full one.
+    newest = _snowflake_ago(4.5)
+    pacing.note_guild(limited.guild.id, [(limited.text_channel.id, newest)])
+    assert pacing.message_room(limited.text_channel.id) == 0
+    target = channel(bot, limited.text_channel)
+    await asyncio.wait_for(asyncio.gather(*(target.send(f"after {i}") for i in range(3))), 30)
+    assert limited.ratelimits.sent_429s == 0, describe(limited.ratelimits.events)
+
+
+async def test_a_channel_quiet_for_a_window_is_not_held_after_a_start(
+    limited: DiscordEmulator, client: tuple[discord.Client, DiscordPacing]
+) -> None:
+    """Fails if a channel whose newest message is older than a window is held at start (a
+    restarted bot would answer its first message late for nothing), or if noting a guild a
+    second time (it became available again) shuts a channel the process already uses."""
+    _, pacing = client
+    pacing.note_guild(limited.guild.id, [(limited.text_channel.id, _snowflake_ago(60))])
+    assert pacing.message_room(limited.text_channel.id) == 1
+    pacing.note_guild(limited.guild.id, [(limited.text_channel.id, _snowflake_ago(0))])
+    assert pacing.message_room(limited.text_channel.id) == 1
