@@ -392,9 +392,9 @@ class ScanService:
     ) -> list[ScanOutcome] | None:
         """Scan a message's attachments one after the other, then answer it once.
 
-        The one answer path of a live scan, a restart's catch-up and a resumed scan: the
-        outcomes with their cases as stored after answering, or None when another task owns
-        the message (a duplicate event, or a restart's resume) and answers for all of it.
+        The one answer path of a live scan, a restart's catch-up and a resumed scan. Returns
+        the outcomes with their cases as read again for the answer, or None when another task
+        owns the message (a duplicate event, or a restart's resume) and answers for all of it.
         """
         outcomes: list[ScanOutcome] = []
         for part in parts:
