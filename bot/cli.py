@@ -17,8 +17,14 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from bot.errors import FileMissing, ScanInterrupted, SpoofwatchError
 from bot.provenance import provenance_fields
 from bot.resources import Runtime, open_runtime
-from bot.scan_types import ScanStage, StageListener
-from bot.scanning import MediaSource, ScanLimits, ScanOutcome, ScanRequest
+from bot.scanning import (
+    MediaSource,
+    ScanLimits,
+    ScanOutcome,
+    ScanRequest,
+    ScanStage,
+    StageListener,
+)
 from bot.settings import Settings
 from bot.storage import NewScan, ScanRecord, Trigger
 from bot.verdict import Label, ProviderName, Segment

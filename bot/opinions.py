@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from bot.errors import FileMissing, InternalError, ScanInProgress, error_for_kind
-from bot.scan_types import ScanOutcome, ScanRequest
-from bot.scanning import ScanService
+from bot.scanning import ScanOutcome, ScanRequest, ScanService
 from bot.storage import CaseQueries, NewScan, ScanRecord, ScanStatus, Trigger
 from bot.verdict import Combined, ProviderName, combine
+from bot.worker_pool import NO_WORKER, Worker
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class SecondOpinions:
         provider: ProviderName,
         *,
         retry: bool = False,
+        worker: Worker = NO_WORKER,
     ) -> ScanOutcome:
         """The `provider`'s outcome on `first`'s file, as a new case linked to `first`.
 
@@ -116,9 +117,11 @@ class SecondOpinions:
             provider,
             new.requested_by or "auto",
         )
-        return await self._scans.scan(replace(request, new=new))
+        return await self._scans.scan(replace(request, new=new), worker=worker)
 
-    async def alongside(self, outcome: ScanOutcome, request: ScanRequest) -> ScanOutcome:
+    async def alongside(
+        self, outcome: ScanOutcome, request: ScanRequest, *, worker: Worker = NO_WORKER
+    ) -> ScanOutcome:
         """`outcome` with the other provider's outcome on the same file (a guild's "both"
         mode): asked even when the first provider failed, so the member still gets one
         verdict; not asked for a file neither could take (too large, not media...)."""
@@ -127,7 +130,7 @@ class SecondOpinions:
             return outcome
         if outcome.error is not None and not _worth_asking(outcome.error.kind):
             return outcome
-        second = await self.ask(outcome.record, request, provider)
+        second = await self.ask(outcome.record, request, provider, worker=worker)
         return replace(outcome, second=second)
 
     async def _reuse(self, first: ScanRecord, new: NewScan) -> ScanOutcome | None:

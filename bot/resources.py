@@ -12,7 +12,7 @@ import aiohttp
 from bot.detectors import Detector, build_detector
 from bot.errors import ProviderAuthError, ProviderError, SettingsError
 from bot.media import OpusDecoders, Transcoder
-from bot.scanning import Clock, ScanService, utc_now
+from bot.scanning import Clock, MediaTools, ScanService, utc_now
 from bot.settings import Settings
 from bot.storage import AuditLog, open_audit_log
 from bot.verdict import ProviderName
@@ -59,11 +59,13 @@ async def open_runtime(
             scans = ScanService(
                 audit=audit.scans,
                 detectors=detectors,
-                http_session=http_session,
-                allowed_hosts=settings.allowed_media_hosts,
-                ffmpeg_timeout_s=settings.ffmpeg_timeout_s,
+                media=MediaTools(
+                    http_session,
+                    allowed_hosts=settings.allowed_media_hosts,
+                    timeout_s=settings.ffmpeg_timeout_s,
+                    transcoder=Transcoder(decoders),
+                ),
                 temp_dir=settings.temp_dir,
-                transcoder=Transcoder(decoders),
                 clock=clock,
             )
             await scans.sweep_workdirs()

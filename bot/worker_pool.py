@@ -2,32 +2,55 @@
 
 A worker stays with a scan while the scan uses this machine: the download, the probe, the
 transcode and sending the file. Once the file is sent the scan only waits for the provider,
-which takes seconds to minutes, so it calls `hand_off()` and its worker takes the next
-queued scan while this one waits on its own. Without that, a slow provider would hold every
-worker and the queue would grow while the machine sat idle: 16 workers and 60 s jobs allow
-16 scans a minute. Waiting scans are capped too (`max_waiting`): past the cap a scan keeps its
-worker, so a provider that stops answering slows intake instead of piling up polls.
+which takes seconds to minutes, so it calls `hand_off()` on the `Worker` the pool gave its
+job, and the worker takes the next queued scan while this one waits on its own. Without
+that, a slow provider would hold every worker and the queue would grow while the machine
+sat idle: 16 workers and 60 s jobs allow 16 scans a minute. Waiting scans are capped too
+(`max_waiting`): past the cap a scan keeps its worker, so a provider that stops answering
+slows intake instead of piling up polls.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from bot import metrics
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[], Awaitable[None]]
+
+class Worker(Protocol):
+    """The worker running a job, as the job sees it."""
+
+    def hand_off(self) -> None:
+        """The job now only waits on the network: let its worker take the next job.
+
+        A no-op when the job already handed off or the pool's waiting cap is reached.
+        """
+        ...
+
+
+class _NoWorker:
+    def hand_off(self) -> None:
+        return None
+
+
+#: For work that runs outside a pool (a `/check` runs in its interaction): nothing to free.
+NO_WORKER: Worker = _NoWorker()
+
+#: A job is given its worker, to hand off once it only waits on the network.
+Job = Callable[[Worker], Awaitable[None]]
 
 #: Scans that may wait on their provider without a worker, per worker.
 WAITING_PER_WORKER = 8
 
 
 class _Slot:
-    """One job's claim on a worker; the worker is free again once `freed` is done."""
+    """One job's claim on a worker (its `Worker`); the worker is free again once `freed` is
+    done."""
 
     __slots__ = ("_pool", "freed", "waiting")
 
@@ -46,22 +69,6 @@ class _Slot:
         self.waiting = False
         if not self.freed.done():
             self.freed.set_result(None)
-
-
-_current: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar(
-    "spoofwatch_worker_slot", default=None
-)
-
-
-def hand_off() -> None:
-    """The running job now only waits on the network: let its worker take the next job.
-
-    A no-op outside a pool's job (a `/check` runs in its interaction), when the job already
-    handed off, or when the pool's waiting cap is reached.
-    """
-    slot = _current.get()
-    if slot is not None:
-        slot.hand_off()
 
 
 class WorkerPool:
@@ -134,9 +141,8 @@ class WorkerPool:
         self._jobs.pop(task, None)
 
     async def _run(self, job: Job, slot: _Slot) -> None:
-        _current.set(slot)  # in this task's own copy of the context
         try:
-            await job()
+            await job(slot)
         except asyncio.CancelledError:
             raise
         except Exception:

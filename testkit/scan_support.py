@@ -11,7 +11,7 @@ import pytest
 
 from bot.detectors import Detector
 from bot.media import Transcoder
-from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService
+from bot.scanning import MediaSource, MediaTools, ScanLimits, ScanRequest, ScanService
 from bot.storage import AuditLog, NewScan, Trigger, open_audit_log
 from bot.verdict import ProviderName
 
@@ -39,11 +39,10 @@ def make_service(
     return ScanService(
         audit=audit.scans,
         detectors={d.provider: d for d in detectors},
-        http_session=http_session,
-        allowed_hosts=("127.0.0.1",),
-        ffmpeg_timeout_s=30,
+        media=MediaTools(
+            http_session, allowed_hosts=("127.0.0.1",), timeout_s=30, transcoder=transcoder
+        ),
         temp_dir=temp_dir,
-        transcoder=transcoder,
         clock=clock,
     )
 

@@ -39,7 +39,7 @@ class SubmitOptions:
     #: Free-form identifiers the provider may echo back (Behavioral Signals `meta`).
     meta: dict[str, str] | None = None
     #: Called once the file's last byte is handed to the connection: from then on the scan
-    #: only waits on the provider (`bot.worker_pool.hand_off`).
+    #: only waits on the provider (the scan's `bot.worker_pool.Worker.hand_off`).
     on_sent: Callable[[], None] | None = None
 
 

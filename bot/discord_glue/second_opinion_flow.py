@@ -25,7 +25,7 @@ from bot.discord_glue.client import Spoofwatch
 from bot.discord_glue.embeds import PROVIDER_NAMES
 from bot.discord_glue.modlog import modlog_channel, post
 from bot.discord_glue.opinion_embeds import Opinion, combined_words, opinion_line, opinions_embed
-from bot.scan_types import ScanOutcome, provider_meta
+from bot.scanning import ScanOutcome, provider_meta
 from bot.storage import ScanRecord, ScanStatus, Trigger
 from bot.verdict import Combined, Verdict, combine
 

@@ -10,10 +10,11 @@ Durability across restarts (SIGKILL included), in three parts:
   reads back each watched channel's newest messages (`SPOOFWATCH_CATCH_UP_MESSAGES`, none
   older than `SPOOFWATCH_CATCH_UP_HOURS`) and scans media that has no reply from it. The
   scan's row is idempotent per message and attachment, so seeing a message twice is harmless.
-- The reply is posted once per message: under a per-message lock the cases are re-read
-  before replying. Posting and recording the reply are two steps a crash can separate, so
-  after a restart the channel is searched for a reply the bot posted but did not record
-  before a new one is posted; Discord is the record of what was posted.
+- The reply is posted once per message, whichever of the three finishes it: the scan
+  service answers a message once (`ScanService.scan_message`) and this cog only draws and
+  posts the reply (`MessageAnswer`). Posting and recording the reply are two steps a crash
+  can separate, so after a restart the channel is searched for a reply the bot posted but
+  did not record before a new one is posted; Discord is the record of what was posted.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterable
-from dataclasses import replace
 from datetime import timedelta
 
 import discord
@@ -36,23 +35,16 @@ from bot.discord_glue.attachments import (
     scan_request,
 )
 from bot.discord_glue.client import Spoofwatch
-from bot.discord_glue.replies import (
-    describe_http_error,
-    outcome_embeds,
-    publicly_shown,
-    reply_target_gone,
-)
 from bot.discord_glue.second_opinion_flow import announce_resumed
 from bot.errors import ScanInProgress
 from bot.guild_config import GuildConfig
-from bot.provider_health import account_problem
-from bot.scanning import ScanLimits, ScanOutcome, ScanRequest
+from bot.scanning import MessagePart, ScanLimits, ScanRequest
 from bot.storage import ScanRecord, Trigger
-from bot.timeline import picture_name, render_strip_async, wants_picture
-from bot.verdict import Finding, ProviderName, verdict_finding
+from bot.verdict import ProviderName
+from bot.worker_pool import Worker
+from cogs.autoscan._answer import MessageAnswer
 from cogs.autoscan._catch_up import channels_to_catch_up, unanswered_messages
-from cogs.autoscan._marks import KeyedLocks, SearchMark, clear_stale_reaction
-from cogs.autoscan._reply_queue import Answer, ReplyQueue, answered_ids
+from cogs.autoscan._reply_queue import ReplyQueue
 from cogs.autoscan._scope import (
     channel_in_scope,
     configured,
@@ -62,8 +54,6 @@ from cogs.autoscan._scope import (
 
 log = logging.getLogger(__name__)
 
-#: How far after a message a restarted bot looks for its own unrecorded reply (one request).
-_REPLY_SEARCH_LIMIT = 100
 #: Messages remembered as queued from the gateway, for the next catch-up to leave alone.
 _LIVE_REMEMBERED = 10_000
 
@@ -73,7 +63,6 @@ class AutoScan(commands.Cog):
         self.bot = bot
         self._resumer: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
-        self._answering = KeyedLocks()
         #: Replies in a flooded channel: oldest first, combined when they must wait.
         self._replies = ReplyQueue(bot.pacing, combine=bot.settings.combine_replies)
         #: Messages `on_message` queued since the last catch-up finished (oldest first).
@@ -118,27 +107,27 @@ class AutoScan(commands.Cog):
         for group in by_message.values():
             self.bot.scan_pool.submit(functools.partial(self._resume_message, group))
 
-    async def _finish_quietly(self, record: ScanRecord) -> None:
-        await self.bot.scans.resume(record, None)
+    async def _finish_quietly(self, record: ScanRecord, worker: Worker) -> None:
+        await self.bot.scans.resume(record, None, worker=worker)
 
-    async def _finish_second_opinion(self, record: ScanRecord) -> None:
-        outcome = await self.bot.scans.resume(record, None)
+    async def _finish_second_opinion(self, record: ScanRecord, worker: Worker) -> None:
+        outcome = await self.bot.scans.resume(record, None, worker=worker)
         if not isinstance(outcome.error, ScanInProgress):
             await announce_resumed(self.bot, outcome)
 
-    async def _resume_message(self, records: list[ScanRecord]) -> None:
+    async def _resume_message(self, records: list[ScanRecord], worker: Worker) -> None:
         """Finish one message's unfinished scans (and any attachment not yet accepted), then
         answer it once, unless the bot already did before the restart."""
         message = await self._refetch(records[0])
         if message is None or message.guild is None:
             for record in records:
-                await self.bot.scans.resume(record, None)
+                await self.bot.scans.resume(record, None, worker=worker)
             return
         config = await self.bot.guild_configs.get(message.guild.id)
         pending = {record.attachment_id: record for record in records}
         limits = scan_limits(self.bot.settings, config)
         wanted = {c.attachment.id for c in self._wanted(message, config)}
-        outcomes: list[ScanOutcome] = []
+        parts: list[MessagePart] = []
         for candidate in media_candidates(message):
             key = candidate.attachment.id
             resumed = pending.pop(key) if key in pending else None
@@ -150,22 +139,13 @@ class AutoScan(commands.Cog):
                 else guild_provider(self.bot.settings, config, self.bot.scans.providers)
             )
             request = self._request(candidate, message, config, provider, limits)
-            if resumed is not None:
-                outcome = await self.bot.scans.resume(resumed, request)
-            else:
-                outcome = await self.bot.scans.scan(request)
-            if isinstance(outcome.error, ScanInProgress):
-                return  # another task owns this message and answers it
-            if config.both_providers:
-                outcome = await self.bot.second_opinions.alongside(outcome, request)
-            outcomes.append(outcome)
+            parts.append(MessagePart(request, resumed))
+        await self._scan_and_answer(
+            message, parts, config, worker, recovering=True, check_existing=True
+        )
         for record in pending.values():
             # The attachment is no longer on the message (edited away): close the case.
-            await self.bot.scans.resume(record, None)
-        await clear_stale_reaction(message, self.bot)
-        # The database can be behind Discord: with synchronous=NORMAL a power loss drops the
-        # last commits, so a scan may look unfinished although its verdict was posted.
-        await self.answer(message, outcomes, config, check_existing=True)
+            await self.bot.scans.resume(record, None, worker=worker)
 
     async def _refetch(self, record: ScanRecord) -> discord.Message | None:
         """The message again, with fresh attachment URLs (the stored ones expire)."""
@@ -259,7 +239,9 @@ class AutoScan(commands.Cog):
         )
         received_at = asyncio.get_running_loop().time()
         self.bot.scan_pool.submit(
-            lambda: self.scan_message(message, candidates, config, received_at=received_at)
+            lambda worker: self.scan_message(
+                message, candidates, config, worker, received_at=received_at
+            )
         )
         if self.bot.settings.catch_up_messages:
             self._remember_live(message.id)
@@ -275,6 +257,7 @@ class AutoScan(commands.Cog):
         message: discord.Message,
         candidates: list[Candidate],
         config: GuildConfig,
+        worker: Worker,
         *,
         recovering: bool = False,
         received_at: float | None = None,
@@ -284,35 +267,56 @@ class AutoScan(commands.Cog):
         `recovering` (catch-up after a restart): most such messages were scanned already,
         so no 🔍 flickers on them; a 🔍 the dead process left behind is removed.
         """
-        # A 🔍 only for a scan still unanswered after the delay (counted from the gateway
-        # event, so time queued behind other scans counts); it comes off while the reply is
-        # posted: neither request stands between the message and its verdict.
-        mark = None
-        if not recovering:
-            waited = 0.0 if received_at is None else asyncio.get_running_loop().time() - received_at
-            mark = SearchMark(
-                message,
-                self.bot,
-                delay_s=max(0.0, self.bot.settings.search_mark_delay_s - waited),
-                busy=lambda: self.bot.pacing.channel_busy(message.channel.id),
-            )
+        provider = guild_provider(self.bot.settings, config, self.bot.scans.providers)
+        limits = scan_limits(self.bot.settings, config)
+        parts = [
+            MessagePart(self._request(candidate, message, config, provider, limits))
+            for candidate in candidates
+        ]
+        await self._scan_and_answer(
+            message, parts, config, worker, recovering=recovering, received_at=received_at
+        )
+
+    async def _scan_and_answer(
+        self,
+        message: discord.Message,
+        parts: list[MessagePart],
+        config: GuildConfig,
+        worker: Worker,
+        *,
+        recovering: bool,
+        check_existing: bool = False,
+        received_at: float | None = None,
+    ) -> None:
+        """The one way a message is scanned and answered: live, caught up, or resumed."""
+        answer = MessageAnswer(
+            self.bot,
+            self._replies,
+            message,
+            config,
+            worker,
+            recovering=recovering,
+            check_existing=check_existing,
+            received_at=received_at,
+        )
         try:
-            outcomes = await self._scan_each(message, candidates, config)
+            current = await self.bot.scans.scan_message(
+                message.id,
+                parts,
+                answer,
+                worker=worker,
+                # "provider both": the other provider too, as a linked case (bot.opinions).
+                alongside=self.bot.second_opinions.alongside if config.both_providers else None,
+            )
         except BaseException:
-            if mark is not None:
-                await mark.take_off()
+            await answer.abandon()
             raise
-        cleanup = []
-        if mark is not None:
-            cleanup.append(mark.take_off())
-        if recovering:
-            cleanup.append(clear_stale_reaction(message, self.bot))
-        if outcomes is None:
-            # A duplicate event, or a restart's resume, owns this message; the owner
-            # answers for every attachment.
-            await asyncio.gather(*cleanup)
-            return
-        await asyncio.gather(self.answer(message, outcomes, config), *cleanup)
+        # None: a duplicate event, or a restart's resume, owns this message and answers it.
+        # A replayed outcome was announced by the run that finished it.
+        finished_now = [o for o in current or [] if not o.replayed]
+        if finished_now:
+            self.bot.dispatch("scan_finished", message, finished_now, config)
+        await answer.close()
 
     def _request(
         self,
@@ -336,157 +340,3 @@ class AutoScan(commands.Cog):
             config=config,
             paid_transcripts=self.bot.settings.resemble_intelligence,
         )
-
-    async def _scan_each(
-        self, message: discord.Message, candidates: list[Candidate], config: GuildConfig
-    ) -> list[ScanOutcome] | None:
-        """Scan the candidates one after the other; None when another task owns the message."""
-        provider = guild_provider(self.bot.settings, config, self.bot.scans.providers)
-        limits = scan_limits(self.bot.settings, config)
-        outcomes: list[ScanOutcome] = []
-        for candidate in candidates:
-            request = self._request(candidate, message, config, provider, limits)
-            outcome = await self.bot.scans.scan(request)
-            if isinstance(outcome.error, ScanInProgress):
-                return None
-            if config.both_providers:
-                # "provider both": the other provider too, as a linked case (bot.opinions).
-                outcome = await self.bot.second_opinions.alongside(outcome, request)
-            outcomes.append(outcome)
-        return outcomes
-
-    async def answer(
-        self,
-        message: discord.Message,
-        outcomes: list[ScanOutcome],
-        config: GuildConfig,
-        *,
-        check_existing: bool = False,
-    ) -> None:
-        """Reply once per message, then tell other features about scans that finished now.
-
-        Under a per-message lock the cases are re-read, so of two tasks answering the same
-        message only the first replies. `check_existing` (after a restart) first searches
-        the channel for a reply posted before the crash but never recorded.
-        """
-        async with self._answering.hold(message.id):
-            current = await self._current(outcomes)
-            shown = [
-                o
-                for o in current
-                if o.record.reply_message_id is None
-                and publicly_shown(o, config)
-                # A refused key or an empty balance is the operator's to fix: the mod-log
-                # is told (cogs/health), the channel is not shown billing details.
-                and (account_problem(o.error) is None or _has_second_verdict(o))
-            ]
-            if shown:
-                reply_id = await self._existing_reply(message) if check_existing else None
-                if reply_id is None:
-                    reply = await self._reply(message, shown, config)
-                    reply_id = reply.id if reply is not None else None
-                else:
-                    log.info(
-                        "message %s was answered before the restart (reply %s)",
-                        message.id,
-                        reply_id,
-                    )
-                if reply_id is not None:
-                    for outcome in shown:
-                        await self.bot.audit.scans.mark_replied(outcome.record.id, reply_id)
-                        if outcome.second is not None:
-                            await self.bot.audit.scans.mark_replied(
-                                outcome.second.record.id, reply_id
-                            )
-        # A replayed outcome was announced by the run that finished it.
-        finished_now = [o for o in current if not o.replayed]
-        if finished_now:
-            self.bot.dispatch("scan_finished", message, finished_now, config)
-
-    async def _current(self, outcomes: Iterable[ScanOutcome]) -> list[ScanOutcome]:
-        """The outcomes with their cases as stored now (another task may have replied)."""
-        current = []
-        for outcome in outcomes:
-            if isinstance(outcome.error, ScanInProgress):
-                continue
-            record = await self.bot.audit.scans.get_scan(outcome.record.id)
-            if record is not None:  # else forgotten meanwhile (/spoofwatch forget)
-                current.append(replace(outcome, record=record))
-        return current
-
-    async def _existing_reply(self, message: discord.Message) -> int | None:
-        """The id of a reply by the bot to `message`, among the messages posted after it."""
-        me = self.bot.user
-        if me is None:
-            return None
-        try:
-            async for later in message.channel.history(
-                after=message, limit=_REPLY_SEARCH_LIMIT, oldest_first=True
-            ):
-                # A reply, or a combined answer whose card links to the message.
-                if later.author.id == me.id and message.id in answered_ids(later):
-                    return later.id
-        except discord.HTTPException as exc:
-            # Replying needs Read Message History too, so the reply will fail alike.
-            log.info("cannot search channel %s for an earlier reply: %s", message.channel.id, exc)
-        return None
-
-    async def _reply(
-        self, message: discord.Message, outcomes: list[ScanOutcome], config: GuildConfig
-    ) -> discord.Message | None:
-        pictures = await _timeline_pictures(outcomes, config.alert_threshold)
-        embeds = outcome_embeds(
-            outcomes,
-            show_transcript=config.show_transcripts,
-            threshold=config.alert_threshold,
-            automatic=True,
-            pictures={scan_id: name for scan_id, (name, _) in pictures.items()},
-        )
-        try:
-            # Posted as the channel's message bucket allows: oldest first, and combined with
-            # other waiting verdicts in a flooded channel (see _reply_queue).
-            answer = Answer(embeds, list(pictures.values()), outcomes)
-            return await self._replies.reply(message, answer)
-        except discord.Forbidden:
-            log.warning(
-                "cannot reply in channel %s of guild %s (missing permission); cases %s recorded",
-                message.channel.id,
-                message.guild.id if message.guild else None,
-                [o.record.case_number for o in outcomes],
-            )
-        except discord.HTTPException as exc:
-            if reply_target_gone(exc):
-                log.info("message %s was deleted before its verdict; no reply", message.id)
-            else:
-                # Any other 400 is a body Discord refused: say which fields, it is a bug.
-                log.error("reply to message %s refused: %s", message.id, describe_http_error(exc))
-        return None
-
-
-def _has_second_verdict(outcome: ScanOutcome) -> bool:
-    """A failed first scan whose second opinion ("provider both") still has a verdict."""
-    return outcome.second is not None and outcome.second.verdict is not None
-
-
-async def _timeline_pictures(
-    outcomes: list[ScanOutcome], threshold: float
-) -> dict[int, tuple[str, bytes]]:
-    """scan id → (file name, PNG) for each full verdict with several stretches.
-
-    A compact genuine line carries no picture. A picture that cannot be drawn is left out:
-    the text timeline in the embed says the same.
-    """
-    pictures: dict[int, tuple[str, bytes]] = {}
-    for outcome in outcomes[:10]:
-        verdict = outcome.verdict
-        if verdict is None or not wants_picture(verdict.segments) or outcome.second is not None:
-            continue
-        if verdict_finding(verdict, threshold) is Finding.GENUINE:
-            continue
-        try:
-            data = await render_strip_async(verdict.segments, threshold, verdict.duration_s)
-        except Exception:
-            log.exception("timeline picture of case #%s not drawn", outcome.record.case_number)
-            continue
-        pictures[outcome.record.id] = (picture_name(outcome.record.case_number), data)
-    return pictures

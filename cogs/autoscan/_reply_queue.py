@@ -30,7 +30,6 @@ from typing import Final
 
 import discord
 
-from bot import worker_pool
 from bot.discord_glue.embeds import fit_embed, message_embeds
 from bot.discord_glue.pacing import DiscordPacing
 from bot.scanning import ScanOutcome
@@ -76,11 +75,8 @@ class ReplyQueue:
         """Post `answer` as the answer to `message`; the message that carries them (a reply,
         or a combined message that answers others too). Raises what `message.reply` raises.
 
-        The scan's worker is handed on first: from here the scan only waits on Discord (for
-        room in the channel's bucket, or for discord.py, which holds the call that used up a
-        bucket until its window ends), and a flooded channel must not stall scans elsewhere.
+        The caller hands its scan worker on first: from here it only waits on Discord.
         """
-        worker_pool.hand_off()
         if not self._combine:
             return await _reply_alone(self._pacing, message, answer)
         channel_id = message.channel.id

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from bot.cli import StageReport
-from bot.scan_types import ScanStage
+from bot.scanning import ScanStage
 from bot.storage import ScanStatus
 from bot.storage.sqlite import SQLiteAuditLog
 from testkit.media_factory import MediaFiles

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.scanning import ScanOutcome
+from bot.scanning._answer import Answers
 from bot.storage import ScanStatus
 from bot.storage._sqlite_rows import STATUS_CODES
 from cogs.autoscan._cog import AutoScan
@@ -101,11 +103,12 @@ async def test_verdict_recorded_but_never_posted_is_posted_after_restart(
     """Fails if a crash between finishing the scan and replying leaves the member without an
     answer after the restart, or costs a second provider call."""
 
-    async def dies_before_replying(*args: object, **kwargs: object) -> None:
-        return None
+    async def dies_before_replying(*args: object, **kwargs: object) -> list[ScanOutcome]:
+        return []
 
     async with make_spoofwatch() as sw:
-        monkeypatch.setattr(autoscan(sw), "answer", dies_before_replying)
+        # The answer stage, for every message: the scan is recorded, nothing is posted.
+        monkeypatch.setattr(Answers, "answer", dies_before_replying)
         message = await sw.post(media.voice_ogg, voice=True)
         await sw.emu.wait_for(lambda: sw.resemble.submissions == 1)
         await sw.settle()

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import aiohttp
 
-from bot import worker_pool
 from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.detectors.resemble import ResembleClient
 from bot.scanning import ScanOutcome, ScanRequest
 from bot.storage import AuditLog, ScanStatus
 from bot.verdict import ProviderName
-from bot.worker_pool import WorkerPool
+from bot.worker_pool import Job, Worker, WorkerPool
 from testkit.discord_emulator.waiting import Waiter
 from testkit.media_factory import make_tone_wav
 from testkit.scan_support import cli_request, make_service
@@ -34,12 +33,12 @@ async def test_a_job_that_hands_off_frees_its_worker() -> None:
     release = asyncio.Event()
     done: list[str] = []
 
-    async def waits() -> None:
-        worker_pool.hand_off()
+    async def waits(worker: Worker) -> None:
+        worker.hand_off()
         await release.wait()
         done.append("waiter")
 
-    async def quick() -> None:
+    async def quick(worker: Worker) -> None:
         done.append("quick")
 
     pool.submit(waits)
@@ -62,11 +61,11 @@ async def test_a_job_that_does_not_hand_off_keeps_its_worker() -> None:
     release = asyncio.Event()
     started: list[str] = []
 
-    async def busy() -> None:
+    async def busy(worker: Worker) -> None:
         started.append("busy")
         await release.wait()
 
-    async def next_one() -> None:
+    async def next_one(worker: Worker) -> None:
         started.append("next")
 
     pool.submit(busy)
@@ -87,15 +86,15 @@ async def test_past_the_waiting_cap_a_job_keeps_its_worker() -> None:
     releases = [asyncio.Event(), asyncio.Event()]
     started: list[int] = []
 
-    def waiter(index: int) -> worker_pool.Job:
-        async def job() -> None:
+    def waiter(index: int) -> Job:
+        async def job(worker: Worker) -> None:
             started.append(index)
-            worker_pool.hand_off()
+            worker.hand_off()
             await releases[index].wait()
 
         return job
 
-    async def last() -> None:
+    async def last(worker: Worker) -> None:
         started.append(2)
 
     pool.submit(waiter(0))
@@ -113,8 +112,37 @@ async def test_past_the_waiting_cap_a_job_keeps_its_worker() -> None:
     await pool.stop()
 
 
-async def test_hand_off_outside_a_pool_does_nothing() -> None:
-    worker_pool.hand_off()  # e.g. a /check, which runs in its interaction: no error
+async def test_a_job_handing_off_twice_is_counted_waiting_once() -> None:
+    """Fails if a second hand-off (the upload's, then the wait's) frees a second worker or
+    counts the job twice among the waiting."""
+    pool = WorkerPool(1)
+    pool.start()
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def twice(worker: Worker) -> None:
+        started.append("twice")
+        worker.hand_off()
+        worker.hand_off()
+        await release.wait()
+
+    async def other(worker: Worker) -> None:
+        started.append("other")
+        await release.wait()
+
+    async def third(worker: Worker) -> None:
+        started.append("third")
+
+    for job in (twice, other, third):
+        pool.submit(job)
+    await until(lambda: started == ["twice", "other"], "the freed worker took the next job")
+    await asyncio.sleep(0.02)
+    assert pool.waiting == 1
+    assert started == ["twice", "other"]  # `other` holds the only worker
+    release.set()
+    await pool.join()
+    assert started == ["twice", "other", "third"]
+    await pool.stop()
 
 
 async def test_stop_cancels_jobs_that_handed_off() -> None:
@@ -122,8 +150,8 @@ async def test_stop_cancels_jobs_that_handed_off() -> None:
     pool.start()
     cancelled = asyncio.Event()
 
-    async def waits_forever() -> None:
-        worker_pool.hand_off()
+    async def waits_forever(worker: Worker) -> None:
+        worker.hand_off()
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -141,10 +169,10 @@ async def test_a_failing_job_does_not_cost_a_worker() -> None:
     pool.start()
     ran: list[str] = []
 
-    async def broken() -> None:
+    async def broken(worker: Worker) -> None:
         raise RuntimeError("a bug in a job")
 
-    async def fine() -> None:
+    async def fine(worker: Worker) -> None:
         ran.append("fine")
 
     pool.submit(broken)
@@ -174,8 +202,8 @@ async def test_scans_waiting_on_the_provider_do_not_hold_the_workers(
         path = make_tone_wav(tmp_path / f"tone-{index}.wav", duration_s=1.0 + index / 4)
         scan = cli_request(path, content_type="audio/wav", message_id=100 + index)
 
-        async def job(scan: ScanRequest = scan) -> None:
-            outcomes.append(await scans.scan(scan))
+        async def job(worker: Worker, scan: ScanRequest = scan) -> None:
+            outcomes.append(await scans.scan(scan, worker=worker))
 
         pool.submit(job)
 
@@ -209,7 +237,7 @@ async def test_a_held_resemble_upload_hands_off_once_its_file_is_sent(
     for index in range(3):
         path = make_tone_wav(tmp_path / f"tone-{index}.wav", duration_s=1.0 + index / 4)
 
-        async def job(path: Path = path, index: int = index) -> None:
+        async def job(worker: Worker, path: Path = path, index: int = index) -> None:
             outcomes.append(
                 await scans.scan(
                     cli_request(
@@ -217,7 +245,8 @@ async def test_a_held_resemble_upload_hands_off_once_its_file_is_sent(
                         ProviderName.RESEMBLE,
                         content_type="audio/wav",
                         message_id=200 + index,
-                    )
+                    ),
+                    worker=worker,
                 )
             )
 
@@ -239,12 +268,12 @@ async def test_stop_lets_jobs_at_the_provider_finish_within_the_grace() -> None:
     answer = asyncio.Event()
     finished: list[str] = []
 
-    async def at_provider() -> None:
-        worker_pool.hand_off()
+    async def at_provider(worker: Worker) -> None:
+        worker.hand_off()
         await answer.wait()
         finished.append("verdict")
 
-    async def later() -> None:
+    async def later(worker: Worker) -> None:
         finished.append("later")
 
     pool.submit(at_provider)
@@ -265,10 +294,10 @@ async def test_stop_cancels_what_the_grace_does_not_cover() -> None:
     pool.start()
     cancelled: list[str] = []
 
-    def forever(name: str, *, hands_off: bool) -> worker_pool.Job:
-        async def job() -> None:
+    def forever(name: str, *, hands_off: bool) -> Job:
+        async def job(worker: Worker) -> None:
             if hands_off:
-                worker_pool.hand_off()
+                worker.hand_off()
             try:
                 await asyncio.Event().wait()
             except asyncio.CancelledError:

@@ -17,7 +17,7 @@ from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.errors import CorruptMedia
 from bot.media import _probe, download
 from bot.media._ogg import read_ogg_opus
-from bot.scanning import MediaSource, ScanLimits, ScanRequest, ScanService
+from bot.scanning import MediaSource, MediaTools, ScanLimits, ScanRequest, ScanService
 from bot.storage import NewScan, Trigger, open_audit_log
 from bot.verdict import ProviderName
 from testkit.media_factory import MediaFiles, ffmpeg, make_truncated
@@ -101,9 +101,7 @@ async def test_the_scan_tells_the_provider_client_how_long_the_media_is(
         scans = ScanService(
             audit=audit.scans,
             detectors={ProviderName.BEHAVIORAL_SIGNALS: bs_client},
-            http_session=http_session,
-            allowed_hosts=("127.0.0.1",),
-            ffmpeg_timeout_s=30,
+            media=MediaTools(http_session, allowed_hosts=("127.0.0.1",), timeout_s=30),
             clock=lambda: datetime(2026, 11, 21, 12, tzinfo=UTC),
         )
         outcome = await scans.scan(

@@ -1,7 +1,12 @@
-"""What a scan is asked to do and what it comes to: the scan service's inputs and outputs."""
+"""What a scan is asked to do and what it comes to: the words every stage speaks.
+
+`ScanRequest` (with its `MediaSource` and `ScanLimits`) goes in at *accept*; `ScanOutcome`
+comes out at *record*; `ScanStage` is what a listener hears on the way.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -10,6 +15,8 @@ from pathlib import Path
 from bot.errors import SpoofwatchError
 from bot.storage import NewScan, ScanRecord, ScanStatus
 from bot.verdict import Verdict
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,18 @@ class ScanStage(StrEnum):
 #: Told of each stage with the case and, for SUBMITTED, the provider's job id. Called in the
 #: scan's task: it must not block, and what it raises is logged and ignored.
 StageListener = Callable[[ScanStage, ScanRecord, str | None], None]
+
+
+def tell(
+    listener: StageListener | None, stage: ScanStage, record: ScanRecord, detail: str | None = None
+) -> None:
+    """Report a stage; a listener's failure never fails the scan."""
+    if listener is None:
+        return
+    try:
+        listener(stage, record, detail)
+    except Exception:
+        log.exception("stage listener failed at %s of case #%s", stage, record.case_number)
 
 
 @dataclass(frozen=True, slots=True)
