@@ -13,9 +13,6 @@ to `SPOOFWATCH_BENCH_STATS`, so the benchmark can take the lag of its own time w
 (check at once, then 1 s ×1.5 up to 5 s with the default settings, nothing learned):
 bench/time_to_verdict uses it for the "before" figures.
 
-`SPOOFWATCH_BENCH_PROBE=ffprobe` turns off the Ogg Opus page reader, so that every file is
-probed by starting ffprobe, as before issue 7 (bench/load.py --probe ffprobe).
-
 `SPOOFWATCH_BENCH_GLOBAL_RATE=N` sets the bot's global request pacer to N per second (40 by
 default), to see what it costs.
 `SPOOFWATCH_BENCH_HAND_OFF=off` makes a scan keep its worker while it waits for the
@@ -109,10 +106,6 @@ def main() -> int:
     runner._main = instrumented
     if os.environ.get("SPOOFWATCH_BENCH_POLL") == "backoff":
         _plain_backoff()
-    if os.environ.get("SPOOFWATCH_BENCH_PROBE") == "ffprobe":
-        from bot.media import _probe
-
-        _probe.read_ogg_opus = lambda path: None
     if rate := os.environ.get("SPOOFWATCH_BENCH_GLOBAL_RATE"):
         from bot.discord_glue import pacing as discord_pacing
 

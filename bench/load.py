@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.load [--provider resemble|behavioral_signals|both]
                                    [--mode burst|paced|both] [--messages 1000] [--users 50]
-                                   [--rate 50] [--workers N] [--probe pages|ffprobe]
-                                   [--transcode decoders|ffmpeg] [--provider-seconds 0]
+                                   [--rate 50] [--workers N] [--decoders N]
+                                   [--provider-seconds 0]
                                    [--hand-off on|off] [--rate-limits on|off]
                                    [--profile cpu] [--metrics] [--json load.json]
 
@@ -23,7 +23,7 @@ Two ways of sending, each on a fresh bot and database:
   stored by the emulator.
 
 Reported per run: throughput, latency median/p90/p99/max, the bot's CPU time per scan (its
-process plus its children: reaped ffmpeg/ffprobe runs and the live Opus decoder processes,
+process plus its children: the live media worker processes (and any reaped ones),
 from /proc/<pid>/stat over the measured window),
 the emulator's and stand-in's CPU per scan (this process), the bot's maximum and p99 event-loop
 lag (window only), its peak RSS, provider requests per scan and Discord REST calls per scan.
@@ -150,10 +150,6 @@ async def run_case(
         tracker.install()
         stack.callback(tracker.uninstall)
         settings = {"SPOOFWATCH_WORKERS": str(args.workers)} if args.workers else {}
-        if args.probe == "ffprobe":
-            settings["SPOOFWATCH_BENCH_PROBE"] = "ffprobe"
-        if args.transcode == "ffmpeg":
-            settings["SPOOFWATCH_DECODER_PROCESSES"] = "0"
         if args.decoders is not None:
             settings["SPOOFWATCH_DECODER_PROCESSES"] = str(args.decoders)
         if args.hand_off == "off":
@@ -226,8 +222,7 @@ async def run_case(
         "users": args.users,
         "rate": args.rate if mode == "paced" else None,
         "workers": args.workers or "default",
-        "probe": args.probe,
-        "transcode": args.transcode,
+        "decoders": "default" if args.decoders is None else args.decoders,
         "provider_seconds": args.provider_seconds,
         "hand_off": args.hand_off,
         "verdicts": args.verdicts,
@@ -327,8 +322,8 @@ def _print(result: dict[str, Any]) -> None:
     print(
         f"\n== {result['provider']} / {result['mode']}"
         + (f" at {result['rate']:g}/s" if result["rate"] else "")
-        + f" (workers: {result['workers']}, probe: {result['probe']}, "
-        + f"transcode: {result['transcode']}, provider: {result['provider_seconds']:g} s, "
+        + f" (workers: {result['workers']}, media workers: {result['decoders']}, "
+        + f"provider: {result['provider_seconds']:g} s, "
         + f"hand-off: {result['hand_off']})"
     )
     print(
@@ -421,19 +416,10 @@ def main(argv: list[str] | None = None) -> None:
         "--workers", type=int, default=0, help="SPOOFWATCH_WORKERS (0: the bot's default)"
     )
     parser.add_argument(
-        "--probe",
-        choices=("pages", "ffprobe"),
-        default="pages",
-        help="ffprobe: start ffprobe for every file, as before issue 7 (for before/after)",
-    )
-    parser.add_argument(
-        "--transcode",
-        choices=("decoders", "ffmpeg"),
-        default="decoders",
-        help="ffmpeg: every WAV transcode by ffmpeg, as before the Opus decoder processes",
-    )
-    parser.add_argument(
-        "--decoders", type=int, help="SPOOFWATCH_DECODER_PROCESSES (default: the bot's)"
+        "--decoders",
+        type=int,
+        help="SPOOFWATCH_DECODER_PROCESSES, the media worker processes (default: the bot's; "
+        "0: a new process per probe and per decode)",
     )
     parser.add_argument(
         "--provider-seconds",

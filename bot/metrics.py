@@ -161,7 +161,7 @@ class Metrics:
         )
         self.decoder_restarts = Counter(
             "spoofwatch_decoder_restarts",
-            "Opus decoder processes killed and replaced (timeout, died).",
+            "Media worker processes killed and replaced (timeout, died).",
             ["reason"],
             registry=registry,
         )
@@ -374,7 +374,7 @@ def discord_response(method: str, path: str, status: int, headers: Any) -> None:
 
 
 def decoder_restarted(reason: str) -> None:
-    """An Opus decoder process was killed; the next request starts a fresh one."""
+    """A media worker process was killed or died; the next request starts a fresh one."""
     metrics = _active.get()
     if metrics is not None:
         metrics.decoder_restarts.labels(reason).inc()

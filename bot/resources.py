@@ -11,7 +11,7 @@ import aiohttp
 
 from bot.detectors import Detector, build_detector
 from bot.errors import ProviderAuthError, ProviderError, SettingsError
-from bot.media import OpusDecoders, Transcoder
+from bot.media import MediaWorkers, Transcoder
 from bot.scanning import Clock, MediaTools, ScanService, utc_now
 from bot.settings import Settings
 from bot.storage import AuditLog, open_audit_log
@@ -48,12 +48,11 @@ async def open_runtime(
         connector=connector, headers={"User-Agent": USER_AGENT}
     ) as http_session:
         audit = await open_audit_log(settings.audit_log_location, clock=clock)
-        decoders = OpusDecoders(settings.decoder_processes)
+        media_workers = MediaWorkers(settings.decoder_processes)
         try:
-            # Only Behavioral Signals needs voice messages as WAV: with Resemble alone the
-            # decoder processes are never started (and cost no memory).
-            if ProviderName.BEHAVIORAL_SIGNALS in chosen:
-                await decoders.start()
+            # Every scan's file is probed in them; a bot that cannot start them (PyAV
+            # missing) stops here with a clear message rather than failing every scan.
+            await media_workers.start()
             detectors = {p: build_detector(settings, http_session, p) for p in chosen}
             await check_credentials(detectors)
             scans = ScanService(
@@ -63,7 +62,7 @@ async def open_runtime(
                     http_session,
                     allowed_hosts=settings.allowed_media_hosts,
                     timeout_s=settings.ffmpeg_timeout_s,
-                    transcoder=Transcoder(decoders),
+                    transcoder=Transcoder(media_workers),
                 ),
                 temp_dir=settings.temp_dir,
                 clock=clock,
@@ -83,7 +82,7 @@ async def open_runtime(
             )
         finally:
             try:
-                await decoders.close()
+                await media_workers.close()
             finally:
                 await audit.close()
 

@@ -37,8 +37,9 @@ class Downloaded:
     path: Path
     size: int
     sha256: str
-    #: The probe's first look at the file, taken in the download's last thread hop (not
-    #: part of what was downloaded: two downloads of the same bytes are equal).
+    #: The probe's first look at the file, known from the download (so the probe needs no
+    #: thread hop to look; not part of what was downloaded: two downloads of the same
+    #: bytes are equal).
     look: _probe.FirstLook | None = field(default=None, compare=False)
 
 
@@ -151,15 +152,15 @@ async def _save(response: aiohttp.ClientResponse, dest: Path, *, max_bytes: int)
                 await asyncio.to_thread(sink.write, bytes(pending))
                 pending.clear()
         # A voice message arrives whole before the first flush: opened, written and closed
-        # in this one hop to the thread pool, which also takes the probe's first look at
-        # the file (so that the probe needs no hop of its own).
-        looked = await asyncio.to_thread(sink.finish, bytes(pending))
+        # in this one hop to the thread pool.
+        await asyncio.to_thread(sink.finish, bytes(pending))
     finally:
         if not sink.closed:
             await asyncio.to_thread(sink.close)
     if size == 0:
         raise EmptyMedia("The file is empty (0 bytes).")
-    return Downloaded(path=dest, size=size, sha256=sink.digest.hexdigest(), look=looked)
+    # A regular file of `size` bytes, written just now: what the probe would look at first.
+    return Downloaded(path=dest, size=size, sha256=sink.digest.hexdigest(), look=(True, size))
 
 
 class _Sink:
@@ -177,11 +178,10 @@ class _Sink:
         self._fh.write(data)
         self.digest.update(data)
 
-    def finish(self, data: bytes) -> _probe.FirstLook | None:
-        """The last write, then close; returns `_probe.look_ahead` of the finished file."""
+    def finish(self, data: bytes) -> None:
+        """The last write, then close."""
         self.write(data)
         self.close()
-        return _probe.look_ahead(self.path)
 
     def close(self) -> None:
         self.closed = True

@@ -1,9 +1,8 @@
-"""What a file really is: ffprobe it, then decide voice / audio / video from the probe."""
+"""What a file really is: describe it in a media worker, then decide voice / audio / video."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import stat
@@ -12,16 +11,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from bot.errors import CorruptMedia, EmptyMedia, MediaTooLong, NoAudioTrack, NotMedia
-from bot.media._ogg import OggOpus, ogg_cut_short, read_ogg_opus
-from bot.media._tools import run_tool, short_reason
+from bot.media._workers import MediaWorkers, one_off_or, short_reason
 from bot.verdict import MediaKind
 
 log = logging.getLogger(__name__)
 
-# The demuxers ffmpeg may use on a user's file, each with the extension an upload gets.
-# Everything else is refused by ffmpeg itself (-format_whitelist): that keeps images and
+# The demuxers FFmpeg may use on a user's file, each with the extension an upload gets.
+# Everything else is refused by FFmpeg itself (its format_whitelist): that keeps images and
 # text out, and above all the playlist/concat demuxers (hls, concat, ...) with which a
-# crafted file makes ffmpeg open other files or URLs.
+# crafted file makes FFmpeg open other files or URLs.
 _DEMUXER_SUFFIX: dict[str, str] = {
     "aac": ".aac",
     "ac3": ".ac3",
@@ -54,8 +52,6 @@ _DEMUXER_SUFFIX: dict[str, str] = {
 _AUDIO_ONLY_SUFFIX = {"mov": ".m4a", "asf": ".wma"}
 _VIDEO_SUFFIX = {"asf": ".wmv"}
 FORMAT_WHITELIST = ",".join(_DEMUXER_SUFFIX)
-#: Reads only local files: a media file must never make ffmpeg fetch anything.
-PROTOCOL_WHITELIST = "file"
 
 # Video streams that are pictures, not moving images (cover art without the attached_pic
 # disposition, a single JPEG in a container).
@@ -67,7 +63,7 @@ _SNIFF_BYTES = 512
 
 @dataclass(frozen=True, slots=True)
 class MediaProbe:
-    """The facts ffprobe reports about a file that decide how it is scanned."""
+    """The facts about a file that decide how it is scanned (in ffprobe's terms)."""
 
     format_name: str
     duration_s: float | None
@@ -78,62 +74,52 @@ class MediaProbe:
     video_codec: str | None
 
 
-async def probe(path: Path, *, timeout_s: float, look: FirstLook | None = None) -> MediaProbe:
-    """Describe `path` with ffprobe, refusing what is not audio or video.
+async def probe(
+    path: Path,
+    *,
+    timeout_s: float,
+    look: FirstLook | None = None,
+    workers: MediaWorkers | None = None,
+) -> MediaProbe:
+    """Describe `path` in a media worker process, refusing what is not audio or video.
 
-    Raises `EmptyMedia` for a 0-byte file, `NotMedia` when the bytes are not a media
-    container ffmpeg accepts (random data, HTML, text, images), `CorruptMedia` when they
-    start like one but cannot be read (an MP4 without its index, an OGG cut inside its
-    headers) or an OGG's last page is cut short (ffmpeg would silently scan only the part
-    that is there), and `MediaTimeout` when ffprobe does not finish within `timeout_s`.
+    `workers` is the pool to ask (`Transcoder.probe` passes its own); without one, a worker
+    process is started for this file alone. Raises `EmptyMedia` for a 0-byte file,
+    `NotMedia` when the bytes are not a media container on the whitelist (random data, HTML,
+    text, images), `CorruptMedia` when they start like one but cannot be read (an MP4
+    without its index, an OGG cut inside its headers) or an OGG's last page is cut short
+    (FFmpeg would silently read only the part that is there), and `MediaTimeout` when the
+    worker does not answer within `timeout_s`.
     """
-    regular, opus = look if look is not None else await asyncio.to_thread(_look_at, path)
-    if opus is not None:
-        return _ogg_opus_probe(path, opus)
+    regular, size = look if look is not None else await asyncio.to_thread(_look_at, path)
+    if regular and size == 0:
+        raise EmptyMedia("The file is empty (0 bytes).")
 
-    returncode, stdout, stderr = await run_tool(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-protocol_whitelist",
-            PROTOCOL_WHITELIST,
-            "-format_whitelist",
-            FORMAT_WHITELIST,
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-            # "file:" so that a name with a colon or a leading dash is never read as a
-            # protocol or an option.
-            f"file:{path}",
-        ],
-        timeout_s=timeout_s,
-    )
-    if returncode != 0:
-        reason = short_reason(stderr, path)
-        if b"not on whitelist" in stderr:
+    request = {"op": "describe", "src": str(path), "formats": FORMAT_WHITELIST}
+    async with one_off_or(workers) as pool:
+        reply = await pool.ask(request, timeout_s=timeout_s)
+    if reply.get("ok") is not True:
+        reason = short_reason(reply.get("detail"), path)
+        if reply.get("error") == "refused":
             log.info("%s is not a media container: %s", path.name, reason)
             raise NotMedia("This file is not audio or video.")
         await _refuse_unreadable(path, reason)
 
     try:
-        data = json.loads(stdout)
-        fmt: dict[str, Any] = data.get("format") or {}
-        streams: list[dict[str, Any]] = data.get("streams") or []
-    except (ValueError, AttributeError) as exc:
+        fmt: dict[str, Any] = reply.get("format") or {}
+        streams: list[dict[str, Any]] = list(reply.get("streams") or [])
+        audio = [s for s in streams if s.get("codec_type") == "audio"]
+        usable_audio = [s for s in audio if _decodable_audio(s)]
+        video = [s for s in streams if s.get("codec_type") == "video" and _moving_picture(s)]
+    except (TypeError, AttributeError) as exc:
         raise CorruptMedia("The file's streams could not be described.") from exc
-
-    audio = [s for s in streams if s.get("codec_type") == "audio"]
-    usable_audio = [s for s in audio if _decodable_audio(s)]
-    video = [s for s in streams if s.get("codec_type") == "video" and _moving_picture(s)]
     if not usable_audio and not video and (audio or not streams):
-        # ffprobe guessed a container (often only from its extension) but found nothing it
-        # could decode in it.
+        # FFmpeg guessed a container (often from little more than its first bytes) but
+        # found nothing it could decode in it.
         await _refuse_unreadable(path, "no decodable audio or video stream")
 
     format_name = str(fmt.get("format_name") or "")
-    if format_name == "ogg" and regular and await asyncio.to_thread(ogg_cut_short, path):
+    if reply.get("cut_short") is True:
         log.info("%s: the last OGG page is incomplete", path.name)
         raise CorruptMedia("The recording is cut short: its end is missing. Upload it again.")
 
@@ -149,50 +135,14 @@ async def probe(path: Path, *, timeout_s: float, look: FirstLook | None = None) 
     return result
 
 
-#: `_look_at`'s answer: is the path a regular file, and its facts if it is plain Ogg Opus.
-FirstLook = tuple[bool, OggOpus | None]
-
-
-def look_ahead(path: Path) -> FirstLook | None:
-    """What `probe` would look at first, for a file just written (`probe(look=...)` then
-    needs no thread hop of its own); None when looking fails (the probe then looks again and
-    reports it). Blocking: call it in a worker thread."""
-    try:
-        return _look_at(path)
-    except Exception:
-        return None
+#: `_look_at`'s answer: (is a regular file, its size in bytes).
+FirstLook = tuple[bool, int]
 
 
 def _look_at(path: Path) -> FirstLook:
-    """(is a regular file, its facts if it is plain Ogg Opus): one hop to a thread for both.
-
-    Voice messages (Ogg Opus) are described from their page headers: starting ffprobe
-    costs ~80 ms of CPU, several times the rest of the scan (bench/load.py).
-    """
     info = path.stat()
     # Only a regular file's size means anything; a pipe reports 0 and is probed as a stream.
-    if not stat.S_ISREG(info.st_mode):
-        return False, None
-    if info.st_size == 0:
-        raise EmptyMedia("The file is empty (0 bytes).")
-    return True, read_ogg_opus(path)
-
-
-def _ogg_opus_probe(path: Path, opus: OggOpus) -> MediaProbe:
-    """The probe of a single-stream Ogg Opus file, as ffprobe would give it."""
-    if opus.cut_short:
-        log.info("%s: the last OGG page is incomplete", path.name)
-        raise CorruptMedia("The recording is cut short: its end is missing. Upload it again.")
-    result = MediaProbe(
-        format_name="ogg",
-        duration_s=opus.duration_s,
-        has_audio=True,
-        has_video=False,
-        audio_codec="opus",
-        video_codec=None,
-    )
-    log.debug("read %s from its Ogg pages: %s", path.name, result)
-    return result
+    return stat.S_ISREG(info.st_mode), info.st_size
 
 
 def classify(probe: MediaProbe, *, content_type: str | None, voice_flag: bool = False) -> MediaKind:
@@ -230,8 +180,8 @@ def classify(probe: MediaProbe, *, content_type: str | None, voice_flag: bool = 
 def check_duration(probe: MediaProbe, *, max_duration_s: float) -> None:
     """Raise `MediaTooLong` when the probed duration is over `max_duration_s`.
 
-    An unknown duration passes: browser-recorded WebM often has none, and the ffmpeg
-    timeout still bounds the work.
+    An unknown duration passes: browser-recorded WebM often has none, and the media
+    deadline still bounds the work.
     """
     if probe.duration_s is None:
         log.debug("duration unknown (%s); not checked", probe.format_name)
@@ -273,7 +223,7 @@ def _read_start(path: Path) -> bytes:
 
 def looks_like_media(head: bytes) -> bool:
     """True when `head` (a file's first bytes) carries the signature of an audio or video
-    container ffmpeg would accept, whatever state the rest of the file is in."""
+    container FFmpeg would accept, whatever state the rest of the file is in."""
     if head.startswith(
         (
             b"OggS",
@@ -323,7 +273,7 @@ def _mpeg_audio_frame(head: bytes) -> bool:
 
 
 def _decodable_audio(stream: dict[str, Any]) -> bool:
-    # ffprobe lists a stream even when it found no valid header for it (text named .mp3
+    # FFmpeg lists a stream even when it found no valid header for it (text named .mp3
     # gives an "mp3" stream at 0 Hz); such a stream cannot be decoded.
     if _number(stream.get("sample_rate")) in (None, 0.0):
         return False
@@ -357,7 +307,7 @@ def _codec(streams: list[dict[str, Any]]) -> str | None:
 
 
 def _number(value: object) -> float | None:
-    """ffprobe's JSON gives numbers as strings ("2.471813", "N/A") or ints."""
+    """A number from the worker's description, None for anything else (or infinite)."""
     if value is None or isinstance(value, bool):
         return None
     try:

@@ -80,7 +80,9 @@ class MediaTools:
 
     async def probe(self, fetched: media.Downloaded) -> media.MediaProbe:
         async with self._slots:
-            return await media.probe(fetched.path, timeout_s=self._timeout_s, look=fetched.look)
+            return await self._transcoder.probe(
+                fetched.path, timeout_s=self._timeout_s, look=fetched.look
+            )
 
     async def to_wav(
         self, src: Path, dst: Path, *, probe: media.MediaProbe, max_duration_s: float

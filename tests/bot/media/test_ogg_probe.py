@@ -1,9 +1,10 @@
-"""Voice messages (Ogg Opus) are described from their page headers, without starting ffprobe."""
+"""Ogg files: described as ffprobe describes them, and refused when their last page is cut short."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from bot.detectors import Submission, SubmitOptions, Upload
 from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.errors import CorruptMedia
 from bot.media import _probe, download
-from bot.media._ogg import read_ogg_opus
+from bot.media._worker import ogg_cut_short
 from bot.scanning import MediaSource, MediaTools, ScanLimits, ScanRequest, ScanService
 from bot.storage import NewScan, Trigger, open_audit_log
 from bot.verdict import ProviderName
@@ -32,17 +33,8 @@ def ffprobe_duration(path: Path) -> float:
     return float(json.loads(out)["format"]["duration"])
 
 
-@pytest.fixture
-def no_ffprobe(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("ffprobe was started")
-
-    monkeypatch.setattr(_probe, "run_tool", refuse)
-
-
-@pytest.mark.usefixtures("no_ffprobe")
-async def test_a_voice_message_is_probed_from_its_pages(media: MediaFiles) -> None:
-    """Fails if an Ogg Opus voice message needs ffprobe, or its facts differ from ffprobe's."""
+async def test_a_voice_message_is_described_as_ffprobe_describes_it(media: MediaFiles) -> None:
+    """Fails if an Ogg Opus voice message's facts differ from ffprobe's."""
     probed = await _probe.probe(media.voice_ogg, timeout_s=10)
     assert probed.format_name == "ogg"
     assert probed.audio_codec == "opus"
@@ -51,33 +43,57 @@ async def test_a_voice_message_is_probed_from_its_pages(media: MediaFiles) -> No
     assert probed.duration_s == pytest.approx(ffprobe_duration(media.voice_ogg), abs=1e-6)
 
 
-@pytest.mark.usefixtures("no_ffprobe")
-async def test_hours_of_opus_are_measured_without_ffprobe(media: MediaFiles) -> None:
+async def test_hours_of_opus_are_measured(media: MediaFiles) -> None:
     """Fails if a long recording's duration (for the length limit) is not read correctly."""
     probed = await _probe.probe(media.long_ogg, timeout_s=10)
     assert probed.duration_s == pytest.approx(ffprobe_duration(media.long_ogg), abs=1e-6)
 
 
-@pytest.mark.usefixtures("no_ffprobe")
-async def test_a_cut_short_voice_message_is_still_refused(media: MediaFiles) -> None:
-    """Fails if a truncated voice message is accepted on the fast path."""
-    with pytest.raises(CorruptMedia):
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.4, 0.5, 0.75, 0.9, 0.99])
+def test_a_voice_message_cut_inside_a_page_is_cut_short(
+    media: MediaFiles, tmp_path: Path, fraction: float
+) -> None:
+    """Fails if a voice message cut anywhere inside a page is taken for a whole file."""
+    cut = make_truncated(tmp_path / "cut.ogg", media.voice_ogg, fraction)
+    assert ogg_cut_short(str(cut))
+
+
+def _page_ends(data: bytes) -> list[int]:
+    ends, offset = [], 0
+    while offset < len(data):
+        segments = data[offset + 26]
+        offset += 27 + segments + sum(data[offset + 27 : offset + 27 + segments])
+        ends.append(offset)
+    return ends
+
+
+@pytest.mark.parametrize(
+    ("make", "cut_short"),
+    [
+        pytest.param(lambda data: data, False, id="whole"),
+        # Ends on a page boundary: nothing to tell it from a stream that simply stopped.
+        pytest.param(lambda data: data[: _page_ends(data)[-2]], False, id="cut-between-pages"),
+        pytest.param(lambda data: data[: _page_ends(data)[-2] + 2], True, id="cut-in-capture"),
+        pytest.param(lambda data: data[: _page_ends(data)[-2] + 20], True, id="cut-in-header"),
+        pytest.param(lambda data: data + b"trailing bytes", False, id="bytes-after-last-page"),
+        # A page whose data happens to hold the capture pattern is still whole.
+        pytest.param(lambda data: data[:-8] + b"OggS\0\0\0\0", False, id="OggS-in-data"),
+    ],
+)
+def test_only_a_page_running_past_the_end_is_cut_short(
+    media: MediaFiles, tmp_path: Path, make: Callable[[bytes], bytes], cut_short: bool
+) -> None:
+    """Fails if the tail check calls a whole file cut short, or misses a cut inside a page
+    header (the judgement the previous page walker made, from the tail alone)."""
+    path = tmp_path / "voice.ogg"
+    path.write_bytes(make(media.voice_ogg.read_bytes()))
+    assert ogg_cut_short(str(path)) is cut_short
+
+
+async def test_a_cut_short_voice_message_is_refused(media: MediaFiles) -> None:
+    """Fails if a truncated voice message is accepted (FFmpeg reads it without complaint)."""
+    with pytest.raises(CorruptMedia, match="cut short"):
         await _probe.probe(media.truncated_ogg, timeout_s=10)
-
-
-def test_other_ogg_files_are_left_to_ffprobe(tmp_path: Path, media: MediaFiles) -> None:
-    """Fails if Vorbis, or an Ogg holding a second stream, is described without ffprobe."""
-    vorbis = tmp_path / "vorbis.ogg"
-    ffmpeg("-i", media.speech_wav, "-c:a", "libvorbis", vorbis)
-    two_streams = tmp_path / "two.ogg"
-    ffmpeg(
-        "-i", media.voice_ogg, "-i", media.voice_ogg,
-        "-map", "0:a", "-map", "1:a", "-c", "copy", two_streams,
-    )  # fmt: skip
-    assert read_ogg_opus(vorbis) is None
-    assert read_ogg_opus(two_streams) is None
-    assert read_ogg_opus(media.tone_wav) is None
-    assert read_ogg_opus(media.random_ogg) is None
 
 
 async def test_the_scan_tells_the_provider_client_how_long_the_media_is(
@@ -124,10 +140,8 @@ async def test_the_scan_tells_the_provider_client_how_long_the_media_is(
     assert seen[0].duration_s == pytest.approx(ffprobe_duration(media.voice_ogg), abs=1e-6)
 
 
-async def test_a_cut_short_ogg_described_by_ffprobe_is_refused(
-    tmp_path: Path, media: MediaFiles
-) -> None:
-    """Fails if an Ogg file that goes to ffprobe (Vorbis) is accepted with its end missing."""
+async def test_a_cut_short_vorbis_ogg_is_refused(tmp_path: Path, media: MediaFiles) -> None:
+    """Fails if an Ogg file of another codec (Vorbis) is accepted with its end missing."""
     vorbis = tmp_path / "vorbis.ogg"
     ffmpeg("-i", media.speech_wav, "-c:a", "libvorbis", vorbis)
     cut = make_truncated(tmp_path / "cut.ogg", vorbis, 0.6)
@@ -135,18 +149,19 @@ async def test_a_cut_short_ogg_described_by_ffprobe_is_refused(
         await _probe.probe(cut, timeout_s=10)
 
 
-async def test_a_downloaded_voice_message_is_looked_at_once(
+async def test_a_downloaded_voice_message_is_not_looked_at_again(
     tmp_path: Path,
     http_session: aiohttp.ClientSession,
     media: MediaFiles,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Fails if the probe of a file the download just wrote reads it again in a thread hop of
-    its own (the download's hop looks at it), or describes it differently from a fresh probe."""
+    """Fails if the probe of a file the download just wrote looks at it again in a thread hop
+    of its own (the download knows it is a regular file of its size), or describes it
+    differently from a fresh probe."""
     looks: list[Path] = []
     original = _probe._look_at
 
-    def look_at(path: Path) -> tuple[bool, object]:
+    def look_at(path: Path) -> tuple[bool, int]:
         looks.append(path)
         return original(path)
 
@@ -167,9 +182,8 @@ async def test_a_downloaded_voice_message_is_looked_at_once(
             max_bytes=len(body),
             allowed_hosts=("127.0.0.1",),
         )
-    assert looks == [dest]  # in the download's own hop to a thread
-    assert got.look is not None
+    assert got.look == (True, len(body))
     probed = await _probe.probe(got.path, timeout_s=10, look=got.look)
-    assert looks == [dest]
+    assert looks == []
     assert probed == await _probe.probe(media.voice_ogg, timeout_s=10)
-    assert looks == [dest, media.voice_ogg]  # without a look, the probe takes its own
+    assert looks == [media.voice_ogg]  # without a look, the probe takes its own

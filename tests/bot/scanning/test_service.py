@@ -11,12 +11,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot import media as media_module
 from bot.detectors import Detector, SubmitOptions, Upload
 from bot.detectors.behavioral_signals import BehavioralSignalsClient
 from bot.detectors.resemble import ResembleClient
 from bot.errors import ProviderOutOfCredits, QuotaReached
-from bot.media import OpusDecoders, Transcoder
+from bot.media import MediaProbe, MediaWorkers, Transcoder
 from bot.media._probe import FirstLook
 from bot.scanning import ScanLimits, ScanService
 from bot.storage import AuditLog, ScanStatus, open_audit_log
@@ -37,7 +36,7 @@ def service(
     return make_service(audit, http_session, *detectors.values(), clock=clock)
 
 
-@pytest.mark.parametrize("decoders", [0, 1], ids=["ffmpeg", "opus-decoder-process"])
+@pytest.mark.parametrize("decoders", [0, 1], ids=["process-per-file", "long-lived-worker"])
 async def test_voice_message_is_transcoded_for_behavioral_signals(
     audit: AuditLog,
     http_session: aiohttp.ClientSession,
@@ -46,14 +45,15 @@ async def test_voice_message_is_transcoded_for_behavioral_signals(
     media: MediaFiles,
     decoders: int,
 ) -> None:
-    """An OGG/Opus voice message reaches Behavioral Signals as WAV, whichever decoder ran."""
+    """An OGG/Opus voice message reaches Behavioral Signals as WAV, from a long-lived media
+    worker or a process started for the file."""
     # The stand-in fails anything that is not WAV/MP3, as the real service documents; the
     # verdict is scripted on the WAV the scan sends, so it arrives only if we transcoded.
-    pool = OpusDecoders(decoders)
+    pool = MediaWorkers(decoders)
     scans = make_service(audit, http_session, bs_client, transcoder=Transcoder(pool))
     try:
         outcome = await scans.scan(cli_request(media.voice_ogg))
-        assert len(pool._all) == decoders  # the decoder process was used, and survived
+        assert len(pool._all) == decoders  # the worker was used, and survived
     finally:
         await pool.close()
     assert outcome.error is None, outcome.error
@@ -276,25 +276,26 @@ async def test_media_tools_are_capped_per_cpu(
     media: MediaFiles,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Fails if many scans at once start more probes/ffmpeg runs than two per CPU."""
+    """Fails if many scans at once send more probes/decodes to media workers than two per
+    CPU."""
     cap = 2 * (os.cpu_count() or 1)
     running = 0
     most = 0
-    real_probe = media_module.probe
+    real_probe = Transcoder.probe
 
     async def counting_probe(
-        path: Path, *, timeout_s: float, look: FirstLook | None = None
-    ) -> media_module.MediaProbe:
+        self: Transcoder, path: Path, *, timeout_s: float, look: FirstLook | None = None
+    ) -> MediaProbe:
         nonlocal running, most
         running += 1
         most = max(most, running)
         try:
             await asyncio.sleep(0.05)  # long enough for every scan to reach this point
-            return await real_probe(path, timeout_s=timeout_s, look=look)
+            return await real_probe(self, path, timeout_s=timeout_s, look=look)
         finally:
             running -= 1
 
-    monkeypatch.setattr(media_module, "probe", counting_probe)
+    monkeypatch.setattr(Transcoder, "probe", counting_probe)
     scans = service(audit, http_session, {ProviderName.BEHAVIORAL_SIGNALS: bs_client})
     outcomes = await asyncio.gather(
         *(
