@@ -20,12 +20,9 @@ RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --whe
  && /opt/spoofwatch/bin/pip install --no-cache-dir --no-deps --no-index /wheels/spoofwatch-*.whl
 
 FROM python:3.11-slim
-# ffmpeg probes and transcodes media, libopus decodes voice messages in the bot's decoder
-# processes (ffmpeg depends on it anyway); nothing else is needed at run time.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg libopus0 \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 spoofwatch \
+# No system packages: media is probed and decoded with PyAV, whose wheel (in the venv) carries
+# FFmpeg's libraries.
+RUN groupadd --system --gid 10001 spoofwatch \
  && useradd --system --create-home --uid 10001 --gid 10001 spoofwatch \
  && mkdir -p /data && chown spoofwatch /data
 COPY --from=build /opt/spoofwatch /opt/spoofwatch
