@@ -141,18 +141,18 @@ class MediaWorkers:
 
     async def _ask_once(self, request: Mapping[str, object]) -> dict[str, Any] | None:
         worker = self._idle.pop() if self._idle else await self._spawn()
-        reply: dict[str, Any] | None = None
         try:
             reply = await worker.ask(request)
-        finally:
-            # Cancelled or timed out mid-request (reply still None), dead, or a one-off
-            # process: never reused.
-            if reply is not None and self._slots is not None and not self._closed:
-                self._idle.append(worker)
-            else:
-                if reply is None:
-                    log.warning("media worker (pid %s) stopped mid-request", worker.proc.pid)
-                await self._discard(worker)
+        except BaseException:
+            # Timed out or cancelled mid-request: the worker may still be on the file.
+            await self._discard(worker)
+            raise
+        if reply is None:
+            log.warning("media worker (pid %s) died mid-request", worker.proc.pid)
+        if reply is not None and self._slots is not None and not self._closed:
+            self._idle.append(worker)
+        else:  # dead, or a process for this one request
+            await self._discard(worker)
         return reply
 
     async def _spawn(self) -> _Worker:
