@@ -94,8 +94,8 @@ class Settings(BaseSettings):
     workers: int = Field(
         # Scans downloading, decoding or uploading at once. Once a scan's file is sent it
         # waits for the provider (seconds to minutes) without a worker (`bot.worker_pool`);
-        # decoding runs in the decoder processes and ffmpeg runs are capped at two per CPU
-        # by the scan service, whatever this says.
+        # probing and decoding run in the media worker processes, at most two per CPU at
+        # once (the scan service's cap), whatever this says.
         default=16,
         ge=1,
         le=64,
