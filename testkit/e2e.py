@@ -1,5 +1,5 @@
 """The whole bot, end to end: the real Spoofwatch client against the Discord emulator, with
-both provider stand-ins behind it, real SQLite and real ffmpeg.
+both provider stand-ins behind it, real SQLite and real media workers (PyAV).
 
 Fixtures: `spoofwatch` (a running bot; Resemble by default) and `make_spoofwatch` for tests
 that need their own settings or a restart.

@@ -1,4 +1,4 @@
-"""Building a ScanService for tests that need no Discord (real SQLite, stand-ins, ffmpeg)."""
+"""Building a ScanService for tests that need no Discord (real SQLite, stand-ins, media workers)."""
 
 from __future__ import annotations
 

@@ -2,12 +2,12 @@
 
 One bot run serves the whole corpus (a module-scoped fixture) while a sampler measures the
 event loop's lag: a task sleeps 10 ms again and again and records how late it wakes. Every
-file of the corpus is posted in one burst, so the slow ones (ffmpeg, downloads) overlap.
+file of the corpus is posted in one burst, so the slow ones (decodes, downloads) overlap.
 The tests then read the run: one test per file, plus the run-wide checks.
 
 Two guilds: in "Test Guild" the admins limit recordings to 600 s (so three hours are
 refused by duration); in "Long Guild" the operator's 20,000 s limit applies, so three hours
-of Opus reach ffmpeg, which the 1 s SPOOFWATCH_FFMPEG_TIMEOUT_S then stops.
+of Opus reach a media worker's decode, which the 1 s SPOOFWATCH_FFMPEG_TIMEOUT_S then stops.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ CORPUS = {
         {"content_type": "video/mp4", "size": 600 * 1024 * 1024},
         downloads=False,
     ),
-    "ffmpeg-works-hard": Item(
+    "decoder-works-hard": Item(
         "long_ogg", "media_timeout", {"content_type": "audio/ogg"}, guild="long"
     ),
     # As plain files: Discord names every voice message "voice-message.ogg".
@@ -162,7 +162,7 @@ async def corpus(
         async with module_bot(
             tmp,
             scene=add_long_guild,
-            provider=ProviderName.BEHAVIORAL_SIGNALS,  # it needs WAV: ffmpeg transcodes
+            provider=ProviderName.BEHAVIORAL_SIGNALS,  # it needs WAV: a media worker decodes
             max_duration_s=20_000,
             ffmpeg_timeout_s=1.0,
             temp_dir=temp_dir,

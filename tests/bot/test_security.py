@@ -493,8 +493,8 @@ async def test_scan_leaves_no_temp_files(
     settings: dict[str, object],
     arrange: str | None,
 ) -> None:
-    """Fails if a scan that ended this way (verdict, refusal, provider timeout, ffmpeg
-    timeout) leaves anything in SPOOFWATCH_TEMP_DIR."""
+    """Fails if a scan that ended this way (verdict, refusal, provider timeout, media
+    worker timeout) leaves anything in SPOOFWATCH_TEMP_DIR."""
     temp = tmp_path / "scans"
     temp.mkdir()
     async with make_spoofwatch(provider="behavioral_signals", temp_dir=temp, **settings) as sw:
