@@ -114,8 +114,8 @@ async def probe(
     except (TypeError, AttributeError) as exc:
         raise CorruptMedia("The file's streams could not be described.") from exc
     if not usable_audio and not video and (audio or not streams):
-        # FFmpeg guessed a container (often from little more than its first bytes) but
-        # found nothing it could decode in it.
+        # FFmpeg guessed a container (often only from its extension) but found nothing it
+        # could decode in it.
         await _refuse_unreadable(path, "no decodable audio or video stream")
 
     format_name = str(fmt.get("format_name") or "")
