@@ -386,6 +386,12 @@ class DiscordPacing:
             room = bucket.window_limit if bucket._may_renew(now) else 0
         return max(0, room - bucket.waiting)
 
+    def message_window_known(self, channel_id: int) -> bool:
+        """Whether Discord has told how much of this channel's message window is left: until
+        then `message_room` is the one request a bucket sends alone first, not the room."""
+        bucket = self._channel_messages(channel_id)
+        return bucket.heard or bucket.unlimited
+
     async def wait_for_message_room(self, channel_id: int) -> None:
         """Return once `message_room(channel_id)` is at least one."""
         bucket = self._channel_messages(channel_id)

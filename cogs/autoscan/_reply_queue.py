@@ -12,7 +12,10 @@ thirty near-identical cards. The rule (README, "Raids"):
   to the message it answers, the member named in it and the case number in its footer, and
   each verdict's own row of buttons. Five, not Discord's ten embeds per message, because a
   message holds five rows of buttons: every verdict keeps "What does this mean?" and "This
-  is wrong". What does not fit the room now waits for the next window.
+  is wrong". What does not fit the room now waits for the next window;
+- in a channel this process has not posted in yet, the room is unknown (the pacer sends one
+  request alone first): the oldest verdict goes alone and the rest wait for Discord's answer,
+  so two verdicts that happen to finish together are not combined as if it were a raid.
 
 Members find their verdict through the link on its card, with the same buttons as under a
 reply, and a raid of 30 is answered in 5 s instead of 25 s, in ten messages instead of thirty.
@@ -125,7 +128,10 @@ class _ChannelQueue:
         try:
             while True:
                 await self._pacing.wait_for_message_room(self.channel_id)
-                groups = self._take(self._pacing.message_room(self.channel_id))
+                groups = self._take(
+                    self._pacing.message_room(self.channel_id),
+                    known=self._pacing.message_window_known(self.channel_id),
+                )
                 if not groups:
                     if not self._waiting:
                         return
@@ -147,9 +153,14 @@ class _ChannelQueue:
             self._waiting.clear()
             self.owner._done(self)
 
-    def _take(self, room: int) -> list[list[_Waiting]]:
+    def _take(self, room: int, *, known: bool = True) -> list[list[_Waiting]]:
         """What to post now with `room` messages: one reply each when they all fit, else
-        combined messages, oldest first; the rest stays queued."""
+        combined messages, oldest first; the rest stays queued.
+
+        While the channel's window is not `known` (nothing posted there yet by this process)
+        the room is only the pacer's lone first request: the oldest verdict goes alone, and
+        the rest wait for what Discord's answer says is left, rather than being combined as
+        if the channel were flooded."""
         live: list[_Waiting] = []
         while self._waiting:
             item = heapq.heappop(self._waiting)
@@ -157,6 +168,10 @@ class _ChannelQueue:
                 live.append(item)
         if len(live) <= room:
             return [[item] for item in live]
+        if not known and room > 0:
+            for rest in live[1:]:
+                heapq.heappush(self._waiting, rest)
+            return [[live[0]]]
         groups: list[list[_Waiting]] = []
         embeds = 0
         for index, item in enumerate(live):

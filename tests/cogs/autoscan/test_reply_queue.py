@@ -26,12 +26,16 @@ GUILD, CHANNEL = 1000, 2000
 class FakePacing:
     """Room in the channel's message bucket, handed out by the test."""
 
-    def __init__(self, room: int) -> None:
+    def __init__(self, room: int, *, known: bool = True) -> None:
         self.room = room
+        self.known = known
         self.changed = asyncio.Event()
 
     def message_room(self, channel_id: int) -> int:
         return self.room
+
+    def message_window_known(self, channel_id: int) -> bool:
+        return self.known
 
     async def wait_for_message_room(self, channel_id: int) -> None:
         while self.room == 0:
@@ -138,6 +142,22 @@ async def test_two_waiting_verdicts_and_room_for_one_share_a_message() -> None:
     pacing.give(1)
     await asyncio.gather(*tasks)
     assert len(sent.posts) == 1 and len(sent.posts[0]["embeds"]) == 2
+
+
+async def test_a_channel_not_posted_in_yet_answers_the_oldest_alone_first() -> None:
+    """Fails if two verdicts finished together in a channel the bot has not posted in yet
+    are combined: the room there is only the pacer's lone first request, not a full window,
+    so the oldest goes alone and the other follows as its own reply once Discord has said
+    what is left."""
+    pacing, sent = FakePacing(room=1, known=False), Sent()
+    queue = ReplyQueue(pacing, combine=True)  # type: ignore[arg-type]
+    tasks = await _answer_all(queue, [make_message(i, sent, pacing) for i in (8, 7)])
+    await asyncio.sleep(0.05)
+    assert [p["reply_to"] for p in sent.posts] == [7]
+    pacing.known = True
+    pacing.give(4)  # Discord's answer: four more this window
+    await asyncio.gather(*tasks)
+    assert [p["reply_to"] for p in sent.posts] == [7, 8]
 
 
 async def test_without_combining_every_verdict_is_a_reply() -> None:
