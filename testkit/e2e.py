@@ -123,6 +123,9 @@ def e2e_settings(
         "poll_deadline_s": 20,
         "request_timeout_s": 10,
         "workers": 2,
+        # One media worker process per bot: each costs a Python start and PyAV's import, and
+        # the suite starts hundreds of bots (a test of the pool itself asks for more).
+        "decoder_processes": 1,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
