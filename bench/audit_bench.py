@@ -323,13 +323,8 @@ async def fill(
         "workers": workers,
         "seconds": round(elapsed, 1),
         "scans_per_s": round(rows / elapsed),
-        "cpu_us_per_scan": round((time.process_time() - cpu) / rows * 1e6, 1),
+        **_cpu_per_scan(rows, cpu, server_cpu, server),
     }
-    if server_cpu is not None:
-        used, whole = _server_cpu_since(server_cpu, server())
-        filled["server_cpu_us_per_scan"] = round(used / rows * 1e6, 1)
-        if not whole:
-            filled["server_cpu_partial"] = True
     return filled
 
 
@@ -480,13 +475,8 @@ async def insert_rate(
                 "in_flight": in_flight,
                 "per_s": round(rate),
                 "load": os.getloadavg()[0],
-                "cpu_us_per_scan": round((time.process_time() - cpu) / scans * 1e6, 1),
+                **_cpu_per_scan(scans, cpu, server_cpu, server),
             }
-            if server_cpu is not None:
-                used, whole = _server_cpu_since(server_cpu, server())
-                run["server_cpu_us_per_scan"] = round(used / scans * 1e6, 1)
-                if not whole:
-                    run["server_cpu_partial"] = True
             results["runs"].append(run)
             print(
                 f"  run {repeat + 1}, {in_flight:>2} in flight: {rate:,.0f} scans/s "
@@ -536,6 +526,26 @@ async def _server_processes(log: AuditLog) -> Callable[[], dict[int, float] | No
         return found
 
     return used
+
+
+def _cpu_per_scan(
+    scans: int,
+    cpu: float,
+    server_cpu: dict[int, float] | None,
+    server: Callable[[], dict[int, float] | None],
+) -> dict[str, Any]:
+    """CPU per scan since the readings `cpu` (this process) and `server_cpu` (the server's
+    processes, None on SQLite), in µs; a server figure missing a process that ended meanwhile
+    is flagged partial."""
+    figures: dict[str, Any] = {
+        "cpu_us_per_scan": round((time.process_time() - cpu) / scans * 1e6, 1)
+    }
+    if server_cpu is not None:
+        used, whole = _server_cpu_since(server_cpu, server())
+        figures["server_cpu_us_per_scan"] = round(used / scans * 1e6, 1)
+        if not whole:
+            figures["server_cpu_partial"] = True
+    return figures
 
 
 def _server_cpu_since(
