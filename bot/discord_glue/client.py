@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import pkgutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -287,14 +289,14 @@ class Spoofwatch(commands.AutoShardedBot):
         )
 
 
-def _last_messages(guild: discord.Guild) -> list[tuple[int, int]]:
-    """(channel, newest message) of each channel and active thread of the guild that has one."""
-    places: list[Any] = [*guild.channels, *guild.threads]
-    return [
-        (place.id, last)
-        for place in places
-        if (last := getattr(place, "last_message_id", None)) is not None
-    ]
+def _last_messages(guild: discord.Guild) -> Iterator[tuple[int, int]]:
+    """(channel, newest message) of each channel and active thread of the guild that has one;
+    lazily, so a guild the pacer has noted already costs no walk over its channels."""
+    places: Iterable[Any] = itertools.chain(guild.channels, guild.threads)
+    for place in places:
+        last = getattr(place, "last_message_id", None)
+        if last is not None:
+            yield place.id, last
 
 
 def _identify_lock(runtime: Runtime) -> KeyLock:
