@@ -145,7 +145,7 @@ async def run_case(
             kwargs = {"bs": standin}
         await stack.enter_async_context(standin)
         emu = await stack.enter_async_context(DiscordEmulator(rate_limits=args.rate_limits == "on"))
-        scene = build_scene(emu, users=args.users)
+        scene = build_scene(emu, users=args.users, channels=args.channels)
         tracker = ReplyTracker()
         tracker.install()
         stack.callback(tracker.uninstall)
@@ -411,6 +411,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=(*MODES, "both"), default="both")
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--users", type=int, default=50)
+    parser.add_argument(
+        "--channels",
+        type=int,
+        default=5,
+        help="text channels the users post in (more channels: Discord's per-channel "
+        "message limit binds later, and the CPU sets the pace sooner)",
+    )
     parser.add_argument("--rate", type=float, default=50.0, help="paced mode: messages/s")
     parser.add_argument(
         "--workers", type=int, default=0, help="SPOOFWATCH_WORKERS (0: the bot's default)"
@@ -455,6 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.messages <= 5000 or not 1 <= args.users <= 200:
         parser.error("--messages must be 1..5000 and --users 1..200")
+    if not 1 <= args.channels <= 500:
+        parser.error("--channels must be 1..500")
     finish(asyncio.run(main_async(args)), args.json)
 
 

@@ -155,6 +155,11 @@ def to_wav(av: Any, src: str, dst: str, max_samples: int | None, formats: str) -
 
     Packets the decoder refuses are skipped, as the ffmpeg command line does; `max_samples`
     cuts the output there. The number of samples written.
+
+    The decoded frames (20 ms each for a voice message) are gathered in FFmpeg's audio FIFO
+    and handed to the resampler one second at a time: each hand-off costs a round through
+    the resampler's filter graph, and one per frame was a fifth of the CPU a voice message
+    took here (BENCHMARKS.md, "Media on PyAV").
     """
     limit = max(0, max_samples) if max_samples is not None else sys.maxsize
     written = 0
@@ -165,6 +170,7 @@ def to_wav(av: Any, src: str, dst: str, max_samples: int | None, formats: str) -
         resampler = av.AudioResampler(
             format="s16", layout="mono", rate=RATE, frame_size=_FRAME_SAMPLES
         )
+        fifo = av.AudioFifo()
         with av.open(dst, "w", format="wav") as out:
             wav = out.add_stream("pcm_s16le", rate=RATE, layout="mono")
 
@@ -180,6 +186,10 @@ def to_wav(av: Any, src: str, dst: str, max_samples: int | None, formats: str) -
                     out.mux(wav.encode(frame))
                     written += take
 
+            def resample(frame: Any) -> None:
+                for piece in resampler.resample(frame):
+                    write(piece)
+
             try:
                 for packet in container.demux(stream):
                     try:
@@ -187,13 +197,19 @@ def to_wav(av: Any, src: str, dst: str, max_samples: int | None, formats: str) -
                     except av.error.InvalidDataError:
                         continue  # a damaged packet: skipped, as ffmpeg does
                     for frame in frames:
-                        for piece in resampler.resample(frame):
-                            write(piece)
+                        # The FIFO refuses a frame whose timestamp does not follow on from
+                        # the last; a skipped packet leaves such a gap, and the WAV has no
+                        # timestamps to keep.
+                        frame.pts = None
+                        fifo.write(frame)
+                        while (second := fifo.read(frame.sample_rate)) is not None:
+                            resample(second)
                     if written >= limit:
                         break
                 else:
-                    for piece in resampler.resample(None):
-                        write(piece)
+                    if (rest := fifo.read()) is not None:
+                        resample(rest)
+                    resample(None)
             except av.FFmpegError as exc:
                 raise Unreadable(_reason(exc)) from exc
             out.mux(wav.encode(None))
