@@ -24,6 +24,9 @@ from bot.worker_pool import NO_WORKER, Worker
 
 log = logging.getLogger(__name__)
 
+#: How long "both" mode waits for a side another task is finishing (a provider's own cap).
+DEFAULT_WAIT_S = 300.0
+
 
 def other_provider(
     provider: ProviderName, configured: Iterable[ProviderName]
@@ -54,9 +57,13 @@ def second_new(first: ScanRecord, provider: ProviderName, **changes: object) -> 
 class SecondOpinions:
     """Asks the other provider about a case's file, and finds the answers already given."""
 
-    def __init__(self, scans: ScanService, cases: CaseQueries) -> None:
+    def __init__(
+        self, scans: ScanService, cases: CaseQueries, *, wait_s: float = DEFAULT_WAIT_S
+    ) -> None:
         self._scans = scans
         self._cases = cases
+        #: How long "both" mode waits for the other side another task is finishing.
+        self._wait_s = wait_s
 
     @property
     def providers(self) -> list[ProviderName]:
@@ -131,6 +138,14 @@ class SecondOpinions:
         if outcome.error is not None and not _worth_asking(outcome.error.kind):
             return outcome
         second = await self.ask(outcome.record, request, provider, worker=worker)
+        if isinstance(second.error, ScanInProgress):
+            # Another task owns that side: after a restart, its resume is finishing the case
+            # this catch-up met. Wait for its verdict, so that the one reply shows it
+            # rather than "already being checked" (nothing would correct those words).
+            worker.hand_off()  # from here on this job only waits
+            finished = await self._scans.finished_elsewhere(second.record, timeout_s=self._wait_s)
+            if finished is not None:
+                second = finished
         return replace(outcome, second=second)
 
     async def _reuse(self, first: ScanRecord, new: NewScan) -> ScanOutcome | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.storage import AuditEvent
 from testkit.discord_emulator.interactions import MODAL, InteractionHandle
 from testkit.discord_emulator.models import Channel, Message, iter_components
 from testkit.e2e import Harness
@@ -64,3 +65,8 @@ def actions(alert: Message) -> str:
 
 def buttons(alert: Message) -> list[dict[str, Any]]:
     return [c for c in iter_components(alert.components) if c.get("type") == 2]
+
+
+def moderation(events: list[AuditEvent]) -> list[AuditEvent]:
+    """A case's events without its alert's own bookkeeping (due, then posted)."""
+    return [e for e in events if e.action not in {"alert_due", "alert_posted"}]

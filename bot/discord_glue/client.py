@@ -185,7 +185,9 @@ class Spoofwatch(commands.AutoShardedBot):
         self.http_session = runtime.http_session
         self.audit = runtime.audit
         self.scans = runtime.scans
-        self.second_opinions = SecondOpinions(runtime.scans, runtime.audit.cases)
+        self.second_opinions = SecondOpinions(
+            runtime.scans, runtime.audit.cases, wait_s=runtime.settings.poll_deadline_s
+        )
         self.clock = clock
         self.scan_pool = WorkerPool(runtime.settings.workers)
         metrics.watch_bot(self)

@@ -43,6 +43,9 @@ from bot.worker_pool import NO_WORKER, Worker
 
 log = logging.getLogger(__name__)
 
+#: How often `finished_elsewhere` reads a case another task is finishing.
+FINISHED_POLL_S = 1.0
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -112,7 +115,7 @@ class ScanService:
         if not created:
             # The same attachment was already accepted for this trigger (a replayed event).
             if record.status.finished:
-                return replace(await self._outcome_of(record), replayed=True)
+                return replace(await self.outcome_of(record), replayed=True)
             return ScanOutcome(
                 record=record,
                 error=ScanInProgress("This file is already being checked; the answer is coming."),
@@ -134,7 +137,7 @@ class ScanService:
         """Record a scan refused before it started (too large, quota, cooldown...)."""
         record, created = await self._audit.create_scan(new)
         if not created and record.status.finished:
-            return replace(await self._outcome_of(record), replayed=True)
+            return replace(await self.outcome_of(record), replayed=True)
         record = await self._audit.mark_failed(record.id, error.kind, error.message)
         log.info("scan refused: case #%s %s (%s)", record.case_number, error.kind, error.message)
         metrics.scan_finished(record, "refused", error)
@@ -372,12 +375,35 @@ class ScanService:
         metrics.scan_finished(failed, "failed", error)
         return ScanOutcome(record=failed, error=error)
 
-    async def _outcome_of(self, record: ScanRecord) -> ScanOutcome:
+    async def outcome_of(self, record: ScanRecord) -> ScanOutcome:
+        """The outcome a finished case recorded: its verdict, or its error."""
         if record.status in {ScanStatus.DONE, ScanStatus.REUSED} and record.sha256:
             stored = await self._audit.find_verdict(record.sha256, record.provider)
             if stored is not None:
                 return ScanOutcome(record=record, verdict=stored.verdict)
         return ScanOutcome(record=record, error=_recorded_error(record))
+
+    async def finished_elsewhere(
+        self, record: ScanRecord, *, timeout_s: float, poll_s: float = FINISHED_POLL_S
+    ) -> ScanOutcome | None:
+        """The outcome of a case another task (or process) is finishing, once it has;
+        None if it has not within `timeout_s` (or was forgotten meanwhile).
+
+        A restart's catch-up can meet a case its resume is still finishing: waiting for it
+        lets the one reply show that case's verdict instead of "already being checked".
+        The audit log is read every `poll_s`, so a case finished by another process counts.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            current = await self._audit.get_scan(record.id)
+            if current is None:
+                return None
+            if current.status.finished:
+                return await self.outcome_of(current)
+            if loop.time() + poll_s > deadline:
+                return None
+            await asyncio.sleep(poll_s)
 
     # --- answer ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ condition.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from bot.storage._sqlite_queries import (
     DAY,
     EXPORT_BATCH,
     TOP_N,
+    resolvers,
     stats_from_rows,
     without_second_opinions,
 )
@@ -43,7 +44,7 @@ FROM events AS e
 WHERE e.action = $1 AND e.case_number IS NOT NULL
 AND NOT EXISTS (
     SELECT 1 FROM events AS r WHERE r.guild_id = e.guild_id
-    AND r.case_number = e.case_number AND r.action = $2 AND r.id > e.id
+    AND r.case_number = e.case_number AND r.id > e.id AND r.action = ANY($2::text[])
 )"""
 _CASE_DELETED = """
 AND NOT EXISTS (
@@ -311,12 +312,17 @@ class PostgresCaseQueries:
         )
 
     async def unresolved_events(
-        self, action: str, resolved_by: str, *, case_deleted: bool = False, limit: int = 100
+        self,
+        action: str,
+        resolved_by: str | Sequence[str],
+        *,
+        case_deleted: bool = False,
+        limit: int = 100,
     ) -> list[AuditEvent]:
         return await self._events(
             _UNRESOLVED + (_CASE_DELETED if case_deleted else "") + " ORDER BY e.id LIMIT $3",
             action,
-            resolved_by,
+            resolvers(resolved_by),
             limit,
         )
 

@@ -16,7 +16,7 @@ Lifecycle updates (`set_media`, `mark_*`) raise `ScanNotFound` for an unknown sc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -168,12 +168,17 @@ class CaseQueries(Protocol):
         ...
 
     async def unresolved_events(
-        self, action: str, resolved_by: str, *, case_deleted: bool = False, limit: int = 100
+        self,
+        action: str,
+        resolved_by: str | Sequence[str],
+        *,
+        case_deleted: bool = False,
+        limit: int = 100,
     ) -> list[AuditEvent]:
         """Work the bot still owes, in every guild, oldest first: the `action` events about a
-        case with no later `resolved_by` event about the same case (feedback to send, a
-        mod-log alert's evidence to remove). With `case_deleted`, only those whose case is
-        gone (forgotten or purged)."""
+        case with no later event about the same case whose action is (one of) `resolved_by`
+        (feedback to send, a mod-log alert to post or its evidence to remove). With
+        `case_deleted`, only those whose case is gone (forgotten or purged)."""
         ...
 
 

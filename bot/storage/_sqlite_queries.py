@@ -11,6 +11,7 @@ query relies on is named next to it; `bench/audit_bench.py` times them at a mill
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -59,8 +60,16 @@ FROM events AS e
 WHERE e.action = ? AND e.case_number IS NOT NULL
 AND NOT EXISTS (
     SELECT 1 FROM events AS r WHERE r.guild_id = e.guild_id
-    AND r.case_number = e.case_number AND r.action = ? AND r.id > e.id
+    AND r.case_number = e.case_number AND r.id > e.id
+    AND r.action IN (SELECT value FROM json_each(?))
 )"""
+
+
+def resolvers(resolved_by: str | Sequence[str]) -> list[str]:
+    """`unresolved_events`' resolving actions as a list (one action may be given alone)."""
+    return [resolved_by] if isinstance(resolved_by, str) else list(resolved_by)
+
+
 _CASE_DELETED = """
 AND NOT EXISTS (
     SELECT 1 FROM scans AS s WHERE s.guild_id = e.guild_id AND s.case_number = e.case_number
@@ -324,11 +333,16 @@ class SQLiteCaseQueries:
         )
 
     async def unresolved_events(
-        self, action: str, resolved_by: str, *, case_deleted: bool = False, limit: int = 100
+        self,
+        action: str,
+        resolved_by: str | Sequence[str],
+        *,
+        case_deleted: bool = False,
+        limit: int = 100,
     ) -> list[AuditEvent]:
         return await self._events(
             _UNRESOLVED + (_CASE_DELETED if case_deleted else "") + " ORDER BY e.id LIMIT ?",
-            (action, resolved_by, limit),
+            (action, json.dumps(resolvers(resolved_by)), limit),
         )
 
     # --- helpers ------------------------------------------------------------------------

@@ -6,11 +6,13 @@ import asyncio
 import io
 import logging
 import re
+from dataclasses import replace
+from datetime import timedelta
 from typing import Final
 
 import aiohttp
 import discord
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from bot.discord_glue.client import Spoofwatch
 from bot.discord_glue.embeds import (
@@ -27,7 +29,7 @@ from bot.guild_config import ActionPolicy, GuildConfig
 from bot.opinions import combined
 from bot.provenance import provenance_fields
 from bot.scanning import ScanOutcome
-from bot.storage import Review
+from bot.storage import AuditEvent, Review, ScanRecord
 from bot.timeline import picture_name, render_strip_async, wants_picture
 from bot.verdict import DEFAULT_THRESHOLD, Finding, decide, percent, verdict_finding
 from cogs.alerts._outages import OutageNotices
@@ -41,6 +43,21 @@ EARLIER_CASES_READ: Final = 100
 #: Evidence kept on an automatic delete is read into memory: never more than this per file.
 EVIDENCE_MAX_BYTES: Final = 25 * 1024 * 1024
 EVIDENCE_READ_S: Final = 30.0
+
+#: A case's events about its mod-log alert. `alert_due` is recorded before anything is done
+#: about a flagged message, and one of the other two once its alert is settled: an alert a
+#: stopped process (or an error) left due is posted late by `Alerts.send_owed`.
+ALERT_DUE: Final = "alert_due"
+ALERT_POSTED: Final = "alert_posted"
+ALERT_NOT_POSTED: Final = "alert_not_posted"
+ALERT_SETTLED: Final = (ALERT_POSTED, ALERT_NOT_POSTED)
+#: Due alerts read per pass (every guild's; each process posts those of its own guilds).
+OWED_BATCH: Final = 500
+#: How old a due alert must be before a pass after start-up takes it over: older than any
+#: alert still on its way (a raid's alerts queue behind the mod-log's rate limit).
+OWED_AFTER: Final = timedelta(minutes=10)
+#: Said on an alert posted late.
+LATE_NOTE: Final = "Sent late: Spoofwatch stopped before it could post this alert."
 
 
 def is_suspicious(outcome: ScanOutcome, threshold: float) -> bool:
@@ -57,11 +74,33 @@ class Alerts(commands.Cog):
     def __init__(self, bot: Spoofwatch) -> None:
         self.bot = bot
         self.outages = OutageNotices(bot.clock)
+        #: (guild, case) whose alert this process is on: `send_owed` leaves them alone.
+        self._alerting: set[tuple[int, int]] = set()
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[Spoofwatch]) -> None:
         # The reason modals of the alert buttons (see `ReasonModal`).
         await submit_reason(interaction)
+
+    async def cog_load(self) -> None:
+        self.owed.start()
+
+    async def cog_unload(self) -> None:
+        self.owed.cancel()
+
+    @tasks.loop(minutes=5)
+    async def owed(self) -> None:
+        """Post the alerts left due. At start-up none of this process's is on its way yet."""
+        starting = self.owed.current_loop == 0
+        await self.send_owed(older_than=timedelta(0) if starting else OWED_AFTER)
+
+    @owed.before_loop
+    async def _owed_after_ready(self) -> None:
+        await self.bot.wait_until_ready()  # the guilds and their channels are known
+
+    @owed.error
+    async def _owed_failed(self, error: BaseException) -> None:
+        log.error("posting owed alerts failed; will retry", exc_info=error)
 
     @commands.Cog.listener()
     async def on_scan_finished(
@@ -69,14 +108,49 @@ class Alerts(commands.Cog):
     ) -> None:
         if message.guild is None:
             return
-        # A second opinion's provider can be down too ("provider both").
-        seconds = [o.second for o in outcomes if o.second is not None]
-        await self.outages.observe(message.guild, [*outcomes, *seconds], config)
+        # A second opinion's provider can be down too ("provider both"). A case finished
+        # before a restart tells nothing of the providers now.
+        live = [o for o in outcomes if not o.replayed]
+        seconds = [o.second for o in live if o.second is not None]
+        await self.outages.observe(message.guild, [*live, *seconds], config)
         if config.action is ActionPolicy.REPLY:
             return
-        suspicious = [o for o in outcomes if is_suspicious(o, config.alert_threshold)]
+        suspicious = [
+            o
+            for o in outcomes
+            if is_suspicious(o, config.alert_threshold) and not await self._already_due(o)
+        ]
         if not suspicious:
             return
+        keys = [(message.guild.id, o.record.case_number) for o in suspicious]
+        self._alerting.update(keys)
+        try:
+            for outcome in suspicious:
+                await self._record(outcome.record, ALERT_DUE, f"message {_where(outcome.record)}")
+            await self._act(message, outcomes, suspicious, config)
+        finally:
+            self._alerting.difference_update(keys)
+
+    async def _already_due(self, outcome: ScanOutcome) -> bool:
+        """A case finished before a restart whose alert an earlier run already took on
+        (posted, or left due for `send_owed`): not alerted twice."""
+        if not outcome.replayed:
+            return False
+        record = outcome.record
+        events = await self.bot.audit.cases.case_events(record.guild_id, record.case_number)
+        return any(e.action == ALERT_DUE for e in events)
+
+    async def _act(
+        self,
+        message: discord.Message,
+        outcomes: list[ScanOutcome],
+        suspicious: list[ScanOutcome],
+        config: GuildConfig,
+        *,
+        late: bool = False,
+    ) -> None:
+        """What the guild's policy does about the flagged `suspicious` of `message`."""
+        assert message.guild is not None
         deleted: str | None = None
         evidence: dict[int, discord.File] = {}
         done = False
@@ -109,7 +183,85 @@ class Alerts(commands.Cog):
                 deleted,
                 evidence.get(outcome.record.id),
                 message_gone=done,
+                late=late,
             )
+
+    # --- alerts left due ------------------------------------------------------------------
+
+    async def send_owed(self, *, older_than: timedelta = OWED_AFTER) -> int:
+        """Post the alerts left due (their process stopped, or their try raised) at least
+        `older_than` ago, in this process's guilds; how many were settled. Never raises."""
+        try:
+            owed = await self.bot.audit.cases.unresolved_events(
+                ALERT_DUE, ALERT_SETTLED, limit=OWED_BATCH
+            )
+        except Exception:
+            log.exception("could not read the alerts left due")
+            return 0
+        cutoff = self.bot.clock() - older_than
+        settled = 0
+        for event in owed:
+            guild = self.bot.get_guild(event.guild_id)
+            key = (event.guild_id, event.case_number or 0)
+            if guild is None or event.at > cutoff or key in self._alerting:
+                continue  # another process's guild, or an alert still on its way
+            self._alerting.add(key)
+            try:
+                await self._send_late(guild, event)
+            except Exception as exc:
+                log.exception("owed alert of case %s/#%s failed", *key)
+                await self._not_posted(*key, f"the late alert failed ({type(exc).__name__})")
+            finally:
+                self._alerting.discard(key)
+            settled += 1
+        if settled:
+            log.info("posted or settled %d alert(s) left due", settled)
+        return settled
+
+    async def _send_late(self, guild: discord.Guild, event: AuditEvent) -> None:
+        assert event.case_number is not None
+        record = await self.bot.audit.cases.case(guild.id, event.case_number)
+        if record is None:
+            await self._not_posted(
+                guild.id, event.case_number, "the case was deleted before its alert was posted"
+            )
+            return
+        log.warning("case %s/#%s: posting the alert left due", guild.id, record.case_number)
+        config = await self.bot.guild_configs.get(guild.id)
+        outcome = await self.bot.scans.outcome_of(record)
+        seconds = await self.bot.second_opinions.existing(guild.id, record.case_number)
+        if seconds:
+            outcome = replace(outcome, second=await self.bot.scans.outcome_of(seconds[-1]))
+        message = await _message_of(guild, record)
+        if message is not None:
+            await self._act(message, [outcome], [outcome], config, late=True)
+            return
+        # The message is gone (deleted by its author, by a moderator, or by this policy
+        # before the stop): what the case holds is the alert.
+        if config.modlog_channel_id is None:
+            await self._not_posted(guild.id, record.case_number, "no mod-log channel is set")
+            return
+        channel = modlog_channel(guild, config)
+        if channel is None:
+            await self._not_posted(guild.id, record.case_number, GONE)
+            return
+        ping, mentions = _ping(config)
+        has_second = outcome.second is not None and outcome.second.verdict is not None
+        view = alert_view(
+            record.case_number,
+            AlertState(message_gone=True, second_opinion=has_second),
+            second_from=self.bot.second_opinions.other(record),
+        )
+        posted = await post(
+            channel,
+            content=(f"{ping}\n" if ping else "") + late_alert(outcome),
+            view=view,
+            allowed_mentions=mentions,
+        )
+        if isinstance(posted, discord.Message):
+            await self._record(record, ALERT_POSTED, f"mod-log {channel.id}/{posted.id}")
+        else:
+            await self._not_posted(guild.id, record.case_number, f"mod-log {channel.id}: {posted}")
 
     async def _after_delete(
         self,
@@ -181,9 +333,13 @@ class Alerts(commands.Cog):
         evidence: discord.File | None = None,
         *,
         message_gone: bool = False,
+        late: bool = False,
     ) -> None:
         assert message.guild is not None
         if config.modlog_channel_id is None:
+            await self._not_posted(
+                message.guild.id, outcome.record.case_number, "no mod-log channel is set"
+            )
             return
         channel = modlog_channel(message.guild, config)
         case_number = outcome.record.case_number
@@ -224,12 +380,14 @@ class Alerts(commands.Cog):
                 earlier=earlier,
                 picture=picture.filename if picture else None,
                 evidence=evidence.filename if evidence else None,
+                late=late,
             ),
             view=view,
             files=files,
             allowed_mentions=mentions,
         )
         if isinstance(first, discord.Message):
+            await self._record(outcome.record, ALERT_POSTED, f"mod-log {channel.id}/{first.id}")
             if evidence is not None:
                 await self.bot.kept_evidence.kept(message.guild.id, case_number, first)
             return
@@ -249,6 +407,7 @@ class Alerts(commands.Cog):
             allowed_mentions=mentions,
         )
         if isinstance(second, discord.Message):
+            await self._record(outcome.record, ALERT_POSTED, f"mod-log {channel.id}/{second.id}")
             return
         log.error(
             "alert for case %s/#%s could not be posted in %s: %s; then %s",
@@ -289,10 +448,37 @@ class Alerts(commands.Cog):
             await self.bot.audit.admin.record_action(
                 guild_id,
                 case_number,
-                action="alert_not_posted",
+                action=ALERT_NOT_POSTED,
                 actor_id=self.bot.user.id,
                 outcome=why,
             )
+
+    async def _record(self, record: ScanRecord, action: str, what: str) -> None:
+        """An event about the case's alert (due, posted), by the bot."""
+        if self.bot.user is not None:
+            await self.bot.audit.admin.record_action(
+                record.guild_id,
+                record.case_number,
+                action=action,
+                actor_id=self.bot.user.id,
+                outcome=what,
+            )
+
+
+def _where(record: ScanRecord) -> str:
+    return f"{record.channel_id}/{record.message_id}"
+
+
+async def _message_of(guild: discord.Guild, record: ScanRecord) -> discord.Message | None:
+    """The case's message, if it is still on Discord and readable."""
+    channel = guild.get_channel_or_thread(record.channel_id or 0)
+    if record.message_id is None or not isinstance(channel, discord.abc.Messageable):
+        return None
+    try:
+        return await channel.fetch_message(record.message_id)
+    except discord.HTTPException as exc:
+        log.info("message of case #%s not fetched: %s", record.case_number, exc)
+        return None
 
 
 def _ping(config: GuildConfig) -> tuple[str | None, discord.AllowedMentions]:
@@ -318,6 +504,21 @@ def plain_alert(message: discord.Message, outcome: ScanOutcome, deleted: str | N
     return text + (f"\n{deleted}" if deleted else "")
 
 
+def late_alert(outcome: ScanOutcome) -> str:
+    """The alert posted late for a message no longer on Discord, from what the case holds."""
+    record = outcome.record
+    verdict = outcome.verdict or (outcome.second.verdict if outcome.second else None)
+    p = verdict.spoofed_probability if verdict is not None else None
+    score = "no score" if p is None else f"{percent(p)}% likely synthetic"
+    who = f"<@{record.author_id}>" if record.author_id else "a member"
+    where = f"<#{record.channel_id}>" if record.channel_id else "a channel"
+    return (
+        f"⚠️ Possible deepfake — case #{record.case_number}, {score}, by {who} in {where}. "
+        "The message is no longer on Discord.\n"
+        f"-# {LATE_NOTE} `/audit case` shows the case."
+    )
+
+
 def alert_embed(
     message: discord.Message,
     outcome: ScanOutcome,
@@ -327,6 +528,7 @@ def alert_embed(
     earlier: tuple[int, int] = (0, 0),
     picture: str | None = None,
     evidence: str | None = None,
+    late: bool = False,
 ) -> discord.Embed:
     """The mod-log alert: who, where, when, the score once against the threshold, the
     transcript and the timeline, and the member's earlier flags here, in one look."""
@@ -368,6 +570,8 @@ def alert_embed(
         lines.append(f"[Open the message]({message.jump_url})")
     if len(verdict.segments) > 1:
         lines.append(timeline_summary(verdict.segments, threshold, verdict.duration_s))
+    if late:
+        lines.append(f"-# {LATE_NOTE}")
     embed.description = "\n".join(lines)
     if verdict.transcript and (transcript := sanitize(verdict.transcript, limit=1000)):
         embed.add_field(name="Transcript", value=f"> {transcript}", inline=False)

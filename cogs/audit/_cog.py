@@ -405,7 +405,7 @@ def case_embed(
         )
     for line in _opinion_lines(record, linked, threshold):
         embed.add_field(name=line[0], value=line[1], inline=line[2])
-    actions = [_event_line(e) for e in events if e.action != "review"]
+    actions = [_event_line(e) for e in events if e.action not in _NOT_AMONG_ACTIONS]
     if actions:
         embed.add_field(name="Actions", value=_lines(actions[-10:]), inline=False)
     return fit_embed(embed)
@@ -431,6 +431,10 @@ def _opinion_lines(
     fields.append(("Combined (two providers)", combined_words(both), False))
     return fields
 
+
+#: Events a case's "Actions" leave out: the review has its own field, and an alert being due
+#: then posted is the bot's bookkeeping (an alert that could not be posted is shown).
+_NOT_AMONG_ACTIONS = frozenset({"review", "alert_due", "alert_posted"})
 
 _ACTION_WORDS = {
     "delete": "message deleted",

@@ -312,8 +312,10 @@ class AutoScan(commands.Cog):
             await answer.abandon()
             raise
         # None: a duplicate event, or a restart's resume, owns this message and answers it.
-        # A replayed outcome was announced by the run that finished it.
-        finished_now = [o for o in current or [] if not o.replayed]
+        # A case is announced (alerts, provider health) by the task whose answer found it
+        # unanswered: the run that finished it announces only after its reply, so a case a
+        # restart finds finished but unanswered was never announced, replayed or not.
+        finished_now = [o for o in current or [] if o.record.reply_message_id is None]
         if finished_now:
             self.bot.dispatch("scan_finished", message, finished_now, config)
         await answer.close()

@@ -99,6 +99,8 @@ class Health(commands.Cog):
         self, message: discord.Message, outcomes: list[ScanOutcome], config: GuildConfig
     ) -> None:
         for outcome in outcomes:
+            if outcome.replayed:
+                continue  # finished before a restart: says nothing of the provider now
             await self.bot.provider_health.observe(outcome.record.provider, outcome.error)
 
     async def tell_modlogs(self, state: ProviderState) -> None:

@@ -398,3 +398,32 @@ async def test_a_second_opinion_cut_short_by_a_restart_is_told_in_the_mod_log(
         assert second is not None and second.status is ScanStatus.DONE
         restarts = [m for m in sw.emu.bot_messages(modlog) if "before a restart" in m.content]
         assert restarts == [told]
+
+
+async def test_both_mode_restart_during_the_second_scan_shows_both_verdicts(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path
+) -> None:
+    """Fails if, when a restart cuts short the second provider's scan of a "both" mode file
+    (the first provider's verdict is in), the one reply the catch-up posts says that side is
+    "already being checked" instead of showing its verdict, or a provider is asked twice."""
+    path = wav(tmp_path, 1)
+    async with make_spoofwatch() as sw:
+        await configure(sw, "provider", {"provider": "both"})
+        sw.bs.processing_polls = 10**6  # the second side stays pending until the second run
+        message = await sw.post(path)
+        await sw.emu.wait_for(lambda: sw.bs.status_polls >= 1)
+        await sw.bot.close()  # cancels the second scan; its row stays `submitted`
+        first = await sw.bot.audit.cases.case(sw.emu.guild.id, 1)
+        second = await sw.bot.audit.cases.case(sw.emu.guild.id, 2)
+        assert first is not None and first.status is ScanStatus.DONE
+        assert second is not None and second.status is ScanStatus.SUBMITTED
+    sw.bs.processing_polls = 0
+    async with make_spoofwatch() as sw:
+        reply = await sw.emu.wait_for_reply(message)
+        await sw.settle()
+        replies = [m for m in sw.emu.replies_to(message) if m.author.id == sw.emu.bot_user.id]
+        assert replies == [reply]
+        assert "already being checked" not in text_of(reply)
+        embed = reply.embeds[0]
+        assert field(embed, "Behavioral Signals") and field(embed, "Resemble AI")
+        assert (sw.bs.submissions, sw.resemble.submissions) == (1, 1)

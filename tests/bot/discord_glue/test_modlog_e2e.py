@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from testkit.alerts import make_modlog
+from testkit.alerts import make_modlog, moderation
 from testkit.discord_emulator.models import Message
 from testkit.e2e import Harness
 from testkit.moderation import FAKE, listeners_done, scan, text_of, wav
@@ -24,7 +24,7 @@ async def _ask_review(sw: Harness, reply: Message) -> tuple[str, str]:
     answer = await (
         await sw.emu.click_button(reply, sw.emu.member, label="This is wrong")
     ).wait_for_reply()
-    [event] = await sw.bot.audit.cases.case_events(sw.emu.guild.id, 1)
+    [event] = moderation(await sw.bot.audit.cases.case_events(sw.emu.guild.id, 1))
     return answer.content, event.reason or ""
 
 

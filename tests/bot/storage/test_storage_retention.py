@@ -122,6 +122,26 @@ async def test_unresolved_events_are_those_without_a_later_resolution(log: Audit
     assert len(await log.cases.unresolved_events("owed", "done", limit=1)) == 1
 
 
+async def test_owed_work_is_resolved_by_any_action_it_names(log: AuditLog) -> None:
+    """Fails if owed work naming several resolving actions (an alert posted, or found not
+    postable) stays owed after one of them, or is resolved by an action it does not name."""
+    posted, refused, waiting = [
+        await finished_scan(log, new_scan(author_id=author)) for author in (500, 501, 502)
+    ]
+    for case in (posted, refused, waiting):
+        await log.admin.log_event(
+            GUILD_A, actor="bot", action="owed", target=f"case {case.case_number}", reason="x"
+        )
+    for case, action in ((posted, "posted"), (refused, "refused"), (waiting, "other")):
+        await log.admin.log_event(
+            GUILD_A, actor="bot", action=action, target=f"case {case.case_number}", reason="y"
+        )
+    owed = await log.cases.unresolved_events("owed", ("posted", "refused"))
+    assert [e.case_number for e in owed] == [waiting.case_number]
+    owed = await log.cases.unresolved_events("owed", "posted")
+    assert [e.case_number for e in owed] == [refused.case_number, waiting.case_number]
+
+
 # --- privacy -------------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from bot.guild_config import ActionPolicy, GuildConfig
 from cogs.admin import _cog as admin_cog
+from testkit.alerts import moderation
 from testkit.discord_emulator.bits import DEFAULT_BOT_PERMISSIONS, Permission
 from testkit.discord_emulator.models import Channel, Message, iter_components
 from testkit.e2e import Harness, MakeSpoofwatch
@@ -216,7 +217,7 @@ async def test_policy_deletion_is_recorded_on_the_case(
     spoofwatch.resemble.script_result(path, metrics=FAKE)
     await spoofwatch.reply_to(await spoofwatch.post(path))
     await listeners_done(spoofwatch)
-    events = await spoofwatch.bot.audit.cases.case_events(emu.guild.id, 1)
+    events = moderation(await spoofwatch.bot.audit.cases.case_events(emu.guild.id, 1))
     # Then the alert carrying the file says where it is, for the retention purge.
     assert [(e.action, e.actor) for e in events] == [
         ("delete", str(emu.bot_user.id)),

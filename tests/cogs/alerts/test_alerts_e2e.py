@@ -19,6 +19,7 @@ from testkit.alerts import (
     click,
     make_alerted,
     make_modlog,
+    moderation,
     post_fake,
 )
 from testkit.discord_emulator.bits import DEFAULT_BOT_PERMISSIONS, Permission
@@ -97,7 +98,7 @@ async def test_review_buttons_record_the_review(
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     updated = await click(alerted, label)
     record = await audit.cases.case(emu.guild.id, 1)
-    events = await audit.cases.case_events(emu.guild.id, 1)
+    events = moderation(await audit.cases.case_events(emu.guild.id, 1))
     assert record is not None
     assert (record.review, record.reviewed_by) == (decision, emu.moderator.id)
     shown = "confirmed deepfake" if decision is Review.CONFIRMED else "not a deepfake"
@@ -109,7 +110,7 @@ async def test_delete_button_deletes_the_message(alerted: Alerted) -> None:
     """Delete message removes the member's message and records who deleted it on the case."""
     emu, audit = alerted.sw.emu, alerted.sw.bot.audit
     updated = await click(alerted, "Delete message")
-    events = await audit.cases.case_events(emu.guild.id, 1)
+    events = moderation(await audit.cases.case_events(emu.guild.id, 1))
     assert emu.message(alerted.message).deleted
     assert "Message deleted" in actions(updated)
     assert [(e.action, e.actor) for e in events] == [("delete", str(emu.moderator.id))]
@@ -133,7 +134,7 @@ async def test_timeout_buttons_time_the_author_out(
     after = datetime.now(UTC)
     until = emu.member.communication_disabled_until
     [patch] = emu.requests_to("PATCH", f"/guilds/{emu.guild.id}/members/{emu.member.id}")
-    events = await audit.cases.case_events(emu.guild.id, 1)
+    events = moderation(await audit.cases.case_events(emu.guild.id, 1))
     assert until is not None and before + length <= until <= after + length
     assert str(emu.moderator.id) in (patch.audit_log_reason or "")
     assert "timed out" in actions(updated)
@@ -154,7 +155,7 @@ async def test_a_plain_member_cannot_click(alerted: Alerted, label: str) -> None
     assert record is not None and record.review is None
     assert not emu.message(alerted.message).deleted
     assert emu.member.communication_disabled_until is None
-    assert await audit.cases.case_events(emu.guild.id, 1) == []
+    assert moderation(await audit.cases.case_events(emu.guild.id, 1)) == []
 
 
 async def test_timeouts_need_moderate_members(alerted: Alerted) -> None:
@@ -178,7 +179,7 @@ async def test_delete_without_manage_messages_is_shown_on_the_alert(alerted: Ale
     updated = await click(alerted, "Delete message")
     assert "Manage Messages" in actions(updated)
     assert not emu.message(alerted.message).deleted
-    assert await audit.cases.case_events(emu.guild.id, 1) == []
+    assert moderation(await audit.cases.case_events(emu.guild.id, 1)) == []
 
 
 async def test_delete_of_a_message_already_gone_is_shown(alerted: Alerted) -> None:
@@ -196,7 +197,7 @@ async def test_timeout_without_moderate_members_is_shown(alerted: Alerted) -> No
     updated = await click(alerted, "Time out 10 min")
     assert "Could not time out" in actions(updated)
     assert emu.member.communication_disabled_until is None
-    assert await audit.cases.case_events(emu.guild.id, 1) == []
+    assert moderation(await audit.cases.case_events(emu.guild.id, 1)) == []
 
 
 async def test_buttons_of_a_forgotten_case_say_so(alerted: Alerted) -> None:
@@ -242,7 +243,7 @@ async def test_buttons_work_after_a_restart(alerted_then_restarted: Alerted, lab
     a = alerted_then_restarted
     emu = a.sw.emu
     updated = await click(a, label)
-    events = await a.sw.bot.audit.cases.case_events(emu.guild.id, 1)
+    events = moderation(await a.sw.bot.audit.cases.case_events(emu.guild.id, 1))
     assert "⚠️" not in actions(updated) and actions(updated)
     assert [e.actor for e in events] == [str(emu.moderator.id)]
 
@@ -328,8 +329,8 @@ async def test_alert_that_cannot_be_posted_is_recorded_on_the_case(
     await spoofwatch.reply_to(await spoofwatch.post(path))
     await listeners_done(spoofwatch)
     events = await spoofwatch.bot.audit.cases.case_events(emu.guild.id, 1)
-    assert [e.action for e in events] == ["alert_not_posted"]
-    assert "This field is required" in events[0].reason
+    assert [e.action for e in events] == ["alert_due", "alert_not_posted"]
+    assert "This field is required" in events[1].reason
 
 
 async def test_alert_for_a_vanished_modlog_is_recorded_on_the_case(
@@ -345,9 +346,12 @@ async def test_alert_for_a_vanished_modlog_is_recorded_on_the_case(
     await spoofwatch.reply_to(await spoofwatch.post(path))
     await listeners_done(spoofwatch)
     events = await spoofwatch.bot.audit.cases.case_events(emu.guild.id, 1)
-    assert [(e.action, e.reason) for e in events] == [
+    assert [(e.action, e.reason) for e in events][1:] == [
         ("alert_not_posted", "the mod-log channel is gone")
     ]
+    # Settled: not tried again by the pass that posts alerts left due.
+    alerts = spoofwatch.bot.get_cog("Alerts")
+    assert alerts is not None and await alerts.send_owed(older_than=timedelta(0)) == 0  # type: ignore[attr-defined]
 
 
 async def test_refused_buttons_are_left_out_of_the_retry(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.storage import Trigger
+from testkit.alerts import moderation
 from testkit.discord_emulator.models import Channel, Message
 from testkit.e2e import Harness, MakeSpoofwatch
 from testkit.moderation import FAKE, REAL, configure, field, listeners_done, run, scan, text_of, wav
@@ -99,7 +100,7 @@ async def test_this_is_wrong_reaches_the_modlog_once(spoofwatch: Harness, tmp_pa
         await emu.click_button(reply, emu.member, label="This is wrong")
     ).wait_for_reply()
     requests = emu.bot_messages(modlog)[alerts:]
-    events = await spoofwatch.bot.audit.cases.case_events(emu.guild.id, 1)
+    events = moderation(await spoofwatch.bot.audit.cases.case_events(emu.guild.id, 1))
     assert first.ephemeral and "moderators have been asked" in first.content
     assert "already asked" in again.content
     [request] = requests

@@ -1,0 +1,173 @@
+"""Mod-log alerts survive a stop: an alert is due on its case before anything is done about a
+flagged message, and one left due (the process stopped, or its try raised) is posted late.
+
+The real bot against the Discord emulator, the Resemble stand-in and a real SQLite file. What
+a SIGKILL would leave behind is arranged by stopping the first run at the right moment (or
+patching out its last step), as in `tests/bot/test_durability_e2e.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.scanning import ScanOutcome
+from bot.scanning._answer import Answers
+from testkit.alerts import make_alerted, make_modlog
+from testkit.discord_emulator.models import Channel, Message
+from testkit.e2e import Harness, MakeSpoofwatch
+from testkit.moderation import FAKE, listeners_done, text_of, wav
+
+LATE = "Sent late: Spoofwatch stopped before it could post this alert."
+
+
+def alerts_cog(sw: Harness) -> Any:
+    # Each start re-imports the extension: the running cog is not an instance of a class
+    # imported here.
+    cog = sw.bot.get_cog("Alerts")
+    assert cog is not None
+    return cog
+
+
+async def alert_events(sw: Harness, case: int = 1) -> list[tuple[str, str]]:
+    events = await sw.bot.audit.cases.case_events(sw.emu.guild.id, case)
+    return [(e.action, e.reason) for e in events if e.action.startswith("alert_")]
+
+
+async def settled_events(sw: Harness, case: int = 1) -> list[str]:
+    """The case's alert events once its alert is settled (posted, or not postable)."""
+    for _ in range(500):
+        actions = [a for a, _ in await alert_events(sw, case)]
+        if actions and actions[-1] != "alert_due":
+            return actions
+        await asyncio.sleep(0.01)
+    return actions
+
+
+async def flagged_alert_left_due(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Channel, Message]:
+    """A first run that records the flagged case's alert as due, then stops before acting."""
+    path = wav(tmp_path, 1)
+    async with make_spoofwatch() as sw:
+        modlog = await make_modlog(sw)
+
+        async def stops_before_acting(*args: object, **kwargs: object) -> None:
+            return None
+
+        monkeypatch.setattr(alerts_cog(sw), "_act", stops_before_acting)
+        sw.resemble.script_result(path, metrics=FAKE)
+        message = await sw.post(path)
+        await sw.reply_to(message)
+        await listeners_done(sw)
+        assert sw.emu.bot_messages(modlog) == []
+        assert [a for a, _ in await alert_events(sw)] == ["alert_due"]
+    monkeypatch.undo()
+    return modlog, message
+
+
+async def test_an_alert_is_due_on_its_case_before_it_is_posted(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if a flagged message's alert is not recorded as due before it is posted and as
+    posted (where) after, or if a settled alert is posted again."""
+    a = await make_alerted(spoofwatch, tmp_path)
+    emu = spoofwatch.emu
+    assert await alert_events(spoofwatch) == [
+        ("alert_due", f"message {emu.text_channel.id}/{a.message.id}"),
+        ("alert_posted", f"mod-log {a.modlog.id}/{a.alert.id}"),
+    ]
+    assert await alerts_cog(spoofwatch).send_owed(older_than=timedelta(0)) == 0
+    assert emu.bot_messages(a.modlog) == [a.alert]
+
+
+async def test_a_flagged_verdict_recorded_but_never_answered_is_alerted_after_a_restart(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if a stop between recording a flagged verdict and answering the message (the
+    public reply comes first, then the alert) leaves the moderators without an alert once the
+    restart's catch-up has answered, or costs a second provider call."""
+    path = wav(tmp_path, 1)
+
+    async def dies_before_replying(*args: object, **kwargs: object) -> list[ScanOutcome]:
+        return []
+
+    async with make_spoofwatch() as sw:
+        modlog = await make_modlog(sw)
+        monkeypatch.setattr(Answers, "answer", dies_before_replying)
+        sw.resemble.script_result(path, metrics=FAKE)
+        message = await sw.post(path)
+        await sw.emu.wait_for(lambda: sw.resemble.submissions == 1)
+        await sw.settle()
+        assert sw.emu.bot_messages(modlog) == []
+    monkeypatch.undo()
+    async with make_spoofwatch() as sw:
+        alert = await sw.emu.wait_for_message(modlog, predicate=lambda m: bool(m.embeds))
+        await sw.emu.wait_for_reply(message)
+        await listeners_done(sw)
+        assert "case #1" in text_of(alert).lower() and "90%" in text_of(alert)
+        assert sw.emu.bot_messages(modlog) == [alert]
+        assert [a for a, _ in await alert_events(sw)] == ["alert_due", "alert_posted"]
+        assert sw.resemble.submissions == 1
+
+
+async def test_an_alert_left_due_by_a_stop_is_posted_late_at_the_next_start(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if an alert recorded as due but never posted (the process stopped) is lost at
+    the next start, is not marked as late, or is posted more than once."""
+    modlog, message = await flagged_alert_left_due(make_spoofwatch, tmp_path, monkeypatch)
+    async with make_spoofwatch() as sw:
+        alert = await sw.emu.wait_for_message(modlog, predicate=lambda m: bool(m.embeds))
+        text = text_of(alert)
+        assert LATE in text and "case #1" in text.lower()
+        assert f"/{message.id}" in text  # still on Discord: the alert links to it
+        assert "Confirm deepfake" in str(alert.components)
+        assert await settled_events(sw) == ["alert_due", "alert_posted"]
+        assert await alerts_cog(sw).send_owed(older_than=timedelta(0)) == 0
+        assert sw.emu.bot_messages(modlog) == [alert]
+
+
+async def test_an_alert_left_due_for_a_deleted_message_is_posted_from_the_case(
+    make_spoofwatch: MakeSpoofwatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fails if an alert left due is dropped because its message was deleted meanwhile
+    (the case still names who posted what, where, and the score)."""
+    modlog, message = await flagged_alert_left_due(make_spoofwatch, tmp_path, monkeypatch)
+    async with make_spoofwatch() as sw:
+        # Deleted before the bot's start-up pass reads it (the pass waits for the gateway).
+        await sw.emu.delete_message(message)
+        alert = await sw.emu.wait_for_message(modlog, predicate=lambda m: "case #1" in m.content)
+        assert LATE in alert.content and "no longer on Discord" in alert.content
+        assert "90% likely synthetic" in alert.content
+        assert f"<@{sw.emu.member.id}>" in alert.content
+        assert f"<#{sw.emu.text_channel.id}>" in alert.content
+        assert "Confirm deepfake" in str(alert.components)
+        assert await settled_events(sw) == ["alert_due", "alert_posted"]
+
+
+async def test_a_recent_due_alert_is_left_to_the_task_posting_it(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if a pass after start-up takes over an alert due only moments ago (in a raid,
+    alerts wait their turn behind the mod-log's rate limit): it would be posted twice."""
+    modlog, _ = await flagged_alert_left_due(make_spoofwatch, tmp_path, monkeypatch)
+    async with make_spoofwatch() as sw:
+        await sw.emu.wait_for_message(modlog, predicate=lambda m: bool(m.embeds))
+        assert await settled_events(sw) == ["alert_due", "alert_posted"]
+        cog = alerts_cog(sw)
+        # Due again (a new try of the same case), moments ago: a later pass leaves it.
+        assert sw.bot.user is not None
+        await sw.bot.audit.admin.record_action(
+            sw.emu.guild.id, 1, action="alert_due", actor_id=sw.bot.user.id, outcome="again"
+        )
+        assert await cog.send_owed() == 0
+        assert len(sw.emu.bot_messages(modlog)) == 1
+        assert await cog.send_owed(older_than=timedelta(0)) == 1
+        assert len(sw.emu.bot_messages(modlog)) == 2
