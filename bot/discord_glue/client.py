@@ -194,11 +194,12 @@ class Spoofwatch(commands.AutoShardedBot):
         self.guild_configs = GuildConfigs(runtime)
         #: Account problems of the providers (refused key, no credits), for the mod-logs.
         self.provider_health = ProviderHealth(runtime.detectors)
+        shards = runtime.settings.shard_filter
         self.provider_copies = ProviderCopies(
-            runtime.detectors, runtime.audit, self.guild_configs.get
+            runtime.detectors, runtime.audit, self.guild_configs.get, shards=shards
         )
         #: Files kept on mod-log alerts, taken off when their case is deleted.
-        self.kept_evidence = KeptEvidence(runtime.audit)
+        self.kept_evidence = KeptEvidence(runtime.audit, shards=shards)
         self.check_cooldown = Cooldown(runtime.audit.cooldowns, bucket="check", rate=5, per_s=600)
         self.shutdown_grace_s = SHUTDOWN_GRACE_S
         #: Sync slash commands at start-up when they changed (off for `python -m bot sync`).

@@ -23,7 +23,7 @@ import aiohttp
 import discord
 
 from bot.discord_glue.replies import describe_http_error
-from bot.storage import AuditEvent, AuditLog
+from bot.storage import AuditEvent, AuditLog, ShardFilter
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,10 @@ _WHERE = re.compile(r"alert (\d+)/(\d+)")
 class KeptEvidence:
     """Records which alerts carry a file, and takes the file off once the case is deleted."""
 
-    def __init__(self, audit: AuditLog) -> None:
+    def __init__(self, audit: AuditLog, *, shards: ShardFilter | None = None) -> None:
         self._audit = audit
+        #: The guilds whose alerts this process edits (its shards'); None: every guild.
+        self._shards = shards
         #: One run at a time in this process (the hourly purge and a `/spoofwatch forget`).
         self._running = asyncio.Lock()
 
@@ -84,6 +86,8 @@ class KeptEvidence:
                 return {}
             handled: collections.Counter[int] = collections.Counter()
             for event in owed:
+                if self._shards is not None and not self._shards.owns(event.guild_id):
+                    continue  # another process's guild: that process edits its alerts
                 outcome = await self._remove(client, event)
                 if outcome is None:
                     break  # Discord is unreachable: the rest wait for the next run too

@@ -25,7 +25,7 @@ from bot.provider_copies import (
     _chunks,
     deletion_summary,
 )
-from bot.storage import Review, ScanRecord
+from bot.storage import Review, ScanRecord, ShardFilter
 from bot.verdict import Label, ProviderName
 from testkit.audit_log import GUILD_A, GUILD_B, finished_scan, new_scan, verdict
 from testkit.standins.resemble import ResembleStandIn, metrics
@@ -214,6 +214,28 @@ async def test_recent_owed_feedback_is_left_to_the_sender(
     assert resemble_standin.received["feedback"] == 0
     assert await copies.resend_owed(clock.now + RESEND_AFTER + timedelta(seconds=1)) == 1
     assert resemble_standin.feedback[job]["type"] == "correct"
+
+
+@pytest.mark.parametrize("owned", [False, True])
+async def test_owed_feedback_is_sent_only_by_the_process_running_its_guild(
+    log, clock, resemble_standin: ResembleStandIn, resemble_client, make_wav_upload, owned: bool
+) -> None:
+    """Fails if a process of a sharded deployment sends feedback owed in another process's
+    guild (at start-up both would take it: the vendor would hear it twice), or not in its
+    own."""
+    job = await _finished_detect(resemble_standin, resemble_client, make_wav_upload, fake=True)
+    case = await _case(log, job)
+    await _owed(log, case, Review.CONFIRMED)
+    shard = (GUILD_A >> 22) % 2
+    copies = ProviderCopies(
+        {ProviderName.RESEMBLE: resemble_client},
+        log,
+        _copies(log, resemble_client, feedback=True)._config_of,
+        shards=ShardFilter(count=2, ids=frozenset({shard if owned else 1 - shard})),
+    )
+    assert await copies.resend_owed(clock.now, older_than=timedelta(0)) == int(owned)
+    assert resemble_standin.received["feedback"] == int(owned)
+    assert len(await log.cases.unresolved_events(FEEDBACK_OWED, FEEDBACK)) == int(not owned)
 
 
 @pytest.mark.parametrize("change", ["case deleted", "feedback turned off"])

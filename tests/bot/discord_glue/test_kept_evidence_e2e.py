@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 import bot.discord_glue.kept_evidence
-from bot.discord_glue.kept_evidence import KEPT, REMOVAL, REMOVAL_FAILED
-from bot.storage import AuditEvent
+from bot.discord_glue.kept_evidence import KEPT, REMOVAL, REMOVAL_FAILED, KeptEvidence
+from bot.storage import AuditEvent, ShardFilter
 from testkit.discord_emulator.models import Channel, Message
 from testkit.e2e import Harness
 from testkit.moderation import FAKE, configure, field, listeners_done, run, wav
@@ -169,3 +169,23 @@ async def test_discord_down_does_not_block_the_purge_and_the_removal_is_retried(
     await _purge(spoofwatch)
     assert _removed(emu.message(alert)) and _removed(emu.message(other))
     assert len(await _events(spoofwatch, REMOVAL)) == 1
+
+
+async def test_another_processs_guild_is_left_to_that_process(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if a process of a sharded deployment edits the alerts of a guild another
+    process runs (both would edit them and record it), or leaves its own guild's alone."""
+    emu = spoofwatch.emu
+    _, alert = await _alert_with_evidence(spoofwatch, tmp_path)
+    # The case goes (as `/spoofwatch forget` or the purge would), its alert still carries it.
+    await spoofwatch.bot.audit.admin.forget_author(emu.guild.id, emu.member.id, actor_id=9)
+    shard = (emu.guild.id >> 22) % 2
+    elsewhere = KeptEvidence(
+        spoofwatch.bot.audit, shards=ShardFilter(count=2, ids=frozenset({1 - shard}))
+    )
+    assert await elsewhere.remove_owed(spoofwatch.bot) == {}
+    assert emu.message(alert).attachments != []
+    here = KeptEvidence(spoofwatch.bot.audit, shards=ShardFilter(count=2, ids=frozenset({shard})))
+    assert await here.remove_owed(spoofwatch.bot) == {emu.guild.id: 1}
+    assert emu.message(alert).attachments == []
