@@ -425,8 +425,8 @@ class Admin(commands.GroupCog, group_name="spoofwatch", group_description="Spoof
             f"Deleted {count} case{'s' if count != 1 else ''} of {member.mention}."
             + (f"\n-# {summary}" if summary else "")
             + (
-                f"\n-# The kept file was taken off {alerts} mod-log alert"
-                f"{'s' if alerts != 1 else ''}."
+                f"\n-# Their transcripts (and any kept file) were taken off {alerts} "
+                f"mod-log alert{'s' if alerts != 1 else ''}."
                 if alerts
                 else ""
             ),

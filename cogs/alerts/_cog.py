@@ -22,6 +22,7 @@ from bot.discord_glue.embeds import (
     sanitize,
     timeline_summary,
 )
+from bot.discord_glue.kept_evidence import POSTED
 from bot.discord_glue.modlog import GONE, modlog_channel, post
 from bot.discord_glue.opinion_embeds import DISPUTED_COLOUR, combined_words, opinion_line
 from bot.discord_glue.replies import opinions_of
@@ -48,7 +49,8 @@ EVIDENCE_READ_S: Final = 30.0
 #: about a flagged message, and one of the other two once its alert is settled: an alert a
 #: stopped process (or an error) left due is posted late by `Alerts.send_owed`.
 ALERT_DUE: Final = "alert_due"
-ALERT_POSTED: Final = "alert_posted"
+#: (The retention run finds the alerts to clear of a deleted case by this event.)
+ALERT_POSTED: Final = POSTED
 ALERT_NOT_POSTED: Final = "alert_not_posted"
 ALERT_SETTLED: Final = (ALERT_POSTED, ALERT_NOT_POSTED)
 #: Due alerts read per pass (every guild's; each process posts those of its own guilds).

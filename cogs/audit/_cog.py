@@ -73,7 +73,7 @@ class Audit(commands.GroupCog, group_name="audit", group_description="Query the 
         # After the purge, never before it: Discord being down must not keep cases past
         # their retention. What cannot be removed now stays owed until the next run.
         for guild_id, count in (await self.bot.kept_evidence.remove_owed(self.bot)).items():
-            log.info("retention: evidence taken off %d alert(s) of guild %s", count, guild_id)
+            log.info("retention: deleted cases taken off %d alert(s) of guild %s", count, guild_id)
 
     @purge.error
     async def _purge_failed(self, error: BaseException) -> None:

@@ -13,11 +13,32 @@ import aiohttp
 import pytest
 
 import bot.discord_glue.kept_evidence
-from bot.discord_glue.kept_evidence import KEPT, REMOVAL, REMOVAL_FAILED, KeptEvidence
+from bot.discord_glue.kept_evidence import (
+    KEPT,
+    POSTED,
+    REDACTION,
+    REMOVAL,
+    REMOVAL_FAILED,
+    TRANSCRIPT_REMOVED,
+    KeptEvidence,
+)
 from bot.storage import AuditEvent, ShardFilter
+from testkit.alerts import make_modlog
 from testkit.discord_emulator.models import Channel, Message
-from testkit.e2e import Harness
-from testkit.moderation import FAKE, configure, field, listeners_done, run, wav
+from testkit.e2e import Harness, MakeSpoofwatch
+from testkit.moderation import (
+    FAKE,
+    configure,
+    field,
+    listeners_done,
+    run,
+    text_of,
+    wav,
+)
+from testkit.standins.resemble import metrics
+
+#: Two stretches of four flagged (the stand-in's score is their mean): a timeline picture.
+PARTLY = metrics([0.05, 0.9, 0.95, 0.1], label="fake")
 
 
 async def _alert_with_evidence(sw: Harness, tmp_path: Path) -> tuple[Channel, Message]:
@@ -80,6 +101,43 @@ async def test_the_retention_purge_takes_the_file_off_the_alert(
     [removal] = await _events(spoofwatch, REMOVAL)
     assert removal.reason.endswith("file removed from the alert")
     assert await spoofwatch.bot.audit.cases.unresolved_events(KEPT, REMOVAL) == []
+    # The same one edit took the member's name off too; nothing is left owed.
+    assert len(emu.message(alert).edits) == 1
+    assert "author" not in emu.message(alert).embeds[0]
+    owed = await spoofwatch.bot.audit.cases.unresolved_events(
+        POSTED, (REMOVAL, REDACTION), case_deleted=True
+    )
+    assert owed == []
+
+
+async def test_the_retention_purge_takes_the_case_off_an_alert_without_a_file(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path
+) -> None:
+    """Fails if an alert (no file kept: the message was not deleted) still shows the
+    member's words, name and avatar, or the timeline picture, once its case passed the
+    guild's retention, or if the edit is not recorded (and so retried forever)."""
+    async with make_spoofwatch(resemble_intelligence=True) as sw:
+        emu = sw.emu
+        modlog = await make_modlog(sw)
+        path = wav(tmp_path, 1)
+        sw.resemble.script_result(path, metrics=PARTLY, transcription="send me the code")
+        await sw.reply_to(await sw.post(path))
+        await listeners_done(sw)
+        [alert] = [m for m in emu.bot_messages(modlog) if m.embeds]
+        [embed] = alert.embeds
+        assert "send me the code" in (field(embed, "Transcript") or "")
+        assert "author" in embed and embed["image"]["url"].startswith("attachment://")
+        await _purge(sw)
+        edited = emu.message(alert)
+        [embed] = edited.embeds
+        assert field(embed, "Transcript") == TRANSCRIPT_REMOVED
+        assert "send me the code" not in str(edited.embeds)
+        assert "author" not in embed and "image" not in embed and edited.attachments == []
+        assert "case #1" in text_of(edited).lower()  # the moderators' record stays
+        [redaction] = await _events(sw, REDACTION)
+        assert redaction.reason.endswith("case removed from the alert")
+        await _purge(sw)
+        assert len(emu.message(alert).edits) == 1
 
 
 async def test_forget_takes_the_file_off_the_alert_and_says_so(
