@@ -5,6 +5,7 @@
     .venv/bin/python bench/crash_test.py --provider resemble
     .venv/bin/python bench/crash_test.py --shards 2 \
         --database-url postgresql://postgres@127.0.0.1/test     # two processes, one killed
+    .venv/bin/python bench/crash_test.py --flag-every 3           # and mod-log alerts
 
 With `--shards 2` two bot processes (shard 0 and shard 1 of 2, SPOOFWATCH_SHARD_COUNT/IDS)
 share one PostgreSQL database (a fresh schema, dropped afterwards) and the emulator has a
@@ -29,6 +30,12 @@ let late duplicates show, then stops with SIGTERM. The run passes when every mes
 exactly one reply from the bot (a verdict, or a failure embed recorded in its case), the
 stand-in received at most one submission per attachment, no case is left unfinished, and
 the temp dir is empty. Figures go to stdout (and `--json`); BENCHMARKS.md has a run.
+
+With `--flag-every N` (Behavioral Signals only) every N-th upload is judged spoofed and each
+guild has a mod-log channel: the run then also waits for the alerts, and passes only when
+every flagged case has an alert in its mod-log and none is left due (`alert_due` with no
+`alert_posted` or `alert_not_posted` after it). An alert posted twice (a kill between posting
+it and recording it) is counted, not failed: alerts are delivered at least once.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from typing import IO, Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bot.guild_config import GuildConfig  # noqa: E402
 from bot.storage import open_audit_log  # noqa: E402
 from testkit.discord_emulator.emulator import DiscordEmulator  # noqa: E402
 from testkit.discord_emulator.fixtures import build_default_scene  # noqa: E402
@@ -118,6 +126,12 @@ class CrashReport:
     received_429s: int = 0
     #: Each of them: method, path and scope ("user" for a route's bucket, "global", "edge").
     rate_limited: list[str] = field(default_factory=list)
+    #: With `--flag-every`: flagged cases, and those with no alert, more than one, or one
+    #: still due at the end.
+    flagged_cases: int = 0
+    alerts_missing: int = 0
+    alerts_posted_twice: int = 0
+    alerts_left_due: int = 0
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -261,6 +275,50 @@ class Place:
     guild: Guild
     channel: Channel
     member: Member
+    #: The guild's mod-log channel, with `--flag-every`.
+    modlog: Channel | None = None
+
+
+#: A mod-log alert's case number: the embed's footer, or the plain and late alerts' text.
+_ALERT_CASE = re.compile(r"[Cc]ase #(\d+)")
+
+
+def _alerts(emu: DiscordEmulator, place: Place) -> collections.Counter[int]:
+    """How many alerts each case has in the place's mod-log."""
+    counts: collections.Counter[int] = collections.Counter()
+    if place.modlog is None:
+        return counts
+    for message in emu.bot_messages(place.modlog):
+        if message.embeds:
+            embed = message.embeds[0]
+            if not str(embed.get("title", "")).startswith(("Possible deepfake", "Disputed")):
+                continue
+            text = str(embed.get("footer", {}).get("text", ""))
+        elif message.content.lstrip().startswith("⚠️ Possible deepfake"):
+            text = message.content
+        else:
+            continue
+        if found := _ALERT_CASE.search(text):
+            counts[int(found[1])] += 1
+    return counts
+
+
+async def _flagged_cases(db: Path | str, places: Sequence[Place]) -> dict[int, set[int]]:
+    """Guild → the case numbers judged spoofed (read while the bots run: WAL or PostgreSQL)."""
+    audit = await open_audit_log(db)
+    try:
+        flagged: dict[int, set[int]] = {}
+        for place in places:
+            count = await audit.cases.count_cases(place.guild.id)
+            records = await audit.cases.recent(place.guild.id, limit=max(count, 1))
+            flagged[place.guild.id] = {
+                r.case_number
+                for r in records
+                if r.spoofed_probability is not None and r.spoofed_probability >= 0.5
+            }
+        return flagged
+    finally:
+        await audit.close()
 
 
 def build_places(emu: DiscordEmulator, shards: int) -> list[Place]:
@@ -283,6 +341,18 @@ def build_places(emu: DiscordEmulator, shards: int) -> list[Place]:
     return places
 
 
+async def _add_modlogs(emu: DiscordEmulator, places: Sequence[Place], db: Path | str) -> None:
+    """A mod-log channel in each guild, set in its settings before any bot starts."""
+    audit = await open_audit_log(db)
+    try:
+        for place in places:
+            place.modlog = emu.create_text_channel(place.guild, "mod-log")
+            config = GuildConfig(modlog_channel_id=place.modlog.id)
+            await audit.settings.save_guild_config(place.guild.id, config)
+    finally:
+        await audit.close()
+
+
 # --- the run -----------------------------------------------------------------------------
 
 
@@ -297,10 +367,13 @@ async def run_crash_test(
     settle_timeout_s: float = 180.0,
     shards: int = 1,
     database_url: str | None = None,
+    flag_every: int = 0,
 ) -> CrashReport:
     """Run the whole scenario once and report what happened (see the module docstring)."""
     if shards > 1 and database_url is None:
         raise ValueError("several processes share one PostgreSQL database: give --database-url")
+    if flag_every and provider != "behavioral_signals":
+        raise ValueError("--flag-every needs the Behavioral Signals stand-in")
     seed = random.randrange(1 << 32) if seed is None else seed
     rng = random.Random(seed)
     started = time.perf_counter()
@@ -319,6 +392,7 @@ async def run_crash_test(
         if provider == "behavioral_signals":
             # About a second of "processing" per job: kills land while jobs are pending.
             standin = BehavioralSignalsStandIn(processing_polls=1, processing_s=1.0)
+            standin.spoofed_every = flag_every
         else:
             standin = ResembleStandIn(processing_polls=2, wait_hold_s=0.5)
         await standin.start()
@@ -339,6 +413,8 @@ async def run_crash_test(
             bots.append(BotProcess(env, cwd=workdir, log_dir=log_dir / f"shard-{shard}"))
         try:
             places = build_places(emu, shards)
+            if flag_every:
+                await _add_modlogs(emu, places, db)
             sent: list[Message] = []
             report_kills: list[Kill] = []
             for bot in bots:
@@ -363,6 +439,15 @@ async def run_crash_test(
                     timeout=settle_timeout_s,
                     describe="a reply to every message",
                 )
+            if flag_every:
+                # The alerts follow the replies; a raid's wait behind the mod-log's limit.
+                flagged = await _flagged_cases(db, places)
+                with contextlib.suppress(TimeoutError):
+                    await emu.wait_for(
+                        lambda: all(flagged[p.guild.id] <= set(_alerts(emu, p)) for p in places),
+                        timeout=settle_timeout_s,
+                        describe="an alert for every flagged case",
+                    )
             # Late duplicates (a resumed job answering twice) would show up now.
             await asyncio.sleep(grace_s)
             exit_codes = [await bot.stop() for bot in bots]
@@ -514,8 +599,17 @@ async def _report(
             cases += count
             records += await audit.cases.recent(place.guild.id, limit=max(count, 1))
         unfinished = len(await audit.scans.unfinished_scans())
+        left_due = len(
+            await audit.cases.unresolved_events("alert_due", ("alert_posted", "alert_not_posted"))
+        )
     finally:
         await audit.close()
+    flagged = {
+        (r.guild_id, r.case_number)
+        for r in records
+        if r.spoofed_probability is not None and r.spoofed_probability >= 0.5
+    }
+    alerts = {(p.guild.id, case): n for p in places for case, n in _alerts(emu, p).items()}
     # A kill between posting a reply and recording it leaves the case without its reply
     # id; the restarted bot must have seen the reply in the channel instead of posting again.
     unrecorded = sum(
@@ -553,6 +647,10 @@ async def _report(
         machine=machine(),
         received_429s=emu.ratelimits.sent_429s,
         rate_limited=[f"{e.method} {e.path} ({e.scope})" for e in emu.ratelimits.events],
+        flagged_cases=len(flagged),
+        alerts_missing=sum(1 for key in flagged if key not in alerts),
+        alerts_posted_twice=sum(1 for n in alerts.values() if n > 1),
+        alerts_left_due=left_due,
     )
     report.failures = _check(report)
     if "Traceback" in logs:
@@ -580,6 +678,10 @@ def _check(r: CrashReport) -> list[str]:
         problems.append(f"{r.temp_files_left} file(s) left in the temp dir")
     if r.final_exit_code != 0:
         problems.append(f"the final SIGTERM ended the bot with exit code {r.final_exit_code}")
+    if r.alerts_missing:
+        problems.append(f"{r.alerts_missing} flagged case(s) without a mod-log alert")
+    if r.alerts_left_due:
+        problems.append(f"{r.alerts_left_due} alert(s) left due")
     return problems
 
 
@@ -619,6 +721,14 @@ def summary(r: CrashReport) -> str:
         f"{r.max_submissions_per_attachment}; cases {r.cases}, unfinished {r.unfinished_cases}; "
         f"temp files left {r.temp_files_left}; final exit {r.final_exit_code}",
         f"  recovery: {r.recovery}",
+        *(
+            [
+                f"  flagged cases {r.flagged_cases}: without an alert {r.alerts_missing}, "
+                f"alerted twice {r.alerts_posted_twice}, left due {r.alerts_left_due}"
+            ]
+            if r.flagged_cases
+            else []
+        ),
         f"  wall time {r.wall_time_s:.1f} s on {r.machine}",
     ]
     lines += [f"  PROBLEM: {p}" for p in r.failures]
@@ -645,6 +755,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database-url", default=None, help="postgresql://...: the audit log (a fresh schema)"
     )
+    parser.add_argument(
+        "--flag-every",
+        type=int,
+        default=0,
+        help="judge every N-th upload spoofed and check the mod-log alerts (0: none)",
+    )
     args = parser.parse_args(argv)
     report = asyncio.run(
         run_crash_test(
@@ -655,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir=args.workdir,
             shards=args.shards,
             database_url=args.database_url,
+            flag_every=args.flag_every,
         )
     )
     if args.json:

@@ -19,6 +19,7 @@ from discord.ext import commands
 
 import cogs
 from bot import metrics
+from bot.alert_ledger import AlertLedger
 from bot.discord_glue.kept_evidence import KeptEvidence
 from bot.discord_glue.pacing import DiscordPacing
 from bot.errors import LimitReached, SpoofwatchError
@@ -198,6 +199,8 @@ class Spoofwatch(commands.AutoShardedBot):
         self.provider_copies = ProviderCopies(
             runtime.detectors, runtime.audit, self.guild_configs.get, shards=shards
         )
+        #: Which flagged cases are owed a mod-log alert (recorded before each reply).
+        self.alert_ledger = AlertLedger(runtime.audit)
         #: Files kept on mod-log alerts, taken off when their case is deleted.
         self.kept_evidence = KeptEvidence(runtime.audit, shards=shards)
         self.check_cooldown = Cooldown(runtime.audit.cooldowns, bucket="check", rate=5, per_s=600)

@@ -24,6 +24,7 @@ from typing import Final
 import aiohttp
 import discord
 
+from bot.alert_ledger import ALERT_POSTED
 from bot.discord_glue.replies import describe_http_error
 from bot.storage import AuditEvent, AuditLog, ShardFilter
 
@@ -36,7 +37,7 @@ REMOVAL: Final = "evidence_removal"
 REMOVAL_FAILED: Final = "evidence_removal_failed"
 #: Every alert posted (recorded by the alerts cog, where it is in the reason), and the
 #: removal of its case's details once the case is gone (for an alert without the file).
-POSTED: Final = "alert_posted"
+POSTED: Final = ALERT_POSTED
 REDACTION: Final = "alert_redaction"
 REDACTION_FAILED: Final = "alert_redaction_failed"
 #: Owed removals handled per run; the rest wait for the next run.

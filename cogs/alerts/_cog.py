@@ -14,6 +14,14 @@ import aiohttp
 import discord
 from discord.ext import commands, tasks
 
+from bot.alert_ledger import (
+    ALERT_DUE,
+    ALERT_NOT_POSTED,
+    ALERT_POSTED,
+    ALERT_SETTLED,
+    is_suspicious,
+    key_of,
+)
 from bot.discord_glue.client import Spoofwatch
 from bot.discord_glue.embeds import (
     PROVIDER_NAMES,
@@ -22,7 +30,6 @@ from bot.discord_glue.embeds import (
     sanitize,
     timeline_summary,
 )
-from bot.discord_glue.kept_evidence import POSTED
 from bot.discord_glue.modlog import GONE, modlog_channel, post
 from bot.discord_glue.opinion_embeds import DISPUTED_COLOUR, combined_words, opinion_line
 from bot.discord_glue.replies import opinions_of
@@ -32,7 +39,7 @@ from bot.provenance import provenance_fields
 from bot.scanning import ScanOutcome
 from bot.storage import AuditEvent, Review, ScanRecord
 from bot.timeline import picture_name, render_strip_async, wants_picture
-from bot.verdict import DEFAULT_THRESHOLD, Finding, decide, percent, verdict_finding
+from bot.verdict import DEFAULT_THRESHOLD, Finding, decide, percent
 from cogs.alerts._outages import OutageNotices
 from cogs.alerts._public import remove_verdict_reply, tell_poster
 from cogs.alerts._views import AlertState, alert_view, submit_reason
@@ -45,39 +52,25 @@ EARLIER_CASES_READ: Final = 100
 EVIDENCE_MAX_BYTES: Final = 25 * 1024 * 1024
 EVIDENCE_READ_S: Final = 30.0
 
-#: A case's events about its mod-log alert. `alert_due` is recorded before anything is done
-#: about a flagged message, and one of the other two once its alert is settled: an alert a
-#: stopped process (or an error) left due is posted late by `Alerts.send_owed`.
-ALERT_DUE: Final = "alert_due"
-#: (The retention run finds the alerts to clear of a deleted case by this event.)
-ALERT_POSTED: Final = POSTED
-ALERT_NOT_POSTED: Final = "alert_not_posted"
-ALERT_SETTLED: Final = (ALERT_POSTED, ALERT_NOT_POSTED)
 #: Due alerts read per pass (every guild's; each process posts those of its own guilds).
 OWED_BATCH: Final = 500
 #: How old a due alert must be before a pass after start-up takes it over: older than any
 #: alert still on its way (a raid's alerts queue behind the mod-log's rate limit).
 OWED_AFTER: Final = timedelta(minutes=10)
+#: Messages read back in the mod-log for an alert posted just before a stop.
+POSTED_SEARCH_LIMIT: Final = 100
+_FOOTER_CASE = re.compile(r"Case #(\d+) ·")
+_PLAIN_CASE = re.compile(r"⚠️ Possible deepfake — case #(\d+),")
 #: Said on an alert posted late.
 LATE_NOTE: Final = "Sent late: Spoofwatch stopped before it could post this alert."
-
-
-def is_suspicious(outcome: ScanOutcome, threshold: float) -> bool:
-    """Flagged at the guild's threshold: the same decision as the public reply's colour and
-    title (`bot.verdict.verdict_finding`), so the two can never disagree. With a second
-    opinion, the combined outcome decides (`bot.verdict.combine`: disputed is flagged)."""
-    if outcome.second is not None:
-        return combined(outcome, threshold).finding is Finding.FLAGGED
-    verdict = outcome.verdict
-    return verdict is not None and verdict_finding(verdict, threshold) is Finding.FLAGGED
 
 
 class Alerts(commands.Cog):
     def __init__(self, bot: Spoofwatch) -> None:
         self.bot = bot
         self.outages = OutageNotices(bot.clock)
-        #: (guild, case) whose alert this process is on: `send_owed` leaves them alone.
-        self._alerting: set[tuple[int, int]] = set()
+        #: Which alerts are due, and which of them this process is on.
+        self.ledger = bot.alert_ledger
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[Spoofwatch]) -> None:
@@ -117,30 +110,22 @@ class Alerts(commands.Cog):
         await self.outages.observe(message.guild, [*live, *seconds], config)
         if config.action is ActionPolicy.REPLY:
             return
-        suspicious = [
-            o
-            for o in outcomes
-            if is_suspicious(o, config.alert_threshold) and not await self._already_due(o)
-        ]
+        suspicious = []
+        for outcome in (o for o in outcomes if is_suspicious(o, config.alert_threshold)):
+            if await self.ledger.due_before(outcome.record):
+                continue  # an earlier run owes it: `send_owed` posts it (or did)
+            if not self.ledger.owes_here(outcome.record):
+                # The answer records it before the reply; here only if that record failed.
+                await self._record(outcome.record, ALERT_DUE, f"message {_where(outcome.record)}")
+                self.ledger.recorded(key_of(outcome.record))
+            suspicious.append(outcome)
         if not suspicious:
             return
-        keys = [(message.guild.id, o.record.case_number) for o in suspicious]
-        self._alerting.update(keys)
         try:
-            for outcome in suspicious:
-                await self._record(outcome.record, ALERT_DUE, f"message {_where(outcome.record)}")
             await self._act(message, outcomes, suspicious, config)
         finally:
-            self._alerting.difference_update(keys)
-
-    async def _already_due(self, outcome: ScanOutcome) -> bool:
-        """A case finished before a restart whose alert an earlier run already took on
-        (posted, or left due for `send_owed`): not alerted twice."""
-        if not outcome.replayed:
-            return False
-        record = outcome.record
-        events = await self.bot.audit.cases.case_events(record.guild_id, record.case_number)
-        return any(e.action == ALERT_DUE for e in events)
+            for outcome in suspicious:
+                self.ledger.settled(key_of(outcome.record))
 
     async def _act(
         self,
@@ -205,16 +190,16 @@ class Alerts(commands.Cog):
         for event in owed:
             guild = self.bot.get_guild(event.guild_id)
             key = (event.guild_id, event.case_number or 0)
-            if guild is None or event.at > cutoff or key in self._alerting:
+            if guild is None or event.at > cutoff or self.ledger.on_its_way(key):
                 continue  # another process's guild, or an alert still on its way
-            self._alerting.add(key)
+            self.ledger.taken(key)
             try:
                 await self._send_late(guild, event)
             except Exception as exc:
                 log.exception("owed alert of case %s/#%s failed", *key)
                 await self._not_posted(*key, f"the late alert failed ({type(exc).__name__})")
             finally:
-                self._alerting.discard(key)
+                self.ledger.settled(key)
             settled += 1
         if settled:
             log.info("posted or settled %d alert(s) left due", settled)
@@ -228,8 +213,14 @@ class Alerts(commands.Cog):
                 guild.id, event.case_number, "the case was deleted before its alert was posted"
             )
             return
-        log.warning("case %s/#%s: posting the alert left due", guild.id, record.case_number)
         config = await self.bot.guild_configs.get(guild.id)
+        found = await self._posted_before(guild, config, record.case_number, event)
+        if found is not None:
+            # Posted just before the stop, never recorded: recorded now, not posted twice.
+            log.info("case %s/#%s: its alert was posted before the stop", *key_of(record))
+            await self._record(record, ALERT_POSTED, f"mod-log {found.channel.id}/{found.id}")
+            return
+        log.warning("case %s/#%s: posting the alert left due", guild.id, record.case_number)
         outcome = await self.bot.scans.outcome_of(record)
         seconds = await self.bot.second_opinions.existing(guild.id, record.case_number)
         if seconds:
@@ -455,6 +446,28 @@ class Alerts(commands.Cog):
                 outcome=why,
             )
 
+    async def _posted_before(
+        self, guild: discord.Guild, config: GuildConfig, case_number: int, due: AuditEvent
+    ) -> discord.Message | None:
+        """The case's alert, if the bot posted it in the mod-log after the alert was due (a
+        stop between posting it and recording it leaves it so)."""
+        channel = modlog_channel(guild, config)
+        me = self.bot.user
+        if channel is None or me is None:
+            return None
+        try:
+            async for posted in channel.history(
+                # A minute's margin for the two clocks (ours stamped `due`, Discord's the ids).
+                after=discord.Object(discord.utils.time_snowflake(due.at - timedelta(minutes=1))),
+                limit=POSTED_SEARCH_LIMIT,
+                oldest_first=True,
+            ):
+                if posted.author.id == me.id and alert_case(posted) == case_number:
+                    return posted
+        except discord.HTTPException as exc:
+            log.info("cannot search mod-log %s for an earlier alert: %s", channel.id, exc)
+        return None
+
     async def _record(self, record: ScanRecord, action: str, what: str) -> None:
         """An event about the case's alert (due, posted), by the bot."""
         if self.bot.user is not None:
@@ -504,6 +517,18 @@ def plain_alert(message: discord.Message, outcome: ScanOutcome, deleted: str | N
         "-# The full alert could not be posted; `/audit case` shows the case."
     )
     return text + (f"\n{deleted}" if deleted else "")
+
+
+def alert_case(message: discord.Message) -> int | None:
+    """The case number of a mod-log alert (full, plain or late); None for anything else."""
+    if message.embeds:
+        embed = message.embeds[0]
+        if not (embed.title or "").startswith(("Possible deepfake", "Disputed")):
+            return None
+        found = _FOOTER_CASE.match(embed.footer.text or "")
+    else:
+        found = _PLAIN_CASE.search(message.content)
+    return int(found[1]) if found else None
 
 
 def late_alert(outcome: ScanOutcome) -> str:

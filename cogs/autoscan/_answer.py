@@ -179,6 +179,11 @@ class MessageAnswer:
             await self._mark.take_off()
 
     async def reply(self, unanswered: list[ScanOutcome]) -> Reply | None:
+        me = self._bot.user
+        if me is not None:
+            # Before the reply: once it is on Discord, a restart's catch-up never comes back
+            # to this message, and an alert a stop cut short would be lost unrecorded.
+            await self._bot.alert_ledger.record_due(unanswered, self._config, actor_id=me.id)
         shown = [
             o
             for o in unanswered

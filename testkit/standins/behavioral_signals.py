@@ -314,6 +314,9 @@ class BehavioralSignalsStandIn(StandIn):
         #: Results for any upload nobody scripted (e.g. transcoded files); None = one bona
         #: fide utterance spanning the audio.
         self.default_results: list[dict[str, Any]] | None = None
+        #: Every this many-th upload (1st, then n+1st, ...) is judged spoofed (posterior 0.93)
+        #: unless scripted; 0: none (the crash test's mod-log alerts).
+        self.spoofed_every = 0
         self._job_failures: list[tuple[int, str]] = []
         #: How generator detection answers (one of GENERATOR_SHAPES), what it names, and
         #: with what confidence, for utterances labelled spoofed of jobs that asked for it.
@@ -453,7 +456,10 @@ class BehavioralSignalsStandIn(StandIn):
         duration = (wav_duration(upload.head) if kind == "wav" else None) or 1.0
         results, omit = self._scripted.get(upload.sha256, (self.default_results, False))
         if results is None and upload.sha256 not in self._scripted:
-            results = utterance(0, 0.031, round(max(duration - 0.05, 0.1), 3))
+            spoofed = (
+                0.93 if self.spoofed_every and len(self.jobs) % self.spoofed_every == 0 else 0.02
+            )
+            results = utterance(0, 0.031, round(max(duration - 0.05, 0.1), 3), spoofed=spoofed)
         job = _Job(
             pid=next(self._pids),
             name=fields.get("name"),

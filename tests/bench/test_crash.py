@@ -30,12 +30,13 @@ KILL_SCHEDULE_SEED = 14
 async def test_sigkilled_bot_answers_every_message_once_and_submits_each_file_once(
     tmp_path: Path,
 ) -> None:
-    """Fails if, after 6 SIGKILLs and restarts while 50 voice messages arrive, any message
-    lacks exactly one reply, any attachment reached the provider twice, a case is left
-    unfinished, a temp file is left behind, or the bot logged a traceback."""
+    """Fails if, after 6 SIGKILLs and restarts while 50 voice messages arrive (every third
+    judged a deepfake), any message lacks exactly one reply, any attachment reached the
+    provider twice, a case is left unfinished, a flagged case has no mod-log alert or one is
+    left due, a temp file is left behind, or the bot logged a traceback."""
     run = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.crash_test", "--messages", "50", "--kills", "6",
-        "--seed", str(KILL_SCHEDULE_SEED), "--workdir", str(tmp_path),
+        "--seed", str(KILL_SCHEDULE_SEED), "--flag-every", "3", "--workdir", str(tmp_path),
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output, _ = await run.communicate()

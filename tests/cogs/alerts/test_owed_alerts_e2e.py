@@ -115,6 +115,66 @@ async def test_a_flagged_verdict_recorded_but_never_answered_is_alerted_after_a_
         assert sw.resemble.submissions == 1
 
 
+async def test_a_stop_after_the_reply_and_before_the_alert_still_gets_the_alert_out(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if a stop after a flagged verdict's reply is on Discord (so the restart's
+    catch-up never comes back to the message) but before its alert loses the alert: the
+    alert must be on record as due before the reply goes out."""
+    path = wav(tmp_path, 1)
+    async with make_spoofwatch() as sw:
+        modlog = await make_modlog(sw)
+        dispatch = sw.bot.dispatch
+
+        def stops_before_alerting(event: str, /, *args: object, **kwargs: object) -> None:
+            if event != "scan_finished":
+                dispatch(event, *args, **kwargs)
+
+        monkeypatch.setattr(sw.bot, "dispatch", stops_before_alerting)
+        sw.resemble.script_result(path, metrics=FAKE)
+        message = await sw.post(path)
+        await sw.reply_to(message)
+        await sw.settle()
+        assert sw.emu.bot_messages(modlog) == []
+    monkeypatch.undo()
+    async with make_spoofwatch() as sw:
+        alert = await sw.emu.wait_for_message(modlog, predicate=lambda m: bool(m.embeds))
+        assert LATE in text_of(alert) and f"/{message.id}" in text_of(alert)
+        assert await settled_events(sw) == ["alert_due", "alert_posted"]
+        replies = [m for m in sw.emu.replies_to(message) if m.author.id == sw.emu.bot_user.id]
+        assert len(replies) == 1
+        assert sw.emu.bot_messages(modlog) == [alert]
+
+
+async def test_an_alert_posted_but_not_recorded_before_a_stop_is_not_posted_again(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if an alert that reached the mod-log just before a stop (its `alert_posted` never
+    recorded) is posted a second time at the next start instead of being found there."""
+    path = wav(tmp_path, 1)
+    async with make_spoofwatch() as sw:
+        modlog = await make_modlog(sw)
+        cog = alerts_cog(sw)
+        record = cog._record
+
+        async def stops_before_recording(case: Any, action: str, what: str) -> None:
+            if action != "alert_posted":
+                await record(case, action, what)
+
+        monkeypatch.setattr(cog, "_record", stops_before_recording)
+        sw.resemble.script_result(path, metrics=FAKE)
+        await sw.reply_to(await sw.post(path))
+        await listeners_done(sw)
+        [alert] = sw.emu.bot_messages(modlog)
+        assert [a for a, _ in await alert_events(sw)] == ["alert_due"]
+    monkeypatch.undo()
+    async with make_spoofwatch() as sw:
+        events = await settled_events(sw)
+        assert events == ["alert_due", "alert_posted"]
+        assert (await alert_events(sw))[-1][1] == f"mod-log {modlog.id}/{alert.id}"
+        assert [m.id for m in sw.emu.bot_messages(modlog)] == [alert.id]
+
+
 async def test_an_alert_left_due_by_a_stop_is_posted_late_at_the_next_start(
     make_spoofwatch: MakeSpoofwatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -168,6 +228,8 @@ async def test_a_recent_due_alert_is_left_to_the_task_posting_it(
             sw.emu.guild.id, 1, action="alert_due", actor_id=sw.bot.user.id, outcome="again"
         )
         assert await cog.send_owed() == 0
-        assert len(sw.emu.bot_messages(modlog)) == 1
+        assert [a for a, _ in await alert_events(sw)][-1] == "alert_due"
+        # Taken once old enough: the case's alert is found in the mod-log, not posted twice.
         assert await cog.send_owed(older_than=timedelta(0)) == 1
-        assert len(sw.emu.bot_messages(modlog)) == 2
+        assert [a for a, _ in await alert_events(sw)][-1] == "alert_posted"
+        assert len(sw.emu.bot_messages(modlog)) == 1
