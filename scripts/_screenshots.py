@@ -36,7 +36,7 @@ from bot.storage import AuditEvent, Review, ScanRecord, ScanStatus, Trigger  # n
 from bot.timeline import picture_name, render_strip  # noqa: E402
 from bot.verdict import Label, ProviderName, Segment, Verdict, combine  # noqa: E402
 from cogs.admin._cog import settings_embed  # noqa: E402
-from cogs.alerts._cog import alert_embed  # noqa: E402
+from cogs.alerts._embeds import alert_embed  # noqa: E402
 from cogs.audit._cog import case_embed  # noqa: E402
 from cogs.audit._views import page_embed  # noqa: E402
 from cogs.autoscan._views import explainer_embed, verdict_view  # noqa: E402
