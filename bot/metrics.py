@@ -165,6 +165,13 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.alerts = Counter(
+            "spoofwatch_alerts",
+            "Mod-log alerts settled: posted, posted_late (left due by a stop), "
+            "found_after_restart (posted just before one), not_posted.",
+            ["outcome"],
+            registry=registry,
+        )
         self.worker_crashes = Counter(
             "spoofwatch_worker_job_crashes",
             "Jobs of a worker pool that ended in an unexpected exception (a bug).",
@@ -378,6 +385,13 @@ def decoder_restarted(reason: str) -> None:
     metrics = _active.get()
     if metrics is not None:
         metrics.decoder_restarts.labels(reason).inc()
+
+
+def alert_settled(outcome: str) -> None:
+    """A mod-log alert was posted (now or late), found posted, or could not be posted."""
+    metrics = _active.get()
+    if metrics is not None:
+        metrics.alerts.labels(outcome).inc()
 
 
 def worker_job_crashed(pool: str) -> None:

@@ -14,6 +14,7 @@ import aiohttp
 import discord
 from discord.ext import commands, tasks
 
+from bot import metrics
 from bot.alert_ledger import (
     ALERT_DUE,
     ALERT_NOT_POSTED,
@@ -206,6 +207,7 @@ class Alerts(commands.Cog):
             # Posted just before the stop, never recorded: recorded now, not posted twice.
             log.info("case %s/#%s: its alert was posted before the stop", *key_of(record))
             await self._record(record, ALERT_POSTED, f"mod-log {found.channel.id}/{found.id}")
+            metrics.alert_settled("found_after_restart")
             return
         log.warning("case %s/#%s: posting the alert left due", guild.id, record.case_number)
         outcome = await self.bot.scans.outcome_of(record)
@@ -240,6 +242,7 @@ class Alerts(commands.Cog):
         )
         if isinstance(posted, discord.Message):
             await self._record(record, ALERT_POSTED, f"mod-log {channel.id}/{posted.id}")
+            metrics.alert_settled("posted_late")
         else:
             await self._not_posted(guild.id, record.case_number, f"mod-log {channel.id}: {posted}")
 
@@ -368,6 +371,7 @@ class Alerts(commands.Cog):
         )
         if isinstance(first, discord.Message):
             await self._record(outcome.record, ALERT_POSTED, f"mod-log {channel.id}/{first.id}")
+            metrics.alert_settled("posted_late" if late else "posted")
             if evidence is not None:
                 await self.bot.kept_evidence.kept(message.guild.id, case_number, first)
             return
@@ -388,6 +392,7 @@ class Alerts(commands.Cog):
         )
         if isinstance(second, discord.Message):
             await self._record(outcome.record, ALERT_POSTED, f"mod-log {channel.id}/{second.id}")
+            metrics.alert_settled("posted_late" if late else "posted")
             return
         log.error(
             "alert for case %s/#%s could not be posted in %s: %s; then %s",
@@ -424,6 +429,7 @@ class Alerts(commands.Cog):
 
     async def _not_posted(self, guild_id: int, case_number: int, why: str) -> None:
         """Record among the case's events that its alert never reached the mod-log."""
+        metrics.alert_settled("not_posted")
         if self.bot.user is not None:
             await self.bot.audit.admin.record_action(
                 guild_id,

@@ -22,9 +22,11 @@ from bot.health import HealthServer, serve_health
 from bot.metrics import Metrics, route_template
 from bot.storage import AuditLog
 from bot.storage.sqlite import SQLiteAuditLog
+from testkit.alerts import make_modlog
 from testkit.audit_log import clock, log  # noqa: F401  (audit-log fixtures)
 from testkit.e2e import MakeSpoofwatch
 from testkit.media_factory import MediaFiles
+from testkit.moderation import FAKE, listeners_done, wav
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -311,3 +313,24 @@ async def test_a_provider_that_does_not_answer_is_down(
         with pytest.raises(ProviderError):  # the stand-in answers 404 for an unknown job
             await make_resemble_client().wait("0c6a1f0e-job")
         assert active.provider_checks["resemble"].reachable is True
+
+
+async def test_mod_log_alerts_are_counted_by_outcome(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path
+) -> None:
+    """Fails if a posted alert, or one that could not be posted, is missing from
+    spoofwatch_alerts_total (an operator's only view of alerts that never reached a mod-log)."""
+    with metrics.activate(Metrics()) as active:
+        assert active is not None
+        async with make_spoofwatch() as sw:
+            modlog = await make_modlog(sw)
+            for n in (1, 2):
+                if n == 2:  # Discord refuses both the alert and its plain retry
+                    sw.emu.fail_next("POST", f"/channels/{modlog.id}/messages", 403, times=2)
+                path = wav(tmp_path, n)
+                sw.resemble.script_result(path, metrics=FAKE)
+                await sw.reply_to(await sw.post(path))
+                await listeners_done(sw)
+        page = samples(generate_latest(active.registry).decode())
+    assert value(page, "spoofwatch_alerts_total", outcome="posted") == 1
+    assert value(page, "spoofwatch_alerts_total", outcome="not_posted") == 1
