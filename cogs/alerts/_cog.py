@@ -48,8 +48,8 @@ OWED_BATCH: Final = 500
 #: How old a due alert must be before a pass after start-up takes it over: older than any
 #: alert still on its way (a raid's alerts queue behind the mod-log's rate limit).
 OWED_AFTER: Final = timedelta(minutes=10)
-#: Messages read back in the mod-log for an alert posted just before a stop.
-POSTED_SEARCH_LIMIT: Final = 100
+#: Messages a pass reads back in a mod-log for alerts posted just before a stop.
+POSTED_SEARCH_LIMIT: Final = 1000
 
 
 class Alerts(commands.Cog):
@@ -175,6 +175,8 @@ class Alerts(commands.Cog):
             return 0
         cutoff = self.bot.clock() - older_than
         settled = 0
+        # Each mod-log's alerts since the oldest due, read back once for the whole pass.
+        seen: dict[int, dict[int, discord.Message]] = {}
         for event in owed:
             guild = self.bot.get_guild(event.guild_id)
             key = (event.guild_id, event.case_number or 0)
@@ -182,7 +184,7 @@ class Alerts(commands.Cog):
                 continue  # another process's guild, or an alert still on its way
             self.ledger.taken(key)
             try:
-                await self._send_late(guild, event)
+                await self._send_late(guild, event, seen)
             except Exception as exc:
                 log.exception("owed alert of case %s/#%s failed", *key)
                 await self._not_posted(*key, f"the late alert failed ({type(exc).__name__})")
@@ -193,7 +195,9 @@ class Alerts(commands.Cog):
             log.info("posted or settled %d alert(s) left due", settled)
         return settled
 
-    async def _send_late(self, guild: discord.Guild, event: AuditEvent) -> None:
+    async def _send_late(
+        self, guild: discord.Guild, event: AuditEvent, seen: dict[int, dict[int, discord.Message]]
+    ) -> None:
         assert event.case_number is not None
         record = await self.bot.audit.cases.case(guild.id, event.case_number)
         if record is None:
@@ -202,7 +206,7 @@ class Alerts(commands.Cog):
             )
             return
         config = await self.bot.guild_configs.get(guild.id)
-        found = await self._posted_before(guild, config, record.case_number, event)
+        found = await self._posted_before(guild, config, record.case_number, event, seen)
         if found is not None:
             # Posted just before the stop, never recorded: recorded now, not posted twice.
             log.info("case %s/#%s: its alert was posted before the stop", *key_of(record))
@@ -440,26 +444,37 @@ class Alerts(commands.Cog):
             )
 
     async def _posted_before(
-        self, guild: discord.Guild, config: GuildConfig, case_number: int, due: AuditEvent
+        self,
+        guild: discord.Guild,
+        config: GuildConfig,
+        case_number: int,
+        due: AuditEvent,
+        seen: dict[int, dict[int, discord.Message]],
     ) -> discord.Message | None:
         """The case's alert, if the bot posted it in the mod-log after the alert was due (a
-        stop between posting it and recording it leaves it so)."""
+        stop between posting it and recording it leaves it so). The mod-log is read once
+        per pass, from the first (oldest) alert due the pass meets in it."""
         channel = modlog_channel(guild, config)
         me = self.bot.user
         if channel is None or me is None:
             return None
-        try:
-            async for posted in channel.history(
-                # A minute's margin for the two clocks (ours stamped `due`, Discord's the ids).
-                after=discord.Object(discord.utils.time_snowflake(due.at - timedelta(minutes=1))),
-                limit=POSTED_SEARCH_LIMIT,
-                oldest_first=True,
-            ):
-                if posted.author.id == me.id and alert_case(posted) == case_number:
-                    return posted
-        except discord.HTTPException as exc:
-            log.info("cannot search mod-log %s for an earlier alert: %s", channel.id, exc)
-        return None
+        if channel.id not in seen:
+            alerts: dict[int, discord.Message] = {}
+            try:
+                async for posted in channel.history(
+                    # A minute's margin for the clocks (ours stamped `due`, Discord's the ids).
+                    after=discord.Object(
+                        discord.utils.time_snowflake(due.at - timedelta(minutes=1))
+                    ),
+                    limit=POSTED_SEARCH_LIMIT,
+                    oldest_first=True,
+                ):
+                    if posted.author.id == me.id and (case := alert_case(posted)) is not None:
+                        alerts.setdefault(case, posted)
+            except discord.HTTPException as exc:
+                log.info("cannot search mod-log %s for earlier alerts: %s", channel.id, exc)
+            seen[channel.id] = alerts
+        return seen[channel.id].get(case_number)
 
     async def _record(self, record: ScanRecord, action: str, what: str) -> None:
         """An event about the case's alert (due, posted), by the bot."""

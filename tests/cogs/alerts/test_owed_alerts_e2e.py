@@ -146,12 +146,12 @@ async def test_a_stop_after_the_reply_and_before_the_alert_still_gets_the_alert_
         assert sw.emu.bot_messages(modlog) == [alert]
 
 
-async def test_an_alert_posted_but_not_recorded_before_a_stop_is_not_posted_again(
+async def test_alerts_posted_but_not_recorded_before_a_stop_are_not_posted_again(
     make_spoofwatch: MakeSpoofwatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fails if an alert that reached the mod-log just before a stop (its `alert_posted` never
-    recorded) is posted a second time at the next start instead of being found there."""
-    path = wav(tmp_path, 1)
+    """Fails if alerts that reached the mod-log just before a stop (their `alert_posted`
+    never recorded) are posted a second time at the next start instead of being found there,
+    or if finding them reads the mod-log back more than once."""
     async with make_spoofwatch() as sw:
         modlog = await make_modlog(sw)
         cog = alerts_cog(sw)
@@ -162,17 +162,23 @@ async def test_an_alert_posted_but_not_recorded_before_a_stop_is_not_posted_agai
                 await record(case, action, what)
 
         monkeypatch.setattr(cog, "_record", stops_before_recording)
-        sw.resemble.script_result(path, metrics=FAKE)
-        await sw.reply_to(await sw.post(path))
-        await listeners_done(sw)
-        [alert] = sw.emu.bot_messages(modlog)
-        assert [a for a, _ in await alert_events(sw)] == ["alert_due"]
+        for n in (1, 2):
+            path = wav(tmp_path, n)
+            sw.resemble.script_result(path, metrics=FAKE)
+            await sw.reply_to(await sw.post(path))
+            await listeners_done(sw)
+        alerts = sw.emu.bot_messages(modlog)
+        assert len(alerts) == 2
+        assert [a for a, _ in await alert_events(sw, 2)] == ["alert_due"]
     monkeypatch.undo()
     async with make_spoofwatch() as sw:
-        events = await settled_events(sw)
-        assert events == ["alert_due", "alert_posted"]
-        assert (await alert_events(sw))[-1][1] == f"mod-log {modlog.id}/{alert.id}"
-        assert [m.id for m in sw.emu.bot_messages(modlog)] == [alert.id]
+        for case, alert in zip((1, 2), alerts, strict=True):
+            assert await settled_events(sw, case) == ["alert_due", "alert_posted"]
+            assert (await alert_events(sw, case))[-1][1] == f"mod-log {modlog.id}/{alert.id}"
+        assert [m.id for m in sw.emu.bot_messages(modlog)] == [a.id for a in alerts]
+        # Read back from when the alerts fell due (the catch-up reads channels its own way).
+        reads = sw.emu.requests_to("GET", f"/channels/{modlog.id}/messages")
+        assert len([r for r in reads if "after" in r.query]) == 1
 
 
 async def test_an_alert_left_due_by_a_stop_is_posted_late_at_the_next_start(
