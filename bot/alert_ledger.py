@@ -49,9 +49,12 @@ def is_suspicious(outcome: ScanOutcome, threshold: float) -> bool:
 
 
 def alerted(outcome: ScanOutcome, config: GuildConfig) -> bool:
-    """Whether the guild's policy alerts the mod-log about this outcome."""
-    return config.action is not ActionPolicy.REPLY and is_suspicious(
-        outcome, config.alert_threshold
+    """Whether the guild's policy alerts its mod-log about this outcome (a guild with no
+    mod-log channel set is owed no alert: its setup checklist says so, not a failed alert)."""
+    return (
+        config.action is not ActionPolicy.REPLY
+        and config.modlog_channel_id is not None
+        and is_suspicious(outcome, config.alert_threshold)
     )
 
 

@@ -20,6 +20,7 @@ from bot.alert_ledger import (
     ALERT_NOT_POSTED,
     ALERT_POSTED,
     ALERT_SETTLED,
+    alerted,
     is_suspicious,
     key_of,
 )
@@ -102,7 +103,7 @@ class Alerts(commands.Cog):
         for outcome in (o for o in outcomes if is_suspicious(o, config.alert_threshold)):
             if await self.ledger.due_before(outcome.record):
                 continue  # an earlier run owes it: `send_owed` posts it (or did)
-            if not self.ledger.owes_here(outcome.record):
+            if not self.ledger.owes_here(outcome.record) and alerted(outcome, config):
                 # The answer records it before the reply; here only if that record failed.
                 await self._record(outcome.record, ALERT_DUE, f"message {_where(outcome.record)}")
                 self.ledger.recorded(key_of(outcome.record))
@@ -324,10 +325,7 @@ class Alerts(commands.Cog):
     ) -> None:
         assert message.guild is not None
         if config.modlog_channel_id is None:
-            await self._not_posted(
-                message.guild.id, outcome.record.case_number, "no mod-log channel is set"
-            )
-            return
+            return  # no alert is owed (`bot.alert_ledger.alerted`)
         channel = modlog_channel(message.guild, config)
         case_number = outcome.record.case_number
         if channel is None:

@@ -239,3 +239,17 @@ async def test_a_recent_due_alert_is_left_to_the_task_posting_it(
         assert await cog.send_owed(older_than=timedelta(0)) == 1
         assert [a for a, _ in await alert_events(sw)][-1] == "alert_posted"
         assert len(sw.emu.bot_messages(modlog)) == 1
+
+
+async def test_a_guild_without_a_mod_log_is_owed_no_alert(
+    spoofwatch: Harness, tmp_path: Path
+) -> None:
+    """Fails if a flagged verdict in a guild that set no mod-log channel (the default) is
+    recorded as an alert due or not posted: nothing was owed, and the start-up pass and the
+    alerts metric would report failures that are only a setting."""
+    path = wav(tmp_path, 1)
+    spoofwatch.resemble.script_result(path, metrics=FAKE)
+    await spoofwatch.reply_to(await spoofwatch.post(path))
+    await listeners_done(spoofwatch)
+    assert await alert_events(spoofwatch) == []
+    assert await alerts_cog(spoofwatch).send_owed(older_than=timedelta(0)) == 0
