@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from bot.detectors import Detector, VendorAck
 from bot.guild_config import GuildConfig
-from bot.storage import AuditLog, Review, ScanRecord, ShardFilter
+from bot.storage import AuditLog, Review, ScanRecord, ShardFilter, in_shards
 from bot.verdict import Label, ProviderName
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,6 @@ class ProviderCopies:
             return None  # not sent unrecorded: the vendor would hear it twice, or never
         return await self._send_feedback(case, decision)
 
-    def _mine(self, guild_id: int) -> bool:
-        return self._shards is None or self._shards.owns(guild_id)
-
     async def resend_owed(self, now: datetime, *, older_than: timedelta = RESEND_AFTER) -> int:
         """Send the feedback that was recorded as owed but never answered (the process
         stopped in between), each to its outcome, and delete the providers' copies owed by
@@ -136,7 +133,7 @@ class ProviderCopies:
             return 0
         settled = 0
         for event in owed:
-            if event.at > now - older_than or not self._mine(event.guild_id):
+            if event.at > now - older_than or not in_shards(self._shards, event.guild_id):
                 continue  # perhaps still being sent, by this process or another
             assert event.case_number is not None
             try:
@@ -270,7 +267,7 @@ class ProviderCopies:
             return 0
         settled = 0
         for event in owed:
-            if event.at > now - older_than or not self._mine(event.guild_id):
+            if event.at > now - older_than or not in_shards(self._shards, event.guild_id):
                 continue  # perhaps still being deleted, by this process or another
             why = "resumed after a restart"
             try:

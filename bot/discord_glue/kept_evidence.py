@@ -19,14 +19,14 @@ import asyncio
 import collections
 import logging
 import re
-from typing import Final
+from typing import Final, NamedTuple
 
 import aiohttp
 import discord
 
 from bot.alert_ledger import ALERT_POSTED
 from bot.discord_glue.replies import describe_http_error
-from bot.storage import AuditEvent, AuditLog, ShardFilter
+from bot.storage import AuditEvent, AuditLog, ShardFilter, in_shards
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,21 @@ REMOVED_NOTE: Final = (
 TRANSCRIPT_REMOVED: Final = "Removed with the case (retention setting or `/spoofwatch forget`)."
 _ATTACHED = re.compile(r"The file is attached here \([^)]*\)\.")
 _WHERE = re.compile(r"(?:alert|mod-log) (\d+)/(\d+)")
-#: What the outcomes say, and what a failed try is recorded as, per kind of owed edit.
-_DONE_WORDS: Final = {
-    REMOVAL: "file removed from the alert",
-    REDACTION: "case removed from the alert",
+
+
+class _Edit(NamedTuple):
+    """One kind of owed edit, by the event that settles it: what its outcomes say, and
+    what a failed try is recorded as."""
+
+    done: str
+    left: str
+    failed: str
+
+
+_EDITS: Final = {
+    REMOVAL: _Edit("file removed from the alert", "file left in place", REMOVAL_FAILED),
+    REDACTION: _Edit("case removed from the alert", "alert left as it was", REDACTION_FAILED),
 }
-_LEFT_WORDS: Final = {REMOVAL: "file left in place", REDACTION: "alert left as it was"}
-_FAILED: Final = {REMOVAL: REMOVAL_FAILED, REDACTION: REDACTION_FAILED}
 
 
 class KeptEvidence:
@@ -113,7 +121,7 @@ class KeptEvidence:
             ]
             handled: collections.Counter[int] = collections.Counter()
             for event, settles in owed:
-                if self._shards is not None and not self._shards.owns(event.guild_id):
+                if not in_shards(self._shards, event.guild_id):
                     continue  # another process's guild: that process edits its alerts
                 outcome = await self._remove(client, event, settles)
                 if outcome is None:
@@ -129,7 +137,7 @@ class KeptEvidence:
         if where is None:  # not ours to read: resolve it rather than trip on it every hour
             return await self._record(event, settles, f"unreadable record '{event.reason}'")
         channel_id, message_id = int(where[1]), int(where[2])
-        left = _LEFT_WORDS[settles]
+        kind = _EDITS[settles]
         try:
             await asyncio.wait_for(_edit(client, channel_id, message_id), EDIT_TIMEOUT_S)
         except discord.NotFound:
@@ -137,21 +145,20 @@ class KeptEvidence:
                 event, settles, "the alert or its channel is already gone (404)"
             )
         except discord.Forbidden as exc:
-            return await self._record(
-                event, settles, f"the alert is out of reach, {left} ({describe_http_error(exc)})"
-            )
+            why = f"the alert is out of reach, {kind.left} ({describe_http_error(exc)})"
+            return await self._record(event, settles, why)
         except discord.HTTPException as exc:
             if exc.status < 500 and exc.status != 429:
                 # Discord refused this edit for good; trying again every hour changes nothing.
                 return await self._record(
-                    event, settles, f"refused by Discord, {left} ({describe_http_error(exc)})"
+                    event, settles, f"refused by Discord, {kind.left} ({describe_http_error(exc)})"
                 )
-            await self._failed(event, describe_http_error(exc), _FAILED[settles])
+            await self._failed(event, describe_http_error(exc), kind.failed)
             return None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            await self._failed(event, f"{type(exc).__name__}: {exc}", _FAILED[settles])
+            await self._failed(event, f"{type(exc).__name__}: {exc}", kind.failed)
             return None
-        return await self._record(event, settles, _DONE_WORDS[settles])
+        return await self._record(event, settles, kind.done)
 
     async def _failed(self, event: AuditEvent, why: str, action: str) -> None:
         """Record the first failed try of an owed removal (the next run tries again)."""

@@ -18,6 +18,7 @@ from bot.storage._models import (
     ShardFilter,
     StoredVerdict,
     Trigger,
+    in_shards,
 )
 from bot.storage._protocol import (
     AuditLog,
@@ -49,6 +50,7 @@ __all__ = [
     "ShardFilter",
     "StoredVerdict",
     "Trigger",
+    "in_shards",
     "is_postgres_url",
     "open_audit_log",
 ]

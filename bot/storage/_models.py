@@ -29,6 +29,11 @@ class ShardFilter(BaseModel):
         return (guild_id >> 22) % self.count in self.ids
 
 
+def in_shards(shards: ShardFilter | None, guild_id: int) -> bool:
+    """Whether the process running `shards` owns the guild (None: one process runs them all)."""
+    return shards is None or shards.owns(guild_id)
+
+
 class Trigger(StrEnum):
     AUTO = "auto"
     CHECK = "check"
