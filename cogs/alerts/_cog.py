@@ -207,6 +207,11 @@ class Alerts(commands.Cog):
             )
             return
         config = await self.bot.guild_configs.get(guild.id)
+        if config.modlog_channel_id is None:
+            # Unset since the alert fell due: settled here, or every pass would come back to
+            # it (and the policy's delete is not done late with no alert to say so).
+            await self._not_posted(guild.id, record.case_number, "no mod-log channel is set")
+            return
         found = await self._posted_before(guild, config, record.case_number, event, seen)
         if found is not None:
             # Posted just before the stop, never recorded: recorded now, not posted twice.
@@ -225,9 +230,6 @@ class Alerts(commands.Cog):
             return
         # The message is gone (deleted by its author, by a moderator, or by this policy
         # before the stop): what the case holds is the alert.
-        if config.modlog_channel_id is None:
-            await self._not_posted(guild.id, record.case_number, "no mod-log channel is set")
-            return
         channel = modlog_channel(guild, config)
         if channel is None:
             await self._not_posted(guild.id, record.case_number, GONE)

@@ -17,6 +17,7 @@ import pytest
 
 from bot.scanning import ScanOutcome
 from bot.scanning._answer import Answers
+from bot.storage import open_audit_log
 from testkit.alerts import make_alerted, make_modlog
 from testkit.discord_emulator.models import Channel, Message
 from testkit.e2e import Harness, MakeSpoofwatch
@@ -253,3 +254,26 @@ async def test_a_guild_without_a_mod_log_is_owed_no_alert(
     await listeners_done(spoofwatch)
     assert await alert_events(spoofwatch) == []
     assert await alerts_cog(spoofwatch).send_owed(older_than=timedelta(0)) == 0
+
+
+async def test_an_alert_left_due_in_a_guild_that_since_unset_its_mod_log_is_settled(
+    make_spoofwatch: MakeSpoofwatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if an alert left due stays due (retried by every later pass) once its guild has
+    no mod-log channel any more, or is not recorded as not posted, saying why."""
+    _, message = await flagged_alert_left_due(make_spoofwatch, tmp_path, monkeypatch)
+    # While the bot is stopped, the mod-log is unset (as `/spoofwatch settings modlog` would).
+    assert message.guild_id is not None
+    audit = await open_audit_log(tmp_path / "spoofwatch.db")
+    try:
+        config = await audit.settings.guild_config(message.guild_id)
+        await audit.settings.save_guild_config(
+            message.guild_id, config.model_copy(update={"modlog_channel_id": None})
+        )
+    finally:
+        await audit.close()
+    async with make_spoofwatch() as sw:
+        assert await settled_events(sw) == ["alert_due", "alert_not_posted"]
+        assert (await alert_events(sw))[-1][1] == "no mod-log channel is set"
+        assert await alerts_cog(sw).send_owed(older_than=timedelta(0)) == 0
+        assert sw.emu.message(message).deleted is False
