@@ -101,12 +101,12 @@ class Alerts(commands.Cog):
             return
         suspicious = []
         for outcome in (o for o in outcomes if is_suspicious(o, config.alert_threshold)):
-            if await self.ledger.due_before(outcome.record):
-                continue  # an earlier run owes it: `send_owed` posts it (or did)
-            if not self.ledger.owes_here(outcome.record) and alerted(outcome, config):
-                # The answer records it before the reply; here only if that record failed.
-                await self._record(outcome.record, ALERT_DUE, f"message {_where(outcome.record)}")
-                self.ledger.recorded(key_of(outcome.record))
+            if alerted(outcome, config):
+                if await self.ledger.due_before(outcome.record):
+                    continue  # an earlier run owes it: `send_owed` posts it (or did)
+                if not self.ledger.owes_here(outcome.record) and self.bot.user is not None:
+                    # The answer records it before the reply; here only if that failed.
+                    await self.ledger.record_due([outcome], config, actor_id=self.bot.user.id)
             suspicious.append(outcome)
         if not suspicious:
             return
@@ -486,10 +486,6 @@ class Alerts(commands.Cog):
                 actor_id=self.bot.user.id,
                 outcome=what,
             )
-
-
-def _where(record: ScanRecord) -> str:
-    return f"{record.channel_id}/{record.message_id}"
 
 
 async def _message_of(guild: discord.Guild, record: ScanRecord) -> discord.Message | None:
