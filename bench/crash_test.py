@@ -63,8 +63,10 @@ from typing import IO, Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bot.alert_ledger import ALERT_DUE, ALERT_SETTLED  # noqa: E402
 from bot.guild_config import GuildConfig  # noqa: E402
-from bot.storage import open_audit_log  # noqa: E402
+from bot.storage import ScanRecord, open_audit_log  # noqa: E402
+from bot.verdict import DEFAULT_THRESHOLD, Finding, decide  # noqa: E402
 from testkit.discord_emulator.emulator import DiscordEmulator  # noqa: E402
 from testkit.discord_emulator.fixtures import build_default_scene  # noqa: E402
 from testkit.discord_emulator.models import Channel, Guild, Member, Message  # noqa: E402
@@ -303,6 +305,14 @@ def _alerts(emu: DiscordEmulator, place: Place) -> collections.Counter[int]:
     return counts
 
 
+def _flagged(record: ScanRecord) -> bool:
+    """Flagged at the default threshold (the guilds keep it), decided as the bot decides."""
+    return (
+        record.label is not None
+        and decide(record.label, record.spoofed_probability, DEFAULT_THRESHOLD) is Finding.FLAGGED
+    )
+
+
 async def _flagged_cases(db: Path | str, places: Sequence[Place]) -> dict[int, set[int]]:
     """Guild → the case numbers judged spoofed (read while the bots run: WAL or PostgreSQL)."""
     audit = await open_audit_log(db)
@@ -311,11 +321,7 @@ async def _flagged_cases(db: Path | str, places: Sequence[Place]) -> dict[int, s
         for place in places:
             count = await audit.cases.count_cases(place.guild.id)
             records = await audit.cases.recent(place.guild.id, limit=max(count, 1))
-            flagged[place.guild.id] = {
-                r.case_number
-                for r in records
-                if r.spoofed_probability is not None and r.spoofed_probability >= 0.5
-            }
+            flagged[place.guild.id] = {r.case_number for r in records if _flagged(r)}
         return flagged
     finally:
         await audit.close()
@@ -599,16 +605,10 @@ async def _report(
             cases += count
             records += await audit.cases.recent(place.guild.id, limit=max(count, 1))
         unfinished = len(await audit.scans.unfinished_scans())
-        left_due = len(
-            await audit.cases.unresolved_events("alert_due", ("alert_posted", "alert_not_posted"))
-        )
+        left_due = len(await audit.cases.unresolved_events(ALERT_DUE, ALERT_SETTLED))
     finally:
         await audit.close()
-    flagged = {
-        (r.guild_id, r.case_number)
-        for r in records
-        if r.spoofed_probability is not None and r.spoofed_probability >= 0.5
-    }
+    flagged = {(r.guild_id, r.case_number) for r in records if _flagged(r)}
     alerts = {(p.guild.id, case): n for p in places for case, n in _alerts(emu, p).items()}
     # A kill between posting a reply and recording it leaves the case without its reply
     # id; the restarted bot must have seen the reply in the channel instead of posting again.
