@@ -315,7 +315,8 @@ class BehavioralSignalsStandIn(StandIn):
         #: fide utterance spanning the audio.
         self.default_results: list[dict[str, Any]] | None = None
         #: Every this many-th upload (1st, then n+1st, ...) is judged spoofed (posterior 0.93)
-        #: unless scripted; 0: none (the crash test's mod-log alerts).
+        #: unless scripted; 0: none (the crash test's mod-log alerts). Only the posterior
+        #: differs: the items keep `utterance()`'s documented shape (reference §4, results).
         self.spoofed_every = 0
         self._job_failures: list[tuple[int, str]] = []
         #: How generator detection answers (one of GENERATOR_SHAPES), what it names, and
